@@ -1,0 +1,1 @@
+"""Data: readers, vocabularies and tf.data pipelines for the task sets."""

@@ -1,0 +1,48 @@
+"""Errors that mtlcore raises for bad configuration or bad input.
+
+Every error here carries one sentence a user can act on. The binaries catch `MtlError`, print
+its message on one line and exit non-zero; anything else is a bug in mtlcore.
+"""
+
+
+class MtlError(Exception):
+  """Base class of the errors a user can cause and fix."""
+
+
+class ConfigError(MtlError, ValueError):
+  """A size, name, flag or combination of options is invalid."""
+
+
+class DataError(MtlError, ValueError):
+  """An input file is malformed; the message names the file and line."""
+
+  def __init__(self, path, line, message):
+    self.path = str(path)
+    self.line = line
+    where = f"{self.path}:{line}" if line else self.path
+    super().__init__(f"{where}: {message}")
+
+
+class NonFiniteError(MtlError, FloatingPointError):
+  """Training produced a NaN or Inf loss or gradient."""
+
+
+def require_positive(what, value):
+  """Raises ConfigError unless `value` is a positive integer.
+
+  Args:
+    what: a name for the value as the user knows it, e.g. "Linear output_size".
+    value: the value to check.
+  Returns:
+    `value`, as an int.
+  """
+  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    raise ConfigError(f"{what} must be a positive integer, got {value!r}.")
+  return value
+
+
+def require_probability(what, value):
+  """Raises ConfigError unless 0 <= value < 1."""
+  if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+    raise ConfigError(f"{what} must be in [0, 1), got {value!r}.")
+  return float(value)

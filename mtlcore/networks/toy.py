@@ -1,0 +1,45 @@
+"""The tutorial's toy network: a shared ReLU layer and one linear head per regression task."""
+
+import tensorflow as tf
+
+from mtlcore import losses
+from mtlcore.layers import Linear
+from mtlcore.model import MultiTaskModel, SharedTrunk, TaskHead
+from mtlcore.tasks import Task
+
+
+class ReluTrunk(SharedTrunk):
+  """features["x"] [B, input_size] -> {"hidden": relu(x W + b)} [B, hidden_size]."""
+
+  def __init__(self, input_size, hidden_size, *, seed, name=None):
+    super().__init__(name=name)
+    self.layer = Linear(input_size, hidden_size, seed=seed, name="shared")
+    self.output_sizes = {"hidden": hidden_size}
+
+  def __call__(self, features, *, training, seed):
+    return {"hidden": tf.nn.relu(self.layer(features["x"]))}
+
+
+class RegressionHead(TaskHead):
+  """representation [B, D] -> predictions [B, output_size], linear."""
+
+  def __init__(self, input_size, output_size=1, *, seed, reads="hidden", name=None):
+    super().__init__(reads=reads, name=name)
+    self.layer = Linear(input_size, output_size, seed=seed, name="linear")
+
+  def __call__(self, representation, features, *, training, seed):
+    return self.layer(representation)
+
+
+def build_toy_model(*, input_size=10, hidden_size=20, task_names=("y1", "y2"), seed=0):
+  """The original tutorial's network: 10 inputs, shared ReLU layer of 20, heads of 1."""
+  trunk = ReluTrunk(input_size, hidden_size, seed=seed, name="trunk")
+  heads = {name: RegressionHead(hidden_size, 1, seed=seed + 1 + i, name=f"{name}_head")
+           for i, name in enumerate(task_names)}
+  return MultiTaskModel(trunk, heads, name="toy_model")
+
+
+def toy_tasks(task_names=("y1", "y2")):
+  """One L2-loss Task per regression target."""
+  return [Task(name, loss=lambda labels, predictions, features: losses.mean_squared_error(
+      labels, predictions)) for name in task_names]

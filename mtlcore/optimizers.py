@@ -1,0 +1,84 @@
+"""Adam, written as math first: a pure update function and a thin module holding its state.
+
+The state (slots, step counter, learning rate) is created eagerly by `build`, before any
+step is traced, so no variable is ever created inside a compiled step and a checkpoint of
+the module holds everything that decides its future updates.
+"""
+
+import tensorflow as tf
+
+from mtlcore.errors import ConfigError
+
+
+def adam_update(g, *, alpha, beta_1, beta_2, epsilon, t, m, v):
+  """One Adam step for one variable (Kingma & Ba 2015, the "epsilon hat" form Keras uses).
+
+  Args:
+    g: gradient, same shape as the variable.
+    alpha: learning rate (scalar).
+    beta_1, beta_2: decay rates of the first and second moment estimates.
+    epsilon: added to the denominator.
+    t: the step number counting from 1 (float scalar).
+    m, v: first and second moment estimates before this step.
+  Returns:
+    (delta, m, v): the change to add to the variable and the new moment estimates.
+  """
+  m = beta_1 * m + (1.0 - beta_1) * g  # Biased first moment.
+  v = beta_2 * v + (1.0 - beta_2) * tf.square(g)  # Biased second raw moment.
+  step_size = alpha * tf.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)  # Bias corrections.
+  delta = -step_size * m / (tf.sqrt(v) + epsilon)
+  return delta, m, v
+
+
+class Adam(tf.Module):
+  """Adam over a fixed list of variables given once to `build`.
+
+  `apply(grads, variables)` adds one update to each variable and increments `iterations`.
+  `learning_rate` is a variable, so a schedule or a summary can read and set it.
+  """
+
+  def __init__(self, learning_rate=1e-3, *, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=None):
+    super().__init__(name=name)
+    if not learning_rate > 0:
+      raise ConfigError(f"{self.name} learning_rate must be positive, got {learning_rate!r}.")
+    self.learning_rate = tf.Variable(float(learning_rate), trainable=False, name="learning_rate")
+    self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+    self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
+    self.m = None
+    self.v = None
+    self._index = None
+
+  @property
+  def built(self):
+    return self._index is not None
+
+  def build(self, variables):
+    """Creates one pair of moment slots per variable. Call once, eagerly, before training."""
+    if self.built:
+      raise ConfigError(f"{self.name} is already built; use one optimizer per variable set.")
+    variables = list(variables)
+    self._index = {v.ref(): i for i, v in enumerate(variables)}
+    if len(self._index) != len(variables):
+      raise ConfigError(f"{self.name} was given the same variable twice.")
+    self.m = [tf.Variable(tf.zeros_like(v), trainable=False, name=f"m/{i}")
+              for i, v in enumerate(variables)]
+    self.v = [tf.Variable(tf.zeros_like(v), trainable=False, name=f"v/{i}")
+              for i, v in enumerate(variables)]
+
+  def apply(self, grads, variables):
+    """Applies `grads` (tensors or IndexedSlices) to `variables`, all of which it was built on."""
+    if not self.built:
+      raise ConfigError(f"{self.name} must be built on its variables before apply().")
+    self.iterations.assign_add(1)
+    t = tf.cast(self.iterations, tf.float32)
+    alpha = tf.identity(self.learning_rate)
+    for g, var in zip(grads, variables):
+      i = self._index.get(var.ref())
+      if i is None:
+        raise ConfigError(f"{self.name} was not built on variable {var.name}.")
+      delta, m, v = adam_update(
+          tf.convert_to_tensor(g), alpha=alpha, beta_1=self.beta_1, beta_2=self.beta_2,
+          epsilon=self.epsilon, t=t, m=self.m[i], v=self.v[i])
+      self.m[i].assign(m)
+      self.v[i].assign(v)
+      var.assign_add(delta)

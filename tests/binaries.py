@@ -1,0 +1,21 @@
+"""Helpers to run the project's binaries as a user would: in a subprocess."""
+
+import os
+import subprocess
+import sys
+
+
+def run_binary(module, *args, stdin=None, timeout=900):
+  """Runs `python -m module args...`; returns the CompletedProcess (text mode)."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.run([sys.executable, "-m", module, *args], input=stdin, capture_output=True,
+                        text=True, timeout=timeout, env=env, check=False)
+
+
+def error_line(result):
+  """The one error line a failed binary printed, after asserting there was no traceback."""
+  assert result.returncode != 0, result.stderr
+  assert "Traceback" not in result.stderr, result.stderr
+  lines = [l for l in result.stderr.splitlines() if ": error: " in l]
+  assert len(lines) == 1, result.stderr
+  return lines[0]

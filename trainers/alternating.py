@@ -1,0 +1,90 @@
+"""AlternatingTrainer: each step trains one task, on its head and the shared trunk only.
+
+One optimizer per task, built eagerly on exactly `model.variables_for(task)`; one compiled
+step per task, built once and kept in a dict. A step of task T computes T's loss on a batch of
+T's data and applies its gradients with T's optimizer: no other head's variable and no other
+optimizer's slot or counter is touched. A TaskSampler decides which task comes next, inside
+the same tf.function that runs the steps (`tf.switch_case` over the per-task steps).
+"""
+
+import functools
+
+import tensorflow as tf
+
+from mtlcore.errors import ConfigError
+from trainers.trainer import Trainer
+
+
+class AlternatingTrainer(Trainer):
+  """Trains one task per step, chosen by a sampler."""
+
+  def __init__(self, *, model, tasks, optimizers, datasets, sampler, seed=0, jit_compile=True,
+               clip_norm=None, max_nonfinite_steps=0, name=None):
+    """Args:
+      model: a MultiTaskModel with a head for every task.
+      tasks: sequence of Task.
+      optimizers: dict task name -> optimizer (e.g. mtlcore.optimizers.Adam), not yet built.
+      datasets: dict task name -> tf.data.Dataset of (features, labels) where labels is a dict
+        holding at least that task's labels. Repeat them: a step never ends an epoch.
+      sampler: a TaskSampler over the same task names.
+      seed: int; dropout masks are a function of (seed, global step).
+      jit_compile: compile each step (forward, backward, update) with XLA.
+      clip_norm: clip each step's gradients to this global norm; None for no clipping.
+      max_nonfinite_steps: how many steps with a NaN/Inf loss or gradient may be skipped (their
+        update is not applied) before `train` raises NonFiniteError.
+      name: module name.
+    """
+    super().__init__(model=model, tasks=tasks, seed=seed, jit_compile=jit_compile,
+                     clip_norm=clip_norm, max_nonfinite_steps=max_nonfinite_steps, name=name)
+    names = list(self.tasks)
+    for what, given in (("an optimizer", optimizers), ("a dataset", datasets)):
+      missing = [n for n in names if n not in given]
+      extra = [n for n in given if n not in self.tasks]
+      if missing or extra:
+        raise ConfigError(f"Alternating training needs {what} for each task {names}; "
+                          f"missing {missing}, unknown {extra}.")
+    if list(sampler.task_names) != names:
+      raise ConfigError(f"The sampler's tasks {list(sampler.task_names)} must be the trainer's "
+                        f"tasks {names}, in the same order.")
+    self.optimizers = dict(optimizers)
+    self.sampler = sampler
+    self._variables = {n: model.variables_for(n) for n in names}
+    for n in names:
+      self.optimizers[n].build(self._variables[n])
+    self.iterators = {n: iter(datasets[n]) for n in names}
+    self._steps = {n: tf.function(functools.partial(self._task_step, n), jit_compile=jit_compile)
+                   for n in names}
+    self._loop = tf.function(self._loop_impl)
+
+  def _task_step(self, name, features, labels):
+    """One step of task `name`: returns (log vector [slots], 1 if skipped as non-finite)."""
+    task, variables = self.tasks[name], self._variables[name]
+    with tf.GradientTape() as tape:
+      predictions = self.model(features, tasks=[name], training=True,
+                               seed=self.step_seed())[name]
+      loss = task.loss(labels[name], predictions, features)
+    grads, finite = self._gradients(tape, loss, variables)
+    bad = self._apply_if_finite(finite, self.optimizers[name], grads, variables, [name])
+    values = {"loss": loss}
+    values.update({m: fn(labels[name], predictions, features) for m, fn in task.metrics.items()})
+    return self._log_vector(name, values), bad
+
+  def _run_task(self, name):
+    features, labels = next(self.iterators[name])
+    return self._steps[name](features, labels)
+
+  def _loop_impl(self, num_steps):
+    sums, counts, nonfinite, first_bad = self._initial_accumulators()
+    branches = [functools.partial(self._run_task, n) for n in self.tasks]
+    for _ in tf.range(num_steps):
+      k = self.sampler.sample()
+      step = self.global_step.read_value()
+      log, bad = tf.switch_case(k, branches)
+      sums += log
+      counts += tf.one_hot(k, len(self.tasks))
+      nonfinite += bad
+      first_bad = self._note_first_bad(first_bad, bad, k, step)
+    return sums, counts, nonfinite, first_bad
+
+  def step_functions(self):
+    return dict(self._steps)

@@ -1,0 +1,38 @@
+"""What every binary shares: flag parsing and the one-line error contract.
+
+A user's mistake (a bad flag, a malformed file, an impossible option) ends the program with
+one line on stderr, `PROGRAM: error: MESSAGE`, and exit status 1: never a traceback.
+"""
+
+import sys
+
+from absl import app, flags
+
+from mtlcore.errors import MtlError
+
+
+def _fail(program, message):
+  print(f"{program}: error: {message}", file=sys.stderr)
+  sys.exit(1)
+
+
+def run(program, main):
+  """Runs `main()` (no arguments) under absl with the one-line error contract."""
+
+  def parse(argv):
+    try:
+      rest = flags.FLAGS(argv)
+    except flags.Error as e:
+      _fail(program, f"{e}. Run with --helpshort for the list of flags.")
+    if len(rest) > 1:
+      _fail(program, f"unexpected arguments {rest[1:]}; every option is a --flag.")
+    return rest
+
+  def wrapped(argv):
+    del argv
+    try:
+      main()
+    except MtlError as e:
+      _fail(program, e)
+
+  app.run(wrapped, flags_parser=parse)

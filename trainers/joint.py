@@ -1,0 +1,86 @@
+"""JointTrainer: every batch carries labels for all tasks; one weighted loss, one update.
+
+The total loss is sum_t w_t * loss_t (w_t = 1 unless `loss_weights` says otherwise). The trunk
+runs once per batch and every head reads it; one optimizer holds the state of all variables.
+"""
+
+import tensorflow as tf
+
+from mtlcore.errors import ConfigError
+from trainers.trainer import Trainer
+
+
+class JointTrainer(Trainer):
+  """Trains all tasks at once on batches that carry every task's labels."""
+
+  def __init__(self, *, model, tasks, optimizer, dataset, loss_weights=None, seed=0,
+               jit_compile=True, clip_norm=None, max_nonfinite_steps=0, name=None):
+    """Args:
+      model: a MultiTaskModel with a head for every task.
+      tasks: sequence of Task.
+      optimizer: one optimizer (not yet built) for all of the model's variables.
+      dataset: tf.data.Dataset of (features, labels), labels a dict with every task's labels.
+        Repeat it: a step never ends an epoch.
+      loss_weights: dict task name -> non-negative float; missing tasks weigh 1.
+      seed, jit_compile, clip_norm, max_nonfinite_steps, name: as for AlternatingTrainer.
+    """
+    super().__init__(model=model, tasks=tasks, seed=seed, jit_compile=jit_compile,
+                     clip_norm=clip_norm, max_nonfinite_steps=max_nonfinite_steps, name=name)
+    loss_weights = dict(loss_weights or {})
+    unknown = [n for n in loss_weights if n not in self.tasks]
+    if unknown:
+      raise ConfigError(f"Loss weights name unknown task(s) {unknown}; tasks are "
+                        f"{list(self.tasks)}.")
+    bad = {n: w for n, w in loss_weights.items() if not (isinstance(w, (int, float)) and w >= 0)}
+    if bad:
+      raise ConfigError(f"Loss weights must be non-negative numbers, got {bad}.")
+    self.loss_weights = {n: float(loss_weights.get(n, 1.0)) for n in self.tasks}
+    self.optimizer = optimizer
+    self._variables = tuple(model.trainable_variables)
+    self.optimizer.build(self._variables)
+    self.iterator = iter(dataset)
+    self._step = tf.function(self._joint_step, jit_compile=jit_compile)
+    self._loop = tf.function(self._loop_impl)
+
+  def weighted_losses(self, features, labels, *, training, seed):
+    """Returns (total loss, {task: loss}, {task: predictions}) for one batch."""
+    predictions = self.model(features, tasks=list(self.tasks), training=training, seed=seed)
+    losses = {n: t.loss(labels[n], predictions[n], features) for n, t in self.tasks.items()}
+    total = tf.add_n([self.loss_weights[n] * losses[n] for n in self.tasks])
+    return total, losses, predictions
+
+  def _joint_step(self, features, labels):
+    """One joint step: returns (log vector [slots], 1 if skipped as non-finite, culprit).
+
+    The culprit is the index of the first task whose loss is non-finite, or len(tasks) when
+    every loss is finite and only the gradient is not.
+    """
+    with tf.GradientTape() as tape:
+      total, losses, predictions = self.weighted_losses(
+          features, labels, training=True, seed=self.step_seed())
+    grads, finite = self._gradients(tape, total, self._variables)
+    bad = self._apply_if_finite(finite, self.optimizer, grads, self._variables, list(self.tasks))
+    log = tf.zeros([len(self._slots)])
+    for n, task in self.tasks.items():
+      values = {"loss": losses[n]}
+      values.update({m: fn(labels[n], predictions[n], features)
+                     for m, fn in task.metrics.items()})
+      log += self._log_vector(n, values)
+    loss_finite = tf.stack([tf.math.is_finite(losses[n]) for n in self.tasks] + [False])
+    culprit = tf.argmin(tf.cast(loss_finite, tf.int32), output_type=tf.int32)
+    return log, bad, culprit
+
+  def _loop_impl(self, num_steps):
+    sums, counts, nonfinite, first_bad = self._initial_accumulators()
+    for _ in tf.range(num_steps):
+      step = self.global_step.read_value()
+      features, labels = next(self.iterator)
+      log, bad, culprit = self._step(features, labels)
+      sums += log
+      counts += 1.0
+      nonfinite += bad
+      first_bad = self._note_first_bad(first_bad, bad, culprit, step)
+    return sums, counts, nonfinite, first_bad
+
+  def step_functions(self):
+    return {"joint": self._step}

@@ -1,0 +1,129 @@
+"""The outer training loop: when to train, log, evaluate and checkpoint.
+
+It runs eagerly around a Trainer (Orbit's Controller): the trainer runs `steps_per_loop`
+compiled steps per call, and between calls this loop decides what else is due. The trainer
+knows nothing of wall-clock time, files or evaluation.
+"""
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+
+import tensorflow as tf
+from absl import logging
+
+from mtlcore.errors import ConfigError, require_positive
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopOptions:
+  """How the outer loop runs.
+
+  Attributes:
+    total_steps: global step at which training ends.
+    steps_per_loop: steps per call into the compiled loop; logs and evaluations fall on
+      multiples of it.
+    log_every: log a progress line every this many steps (rounded up to a loop boundary).
+    eval_every: evaluate every this many steps, and at the end; 0 for only at the end.
+    checkpoint_every: write a checkpoint every this many steps, and at the end.
+    keep_checkpoints: how many recent checkpoints to keep.
+  """
+  total_steps: int
+  steps_per_loop: int = 50
+  log_every: int = 100
+  eval_every: int = 0
+  checkpoint_every: int = 500
+  keep_checkpoints: int = 3
+
+  def __post_init__(self):
+    for field in ("total_steps", "steps_per_loop", "log_every", "checkpoint_every",
+                  "keep_checkpoints"):
+      require_positive(field, getattr(self, field))
+    if not isinstance(self.eval_every, int) or self.eval_every < 0:
+      raise ConfigError(f"eval_every must be a non-negative integer, got {self.eval_every!r}.")
+
+
+def _due(step, previous, every):
+  return every > 0 and step // every > previous // every
+
+
+class TrainingLoop:
+  """Drives a trainer to `total_steps`, resuming from the latest checkpoint in `model_dir`.
+
+  `evaluate` (optional) is called eagerly with no arguments and returns {metric: value};
+  `selection_metric` names the one whose maximum marks the best checkpoint, kept apart in
+  `model_dir/best`.
+  """
+
+  def __init__(self, *, trainer, model_dir, options, evaluate: Callable | None = None,
+               selection_metric=None, on_log: Callable | None = None,
+               on_eval: Callable | None = None):
+    self.trainer = trainer
+    self.options = options
+    self.evaluate = evaluate
+    self.selection_metric = selection_metric
+    self.on_log = on_log
+    self.on_eval = on_eval
+    self.best_metric = tf.Variable(float("-inf"), trainable=False, name="best_metric")
+    self.checkpoint = tf.train.Checkpoint(trainer=trainer, best_metric=self.best_metric)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, os.path.join(model_dir, "checkpoints"),
+        max_to_keep=options.keep_checkpoints, step_counter=trainer.global_step)
+    self.best_manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=trainer.model), os.path.join(model_dir, "best"), max_to_keep=1,
+        step_counter=trainer.global_step)
+
+  def restore(self):
+    """Restores the latest checkpoint, if any; returns its path or None."""
+    path = self.manager.latest_checkpoint
+    if path:
+      self.checkpoint.restore(path).assert_existing_objects_matched()
+      logging.info("Resumed from %s at step %d.", path, int(self.trainer.global_step.numpy()))
+    return path
+
+  def _evaluate(self, step):
+    if self.evaluate is None:
+      return None
+    metrics = self.evaluate()
+    is_best = False
+    if self.selection_metric is not None:
+      value = float(metrics[self.selection_metric])
+      if value > float(self.best_metric.numpy()):
+        self.best_metric.assign(value)
+        self.best_manager.save(checkpoint_number=step)
+        is_best = True
+    if self.on_eval is not None:
+      self.on_eval(step, metrics, is_best)
+    return metrics
+
+  def run(self):
+    """Trains to `total_steps`; returns the last logs and the last evaluation's metrics.
+
+    Evaluates and checkpoints at the end unless that already happened at the final step
+    (also when a previous run had already finished and this one only resumed).
+    """
+    opts = self.options
+    last_save = int(self.trainer.global_step.numpy()) if self.restore() else None
+    step = int(self.trainer.global_step.numpy())
+    logs, metrics, last_eval = {}, None, None
+    start, start_step = time.time(), step
+    while step < opts.total_steps:
+      n = min(opts.steps_per_loop, opts.total_steps - step)
+      loop_start = time.time()
+      logs = self.trainer.train(n)
+      previous, step = step, int(self.trainer.global_step.numpy())
+      logs["seconds_per_step"] = (time.time() - loop_start) / n
+      if self.on_log is not None and (_due(step, previous, opts.log_every)
+                                      or step >= opts.total_steps):
+        self.on_log(step, logs, time.time() - start, step - start_step)
+      if _due(step, previous, opts.eval_every):
+        metrics, last_eval = self._evaluate(step), step
+      if _due(step, previous, opts.checkpoint_every):
+        self.manager.save(checkpoint_number=step)
+        last_save = step
+    if last_eval != step:
+      metrics = self._evaluate(step)
+    if last_save != step:
+      self.manager.save(checkpoint_number=step)
+    return logs, metrics

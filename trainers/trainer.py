@@ -1,0 +1,137 @@
+"""Trainer: what the alternating and the joint trainer share.
+
+The contract follows Orbit's: `train(num_steps)` is called eagerly by the outer loop and runs
+`num_steps` steps inside one `tf.function`, pulling batches from tf.data iterators, so Python
+is off the hot path. Each step (forward, backward and update together) is its own
+`tf.function(jit_compile=...)`, built once and kept. Logs come back as tensors and are
+averaged over the steps of the call; summaries and checkpoints are the outer loop's business.
+
+Every piece of state that decides the future is an attribute of the trainer (a tf.Module), so
+`tf.train.Checkpoint(trainer=trainer)` holds it: variables, optimizer slots and counters,
+global and per-task step counters, the sampler's generator and the input iterators. Dropout
+masks are drawn from (seed, global step), so they need no state of their own.
+"""
+
+import tensorflow as tf
+
+from mtlcore.errors import ConfigError, NonFiniteError, require_positive
+
+
+class Trainer(tf.Module):
+  """Base class: step counters, the dropout seed, the non-finite guard and log bookkeeping."""
+
+  def __init__(self, *, model, tasks, seed, jit_compile, clip_norm, max_nonfinite_steps,
+               name=None):
+    super().__init__(name=name)
+    if not tasks:
+      raise ConfigError("A trainer needs at least one task.")
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+      raise ConfigError(f"Task names must be unique, got {names}.")
+    model.check_tasks(names)
+    if clip_norm is not None and not clip_norm > 0:
+      raise ConfigError(f"clip_norm must be positive or None, got {clip_norm!r}.")
+    self.model = model
+    self.tasks = {t.name: t for t in tasks}
+    self.jit_compile = bool(jit_compile)
+    self.clip_norm = clip_norm
+    if not isinstance(max_nonfinite_steps, int) or max_nonfinite_steps < 0:
+      raise ConfigError(
+          f"max_nonfinite_steps must be a non-negative integer, got {max_nonfinite_steps!r}.")
+    self.max_nonfinite_steps = max_nonfinite_steps
+    self._seed = int(seed)
+    self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    self.task_steps = {name: tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{name}_steps")
+                       for name in names}
+    self.nonfinite_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_steps")
+    # (task, metric) slots of the flat log vector each step returns.
+    self._slots = [(t.name, m) for t in tasks for m in ("loss", *t.metrics)]
+
+  def step_seed(self):
+    """The int64 [2] dropout seed of the current step: (trainer seed, global step)."""
+    return tf.stack([tf.constant(self._seed, tf.int64), self.global_step])
+
+  def _gradients(self, tape, loss, variables):
+    """Gradients of `loss`, clipped to `clip_norm` if set, and whether all are finite."""
+    grads = tape.gradient(loss, variables)
+    grads = [tf.convert_to_tensor(g) for g in grads]
+    norm = tf.linalg.global_norm(grads)
+    finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
+    if self.clip_norm is not None:
+      grads, _ = tf.clip_by_global_norm(grads, self.clip_norm, use_norm=norm)
+    return grads, finite
+
+  def _apply_if_finite(self, finite, optimizer, grads, variables, task_names):
+    """Applies the update only when `finite`, else counts a skipped step; returns 0 or 1.
+
+    The global and per-task step counters advance either way: they count batches consumed,
+    and the next step must draw fresh dropout masks.
+    """
+
+    def apply():
+      optimizer.apply(grads, variables)
+      return tf.constant(0, tf.int64)
+
+    def skip():
+      self.nonfinite_steps.assign_add(1)
+      return tf.constant(1, tf.int64)
+
+    bad = tf.cond(finite, apply, skip)
+    self.global_step.assign_add(1)
+    for name in task_names:
+      self.task_steps[name].assign_add(1)
+    return bad
+
+  def _initial_accumulators(self):
+    """Loop accumulators: log sums [slots], steps per task [tasks], non-finite count, and
+    the (task index, global step) of the first non-finite step, or (-1, -1)."""
+    return (tf.zeros([len(self._slots)]), tf.zeros([len(self.tasks)]),
+            tf.constant(0, tf.int64), tf.constant([-1, -1], tf.int64))
+
+  @staticmethod
+  def _note_first_bad(first_bad, bad, task_index, step):
+    return tf.where((bad > 0) & (first_bad[0] < 0),
+                    tf.stack([tf.cast(task_index, tf.int64), step]), first_bad)
+
+  def _log_vector(self, task_name, values):
+    """Scatters one task's {metric: scalar} into the flat [num_slots] log vector."""
+    return tf.stack([values[m] if t == task_name else tf.constant(0.0)
+                     for t, m in self._slots])
+
+  def _finish(self, sums, counts, nonfinite, first_bad):
+    """Turns loop accumulators into {"task/metric": mean} and enforces the non-finite policy."""
+    sums, counts = sums.numpy(), counts.numpy()
+    task_index = {name: i for i, name in enumerate(self.tasks)}
+    logs = {}
+    for (task, metric), total in zip(self._slots, sums):
+      n = counts[task_index[task]]
+      if n:
+        logs[f"{task}/{metric}"] = float(total / n)
+    for task, i in task_index.items():
+      logs[f"{task}/steps_in_loop"] = int(counts[i])
+    logs["nonfinite_steps_in_loop"] = int(nonfinite)
+    self._raise_if_nonfinite(int(nonfinite), first_bad)
+    return logs
+
+  def _raise_if_nonfinite(self, nonfinite, first_bad):
+    if nonfinite and int(self.nonfinite_steps.numpy()) > self.max_nonfinite_steps:
+      task, step = first_bad
+      culprits = [f"task '{n}'" for n in self.tasks] + ["the joint gradient of all tasks"]
+      raise NonFiniteError(
+          f"Non-finite loss or gradient in {culprits[int(task)]} at global step "
+          f"{int(step)}; the update was not applied ({int(self.nonfinite_steps.numpy())} such "
+          f"steps in all, {self.max_nonfinite_steps} allowed).")
+
+  def train(self, num_steps):
+    """Runs `num_steps` steps; returns {"task/metric": mean over them, ...} as floats."""
+    require_positive("num_steps", num_steps)
+    sums, counts, nonfinite, first_bad = self._loop(tf.constant(num_steps, tf.int32))
+    return self._finish(sums, counts, nonfinite, first_bad.numpy())
+
+  def _loop(self, num_steps):
+    raise NotImplementedError
+
+  def step_functions(self):
+    """The compiled per-step tf.functions, by name (for tracing and compile counts)."""
+    raise NotImplementedError
+
