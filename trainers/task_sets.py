@@ -5,12 +5,17 @@ held-out data, an evaluation function. The binaries turn flags into these argume
 """
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping, Sequence
 
 import tensorflow as tf
 
+from mtlcore import tagging
+from mtlcore.data import conll2000, pipeline
 from mtlcore.data import toy as toy_data
+from mtlcore.data.vocab import Featurizer, Vocabularies
 from mtlcore.model import MultiTaskModel
+from mtlcore.networks import tagger
 from mtlcore.networks import toy as toy_network
 from mtlcore.tasks import Task
 
@@ -35,6 +40,8 @@ class TaskSet:
   steps_per_epoch: int
   evaluate: Callable | None = None
   selection_metric: str | None = None
+  tokens_per_step: float | None = None
+  extras: dict = dataclasses.field(default_factory=dict)
 
 
 def build_toy(*, tasks, batch_size, seed, num_examples=4096):
@@ -45,3 +52,62 @@ def build_toy(*, tasks, batch_size, seed, num_examples=4096):
   return TaskSet(model=model, tasks=toy_network.toy_tasks(tasks), joint_dataset=dataset,
                  task_datasets={name: dataset for name in tasks},
                  steps_per_epoch=-(-num_examples // batch_size))
+
+
+CONLL_TASKS = ("pos", "chunk")
+
+
+def load_vocabularies(model_dir, train_sentences):
+  """The vocabularies saved in model_dir, or new ones built from training data and saved.
+
+  A resumed run must use the ids its checkpoint was trained with, so an existing file wins.
+  """
+  path = os.path.join(model_dir, "vocab.json")
+  if os.path.exists(path):
+    return Vocabularies.load(path)
+  vocabularies = Vocabularies.build(train_sentences)
+  vocabularies.save(path)
+  return vocabularies
+
+
+def build_conll2000(*, tasks, batch_size, seed, model_dir, data_dir=None,
+                    config=tagger.TaggerConfig(), buckets=pipeline.DEFAULT_BUCKETS,
+                    eval_batch_size=128):
+  """POS tagging and chunking on CoNLL-2000; dev is the end of the training file.
+
+  The model always has both heads (so a checkpoint of any mode can be evaluated on both
+  tasks), but only `tasks` are trained. Each task's alternating stream is shuffled with its
+  own seed.
+  """
+  splits = conll2000.load_splits(data_dir)
+  vocabularies = load_vocabularies(model_dir, splits.train)
+  featurizer = Featurizer(vocabularies)
+  model = tagger.build_tagger(
+      config, num_words=featurizer.num_words, num_chars=featurizer.num_chars,
+      num_tags={t: len(vocabularies.tags[t]) for t in CONLL_TASKS}, seed=seed)
+  model.check_tasks(tasks)
+
+  def stream(stream_tasks, stream_seed):
+    return pipeline.training_dataset(
+        splits.train, featurizer=featurizer, vocabularies=vocabularies, tasks=stream_tasks,
+        batch_size=batch_size, seed=stream_seed, buckets=buckets)
+
+  predictor = tagging.TagPredictor(model, featurizer, vocabularies, tasks=CONLL_TASKS,
+                                   batch_size=eval_batch_size, buckets=buckets)
+  split_sentences = {"dev": splits.dev, "test": splits.test, "train": splits.train}
+
+  def evaluate(split="dev"):
+    sentences = split_sentences[split]
+    return tagging.score(sentences, predictor.predict(sentences))
+
+  pieces = pipeline.split_long(splits.train, pipeline.check_buckets(buckets)[-1])
+  num_tokens = sum(len(s) for s in splits.train)
+  selection = "chunk_f1" if "chunk" in tasks else "pos_accuracy"
+  return TaskSet(
+      model=model, tasks=[tagger.tagging_task(t) for t in tasks],
+      joint_dataset=stream(tuple(tasks), seed),
+      task_datasets={t: stream((t,), seed + 1 + i) for i, t in enumerate(tasks)},
+      steps_per_epoch=-(-len(pieces) // batch_size), evaluate=evaluate,
+      selection_metric=selection, tokens_per_step=num_tokens / len(pieces) * batch_size,
+      extras={"splits": splits, "vocabularies": vocabularies, "featurizer": featurizer,
+              "predictor": predictor})

@@ -1,28 +1,45 @@
 """mtl-train: trains a multi-task model jointly, alternately or on a single task.
 
-  mtl-train --task_set=toy --mode=alternate --train_steps=2000 --model_dir=/tmp/toy
+  mtl-train --model_dir=runs/conll2000                       # POS + chunking, jointly
+  mtl-train --mode=alternate --model_dir=runs/alt
+  mtl-train --mode=single --tasks=chunk --model_dir=runs/chunk
+  mtl-train --task_set=toy --mode=alternate --model_dir=runs/toy
 
-Resumes from the latest checkpoint in --model_dir. Bad flags or input end the run with one
-line on stderr and exit status 1.
+Resumes from the latest checkpoint in --model_dir. For CoNLL-2000 it keeps the best-on-dev
+checkpoint in --model_dir/best, and after training evaluates that checkpoint on dev and test
+into --model_dir/metrics.json (and exports it to --export_dir if given). Bad flags or input
+end the run with one line on stderr and exit status 1.
 """
 
+import dataclasses
 import os
+import time
 
-from absl import flags
+import tensorflow as tf
+from absl import flags, logging
 
 from mtlcore.errors import ConfigError
+from mtlcore.export import export_tagger
+from mtlcore.networks.tagger import TRUNKS, TaggerConfig
 from mtlcore.optimizers import Adam
 from mtlcore.sampling import TaskSampler
-from trainers import cli, task_sets
+from trainers import cli, run_files, task_sets
 from trainers.alternating import AlternatingTrainer
 from trainers.joint import JointTrainer
 from trainers.loop import LoopOptions, TrainingLoop
 from trainers.progress import ProgressLogger
 
-TASK_SETS = {"toy": ("y1", "y2")}
+TASK_SETS = {"conll2000": task_sets.CONLL_TASKS, "toy": ("y1", "y2")}
+# Flags left unset take these per-task-set defaults.
+DEFAULTS = {
+    "conll2000": {"batch_size": 32, "learning_rate": 2e-3, "epochs": 30.0, "clip_norm": 5.0,
+                  "eval_every": 1000},
+    "toy": {"batch_size": 32, "learning_rate": 1e-2, "epochs": 20.0, "clip_norm": None,
+            "eval_every": 0},
+}
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("task_set", "toy", list(TASK_SETS), "Which task set to train.")
+flags.DEFINE_enum("task_set", "conll2000", list(TASK_SETS), "Which task set to train.")
 flags.DEFINE_enum("mode", "joint", ["joint", "alternate", "single"],
                   "joint: one batch, summed losses, one optimizer. alternate: one task per step "
                   "(chosen by the sampler), one optimizer per task. single: train one task.")
@@ -31,18 +48,39 @@ flags.DEFINE_list("tasks", None, "Tasks to train (default: all of the task set's
 flags.DEFINE_list("task_weights", None, "Per-task numbers, in --tasks order: loss weights in "
                   "joint mode, sampling probabilities in alternate mode. Default: all equal.")
 flags.DEFINE_boolean("xla", True, "Compile each training step with XLA (jit_compile=True).")
-flags.DEFINE_integer("batch_size", 32, "Examples per batch.")
-flags.DEFINE_float("learning_rate", 1e-2, "Adam learning rate.")
-flags.DEFINE_float("clip_norm", None, "Clip each step's gradients to this global norm.")
+flags.DEFINE_integer("batch_size", None, "Sentences (examples) per batch. Default: 32.")
+flags.DEFINE_float("learning_rate", None, "Adam learning rate. Default: 2e-3 (conll2000), "
+                   "1e-2 (toy).")
+flags.DEFINE_float("clip_norm", None, "Clip each step's gradients to this global norm. "
+                   "Default: 5 (conll2000), none (toy).")
 flags.DEFINE_integer("train_steps", None, "Total training steps (overrides --epochs).")
-flags.DEFINE_float("epochs", 5.0, "Training length in passes over the training data.")
+flags.DEFINE_float("epochs", None, "Training length in passes over the training data; in "
+                   "alternate mode each task gets this many passes. Default: 30 (conll2000), "
+                   "20 (toy).")
 flags.DEFINE_integer("steps_per_loop", 50, "Steps run inside one tf.function call.")
 flags.DEFINE_integer("log_every", 200, "Log progress every this many steps.")
-flags.DEFINE_integer("eval_every", 0, "Evaluate on dev every this many steps (0: at the end).")
+flags.DEFINE_integer("eval_every", None, "Evaluate on dev every this many steps, keeping the "
+                     "best checkpoint; 0: only at the end. Default: 1000 (conll2000).")
 flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint every this many steps.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, data order, dropout and task sampling.")
 flags.DEFINE_string("model_dir", None, "Where checkpoints and logs go; training resumes "
                     "from the latest checkpoint here.")
+flags.DEFINE_string("data_dir", None, "Directory with CoNLL-2000 train.txt(.gz) and "
+                    "test.txt(.gz). Default: $MTL_DATA_DIR, else a cache filled by download.")
+flags.DEFINE_string("export_dir", None, "Export the best model as a SavedModel here.")
+flags.DEFINE_enum("trunk", "bilstm", list(TRUNKS), "Tagger trunk: BiLSTM or convolutional.")
+flags.DEFINE_boolean("hierarchical", True, "POS head reads the first trunk layer, chunk head "
+                     "the top layer; otherwise both read the top.")
+flags.DEFINE_integer("word_dim", 100, "Word embedding size.")
+flags.DEFINE_integer("char_filters", 64, "Character CNN filters.")
+flags.DEFINE_integer("hidden_size", 128, "BiLSTM units per direction (conv: 2x filters).")
+flags.DEFINE_integer("num_layers", 2, "Trunk layers (>= 2).")
+flags.DEFINE_float("dropout", 0.3, "Dropout rate.")
+
+
+def _setting(name):
+  value = getattr(FLAGS, name)
+  return DEFAULTS[FLAGS.task_set][name] if value is None else value
 
 
 def _task_list():
@@ -74,49 +112,106 @@ def _task_weights(tasks):
   return dict(zip(tasks, weights))
 
 
+def _check_flags():
+  if not FLAGS.model_dir:
+    raise ConfigError("--model_dir is required: checkpoints and logs go there.")
+  for name in ("batch_size", "steps_per_loop", "log_every", "checkpoint_every"):
+    value = _setting(name) if name == "batch_size" else getattr(FLAGS, name)
+    if value <= 0:
+      raise ConfigError(f"--{name} must be positive, got {value}.")
+  if not _setting("learning_rate") > 0:
+    raise ConfigError(f"--learning_rate must be positive, got {_setting('learning_rate')}.")
+  if _setting("clip_norm") is not None and not _setting("clip_norm") > 0:
+    raise ConfigError(f"--clip_norm must be positive, got {_setting('clip_norm')}.")
+  if _setting("eval_every") < 0:
+    raise ConfigError(f"--eval_every must be 0 or positive, got {_setting('eval_every')}.")
+  if FLAGS.train_steps is not None and FLAGS.train_steps <= 0:
+    raise ConfigError(f"--train_steps must be positive, got {FLAGS.train_steps}.")
+  if FLAGS.epochs is not None and not FLAGS.epochs > 0:
+    raise ConfigError(f"--epochs must be positive, got {FLAGS.epochs}.")
+  if FLAGS.task_set == "toy" and (FLAGS.export_dir or FLAGS.data_dir):
+    raise ConfigError("--export_dir and --data_dir apply to --task_set=conll2000 only.")
+
+
+def tagger_config():
+  """The TaggerConfig the flags describe (errors name the flag's field)."""
+  return TaggerConfig(trunk=FLAGS.trunk, word_dim=FLAGS.word_dim,
+                      char_filters=FLAGS.char_filters, hidden_size=FLAGS.hidden_size,
+                      num_layers=FLAGS.num_layers, dropout=FLAGS.dropout,
+                      hierarchical=FLAGS.hierarchical)
+
+
+def build_task_set(tasks):
+  if FLAGS.task_set == "toy":
+    return task_sets.build_toy(tasks=tasks, batch_size=_setting("batch_size"), seed=FLAGS.seed)
+  return task_sets.build_conll2000(tasks=tasks, batch_size=_setting("batch_size"),
+                                   seed=FLAGS.seed, model_dir=FLAGS.model_dir,
+                                   data_dir=FLAGS.data_dir, config=tagger_config())
+
+
 def build_trainer(task_set, tasks, weights):
   """The trainer for --mode, over the given TaskSet."""
   common = dict(model=task_set.model, tasks=task_set.tasks, seed=FLAGS.seed,
-                jit_compile=FLAGS.xla, clip_norm=FLAGS.clip_norm)
+                jit_compile=FLAGS.xla, clip_norm=_setting("clip_norm"))
   if FLAGS.mode == "joint":
-    return JointTrainer(optimizer=Adam(FLAGS.learning_rate, name="adam"),
+    return JointTrainer(optimizer=Adam(_setting("learning_rate"), name="adam"),
                         dataset=task_set.joint_dataset, loss_weights=weights, **common)
   sampler = TaskSampler(tasks, None if weights is None else [weights[t] for t in tasks],
                         seed=FLAGS.seed)
   return AlternatingTrainer(
-      optimizers={t: Adam(FLAGS.learning_rate, name=f"adam_{t}") for t in tasks},
+      optimizers={t: Adam(_setting("learning_rate"), name=f"adam_{t}") for t in tasks},
       datasets={t: task_set.task_datasets[t] for t in tasks}, sampler=sampler, **common)
 
 
 def run():
-  """Builds everything from flags, trains, and returns the final logs and metrics."""
-  if not FLAGS.model_dir:
-    raise ConfigError("--model_dir is required: checkpoints and logs go there.")
-  for name in ("batch_size", "steps_per_loop", "log_every", "checkpoint_every"):
-    if getattr(FLAGS, name) <= 0:
-      raise ConfigError(f"--{name} must be positive, got {getattr(FLAGS, name)}.")
-  if not FLAGS.learning_rate > 0:
-    raise ConfigError(f"--learning_rate must be positive, got {FLAGS.learning_rate}.")
+  """Builds everything from flags, trains, evaluates and exports; returns metrics or logs."""
+  _check_flags()
   tasks = _task_list()
   weights = _task_weights(tasks)
-  task_set = task_sets.build_toy(tasks=tasks, batch_size=FLAGS.batch_size, seed=FLAGS.seed)
-  if FLAGS.train_steps is not None:
-    total_steps = FLAGS.train_steps
-  else:
-    total_steps = round(FLAGS.epochs * task_set.steps_per_epoch * (
-        len(tasks) if FLAGS.mode == "alternate" else 1))
-  if total_steps <= 0:
-    raise ConfigError(f"Training length must be positive: --train_steps={FLAGS.train_steps}, "
-                      f"--epochs={FLAGS.epochs}.")
+  run_files.prepare_model_dir(FLAGS.model_dir)
+  config = {"task_set": FLAGS.task_set, "mode": FLAGS.mode, "tasks": list(tasks),
+            "seed": FLAGS.seed, "batch_size": _setting("batch_size"),
+            "learning_rate": _setting("learning_rate"), "xla": FLAGS.xla}
+  if FLAGS.task_set == "conll2000":
+    config["tagger"] = dataclasses.asdict(tagger_config())
+  run_files.check_or_write_config(FLAGS.model_dir, config,
+                                  must_match=("task_set", "mode", "tasks", "tagger"))
+  task_set = build_task_set(tasks)
+  per_epoch = task_set.steps_per_epoch * (len(tasks) if FLAGS.mode == "alternate" else 1)
+  total_steps = FLAGS.train_steps or max(1, round(_setting("epochs") * per_epoch))
   trainer = build_trainer(task_set, tasks, weights)
   options = LoopOptions(total_steps=total_steps, steps_per_loop=FLAGS.steps_per_loop,
-                        log_every=FLAGS.log_every, eval_every=FLAGS.eval_every,
+                        log_every=FLAGS.log_every, eval_every=_setting("eval_every"),
                         checkpoint_every=FLAGS.checkpoint_every)
-  os.makedirs(FLAGS.model_dir, exist_ok=True)
   progress = ProgressLogger(total_steps)
   loop = TrainingLoop(trainer=trainer, model_dir=FLAGS.model_dir, options=options,
-                      evaluate=None, on_log=progress.log_train, on_eval=progress.log_eval)
-  return loop.run()
+                      evaluate=task_set.evaluate, selection_metric=task_set.selection_metric,
+                      on_log=progress.log_train, on_eval=progress.log_eval)
+  start = time.time()
+  logs, _ = loop.run()
+  if task_set.evaluate is None:
+    return logs
+  return finish_conll(loop, task_set, tasks, config, total_steps, time.time() - start)
+
+
+def finish_conll(loop, task_set, tasks, config, total_steps, train_seconds):
+  """Evaluates the best-on-dev checkpoint on dev and test, writes metrics.json, exports."""
+  best = loop.best_manager.latest_checkpoint
+  if best:
+    tf.train.Checkpoint(model=task_set.model).restore(best).assert_existing_objects_matched()
+    logging.info("Evaluating the best-on-dev checkpoint %s.", best)
+  metrics = {split: task_set.evaluate(split) for split in ("dev", "test")}
+  summary = {split: {k: v for k, v in m.items() if "/" not in k} for split, m in metrics.items()}
+  logging.info("final metrics: %s", summary)
+  run_files.write_json(os.path.join(FLAGS.model_dir, "metrics.json"), {
+      **metrics, "mode": FLAGS.mode, "tasks": list(tasks), "seed": FLAGS.seed,
+      "steps": total_steps, "checkpoint": best or loop.manager.latest_checkpoint,
+      "train_seconds_this_run": round(train_seconds, 1), "config": config})
+  if FLAGS.export_dir:
+    export_tagger(FLAGS.export_dir, task_set.model, task_set.extras["featurizer"],
+                  task_set.extras["vocabularies"], task_sets.CONLL_TASKS)
+    logging.info("Exported the model to %s.", FLAGS.export_dir)
+  return metrics
 
 
 def console_main():

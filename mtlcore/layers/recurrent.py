@@ -45,9 +45,13 @@ class BiLSTM(tf.Module):
     both = tf.stack([inputs, reversed_inputs])  # [2, B, T, D]
     kernel = tf.reshape(self.input_kernel, [self.input_size, 2, 4 * h])
     projected = tf.einsum("zbtd,dzg->tzbg", both, kernel) + self.bias[:, None, :]  # [T,2,B,4H]
+    # Read through a TensorArray: the gradient of slicing `projected[t]` would add a full
+    # [T, 2, B, 4H] buffer per step (quadratic in T); a TensorArray read's gradient is a write.
+    projected = tf.TensorArray(inputs.dtype, size=steps, element_shape=[2, None, 4 * h]).unstack(
+        projected)
 
     def step(t, state_h, state_c, outputs):
-      gates = projected[t] + tf.linalg.matmul(state_h, self.recurrent_kernel)  # [2, B, 4H]
+      gates = projected.read(t) + tf.linalg.matmul(state_h, self.recurrent_kernel)  # [2,B,4H]
       i, f, g, o = tf.split(gates, 4, axis=-1)
       state_c = tf.sigmoid(f) * state_c + tf.sigmoid(i) * tf.tanh(g)
       state_h = tf.sigmoid(o) * tf.tanh(state_c)

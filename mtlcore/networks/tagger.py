@@ -1,0 +1,167 @@
+"""The CoNLL-2000 tagger: words and characters in, one tag distribution per token per task.
+
+Trunk: a word embedding (normalised words) concatenated with character features (a char CNN
+max-pooled over each word), then a stack of masked BiLSTM layers (or, with trunk="conv",
+1-D convolution layers, faster on CPU). It exposes two representations: "lower", the first
+layer's output, and "top", the last layer's. With `hierarchical=True` the POS head reads
+"lower" and the chunk head reads "top" (Søgaard & Goldberg 2016: low-level tasks supervised
+at lower layers); otherwise both read "top".
+
+Features: {"words": int32 [B, T], "chars": int32 [B, T, C], "length": int32 [B]}.
+Head outputs: logits float32 [B, T, num_tags].
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+from mtlcore import losses
+from mtlcore.errors import ConfigError, require_positive, require_probability
+from mtlcore.layers import BiLSTM, Conv1D, Dropout, Embed, Linear
+from mtlcore.model import MultiTaskModel, SharedTrunk, TaskHead
+from mtlcore.tasks import Task
+
+TRUNKS = ("bilstm", "conv")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaggerConfig:
+  """Sizes of the tagger.
+
+  Attributes:
+    trunk: "bilstm" or "conv".
+    word_dim: word embedding size.
+    char_dim: character embedding size.
+    char_filters: char CNN filters (the size of a word's character features).
+    char_width: char CNN window, in characters.
+    hidden_size: BiLSTM units per direction; the conv trunk uses 2 * hidden_size filters so
+      both trunks give representations of the same size.
+    num_layers: trunk layers (>= 2 so that "lower" and "top" differ).
+    conv_width: window of the conv trunk's layers, in tokens.
+    dropout: dropout rate on the embeddings and after every trunk layer.
+    hierarchical: POS head reads the first layer, chunk head the top one.
+  """
+  trunk: str = "bilstm"
+  word_dim: int = 100
+  char_dim: int = 32
+  char_filters: int = 64
+  char_width: int = 3
+  hidden_size: int = 128
+  num_layers: int = 2
+  conv_width: int = 5
+  dropout: float = 0.3
+  hierarchical: bool = True
+
+  def __post_init__(self):
+    if self.trunk not in TRUNKS:
+      raise ConfigError(f"trunk must be one of {TRUNKS}, got {self.trunk!r}.")
+    for name in ("word_dim", "char_dim", "char_filters", "char_width", "hidden_size",
+                 "conv_width"):
+      require_positive(name, getattr(self, name))
+    if require_positive("num_layers", self.num_layers) < 2:
+      raise ConfigError(f"num_layers must be at least 2, got {self.num_layers}.")
+    require_probability("dropout", self.dropout)
+
+  @property
+  def output_size(self):
+    return 2 * self.hidden_size
+
+
+def sequence_mask(features):
+  """float32 [B, T]: 1.0 on real tokens."""
+  return tf.sequence_mask(features["length"], tf.shape(features["words"])[1], dtype=tf.float32)
+
+
+class CharFeatures(tf.Module):
+  """chars int32 [B, T, C] (0 = padding) -> [B, T, filters]: char CNN, max over characters."""
+
+  def __init__(self, num_chars, char_dim, filters, width, *, seed, name=None):
+    super().__init__(name=name)
+    self.embed = Embed(num_chars, char_dim, seed=seed, name="char_embed")
+    self.conv = Conv1D(char_dim, filters, width, seed=seed + 1, name="char_conv")
+    self.filters = filters
+
+  def __call__(self, chars):
+    shape = tf.shape(chars)
+    flat = tf.reshape(chars, [-1, shape[2]])  # [B*T, C]
+    mask = tf.cast(flat > 0, tf.float32)
+    encoded = self.conv(self.embed(flat), mask)  # [B*T, C, F], ReLU so >= 0, 0 at padding.
+    return tf.reshape(tf.reduce_max(encoded, axis=1), [shape[0], shape[1], self.filters])
+
+
+class TaggerTrunk(SharedTrunk):
+  """Embeddings + char CNN + a stack of BiLSTM or conv layers -> {"lower", "top"}."""
+
+  def __init__(self, config, *, num_words, num_chars, seed, name=None):
+    super().__init__(name=name)
+    self.config = config
+    self.word_embed = Embed(num_words, config.word_dim, seed=seed, name="word_embed")
+    self.char_features = CharFeatures(num_chars, config.char_dim, config.char_filters,
+                                      config.char_width, seed=seed + 10, name="char_features")
+    size = config.word_dim + config.char_filters
+    self.layers = []
+    for i in range(config.num_layers):
+      if config.trunk == "bilstm":
+        layer = BiLSTM(size, config.hidden_size, seed=seed + 100 + i, name=f"bilstm_{i}")
+      else:
+        layer = Conv1D(size, config.output_size, config.conv_width, seed=seed + 100 + i,
+                       name=f"conv_{i}")
+      self.layers.append(layer)
+      size = config.output_size
+    self.dropouts = [Dropout(config.dropout, site=i, name=f"dropout_{i}")
+                     for i in range(config.num_layers + 1)]
+    self.output_sizes = {"lower": config.output_size, "top": config.output_size}
+
+  def __call__(self, features, *, training, seed):
+    mask = sequence_mask(features)
+    x = tf.concat([self.word_embed(features["words"]),
+                   self.char_features(features["chars"])], axis=-1)
+    x = self.dropouts[0](x, seed=seed, training=training)
+    outputs = []
+    for layer, drop in zip(self.layers, self.dropouts[1:]):
+      x = layer(x, features["length"]) if self.config.trunk == "bilstm" else layer(x, mask)
+      x = drop(x, seed=seed, training=training)
+      outputs.append(x)
+    return {"lower": outputs[0], "top": outputs[-1]}
+
+
+class TokenClassifierHead(TaskHead):
+  """representation [B, T, D] -> logits [B, T, num_tags] (a linear map per token)."""
+
+  def __init__(self, input_size, num_tags, *, reads, seed, name=None):
+    super().__init__(reads=reads, name=name)
+    self.linear = Linear(input_size, num_tags, seed=seed, name="linear")
+    self.num_tags = num_tags
+
+  def __call__(self, representation, features, *, training, seed):
+    return self.linear(representation)
+
+
+def build_tagger(config, *, num_words, num_chars, num_tags, seed):
+  """A MultiTaskModel with the tagger trunk and a softmax head per task.
+
+  Args:
+    config: TaggerConfig.
+    num_words, num_chars: vocabulary sizes, including padding and unknown.
+    num_tags: task name ("pos", "chunk") -> number of tags.
+    seed: int; all initial weights are a function of it.
+  """
+  trunk = TaggerTrunk(config, num_words=num_words, num_chars=num_chars, seed=seed, name="trunk")
+  heads = {}
+  for i, (task, n) in enumerate(sorted(num_tags.items())):
+    reads = "lower" if (config.hierarchical and task == "pos") else "top"
+    heads[task] = TokenClassifierHead(config.output_size, n, reads=reads, seed=seed + 1000 + i,
+                                      name=f"{task}_head")
+  return MultiTaskModel(trunk, heads, name="tagger")
+
+
+def tagging_task(name):
+  """A token-classification Task: masked softmax cross-entropy, and token accuracy."""
+
+  def loss(labels, logits, features):
+    return losses.masked_sparse_cross_entropy(labels, logits, sequence_mask(features))
+
+  def accuracy(labels, logits, features):
+    return losses.masked_accuracy(labels, logits, sequence_mask(features))
+
+  return Task(name, loss=loss, metrics={"accuracy": accuracy})
