@@ -5,11 +5,11 @@ import subprocess
 import sys
 
 
-def run_binary(module, *args, stdin=None, timeout=900):
-  """Runs `python -m module args...`; returns the CompletedProcess (text mode)."""
+def run_binary(module, *args, stdin=None, text=True, timeout=900):
+  """Runs `python -m module args...`; returns the CompletedProcess (text mode unless told)."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   return subprocess.run([sys.executable, "-m", module, *args], input=stdin, capture_output=True,
-                        text=True, timeout=timeout, env=env, check=False)
+                        text=text, timeout=timeout, env=env, check=False)
 
 
 def error_line(result):

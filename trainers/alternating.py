@@ -63,8 +63,8 @@ class AlternatingTrainer(Trainer):
       predictions = self.model(features, tasks=[name], training=True,
                                seed=self.step_seed())[name]
       loss = task.loss(labels[name], predictions, features)
-    grads, finite = self._gradients(tape, loss, variables)
-    bad = self._apply_if_finite(finite, self.optimizers[name], grads, variables, [name])
+    grads, reached, finite = self._gradients(tape, loss, variables)
+    bad = self._apply_if_finite(finite, self.optimizers[name], grads, reached, [name])
     values = {"loss": loss}
     values.update({m: fn(labels[name], predictions, features) for m, fn in task.metrics.items()})
     return self._log_vector(name, values), bad

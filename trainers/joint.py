@@ -58,8 +58,8 @@ class JointTrainer(Trainer):
     with tf.GradientTape() as tape:
       total, losses, predictions = self.weighted_losses(
           features, labels, training=True, seed=self.step_seed())
-    grads, finite = self._gradients(tape, total, self._variables)
-    bad = self._apply_if_finite(finite, self.optimizer, grads, self._variables, list(self.tasks))
+    grads, reached, finite = self._gradients(tape, total, self._variables)
+    bad = self._apply_if_finite(finite, self.optimizer, grads, reached, list(self.tasks))
     log = tf.zeros([len(self._slots)])
     for n, task in self.tasks.items():
       values = {"loss": losses[n]}

@@ -14,10 +14,12 @@ from mtlcore import tagging
 from mtlcore.data import conll2000, pipeline
 from mtlcore.data import toy as toy_data
 from mtlcore.data.vocab import Featurizer, Vocabularies
+from mtlcore.errors import ConfigError
 from mtlcore.model import MultiTaskModel
 from mtlcore.networks import tagger
 from mtlcore.networks import toy as toy_network
 from mtlcore.tasks import Task
+from trainers import run_files
 
 
 @dataclasses.dataclass
@@ -111,3 +113,34 @@ def build_conll2000(*, tasks, batch_size, seed, model_dir, data_dir=None,
       selection_metric=selection, tokens_per_step=num_tokens / len(pieces) * batch_size,
       extras={"splits": splits, "vocabularies": vocabularies, "featurizer": featurizer,
               "predictor": predictor})
+
+
+def restore_tagger(model_dir, checkpoint="best"):
+  """Rebuilds the tagger a model_dir describes and restores its weights.
+
+  Args:
+    model_dir: a directory written by mtl-train --task_set=conll2000.
+    checkpoint: "best" (best on dev; falls back to the latest if there is none) or "latest".
+  Returns:
+    (model, featurizer, vocabularies, path of the restored checkpoint).
+  """
+  config = run_files.read_json(os.path.join(model_dir, "config.json"))
+  if config.get("task_set") != "conll2000" or "tagger" not in config:
+    raise ConfigError(f"{model_dir} holds a {config.get('task_set')!r} run, not a CoNLL-2000 "
+                      f"tagger.")
+  vocabularies = Vocabularies.load(os.path.join(model_dir, "vocab.json"))
+  featurizer = Featurizer(vocabularies)
+  model = tagger.build_tagger(
+      tagger.TaggerConfig(**config["tagger"]), num_words=featurizer.num_words,
+      num_chars=featurizer.num_chars,
+      num_tags={t: len(vocabularies.tags[t]) for t in CONLL_TASKS}, seed=config["seed"])
+  best = tf.train.latest_checkpoint(os.path.join(model_dir, "best"))
+  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+  if checkpoint == "best" and best:
+    tf.train.Checkpoint(model=model).restore(best).assert_existing_objects_matched()
+    return model, featurizer, vocabularies, best
+  if latest:
+    proxy = tf.train.Checkpoint(trainer=tf.train.Checkpoint(model=model))
+    proxy.restore(latest).expect_partial().assert_existing_objects_matched()
+    return model, featurizer, vocabularies, latest
+  raise ConfigError(f"{model_dir} has no checkpoint to evaluate.")

@@ -52,14 +52,20 @@ class Trainer(tf.Module):
     return tf.stack([tf.constant(self._seed, tf.int64), self.global_step])
 
   def _gradients(self, tape, loss, variables):
-    """Gradients of `loss`, clipped to `clip_norm` if set, and whether all are finite."""
+    """Gradients of `loss` for the variables it reaches, clipped to `clip_norm` if set.
+
+    Returns (grads, reached variables, whether loss and gradients are finite). A variable the
+    loss does not reach (e.g. the top trunk layer for a head that reads a lower one) is left
+    out, so its optimizer slots are not touched either.
+    """
     grads = tape.gradient(loss, variables)
-    grads = [tf.convert_to_tensor(g) for g in grads]
+    pairs = [(tf.convert_to_tensor(g), v) for g, v in zip(grads, variables) if g is not None]
+    grads, variables = [g for g, _ in pairs], [v for _, v in pairs]
     norm = tf.linalg.global_norm(grads)
     finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
     if self.clip_norm is not None:
       grads, _ = tf.clip_by_global_norm(grads, self.clip_norm, use_norm=norm)
-    return grads, finite
+    return grads, variables, finite
 
   def _apply_if_finite(self, finite, optimizer, grads, variables, task_names):
     """Applies the update only when `finite`, else counts a skipped step; returns 0 or 1.

@@ -1,0 +1,93 @@
+"""Tests of the CoNLL-2000 tagger network trained in-process on synthetic data."""
+
+import numpy as np
+import pytest
+
+from mtlcore.data import pipeline
+from mtlcore.data.conll2000 import parse_conll
+from mtlcore.data.vocab import Featurizer, Vocabularies
+from mtlcore.errors import ConfigError
+from mtlcore.networks import tagger
+from mtlcore.optimizers import Adam
+from mtlcore.sampling import TaskSampler
+from tests import fixtures
+from trainers import AlternatingTrainer, JointTrainer
+
+SMALL = dict(word_dim=16, char_dim=8, char_filters=8, hidden_size=16)
+BUCKETS = (12, 24, 36)
+
+
+def _setup(config, seed=0):
+  sentences = parse_conll(fixtures.conll_text(fixtures.synthetic_sentences(64, seed=seed))
+                          .encode())
+  vocab = Vocabularies.build(sentences, min_word_count=1)
+  featurizer = Featurizer(vocab)
+  model = tagger.build_tagger(config, num_words=featurizer.num_words,
+                              num_chars=featurizer.num_chars,
+                              num_tags={t: len(vocab.tags[t]) for t in ("pos", "chunk")},
+                              seed=seed)
+
+  def stream(tasks, stream_seed):
+    return pipeline.training_dataset(sentences, featurizer=featurizer, vocabularies=vocab,
+                                     tasks=tasks, batch_size=8, seed=stream_seed, buckets=BUCKETS)
+
+  return model, stream
+
+
+def _joint(config, jit_compile):
+  model, stream = _setup(config)
+  return JointTrainer(model=model, tasks=[tagger.tagging_task(t) for t in ("pos", "chunk")],
+                      optimizer=Adam(1e-2), dataset=stream(("pos", "chunk"), 0),
+                      jit_compile=jit_compile, clip_norm=5.0)
+
+
+@pytest.mark.parametrize("trunk", ["bilstm", "conv"])
+def test_xla_and_plain_tagger_steps_agree_with_dropout_on(trunk):
+  config = tagger.TaggerConfig(trunk=trunk, dropout=0.3, **SMALL)
+  compiled, plain = _joint(config, True), _joint(config, False)
+  compiled.train(3)
+  plain.train(3)
+  for a, b in zip(compiled.model.trainable_variables, plain.model.trainable_variables):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.name)
+
+
+def test_hierarchical_pos_step_leaves_the_top_layer_and_chunk_head_untouched():
+  model, stream = _setup(tagger.TaggerConfig(hierarchical=True, **SMALL))
+  tasks = [tagger.tagging_task(t) for t in ("pos", "chunk")]
+  trainer = AlternatingTrainer(
+      model=model, tasks=tasks, optimizers={"pos": Adam(1e-2), "chunk": Adam(1e-2)},
+      datasets={"pos": stream(("pos",), 1), "chunk": stream(("chunk",), 2)},
+      sampler=TaskSampler(["pos", "chunk"], [1.0, 0.0], seed=0))
+  top = model.trunk.layers[-1].trainable_variables + model.heads["chunk"].trainable_variables
+  lower = model.trunk.layers[0].trainable_variables
+  before_top, before_lower = [v.numpy().copy() for v in top], [v.numpy().copy() for v in lower]
+  trainer.train(5)
+  for b, v in zip(before_top, top):
+    np.testing.assert_array_equal(b, v.numpy(), err_msg=v.name)
+  assert all(not np.array_equal(b, v.numpy()) for b, v in zip(before_lower, lower))
+
+
+def test_alternating_tagger_steps_trace_once_across_buckets():
+  model, stream = _setup(tagger.TaggerConfig(**SMALL))
+  tasks = [tagger.tagging_task(t) for t in ("pos", "chunk")]
+  trainer = AlternatingTrainer(
+      model=model, tasks=tasks, optimizers={"pos": Adam(1e-2), "chunk": Adam(1e-2)},
+      datasets={"pos": stream(("pos",), 1), "chunk": stream(("chunk",), 2)},
+      sampler=TaskSampler(["pos", "chunk"], seed=0))
+  widths = set()
+  for features, _ in stream(("pos",), 1).take(30):
+    widths.add(features["words"].shape[1])
+  assert len(widths) >= 2  # The stream really does mix bucket shapes.
+  for _ in range(10):
+    trainer.train(3)
+  assert {n: f.experimental_get_tracing_count()
+          for n, f in trainer.step_functions().items()} == {"pos": 1, "chunk": 1}
+
+
+def test_tagger_config_rejects_bad_sizes():
+  with pytest.raises(ConfigError, match="num_layers must be at least 2"):
+    tagger.TaggerConfig(num_layers=1)
+  with pytest.raises(ConfigError, match="hidden_size must be a positive integer"):
+    tagger.TaggerConfig(hidden_size=0)
+  with pytest.raises(ConfigError, match="trunk must be one of"):
+    tagger.TaggerConfig(trunk="transformer")
