@@ -31,12 +31,12 @@ class ExportedTagger(tf.Module):
     length = tf.reduce_sum(tf.cast(tf.not_equal(tokens, ""), tf.int32), axis=1)
     features = self.featurizer(tokens)
     features["length"] = length
-    logits = self.model(features, tasks=self.tasks, training=False)
+    predictions = self.model(features, tasks=self.tasks, training=False)
     mask = tf.sequence_mask(length, tf.shape(tokens)[1])
     outputs = {"length": length}
     for t in self.tasks:
-      tags = tf.gather(self.tag_names[t], tf.argmax(logits[t], axis=-1, output_type=tf.int32))
-      outputs[t] = tf.where(mask, tags, "")
+      ids = self.model.heads[t].decode(predictions[t], length)
+      outputs[t] = tf.where(mask, tf.gather(self.tag_names[t], ids), "")
     return outputs
 
 

@@ -27,8 +27,8 @@ class TagPredictor:
     self._predict = tf.function(self._predict_ids, reduce_retracing=True)
 
   def _predict_ids(self, features):
-    logits = self.model(features, tasks=self.tasks, training=False)
-    return {t: tf.argmax(logits[t], axis=-1, output_type=tf.int32) for t in self.tasks}
+    outputs = self.model(features, tasks=self.tasks, training=False)
+    return {t: self.model.heads[t].decode(outputs[t], features["length"]) for t in self.tasks}
 
   def predict(self, sentences):
     """{task: [tuple of tag strings per sentence]}, in the order of `sentences`."""

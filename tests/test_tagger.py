@@ -36,14 +36,14 @@ def _setup(config, seed=0):
 
 def _joint(config, jit_compile):
   model, stream = _setup(config)
-  return JointTrainer(model=model, tasks=[tagger.tagging_task(t) for t in ("pos", "chunk")],
+  return JointTrainer(model=model, tasks=tagger.tagging_tasks(model, ("pos", "chunk")),
                       optimizer=Adam(1e-2), dataset=stream(("pos", "chunk"), 0),
                       jit_compile=jit_compile, clip_norm=5.0)
 
 
-@pytest.mark.parametrize("trunk", ["bilstm", "conv"])
-def test_xla_and_plain_tagger_steps_agree_with_dropout_on(trunk):
-  config = tagger.TaggerConfig(trunk=trunk, dropout=0.3, **SMALL)
+@pytest.mark.parametrize("trunk, crf", [("bilstm", True), ("conv", False)])
+def test_xla_and_plain_tagger_steps_agree_with_dropout_on(trunk, crf):
+  config = tagger.TaggerConfig(trunk=trunk, dropout=0.3, chunk_crf=crf, **SMALL)
   compiled, plain = _joint(config, True), _joint(config, False)
   compiled.train(3)
   plain.train(3)
@@ -53,7 +53,7 @@ def test_xla_and_plain_tagger_steps_agree_with_dropout_on(trunk):
 
 def test_hierarchical_pos_step_leaves_the_top_layer_and_chunk_head_untouched():
   model, stream = _setup(tagger.TaggerConfig(hierarchical=True, **SMALL))
-  tasks = [tagger.tagging_task(t) for t in ("pos", "chunk")]
+  tasks = tagger.tagging_tasks(model, ("pos", "chunk"))
   trainer = AlternatingTrainer(
       model=model, tasks=tasks, optimizers={"pos": Adam(1e-2), "chunk": Adam(1e-2)},
       datasets={"pos": stream(("pos",), 1), "chunk": stream(("chunk",), 2)},
@@ -69,7 +69,7 @@ def test_hierarchical_pos_step_leaves_the_top_layer_and_chunk_head_untouched():
 
 def test_alternating_tagger_steps_trace_once_across_buckets():
   model, stream = _setup(tagger.TaggerConfig(**SMALL))
-  tasks = [tagger.tagging_task(t) for t in ("pos", "chunk")]
+  tasks = tagger.tagging_tasks(model, ("pos", "chunk"))
   trainer = AlternatingTrainer(
       model=model, tasks=tasks, optimizers={"pos": Adam(1e-2), "chunk": Adam(1e-2)},
       datasets={"pos": stream(("pos",), 1), "chunk": stream(("chunk",), 2)},

@@ -106,7 +106,7 @@ def build_conll2000(*, tasks, batch_size, seed, model_dir, data_dir=None,
   num_tokens = sum(len(s) for s in splits.train)
   selection = "chunk_f1" if "chunk" in tasks else "pos_accuracy"
   return TaskSet(
-      model=model, tasks=[tagger.tagging_task(t) for t in tasks],
+      model=model, tasks=tagger.tagging_tasks(model, tasks),
       joint_dataset=stream(tuple(tasks), seed),
       task_datasets={t: stream((t,), seed + 1 + i) for i, t in enumerate(tasks)},
       steps_per_epoch=-(-len(pieces) // batch_size), evaluate=evaluate,

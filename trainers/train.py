@@ -71,6 +71,8 @@ flags.DEFINE_string("export_dir", None, "Export the best model as a SavedModel h
 flags.DEFINE_enum("trunk", "bilstm", list(TRUNKS), "Tagger trunk: BiLSTM or convolutional.")
 flags.DEFINE_boolean("hierarchical", True, "POS head reads the first trunk layer, chunk head "
                      "the top layer; otherwise both read the top.")
+flags.DEFINE_boolean("chunk_crf", True, "Chunk head is a linear-chain CRF (Viterbi decoding); "
+                     "otherwise a per-token softmax.")
 flags.DEFINE_integer("word_dim", 100, "Word embedding size.")
 flags.DEFINE_integer("char_filters", 64, "Character CNN filters.")
 flags.DEFINE_integer("hidden_size", 128, "BiLSTM units per direction (conv: 2x filters).")
@@ -138,7 +140,7 @@ def tagger_config():
   return TaggerConfig(trunk=FLAGS.trunk, word_dim=FLAGS.word_dim,
                       char_filters=FLAGS.char_filters, hidden_size=FLAGS.hidden_size,
                       num_layers=FLAGS.num_layers, dropout=FLAGS.dropout,
-                      hierarchical=FLAGS.hierarchical)
+                      hierarchical=FLAGS.hierarchical, chunk_crf=FLAGS.chunk_crf)
 
 
 def build_task_set(tasks):

@@ -18,6 +18,7 @@ import tensorflow as tf
 from mtlcore import losses
 from mtlcore.errors import ConfigError, require_positive, require_probability
 from mtlcore.layers import BiLSTM, Conv1D, Dropout, Embed, Linear
+from mtlcore.layers.crf import CRF
 from mtlcore.model import MultiTaskModel, SharedTrunk, TaskHead
 from mtlcore.tasks import Task
 
@@ -40,6 +41,8 @@ class TaggerConfig:
     conv_width: window of the conv trunk's layers, in tokens.
     dropout: dropout rate on the embeddings and after every trunk layer.
     hierarchical: POS head reads the first layer, chunk head the top one.
+    chunk_crf: the chunk head is a linear-chain CRF (trained on the sentence log-likelihood,
+      decoded with Viterbi) instead of a per-token softmax.
   """
   trunk: str = "bilstm"
   word_dim: int = 100
@@ -51,6 +54,7 @@ class TaggerConfig:
   conv_width: int = 5
   dropout: float = 0.3
   hierarchical: bool = True
+  chunk_crf: bool = True
 
   def __post_init__(self):
     if self.trunk not in TRUNKS:
@@ -126,7 +130,7 @@ class TaggerTrunk(SharedTrunk):
 
 
 class TokenClassifierHead(TaskHead):
-  """representation [B, T, D] -> logits [B, T, num_tags] (a linear map per token)."""
+  """representation [B, T, D] -> logits [B, T, num_tags]; decodes by per-token argmax."""
 
   def __init__(self, input_size, num_tags, *, reads, seed, name=None):
     super().__init__(reads=reads, name=name)
@@ -136,9 +140,49 @@ class TokenClassifierHead(TaskHead):
   def __call__(self, representation, features, *, training, seed):
     return self.linear(representation)
 
+  def decode(self, logits, lengths):
+    """Tag ids int32 [B, T] (0 at padding)."""
+    ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    return tf.where(tf.sequence_mask(lengths, tf.shape(ids)[1]), ids, 0)
+
+  def loss(self, labels, logits, features):
+    """Softmax cross-entropy per real token (tags unseen in training are ignored)."""
+    return losses.masked_sparse_cross_entropy(labels, logits, sequence_mask(features))
+
+  def metrics(self):
+    def accuracy(labels, logits, features):
+      return losses.masked_accuracy(labels, logits, sequence_mask(features))
+    return {"accuracy": accuracy}
+
+
+class CRFTagHead(TokenClassifierHead):
+  """Emission scores [B, T, num_tags] from a linear map, plus a linear-chain CRF over them.
+
+  Trained on the negative log-likelihood of the gold tag path, per token; decoded with
+  Viterbi. Tag ids outside [0, num_tags) (never seen in training) are clipped in the loss.
+  """
+
+  def __init__(self, input_size, num_tags, *, reads, seed, name=None):
+    super().__init__(input_size, num_tags, reads=reads, seed=seed, name=name)
+    self.crf = CRF(num_tags, name="crf")
+
+  def decode(self, logits, lengths):
+    return self.crf.decode(logits, lengths)
+
+  def loss(self, labels, logits, features):
+    labels = tf.clip_by_value(tf.cast(labels, tf.int32), 0, self.num_tags - 1)
+    lengths = features["length"]
+    log_likelihood = self.crf.log_likelihood(logits, labels, lengths)
+    return -tf.reduce_sum(log_likelihood) / tf.maximum(
+        tf.cast(tf.reduce_sum(lengths), tf.float32), 1.0)
+
+  def metrics(self):
+    return {}
+
 
 def build_tagger(config, *, num_words, num_chars, num_tags, seed):
-  """A MultiTaskModel with the tagger trunk and a softmax head per task.
+  """A MultiTaskModel with the tagger trunk, a softmax POS head and a CRF or softmax chunk
+  head.
 
   Args:
     config: TaggerConfig.
@@ -150,18 +194,12 @@ def build_tagger(config, *, num_words, num_chars, num_tags, seed):
   heads = {}
   for i, (task, n) in enumerate(sorted(num_tags.items())):
     reads = "lower" if (config.hierarchical and task == "pos") else "top"
-    heads[task] = TokenClassifierHead(config.output_size, n, reads=reads, seed=seed + 1000 + i,
-                                      name=f"{task}_head")
+    head_class = CRFTagHead if (config.chunk_crf and task == "chunk") else TokenClassifierHead
+    heads[task] = head_class(config.output_size, n, reads=reads, seed=seed + 1000 + i,
+                             name=f"{task}_head")
   return MultiTaskModel(trunk, heads, name="tagger")
 
 
-def tagging_task(name):
-  """A token-classification Task: masked softmax cross-entropy, and token accuracy."""
-
-  def loss(labels, logits, features):
-    return losses.masked_sparse_cross_entropy(labels, logits, sequence_mask(features))
-
-  def accuracy(labels, logits, features):
-    return losses.masked_accuracy(labels, logits, sequence_mask(features))
-
-  return Task(name, loss=loss, metrics={"accuracy": accuracy})
+def tagging_tasks(model, names):
+  """One Task per name, whose loss and metrics are its head's."""
+  return [Task(n, loss=model.heads[n].loss, metrics=model.heads[n].metrics()) for n in names]
