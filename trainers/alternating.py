@@ -67,7 +67,7 @@ class AlternatingTrainer(Trainer):
     bad = self._apply_if_finite(finite, self.optimizers[name], grads, reached, [name])
     values = {"loss": loss}
     values.update({m: fn(labels[name], predictions, features) for m, fn in task.metrics.items()})
-    return self._log_vector(name, values), bad
+    return self._log_vector(name, values) + self._batch_vector(features), bad
 
   def _run_task(self, name):
     features, labels = next(self.iterators[name])

@@ -60,7 +60,7 @@ class JointTrainer(Trainer):
           features, labels, training=True, seed=self.step_seed())
     grads, reached, finite = self._gradients(tape, total, self._variables)
     bad = self._apply_if_finite(finite, self.optimizer, grads, reached, list(self.tasks))
-    log = tf.zeros([len(self._slots)])
+    log = self._batch_vector(features)
     for n, task in self.tasks.items():
       values = {"loss": losses[n]}
       values.update({m: fn(labels[n], predictions[n], features)

@@ -24,20 +24,18 @@ class LoopOptions:
     total_steps: global step at which training ends.
     steps_per_loop: steps per call into the compiled loop; logs and evaluations fall on
       multiples of it.
-    log_every: log a progress line every this many steps (rounded up to a loop boundary).
     eval_every: evaluate every this many steps, and at the end; 0 for only at the end.
     checkpoint_every: write a checkpoint every this many steps, and at the end.
     keep_checkpoints: how many recent checkpoints to keep.
   """
   total_steps: int
   steps_per_loop: int = 50
-  log_every: int = 100
   eval_every: int = 0
   checkpoint_every: int = 500
   keep_checkpoints: int = 3
 
   def __post_init__(self):
-    for field in ("total_steps", "steps_per_loop", "log_every", "checkpoint_every",
+    for field in ("total_steps", "steps_per_loop", "checkpoint_every",
                   "keep_checkpoints"):
       require_positive(field, getattr(self, field))
     if not isinstance(self.eval_every, int) or self.eval_every < 0:
@@ -48,23 +46,35 @@ def _due(step, previous, every):
   return every > 0 and step // every > previous // every
 
 
+class Callback:
+  """What the loop tells observers (progress lines, summaries, the profiler); all eager."""
+
+  def on_loop_begin(self, step):
+    """Before a call into the compiled loop that starts at global step `step`."""
+
+  def on_loop_end(self, step, logs):
+    """After it: `step` is the new global step; `logs` the trainer's logs plus
+    seconds_per_step and loop_seconds."""
+
+  def on_eval(self, step, metrics, is_best):
+    """After an evaluation at `step`; `is_best` if it improved the selection metric."""
+
+
 class TrainingLoop:
   """Drives a trainer to `total_steps`, resuming from the latest checkpoint in `model_dir`.
 
   `evaluate` (optional) is called eagerly with no arguments and returns {metric: value};
   `selection_metric` names the one whose maximum marks the best checkpoint, kept apart in
-  `model_dir/best`.
+  `model_dir/best`. `callbacks` are Callback objects, told of every loop and evaluation.
   """
 
   def __init__(self, *, trainer, model_dir, options, evaluate: Callable | None = None,
-               selection_metric=None, on_log: Callable | None = None,
-               on_eval: Callable | None = None):
+               selection_metric=None, callbacks=()):
     self.trainer = trainer
     self.options = options
     self.evaluate = evaluate
     self.selection_metric = selection_metric
-    self.on_log = on_log
-    self.on_eval = on_eval
+    self.callbacks = list(callbacks)
     self.best_metric = tf.Variable(float("-inf"), trainable=False, name="best_metric")
     self.checkpoint = tf.train.Checkpoint(trainer=trainer, best_metric=self.best_metric)
     self.manager = tf.train.CheckpointManager(
@@ -93,8 +103,8 @@ class TrainingLoop:
         self.best_metric.assign(value)
         self.best_manager.save(checkpoint_number=step)
         is_best = True
-    if self.on_eval is not None:
-      self.on_eval(step, metrics, is_best)
+    for callback in self.callbacks:
+      callback.on_eval(step, metrics, is_best)
     return metrics
 
   def run(self):
@@ -107,16 +117,18 @@ class TrainingLoop:
     last_save = int(self.trainer.global_step.numpy()) if self.restore() else None
     step = int(self.trainer.global_step.numpy())
     logs, metrics, last_eval = {}, None, None
-    start, start_step = time.time(), step
     while step < opts.total_steps:
       n = min(opts.steps_per_loop, opts.total_steps - step)
+      for callback in self.callbacks:
+        callback.on_loop_begin(step)
       loop_start = time.time()
       logs = self.trainer.train(n)
+      logs["loop_seconds"] = time.time() - loop_start
+      logs["seconds_per_step"] = logs["loop_seconds"] / n
+      logs["steps_in_loop"] = n
       previous, step = step, int(self.trainer.global_step.numpy())
-      logs["seconds_per_step"] = (time.time() - loop_start) / n
-      if self.on_log is not None and (_due(step, previous, opts.log_every)
-                                      or step >= opts.total_steps):
-        self.on_log(step, logs, time.time() - start, step - start_step)
+      for callback in self.callbacks:
+        callback.on_loop_end(step, logs)
       if _due(step, previous, opts.eval_every):
         metrics, last_eval = self._evaluate(step), step
       if _due(step, previous, opts.checkpoint_every):

@@ -27,7 +27,9 @@ from trainers import cli, run_files, task_sets
 from trainers.alternating import AlternatingTrainer
 from trainers.joint import JointTrainer
 from trainers.loop import LoopOptions, TrainingLoop
+from trainers.profiling import GraphTrace, ProfileWindow, parse_profile_steps
 from trainers.progress import ProgressLogger
+from trainers.summaries import Summaries
 
 TASK_SETS = {"conll2000": task_sets.CONLL_TASKS, "toy": ("y1", "y2")}
 # Flags left unset take these per-task-set defaults.
@@ -65,6 +67,11 @@ flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint every this many steps
 flags.DEFINE_integer("seed", 0, "Seed of weights, data order, dropout and task sampling.")
 flags.DEFINE_string("model_dir", None, "Where checkpoints and logs go; training resumes "
                     "from the latest checkpoint here.")
+flags.DEFINE_boolean("summaries", True, "Write TensorBoard summaries (train and eval runs, "
+                     "HParams) under --model_dir.")
+flags.DEFINE_boolean("trace_graph", False, "Write the training loop's graph to TensorBoard once.")
+flags.DEFINE_string("profile_steps", None, "A,B: capture a TensorFlow profiler trace of steps "
+                    "A to B into --model_dir/train.")
 flags.DEFINE_string("data_dir", None, "Directory with CoNLL-2000 train.txt(.gz) and "
                     "test.txt(.gz). Default: $MTL_DATA_DIR, else a cache filled by download.")
 flags.DEFINE_string("export_dir", None, "Export the best model as a SavedModel here.")
@@ -131,6 +138,10 @@ def _check_flags():
     raise ConfigError(f"--train_steps must be positive, got {FLAGS.train_steps}.")
   if FLAGS.epochs is not None and not FLAGS.epochs > 0:
     raise ConfigError(f"--epochs must be positive, got {FLAGS.epochs}.")
+  if FLAGS.profile_steps:
+    parse_profile_steps(FLAGS.profile_steps)
+  if FLAGS.trace_graph and not FLAGS.summaries:
+    raise ConfigError("--trace_graph writes to the summaries; it conflicts with --nosummaries.")
   if FLAGS.task_set == "toy" and (FLAGS.export_dir or FLAGS.data_dir):
     raise ConfigError("--export_dir and --data_dir apply to --task_set=conll2000 only.")
 
@@ -165,6 +176,29 @@ def build_trainer(task_set, tasks, weights):
       datasets={t: task_set.task_datasets[t] for t in tasks}, sampler=sampler, **common)
 
 
+def _callbacks(trainer, total_steps, config, task_set):
+  """Progress lines, TensorBoard summaries and HParams, and the optional graph and profile."""
+  callbacks = [ProgressLogger(total_steps, FLAGS.log_every)]
+  if FLAGS.summaries:
+    summaries = Summaries(FLAGS.model_dir, trainer)
+    hparams = {k: v for k, v in config.items() if isinstance(v, (bool, int, float, str))}
+    hparams["tasks"] = ",".join(config["tasks"])
+    hparams.update({f"tagger.{k}": v for k, v in config.get("tagger", {}).items()})
+    hparams["clip_norm"] = float(_setting("clip_norm") or 0.0)
+    if FLAGS.task_weights:
+      hparams["task_weights"] = ",".join(FLAGS.task_weights)
+    metric_keys = ("pos_accuracy", "chunk_precision", "chunk_recall", "chunk_f1") if (
+        task_set.evaluate) else ()
+    summaries.write_hparams(hparams, metric_keys)
+    callbacks.append(summaries)
+    if FLAGS.trace_graph:
+      callbacks.append(GraphTrace(summaries.train_writer))
+  if FLAGS.profile_steps:
+    start, stop = parse_profile_steps(FLAGS.profile_steps)
+    callbacks.append(ProfileWindow(os.path.join(FLAGS.model_dir, "train"), start, stop))
+  return callbacks
+
+
 def run():
   """Builds everything from flags, trains, evaluates and exports; returns metrics or logs."""
   _check_flags()
@@ -183,12 +217,11 @@ def run():
   total_steps = FLAGS.train_steps or max(1, round(_setting("epochs") * per_epoch))
   trainer = build_trainer(task_set, tasks, weights)
   options = LoopOptions(total_steps=total_steps, steps_per_loop=FLAGS.steps_per_loop,
-                        log_every=FLAGS.log_every, eval_every=_setting("eval_every"),
+                        eval_every=_setting("eval_every"),
                         checkpoint_every=FLAGS.checkpoint_every)
-  progress = ProgressLogger(total_steps)
   loop = TrainingLoop(trainer=trainer, model_dir=FLAGS.model_dir, options=options,
                       evaluate=task_set.evaluate, selection_metric=task_set.selection_metric,
-                      on_log=progress.log_train, on_eval=progress.log_eval)
+                      callbacks=_callbacks(trainer, total_steps, config, task_set))
   start = time.time()
   logs, _ = loop.run()
   if task_set.evaluate is None:

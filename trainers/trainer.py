@@ -44,8 +44,10 @@ class Trainer(tf.Module):
     self.task_steps = {name: tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{name}_steps")
                        for name in names}
     self.nonfinite_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_steps")
-    # (task, metric) slots of the flat log vector each step returns.
+    # (task, metric) slots of the flat log vector each step returns; the last two count the
+    # batch's examples and real tokens (features["length"] summed, if present).
     self._slots = [(t.name, m) for t in tasks for m in ("loss", *t.metrics)]
+    self._slots += [("", "examples"), ("", "tokens")]
 
   def step_seed(self):
     """The int64 [2] dropout seed of the current step: (trainer seed, global step)."""
@@ -104,15 +106,24 @@ class Trainer(tf.Module):
     return tf.stack([values[m] if t == task_name else tf.constant(0.0)
                      for t, m in self._slots])
 
+  def _batch_vector(self, features):
+    """The batch's example and real-token counts in the last two slots of a log vector."""
+    first = tf.nest.flatten(features)[0]
+    examples = tf.cast(tf.shape(first)[0], tf.float32)
+    tokens = (tf.cast(tf.reduce_sum(features["length"]), tf.float32)
+              if isinstance(features, dict) and "length" in features else examples)
+    return tf.concat([tf.zeros([len(self._slots) - 2]), tf.stack([examples, tokens])], axis=0)
+
   def _finish(self, sums, counts, nonfinite, first_bad):
     """Turns loop accumulators into {"task/metric": mean} and enforces the non-finite policy."""
     sums, counts = sums.numpy(), counts.numpy()
     task_index = {name: i for i, name in enumerate(self.tasks)}
     logs = {}
     for (task, metric), total in zip(self._slots, sums):
-      n = counts[task_index[task]]
-      if n:
-        logs[f"{task}/{metric}"] = float(total / n)
+      if not task:
+        logs[f"{metric}_in_loop"] = float(total)
+      elif counts[task_index[task]]:
+        logs[f"{task}/{metric}"] = float(total / counts[task_index[task]])
     for task, i in task_index.items():
       logs[f"{task}/steps_in_loop"] = int(counts[i])
     logs["nonfinite_steps_in_loop"] = int(nonfinite)
