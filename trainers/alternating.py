@@ -48,9 +48,8 @@ class AlternatingTrainer(Trainer):
                         f"tasks {names}, in the same order.")
     self.optimizers = dict(optimizers)
     self.sampler = sampler
-    self._variables = {n: model.variables_for(n) for n in names}
     for n in names:
-      self.optimizers[n].build(self._variables[n])
+      self.optimizers[n].build(model.variables_for(n))
     self.iterators = {n: iter(datasets[n]) for n in names}
     self._steps = {n: tf.function(functools.partial(self._task_step, n), jit_compile=jit_compile)
                    for n in names}
@@ -58,7 +57,7 @@ class AlternatingTrainer(Trainer):
 
   def _task_step(self, name, features, labels):
     """One step of task `name`: returns (log vector [slots], 1 if skipped as non-finite)."""
-    task, variables = self.tasks[name], self._variables[name]
+    task, variables = self.tasks[name], self.model.variables_for(name)
     with tf.GradientTape() as tape:
       predictions = self.model(features, tasks=[name], training=True,
                                seed=self.step_seed())[name]

@@ -36,8 +36,7 @@ class JointTrainer(Trainer):
       raise ConfigError(f"Loss weights must be non-negative numbers, got {bad}.")
     self.loss_weights = {n: float(loss_weights.get(n, 1.0)) for n in self.tasks}
     self.optimizer = optimizer
-    self._variables = tuple(model.trainable_variables)
-    self.optimizer.build(self._variables)
+    self.optimizer.build(model.trainable_variables)
     self.iterator = iter(dataset)
     self._step = tf.function(self._joint_step, jit_compile=jit_compile)
     self._loop = tf.function(self._loop_impl)
@@ -58,7 +57,7 @@ class JointTrainer(Trainer):
     with tf.GradientTape() as tape:
       total, losses, predictions = self.weighted_losses(
           features, labels, training=True, seed=self.step_seed())
-    grads, reached, finite = self._gradients(tape, total, self._variables)
+    grads, reached, finite = self._gradients(tape, total, self.model.trainable_variables)
     bad = self._apply_if_finite(finite, self.optimizer, grads, reached, list(self.tasks))
     log = self._batch_vector(features)
     for n, task in self.tasks.items():

@@ -75,6 +75,8 @@ class TrainingLoop:
     self.evaluate = evaluate
     self.selection_metric = selection_metric
     self.callbacks = list(callbacks)
+    self._stop_reason = None
+    self.stopped_early = False
     self.best_metric = tf.Variable(float("-inf"), trainable=False, name="best_metric")
     self.checkpoint = tf.train.Checkpoint(trainer=trainer, best_metric=self.best_metric)
     self.manager = tf.train.CheckpointManager(
@@ -85,12 +87,29 @@ class TrainingLoop:
         step_counter=trainer.global_step)
 
   def restore(self):
-    """Restores the latest checkpoint, if any; returns its path or None."""
-    path = self.manager.latest_checkpoint
-    if path:
-      self.checkpoint.restore(path).assert_existing_objects_matched()
+    """Restores the newest readable checkpoint, if any; returns its path or None.
+
+    A checkpoint that cannot be read (e.g. its files were cut short by a crash) is skipped
+    with a warning, and the one before it is used.
+    """
+    for path in reversed(self.manager.checkpoints):
+      try:
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+      except (tf.errors.OpError, ValueError, AssertionError) as e:
+        logging.warning("Checkpoint %s is unreadable (%s); trying the one before it.", path,
+                        str(e).splitlines()[0][:200])
+        continue
       logging.info("Resumed from %s at step %d.", path, int(self.trainer.global_step.numpy()))
-    return path
+      return path
+    if self.manager.checkpoints:
+      raise ConfigError(f"No checkpoint in {self.manager.directory} can be read; move them "
+                        f"away to start afresh.")
+    return None
+
+  def request_stop(self, reason):
+    """Asks the loop to checkpoint and return after the current call into the trainer (safe
+    to call from a signal handler)."""
+    self._stop_reason = reason
 
   def _evaluate(self, step):
     if self.evaluate is None:
@@ -131,9 +150,14 @@ class TrainingLoop:
         callback.on_loop_end(step, logs)
       if _due(step, previous, opts.eval_every):
         metrics, last_eval = self._evaluate(step), step
-      if _due(step, previous, opts.checkpoint_every):
+      if _due(step, previous, opts.checkpoint_every) or self._stop_reason:
         self.manager.save(checkpoint_number=step)
         last_save = step
+      if self._stop_reason:
+        logging.info("Stopping at step %d (%s); checkpoint written, a restart continues from it.",
+                     step, self._stop_reason)
+        self.stopped_early = True
+        return logs, metrics
     if last_eval != step:
       metrics = self._evaluate(step)
     if last_save != step:

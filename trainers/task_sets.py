@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 import tensorflow as tf
 
 from mtlcore import tagging
-from mtlcore.data import conll2000, pipeline
+from mtlcore.data import pipeline
 from mtlcore.data import toy as toy_data
 from mtlcore.data.vocab import Featurizer, Vocabularies
 from mtlcore.errors import ConfigError
@@ -72,7 +72,7 @@ def load_vocabularies(model_dir, train_sentences):
   return vocabularies
 
 
-def build_conll2000(*, tasks, batch_size, seed, model_dir, data_dir=None,
+def build_conll2000(*, tasks, batch_size, seed, model_dir, splits,
                     config=tagger.TaggerConfig(), buckets=pipeline.DEFAULT_BUCKETS,
                     eval_batch_size=128):
   """POS tagging and chunking on CoNLL-2000; dev is the end of the training file.
@@ -80,8 +80,11 @@ def build_conll2000(*, tasks, batch_size, seed, model_dir, data_dir=None,
   The model always has both heads (so a checkpoint of any mode can be evaluated on both
   tasks), but only `tasks` are trained. Each task's alternating stream is shuffled with its
   own seed.
+
+  Args:
+    splits: mtlcore.data.conll2000.Splits (read with load_splits).
+    model_dir: where the vocabularies are saved, or found when resuming.
   """
-  splits = conll2000.load_splits(data_dir)
   vocabularies = load_vocabularies(model_dir, splits.train)
   featurizer = Featurizer(vocabularies)
   model = tagger.build_tagger(

@@ -5,19 +5,23 @@
   mtl-train --mode=single --tasks=chunk --model_dir=runs/chunk
   mtl-train --task_set=toy --mode=alternate --model_dir=runs/toy
 
-Resumes from the latest checkpoint in --model_dir. For CoNLL-2000 it keeps the best-on-dev
+Resumes from the latest checkpoint in --model_dir. SIGTERM or SIGINT (Ctrl-C) makes it finish
+the current loop of steps, write a checkpoint and exit 0; the next run continues from there. For CoNLL-2000 it keeps the best-on-dev
 checkpoint in --model_dir/best, and after training evaluates that checkpoint on dev and test
 into --model_dir/metrics.json (and exports it to --export_dir if given). Bad flags or input
 end the run with one line on stderr and exit status 1.
 """
 
+import contextlib
 import dataclasses
 import os
+import signal
 import time
 
 import tensorflow as tf
 from absl import flags, logging
 
+from mtlcore.data import conll2000
 from mtlcore.errors import ConfigError
 from mtlcore.export import export_tagger
 from mtlcore.networks.tagger import TRUNKS, TaggerConfig
@@ -65,6 +69,10 @@ flags.DEFINE_integer("eval_every", None, "Evaluate on dev every this many steps,
                      "best checkpoint; 0: only at the end. Default: 1000 (conll2000).")
 flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint every this many steps.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, data order, dropout and task sampling.")
+flags.DEFINE_boolean("deterministic", False, "Enable TensorFlow op determinism as well, so "
+                     "that two runs with the same flags give bitwise-identical variables.")
+flags.DEFINE_integer("skip_nonfinite_steps", 0, "Skip (do not apply) up to this many steps "
+                     "whose loss or gradient is NaN/Inf; one more stops training with an error.")
 flags.DEFINE_string("model_dir", None, "Where checkpoints and logs go; training resumes "
                     "from the latest checkpoint here.")
 flags.DEFINE_boolean("summaries", True, "Write TensorBoard summaries (train and eval runs, "
@@ -138,6 +146,8 @@ def _check_flags():
     raise ConfigError(f"--train_steps must be positive, got {FLAGS.train_steps}.")
   if FLAGS.epochs is not None and not FLAGS.epochs > 0:
     raise ConfigError(f"--epochs must be positive, got {FLAGS.epochs}.")
+  if FLAGS.skip_nonfinite_steps < 0:
+    raise ConfigError(f"--skip_nonfinite_steps must be >= 0, got {FLAGS.skip_nonfinite_steps}.")
   if FLAGS.profile_steps:
     parse_profile_steps(FLAGS.profile_steps)
   if FLAGS.trace_graph and not FLAGS.summaries:
@@ -154,18 +164,19 @@ def tagger_config():
                       hierarchical=FLAGS.hierarchical, chunk_crf=FLAGS.chunk_crf)
 
 
-def build_task_set(tasks):
+def build_task_set(tasks, splits):
   if FLAGS.task_set == "toy":
     return task_sets.build_toy(tasks=tasks, batch_size=_setting("batch_size"), seed=FLAGS.seed)
   return task_sets.build_conll2000(tasks=tasks, batch_size=_setting("batch_size"),
-                                   seed=FLAGS.seed, model_dir=FLAGS.model_dir,
-                                   data_dir=FLAGS.data_dir, config=tagger_config())
+                                   seed=FLAGS.seed, model_dir=FLAGS.model_dir, splits=splits,
+                                   config=tagger_config())
 
 
 def build_trainer(task_set, tasks, weights):
   """The trainer for --mode, over the given TaskSet."""
   common = dict(model=task_set.model, tasks=task_set.tasks, seed=FLAGS.seed,
-                jit_compile=FLAGS.xla, clip_norm=_setting("clip_norm"))
+                jit_compile=FLAGS.xla, clip_norm=_setting("clip_norm"),
+                max_nonfinite_steps=FLAGS.skip_nonfinite_steps)
   if FLAGS.mode == "joint":
     return JointTrainer(optimizer=Adam(_setting("learning_rate"), name="adam"),
                         dataset=task_set.joint_dataset, loss_weights=weights, **common)
@@ -204,6 +215,11 @@ def run():
   _check_flags()
   tasks = _task_list()
   weights = _task_weights(tasks)
+  if FLAGS.deterministic:
+    tf.config.experimental.enable_op_determinism()
+    tf.random.set_seed(FLAGS.seed)
+  # Read (and check) the data before anything is written to --model_dir.
+  splits = conll2000.load_splits(FLAGS.data_dir) if FLAGS.task_set == "conll2000" else None
   run_files.prepare_model_dir(FLAGS.model_dir)
   config = {"task_set": FLAGS.task_set, "mode": FLAGS.mode, "tasks": list(tasks),
             "seed": FLAGS.seed, "batch_size": _setting("batch_size"),
@@ -211,8 +227,9 @@ def run():
   if FLAGS.task_set == "conll2000":
     config["tagger"] = dataclasses.asdict(tagger_config())
   run_files.check_or_write_config(FLAGS.model_dir, config,
-                                  must_match=("task_set", "mode", "tasks", "tagger"))
-  task_set = build_task_set(tasks)
+                                  must_match=("task_set", "mode", "tasks", "tagger", "seed",
+                                              "batch_size"))
+  task_set = build_task_set(tasks, splits)
   per_epoch = task_set.steps_per_epoch * (len(tasks) if FLAGS.mode == "alternate" else 1)
   total_steps = FLAGS.train_steps or max(1, round(_setting("epochs") * per_epoch))
   trainer = build_trainer(task_set, tasks, weights)
@@ -223,10 +240,29 @@ def run():
                       evaluate=task_set.evaluate, selection_metric=task_set.selection_metric,
                       callbacks=_callbacks(trainer, total_steps, config, task_set))
   start = time.time()
-  logs, _ = loop.run()
-  if task_set.evaluate is None:
+  with _stop_on_signals(loop):
+    logs, _ = loop.run()
+  if loop.stopped_early or task_set.evaluate is None:
     return logs
   return finish_conll(loop, task_set, tasks, config, total_steps, time.time() - start)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(loop):
+  """SIGTERM and SIGINT ask the loop to checkpoint after the current loop and return."""
+  handlers = {}
+
+  def handle(signum, frame):
+    del frame
+    loop.request_stop(signal.Signals(signum).name)
+
+  for signum in (signal.SIGTERM, signal.SIGINT):
+    handlers[signum] = signal.signal(signum, handle)
+  try:
+    yield
+  finally:
+    for signum, previous in handlers.items():
+      signal.signal(signum, previous)
 
 
 def finish_conll(loop, task_set, tasks, config, total_steps, train_seconds):

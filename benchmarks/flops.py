@@ -1,0 +1,30 @@
+"""Analytic FLOP count of a tagger training step (multiply-adds count as 2 FLOPs).
+
+Counts the matmuls and convolutions that dominate: char CNN, each trunk layer, and the heads,
+over the padded batch (the work actually done). A training step is taken as 3x the forward
+pass (backward costs about twice the forward), the usual estimate.
+"""
+
+
+def tagger_forward_flops(config, *, batch, seq_len, max_chars, num_tags, tasks):
+  """Forward FLOPs of the layers that `tasks` need (a POS-only step on a hierarchical tagger
+  needs only the first trunk layer)."""
+  tokens = batch * seq_len
+  flops = 2 * tokens * max_chars * config.char_width * config.char_dim * config.char_filters
+  needs_top = any(not (config.hierarchical and t == "pos") for t in tasks)
+  layers = config.num_layers if needs_top else 1
+  size = config.word_dim + config.char_filters
+  for _ in range(layers):
+    h = config.hidden_size
+    if config.trunk == "bilstm":
+      flops += 2 * tokens * (size * 8 * h + h * 8 * h)
+    else:
+      flops += 2 * tokens * config.conv_width * size * config.output_size
+    size = config.output_size
+  for task in tasks:
+    flops += 2 * tokens * config.output_size * num_tags[task]
+  return flops
+
+
+def tagger_train_flops(config, **kwargs):
+  return 3 * tagger_forward_flops(config, **kwargs)

@@ -1,0 +1,241 @@
+"""mtl-bench: training throughput of mtlcore against Keras model.fit and the machine's peak.
+
+  mtl-bench                       # CoNLL-2000 default sizes, both trunks, all modes
+  mtl-bench --quick               # tiny sizes, a smoke run
+  mtl-bench --large --output_json=bench.json
+
+In one invocation, for each trunk (BiLSTM, conv) and size, it times:
+  - Keras 3 model.fit on the identical architecture (the baseline), fed the same batches;
+  - mtlcore training steps for each execution (eager, tf.function, XLA) and each training
+    mode (joint, alternating, POS only, chunk only);
+and measures the fp32 (and bf16) matmul peak. Step times are medians (and p90) over timed
+calls after warm-up; compile time (the warm-up call) is reported apart. It prints a Markdown
+table and ratios, and writes JSON with --output_json. The chunk head is a softmax here, as
+Keras has no CRF layer.
+"""
+
+import dataclasses
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import flags
+
+from benchmarks import flops as flops_lib
+from benchmarks import hardware
+from benchmarks.keras_baseline import build_keras_tagger, keras_step_times
+from mtlcore.errors import ConfigError
+from mtlcore.networks import tagger
+from mtlcore.optimizers import Adam
+from mtlcore.sampling import TaskSampler
+from trainers import cli
+from trainers.alternating import AlternatingTrainer
+from trainers.joint import JointTrainer
+
+FLAGS = flags.FLAGS
+flags.DEFINE_boolean("quick", False, "Tiny sizes and few steps: a smoke run.")
+flags.DEFINE_boolean("large", False, "Also time a larger size (2x embeddings and hidden).")
+flags.DEFINE_list("trunks", ["bilstm", "conv"], "Trunks to time.")
+flags.DEFINE_list("executions", ["eager", "function", "xla"], "Executions to time.")
+flags.DEFINE_list("modes", ["joint", "alternate", "pos", "chunk"], "Training modes to time.")
+flags.DEFINE_boolean("keras", True, "Time the Keras model.fit baseline.")
+flags.DEFINE_integer("batch_size", 32, "Sentences per batch.")
+flags.DEFINE_integer("seq_len", 36, "Padded tokens per sentence (a middle CoNLL bucket).")
+flags.DEFINE_integer("steps", 60, "Timed steps per configuration.")
+flags.DEFINE_integer("steps_per_call", 5, "Steps per call into the compiled loop.")
+flags.DEFINE_string("output_json", None, "Write all results here as JSON.")
+
+NUM_WORDS, NUM_CHARS, MAX_CHARS = 7875, 82, 20
+NUM_TAGS = {"pos": 44, "chunk": 22}
+TASKS = ("pos", "chunk")
+
+
+def synthetic_batches(count, batch, seq_len, seed=0):
+  """`count` batches shaped like CoNLL-2000 ones; lengths uniform in [seq_len/2, seq_len]."""
+  rng = np.random.default_rng(seed)
+  out = []
+  for _ in range(count):
+    length = rng.integers(seq_len // 2, seq_len + 1, size=batch).astype(np.int32)
+    mask = np.arange(seq_len)[None] < length[:, None]
+    words = np.where(mask, rng.integers(1, NUM_WORDS, size=(batch, seq_len)), 0)
+    chars = np.where(mask[:, :, None], rng.integers(1, NUM_CHARS, (batch, seq_len, MAX_CHARS)), 0)
+    labels = {t: np.where(mask, rng.integers(0, n, size=(batch, seq_len)), 0)
+              for t, n in NUM_TAGS.items()}
+    out.append(({"words": words.astype(np.int32), "chars": chars.astype(np.int32),
+                 "length": length}, {t: v.astype(np.int32) for t, v in labels.items()}))
+  return out
+
+
+def as_dataset(batches, tasks=TASKS):
+  features = {k: np.stack([b[0][k] for b in batches]) for k in batches[0][0]}
+  labels = {t: np.stack([b[1][t] for b in batches]) for t in tasks}
+  return tf.data.Dataset.from_tensor_slices((features, labels)).repeat().prefetch(4)
+
+
+def _build_trainer(config, mode, jit_compile, dataset):
+  model = tagger.build_tagger(config, num_words=NUM_WORDS, num_chars=NUM_CHARS,
+                              num_tags=NUM_TAGS, seed=0)
+  common = dict(model=model, seed=0, jit_compile=jit_compile, clip_norm=5.0)
+  if mode == "alternate":
+    return AlternatingTrainer(tasks=tagger.tagging_tasks(model, TASKS),
+                              optimizers={t: Adam(2e-3) for t in TASKS},
+                              datasets={t: dataset for t in TASKS},
+                              sampler=TaskSampler(TASKS, seed=0), **common)
+  tasks = TASKS if mode == "joint" else (mode,)
+  return JointTrainer(tasks=tagger.tagging_tasks(model, tasks), optimizer=Adam(2e-3),
+                      dataset=dataset, **common)
+
+
+def time_mtlcore(config, mode, execution, dataset, steps, per_call):
+  """(compile seconds, per-step seconds array) for one configuration."""
+  trainer = _build_trainer(config, mode, execution == "xla", dataset)
+  tf.config.run_functions_eagerly(execution == "eager")
+  try:
+    start = time.perf_counter()
+    trainer.train(per_call)  # Traces and compiles (the alternating loop may need 2 calls).
+    compile_seconds = time.perf_counter() - start
+    trainer.train(per_call)
+    times = []
+    for _ in range(max(steps // per_call, 3)):
+      start = time.perf_counter()
+      trainer.train(per_call)
+      times.append((time.perf_counter() - start) / per_call)
+  finally:
+    tf.config.run_functions_eagerly(False)
+  retraces = {n: f.experimental_get_tracing_count() for n, f in trainer.step_functions().items()}
+  return compile_seconds, np.array(times), retraces
+
+
+def _sizes():
+  if FLAGS.quick:
+    return {"quick": dict(word_dim=16, char_dim=8, char_filters=8, hidden_size=16)}
+  sizes = {"default": {}}
+  if FLAGS.large:
+    sizes["large"] = dict(word_dim=200, char_filters=128, hidden_size=256)
+  return sizes
+
+
+def _row(trunk, size, execution, mode, seconds, batch, real_tokens, config, compile_s=None,
+         peak=None):
+  median, p90 = float(np.median(seconds)), float(np.percentile(seconds, 90))
+  tasks = TASKS if mode in ("joint", "alternate", "keras") else (mode,)
+  flop = flops_lib.tagger_train_flops(config, batch=batch, seq_len=FLAGS.seq_len,
+                                      max_chars=MAX_CHARS, num_tags=NUM_TAGS, tasks=tasks)
+  if mode == "alternate":  # One task per step: on average half the heads, the trunk once.
+    flop = statistics.mean(flops_lib.tagger_train_flops(
+        config, batch=batch, seq_len=FLAGS.seq_len, max_chars=MAX_CHARS, num_tags=NUM_TAGS,
+        tasks=(t,)) for t in TASKS)
+  gflops = flop / median / 1e9
+  return {"trunk": trunk, "size": size, "execution": execution, "mode": mode,
+          "step_ms_median": 1000 * median, "step_ms_p90": 1000 * p90,
+          "compile_s": compile_s, "examples_per_sec": batch / median,
+          "padded_tokens_per_sec": batch * FLAGS.seq_len / median,
+          "tokens_per_sec": real_tokens / median, "gflops": gflops,
+          "fraction_of_fp32_peak": gflops / peak if peak else None}
+
+
+def run():
+  for name in ("batch_size", "seq_len", "steps", "steps_per_call"):
+    if getattr(FLAGS, name) <= 0:
+      raise ConfigError(f"--{name} must be positive, got {getattr(FLAGS, name)}.")
+  for flag, allowed in (("trunks", tagger.TRUNKS), ("executions", ("eager", "function", "xla")),
+                        ("modes", ("joint", "alternate", "pos", "chunk"))):
+    unknown = [v for v in getattr(FLAGS, flag) if v not in allowed]
+    if unknown:
+      raise ConfigError(f"--{flag}: unknown {unknown}; choose from {list(allowed)}.")
+  steps = 10 if FLAGS.quick else FLAGS.steps
+  device = hardware.describe_device()
+  peak32 = hardware.matmul_peak_gflops(1024 if FLAGS.quick else 4096)
+  peak16 = hardware.matmul_peak_gflops(1024 if FLAGS.quick else 4096, tf.bfloat16)
+  batches = synthetic_batches(8, FLAGS.batch_size, FLAGS.seq_len)
+  real_tokens = float(np.mean([b[0]["length"].sum() for b in batches]))
+  rows = []
+  for size, overrides in _sizes().items():
+    for trunk in FLAGS.trunks:
+      config = tagger.TaggerConfig(trunk=trunk, chunk_crf=False, **overrides)
+      if FLAGS.keras:
+        model = build_keras_tagger(config, num_words=NUM_WORDS, num_chars=NUM_CHARS,
+                                   num_tags=NUM_TAGS, max_chars=MAX_CHARS)
+        keras_data = as_dataset(batches).map(
+            lambda f, l: ({"words": f["words"], "chars": f["chars"]}, l))
+        seconds = keras_step_times(model, keras_data, warmup=3, steps=steps)
+        rows.append(_row(trunk, size, "keras_fit", "keras", seconds, FLAGS.batch_size,
+                         real_tokens, config, peak=peak32))
+        print(_line(rows[-1]), flush=True)
+      for execution in FLAGS.executions:
+        for mode in FLAGS.modes:
+          run_steps = min(steps, 10) if execution == "eager" else steps
+          compile_s, seconds, retraces = time_mtlcore(
+              config, mode, execution, as_dataset(batches), run_steps, FLAGS.steps_per_call)
+          rows.append(_row(trunk, size, execution, mode, seconds, FLAGS.batch_size,
+                           real_tokens, config, compile_s=compile_s, peak=peak32))
+          rows[-1]["traces_per_step_function"] = retraces
+          print(_line(rows[-1]), flush=True)
+  report = {"device": device, "fp32_peak_gflops": peak32, "bf16_peak_gflops": peak16,
+            "batch_size": FLAGS.batch_size, "seq_len": FLAGS.seq_len, "rows": rows,
+            "ratios": ratios(rows), "argv": sys.argv[1:]}
+  print(markdown(report))
+  if FLAGS.output_json:
+    with open(FLAGS.output_json, "w", encoding="utf-8") as f:
+      json.dump(report, f, indent=2)
+  return report
+
+
+def _line(row):
+  return (f"{row['trunk']:6s} {row['size']:7s} {row['execution']:9s} {row['mode']:9s} "
+          f"{row['step_ms_median']:8.1f} ms/step  {row['tokens_per_sec']:9.0f} tokens/s")
+
+
+def ratios(rows):
+  """The targets of the benchmark issue, as measured ratios."""
+  get = {(r["trunk"], r["size"], r["execution"], r["mode"]): r for r in rows}
+  out = {}
+  for (trunk, size, execution, mode), r in get.items():
+    keras = get.get((trunk, size, "keras_fit", "keras"))
+    if mode == "joint" and keras:
+      out[f"{trunk}/{size}/{execution}: joint tokens/s vs keras fit"] = (
+          r["tokens_per_sec"] / keras["tokens_per_sec"])
+    if mode == "joint" and (trunk, size, execution, "pos") in get and (
+        trunk, size, execution, "chunk") in get:
+      out[f"{trunk}/{size}/{execution}: joint step / (pos step + chunk step)"] = (
+          r["step_ms_median"] / (get[(trunk, size, execution, "pos")]["step_ms_median"]
+                                 + get[(trunk, size, execution, "chunk")]["step_ms_median"]))
+    if execution == "xla" and (trunk, size, "function", mode) in get:
+      out[f"{trunk}/{size}/{mode}: xla tokens/s vs tf.function"] = (
+          r["tokens_per_sec"] / get[(trunk, size, "function", mode)]["tokens_per_sec"])
+  return out
+
+
+def markdown(report):
+  d = report["device"]
+  lines = [f"Device: {d['device']} {d['name']} ({d.get('cores', d.get('count'))} "
+           f"{'cores' if d['device'] == 'CPU' else 'devices'}), TensorFlow {d['tensorflow']}; "
+           f"batch {report['batch_size']} x {report['seq_len']} tokens.",
+           f"Measured matmul peak: fp32 {report['fp32_peak_gflops']:.0f} GFLOP/s"
+           + (f", bf16 {report['bf16_peak_gflops']:.0f} GFLOP/s"
+              if report["bf16_peak_gflops"] else "") + ".", "",
+           "| trunk | size | execution | mode | ms/step (median) | p90 | compile s | "
+           "tokens/s (real) | tokens/s (padded) | examples/s | GFLOP/s | of fp32 peak |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for r in report["rows"]:
+    compile_s = f"{r['compile_s']:.1f}" if r["compile_s"] is not None else "-"
+    lines.append(
+        f"| {r['trunk']} | {r['size']} | {r['execution']} | {r['mode']} | "
+        f"{r['step_ms_median']:.1f} | {r['step_ms_p90']:.1f} | {compile_s} | "
+        f"{r['tokens_per_sec']:.0f} | {r['padded_tokens_per_sec']:.0f} | "
+        f"{r['examples_per_sec']:.0f} | {r['gflops']:.1f} | "
+        f"{100 * (r['fraction_of_fp32_peak'] or 0):.1f}% |")
+  lines += ["", "| ratio | value |", "|---|---|"]
+  lines += [f"| {k} | {v:.2f} |" for k, v in report["ratios"].items()]
+  return "\n".join(lines)
+
+
+def console_main():
+  cli.run("mtl-bench", run)
+
+
+if __name__ == "__main__":
+  console_main()

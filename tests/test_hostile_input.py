@@ -1,0 +1,152 @@
+"""Hostile input: generated malformed CoNLL files against the reader and the binaries."""
+
+import gzip
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mtlcore.data.conll2000 import Sentence, parse_conll
+from mtlcore.errors import DataError
+from tests import fixtures
+from tests.binaries import error_line, run_binary
+
+_WORDS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=12)
+_TAGS = st.sampled_from(["B-NP", "I-NP", "O", "B-VP", "X-NP", "B-", "b-np", "I-LST", "", "O-O"])
+_SEPARATORS = st.sampled_from([" ", "\t", "  ", " \t"])
+
+
+@st.composite
+def conll_lines(draw):
+  """A line: mostly `word POS chunk`, sometimes too few or many fields, blank, or garbage."""
+  kind = draw(st.sampled_from(["token"] * 6 + ["blank", "fields", "garbage", "spaces"]))
+  if kind == "blank":
+    return ""
+  if kind == "spaces":
+    return draw(st.sampled_from([" ", "\t", "  \t "]))
+  if kind == "garbage":
+    return draw(st.text(max_size=40))
+  sep = draw(_SEPARATORS)
+  fields = [draw(_WORDS), draw(st.sampled_from(["NN", "DT", "$", "-LRB-", ""])), draw(_TAGS)]
+  if kind == "fields":
+    fields = fields[:draw(st.integers(0, 2))] + ["extra"] * draw(st.integers(0, 2))
+  return sep.join(fields)
+
+
+@st.composite
+def conll_files(draw):
+  """Raw bytes of a CoNLL-ish file: CRLF or LF, maybe a BOM, maybe invalid UTF-8, maybe a
+  huge line, maybe gzip-compressed and maybe cut short."""
+  lines = draw(st.lists(conll_lines(), max_size=30))
+  if draw(st.booleans()):
+    lines.insert(draw(st.integers(0, len(lines))), "word NN B-NP " * draw(st.integers(1, 2000)))
+  text = (draw(st.sampled_from(["\n", "\r\n"]))).join(lines)
+  raw = (b"\xef\xbb\xbf" if draw(st.booleans()) else b"") + text.encode("utf-8")
+  if draw(st.integers(0, 9)) == 0:
+    position = draw(st.integers(0, len(raw)))
+    raw = raw[:position] + draw(st.sampled_from([b"\xff", b"\xc3", b"\x00\x81"])) + raw[position:]
+  if draw(st.integers(0, 4)) == 0:
+    raw = draw(st.binary(max_size=200))
+  if draw(st.integers(0, 4)) == 0:
+    raw = gzip.compress(raw)
+    if draw(st.booleans()):
+      raw = raw[:draw(st.integers(0, max(len(raw) - 1, 0)))]
+  return raw
+
+
+def _reference_parse(raw):
+  """What a correct reader must return for valid input: fields split on white space."""
+  text = raw.decode("utf-8").lstrip("\ufeff")
+  sentences, current = [], []
+  for line in text.split("\n"):
+    fields = line.rstrip("\r").split()
+    if fields:
+      current.append(fields)
+    elif current:
+      sentences.append(current)
+      current = []
+  if current:
+    sentences.append(current)
+  return [Sentence(*map(tuple, zip(*s))) for s in sentences]
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conll_files())
+def test_reader_loads_correctly_or_names_file_and_line(tmp_path_factory, raw):
+  path = tmp_path_factory.mktemp("fuzz") / "input.txt"
+  path.write_bytes(raw)
+  from mtlcore.data.conll2000 import read_conll  # pylint: disable=g-import-not-at-top
+  try:
+    sentences = read_conll(path)
+  except DataError as e:
+    message = str(e)
+    assert "\n" not in message and message.startswith(str(path))
+    match = re.match(re.escape(str(path)) + r":(\d+): ", message)
+    if match:
+      assert 1 <= int(match.group(1)) <= raw.count(b"\n") + 1 or raw[:2] == b"\x1f\x8b"
+    return
+  plain = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+  assert sentences == _reference_parse(plain)
+  for s in sentences:
+    assert all(re.fullmatch(r"O|[BI]-[A-Z]+", c) for c in s.chunks)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("garbage", b"\x00\x01\x02\xff\xfe binary", "train.txt:1: not valid UTF-8"),
+    ("truncated gzip", gzip.compress(b"the DT B-NP\n" * 500)[:60], "corrupt or truncated gzip"),
+    ("tab-separated with a bad tag", b"the\tDT\tB-NP\ndog\tNN\tX-NP\n", "train.txt:2: invalid"),
+    ("four columns", b"the DT B-NP extra\n", "train.txt:1: expected 3 fields"),
+])
+def test_train_binary_rejects_hostile_training_files_cleanly(tmp_path, name, content, message):
+  del name
+  data = tmp_path / "data"
+  data.mkdir()
+  (data / "train.txt").write_bytes(content)
+  fixtures.write_conll(data / "test.txt", fixtures.synthetic_sentences(3, seed=0))
+  result = run_binary("trainers.train", f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
+                      "--train_steps=5")
+  assert message in error_line(result)
+  assert not (tmp_path / "m").exists()
+
+
+def test_eval_binary_names_a_bad_test_file(tmp_path):
+  data = fixtures.write_dataset(tmp_path / "data", train=30, test=5)
+  model_dir = tmp_path / "m"
+  trained = run_binary("trainers.train", f"--data_dir={data}", f"--model_dir={model_dir}",
+                       "--train_steps=5", "--word_dim=8", "--char_filters=4", "--hidden_size=8",
+                       "--steps_per_loop=5")
+  assert trained.returncode == 0, trained.stderr
+  (data / "test.txt.gz").write_bytes(gzip.compress(b"the DT B-NP\nend NN\n"))
+  result = run_binary("trainers.eval", f"--model_dir={model_dir}", f"--data_dir={data}")
+  assert "test.txt.gz:2: expected 3 fields" in error_line(result)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--trace_graph", "--nosummaries"], "conflicts with --nosummaries"),
+    (["--profile_steps=9,3"], "--profile_steps needs 0 <= A < B"),
+    (["--skip_nonfinite_steps=-1"], "--skip_nonfinite_steps must be >= 0"),
+    (["--epochs=0"], "--epochs must be positive"),
+    (["--hidden_size=0"], "hidden_size must be a positive integer"),
+    (["--num_layers=1"], "num_layers must be at least 2"),
+    (["--dropout=1.5"], "dropout must be in [0, 1)"),
+    (["--sampler=round_robin"], "Unknown command line flag 'sampler'"),
+])
+def test_bad_or_conflicting_flags_fail_before_training(tmp_path, flags, message):
+  data = fixtures.write_dataset(tmp_path / "data", train=30, test=5)
+  result = run_binary("trainers.train", f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
+                      *flags)
+  assert message in error_line(result)
+  assert not list((tmp_path / "m").glob("**/*.index"))
+
+
+def test_model_dir_that_is_a_file_fails_fast(tmp_path):
+  data = fixtures.write_dataset(tmp_path / "data", train=30, test=5)
+  (tmp_path / "file").write_text("not a directory")
+  result = run_binary("trainers.train", f"--data_dir={data}", f"--model_dir={tmp_path / 'file'}")
+  assert "is not a writable directory" in error_line(result)
+
+
+def test_eval_of_a_missing_model_dir_fails_with_one_line(tmp_path):
+  result = run_binary("trainers.eval", f"--model_dir={tmp_path / 'nothing'}")
+  assert "config.json does not exist" in error_line(result)
