@@ -10,7 +10,7 @@ from mtlcore.sampling import TaskSampler
 
 def test_sampler_follows_its_probabilities():
   sampler = TaskSampler(["a", "b", "c"], [0.2, 0.0, 0.8], seed=3)
-  draws = tf.function(lambda: tf.stack([sampler.sample() for _ in range(2000)]))().numpy()
+  draws = np.array([int(sampler.sample()) for _ in range(2000)])
   counts = np.bincount(draws, minlength=3) / 2000
   assert counts[1] == 0
   assert abs(counts[0] - 0.2) < 0.04 and abs(counts[2] - 0.8) < 0.04

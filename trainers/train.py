@@ -93,6 +93,8 @@ flags.DEFINE_integer("char_filters", 64, "Character CNN filters.")
 flags.DEFINE_integer("hidden_size", 128, "BiLSTM units per direction (conv: 2x filters).")
 flags.DEFINE_integer("num_layers", 2, "Trunk layers (>= 2).")
 flags.DEFINE_float("dropout", 0.3, "Dropout rate.")
+flags.DEFINE_float("word_dropout", 0.0, "Probability of replacing a training word by the "
+                   "unknown word.")
 
 
 def _setting(name):
@@ -161,6 +163,7 @@ def tagger_config():
   return TaggerConfig(trunk=FLAGS.trunk, word_dim=FLAGS.word_dim,
                       char_filters=FLAGS.char_filters, hidden_size=FLAGS.hidden_size,
                       num_layers=FLAGS.num_layers, dropout=FLAGS.dropout,
+                      word_dropout=FLAGS.word_dropout,
                       hierarchical=FLAGS.hierarchical, chunk_crf=FLAGS.chunk_crf)
 
 

@@ -18,11 +18,14 @@ import tensorflow as tf
 from mtlcore import losses
 from mtlcore.errors import ConfigError, require_positive, require_probability
 from mtlcore.layers import BiLSTM, Conv1D, Dropout, Embed, Linear
+from mtlcore.data.vocab import PAD, UNK
 from mtlcore.layers.crf import CRF
+from mtlcore.layers.dropout import hash_uniform
 from mtlcore.model import MultiTaskModel, SharedTrunk, TaskHead
 from mtlcore.tasks import Task
 
 TRUNKS = ("bilstm", "conv")
+_WORD_DROPOUT_STREAM = 1000  # Dropout sites use streams 0..num_layers.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +43,8 @@ class TaggerConfig:
     num_layers: trunk layers (>= 2 so that "lower" and "top" differ).
     conv_width: window of the conv trunk's layers, in tokens.
     dropout: dropout rate on the embeddings and after every trunk layer.
+    word_dropout: in training, each word id is replaced by the unknown-word id with this
+      probability, so the unknown-word embedding learns to stand for rare and unseen words.
     hierarchical: POS head reads the first layer, chunk head the top one.
     chunk_crf: the chunk head is a linear-chain CRF (trained on the sentence log-likelihood,
       decoded with Viterbi) instead of a per-token softmax.
@@ -53,6 +58,7 @@ class TaggerConfig:
   num_layers: int = 2
   conv_width: int = 5
   dropout: float = 0.3
+  word_dropout: float = 0.0
   hierarchical: bool = True
   chunk_crf: bool = True
 
@@ -65,6 +71,7 @@ class TaggerConfig:
     if require_positive("num_layers", self.num_layers) < 2:
       raise ConfigError(f"num_layers must be at least 2, got {self.num_layers}.")
     require_probability("dropout", self.dropout)
+    require_probability("word_dropout", self.word_dropout)
 
   @property
   def output_size(self):
@@ -118,7 +125,11 @@ class TaggerTrunk(SharedTrunk):
 
   def __call__(self, features, *, training, seed):
     mask = sequence_mask(features)
-    x = tf.concat([self.word_embed(features["words"]),
+    words = features["words"]
+    if training and self.config.word_dropout > 0:
+      drop = hash_uniform(tf.shape(words), seed, stream=_WORD_DROPOUT_STREAM)
+      words = tf.where((drop < self.config.word_dropout) & (words > PAD), UNK, words)
+    x = tf.concat([self.word_embed(words),
                    self.char_features(features["chars"])], axis=-1)
     x = self.dropouts[0](x, seed=seed, training=training)
     outputs = []

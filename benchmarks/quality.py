@@ -1,0 +1,131 @@
+"""The study the original tutorial promised: is training POS and chunking together better?
+
+  python3 -m benchmarks.quality --data_dir=../shared/data/conll2000 --seeds=0,1,2 \
+      --epochs=30 --work_dir=runs/quality
+
+Trains on CoNLL-2000 (a) jointly, (b) alternately, (c) separately (a POS-only and a
+chunk-only model), each with every seed and the same number of examples seen per task (the
+same --epochs for every model; alternate mode takes twice the steps, one task per step). Each
+run is an ordinary `mtl-train` subprocess, so what is measured is what a user gets. Reports
+mean +- std of test chunk F1 and POS accuracy (of the best-on-dev checkpoint), the dev curve
+of the selection metric and the wall time, as a Markdown table written into
+benchmarks/RESULTS.md (section "quality"), with the command, machine and date.
+"""
+
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import flags
+from tensorboard.backend.event_processing import event_accumulator
+import tensorflow as tf
+
+from benchmarks import hardware, results
+from mtlcore.errors import ConfigError
+from trainers import cli
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", None, "CoNLL-2000 directory (default: $MTL_DATA_DIR or cache).")
+flags.DEFINE_string("work_dir", "runs/quality", "Where the runs' model directories go.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; every setting is trained with each.")
+flags.DEFINE_float("epochs", 30.0, "Passes over the training data per task.")
+flags.DEFINE_list("settings", ["joint", "alternate", "separate"], "Which settings to train.")
+flags.DEFINE_list("extra_flags", [], "More flags for every mtl-train run, e.g. --trunk=conv.")
+flags.DEFINE_boolean("write_results", True, "Write the table into benchmarks/RESULTS.md.")
+
+RUNS = {"joint": [("joint", ["--mode=joint"])],
+        "alternate": [("alternate", ["--mode=alternate"])],
+        "separate": [("pos_only", ["--mode=single", "--tasks=pos"]),
+                     ("chunk_only", ["--mode=single", "--tasks=chunk"])]}
+
+
+def train(name, seed, flags_for_run):
+  model_dir = os.path.join(FLAGS.work_dir, f"{name}_seed{seed}")
+  args = [sys.executable, "-m", "trainers.train", f"--model_dir={model_dir}",
+          f"--seed={seed}", f"--epochs={FLAGS.epochs}", *flags_for_run, *FLAGS.extra_flags]
+  if FLAGS.data_dir:
+    args.append(f"--data_dir={FLAGS.data_dir}")
+  start = time.time()
+  done = subprocess.run(args, capture_output=True, text=True, check=False)
+  if done.returncode != 0:
+    raise ConfigError(f"run {model_dir} failed: {done.stderr.strip().splitlines()[-1]}")
+  with open(os.path.join(model_dir, "metrics.json"), encoding="utf-8") as f:
+    metrics = json.load(f)
+  return {"metrics": metrics, "seconds": time.time() - start, "curve": dev_curve(model_dir)}
+
+
+def dev_curve(model_dir):
+  """[(step, chunk F1 or POS accuracy on dev)] from the run's eval summaries."""
+  acc = event_accumulator.EventAccumulator(os.path.join(model_dir, "eval"),
+                                           size_guidance={"tensors": 0})
+  acc.Reload()
+  tag = "chunk/f1" if "chunk/f1" in acc.Tags()["tensors"] else "pos/accuracy"
+  return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
+
+
+def _mean_std(values):
+  if not values:
+    return "-"
+  std = statistics.stdev(values) if len(values) > 1 else 0.0
+  return f"{statistics.mean(values):.2f} ± {std:.2f}"
+
+
+def table(outcomes):
+  """outcomes: setting -> list over seeds of {run name: train() result}."""
+  lines = ["| setting | test chunk F1 | test POS acc. | dev chunk F1 | dev POS acc. | "
+           "wall time per seed (s) | dev curve, seed 0 (step: chunk F1 or POS acc.) |",
+           "|---|---|---|---|---|---|---|"]
+  for setting, per_seed in outcomes.items():
+    def values(split, key):
+      return [r["metrics"][split][key] for seed_runs in per_seed for name, r in seed_runs.items()
+              if (key.startswith("chunk") and name != "pos_only")
+              or (key.startswith("pos") and name != "chunk_only")]
+    seconds = [sum(r["seconds"] for r in seed_runs.values()) for seed_runs in per_seed]
+    curve_run = per_seed[0].get("chunk_only") or next(iter(per_seed[0].values()))
+    curve = " ".join(f"{s}:{v:.1f}" for s, v in curve_run["curve"][::2])
+    lines.append(f"| {setting} | {_mean_std(values('test', 'chunk_f1'))} | "
+                 f"{_mean_std(values('test', 'pos_accuracy'))} | "
+                 f"{_mean_std(values('dev', 'chunk_f1'))} | "
+                 f"{_mean_std(values('dev', 'pos_accuracy'))} | "
+                 f"{statistics.mean(seconds):.0f} | {curve} |")
+  return "\n".join(lines)
+
+
+def run():
+  unknown = [s for s in FLAGS.settings if s not in RUNS]
+  if unknown:
+    raise ConfigError(f"--settings: unknown {unknown}; choose from {list(RUNS)}.")
+  try:
+    seeds = [int(s) for s in FLAGS.seeds]
+  except ValueError:
+    raise ConfigError(f"--seeds must be integers, got {FLAGS.seeds}.") from None
+  outcomes = {}
+  for setting in FLAGS.settings:
+    outcomes[setting] = [{name: train(name, seed, run_flags) for name, run_flags in RUNS[setting]}
+                         for seed in seeds]
+    print(f"{setting}: done", flush=True)
+  device = hardware.describe_device()
+  text = "\n".join([
+      "## Jointly vs alternately vs separately (CoNLL-2000)", "",
+      f"Generated by `python3 -m benchmarks.quality {' '.join(sys.argv[1:])}` on "
+      f"{datetime.date.today().isoformat()}, {device['device']} {device['name']} "
+      f"({device.get('cores', '')} cores), TensorFlow {device['tensorflow']}. Seeds {seeds}, "
+      f"{FLAGS.epochs:g} epochs per task; test scores are those of each run's best-on-dev "
+      f"checkpoint; POS-only runs give the separate setting's POS column, chunk-only runs its "
+      f"chunk column.", "", table(outcomes)])
+  print(text)
+  if FLAGS.write_results:
+    results.replace_section("quality", text)
+  return outcomes
+
+
+def console_main():
+  cli.run("quality", run)
+
+
+if __name__ == "__main__":
+  console_main()
