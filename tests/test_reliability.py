@@ -69,11 +69,11 @@ def _wait_for(predicate, proc, timeout=300):
 
 def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_result(data_dir,
                                                                              tmp_path):
-  common = ["--train_steps=120", "--checkpoint_every=20", "--seed=3"]
+  common = ["--train_steps=80", "--checkpoint_every=20", "--seed=3"]
   whole = run_binary("trainers.train", *_train_args(data_dir, tmp_path / "whole", *common))
   assert whole.returncode == 0, whole.stderr
 
-  kill_after = int(np.random.default_rng().choice([20, 40, 60, 80]))
+  kill_after = int(np.random.default_rng().choice([20, 40, 60]))
   model_dir = tmp_path / "killed"
   proc = _popen_train(_train_args(data_dir, model_dir, *common))
   _wait_for(lambda: (model_dir / "checkpoints" / f"ckpt-{kill_after}.index").exists(), proc)
@@ -121,8 +121,8 @@ def test_a_nonfinite_loss_stops_training_naming_task_and_step(tmp_path):
                       "--checkpoint_every=1", f"--model_dir={tmp_path}")
   line = error_line(result)
   assert "Non-finite loss or gradient in task 'y" in line and "at global step" in line
-  state = _state(tmp_path)  # The last checkpoint is readable and holds no NaN or Inf.
-  assert all(np.all(np.isfinite(v)) for v in state.values())
+  state = _state(tmp_path)  # The last checkpoint is readable; no weight or slot is NaN/Inf.
+  assert all(np.all(np.isfinite(v)) for k, v in state.items() if k.startswith("trainer/"))
   assert int(state["trainer/global_step/.ATTRIBUTES/VARIABLE_VALUE"]) < 200
 
 

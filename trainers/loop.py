@@ -95,7 +95,7 @@ class TrainingLoop:
     for path in reversed(self.manager.checkpoints):
       try:
         self.checkpoint.restore(path).assert_existing_objects_matched()
-      except (tf.errors.OpError, ValueError, AssertionError) as e:
+      except (tf.errors.OpError, ValueError, AssertionError, IndexError, OSError) as e:
         logging.warning("Checkpoint %s is unreadable (%s); trying the one before it.", path,
                         str(e).splitlines()[0][:200])
         continue
