@@ -92,8 +92,8 @@ flags.DEFINE_integer("word_dim", 100, "Word embedding size.")
 flags.DEFINE_integer("char_filters", 64, "Character CNN filters.")
 flags.DEFINE_integer("hidden_size", 128, "BiLSTM units per direction (conv: 2x filters).")
 flags.DEFINE_integer("num_layers", 2, "Trunk layers (>= 2).")
-flags.DEFINE_float("dropout", 0.3, "Dropout rate.")
-flags.DEFINE_float("word_dropout", 0.0, "Probability of replacing a training word by the "
+flags.DEFINE_float("dropout", 0.5, "Dropout rate.")
+flags.DEFINE_float("word_dropout", 0.1, "Probability of replacing a training word by the "
                    "unknown word.")
 
 
