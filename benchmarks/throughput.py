@@ -157,7 +157,8 @@ def run():
   rows = []
   for size, overrides in _sizes().items():
     for trunk in FLAGS.trunks:
-      config = tagger.TaggerConfig(trunk=trunk, chunk_crf=False, **overrides)
+      # Softmax chunk head and no word dropout: what the Keras model can express too.
+      config = tagger.TaggerConfig(trunk=trunk, chunk_crf=False, word_dropout=0.0, **overrides)
       if FLAGS.keras:
         model = build_keras_tagger(config, num_words=NUM_WORDS, num_chars=NUM_CHARS,
                                    num_tags=NUM_TAGS, max_chars=MAX_CHARS)

@@ -57,8 +57,8 @@ class TaggerConfig:
   hidden_size: int = 128
   num_layers: int = 2
   conv_width: int = 5
-  dropout: float = 0.3
-  word_dropout: float = 0.0
+  dropout: float = 0.5
+  word_dropout: float = 0.1
   hierarchical: bool = True
   chunk_crf: bool = True
 
