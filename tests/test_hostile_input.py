@@ -150,3 +150,48 @@ def test_model_dir_that_is_a_file_fails_fast(tmp_path):
 def test_eval_of_a_missing_model_dir_fails_with_one_line(tmp_path):
   result = run_binary("trainers.eval", f"--model_dir={tmp_path / 'nothing'}")
   assert "config.json does not exist" in error_line(result)
+
+
+@settings(max_examples=500, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(raw=conll_files(), which=st.sampled_from(["train", "test"]))
+def test_mtl_train_loads_or_fails_cleanly_on_generated_files(tmp_path_factory, raw, which):
+  """mtl-train's own entry point (what `cli.run` calls) on 500 generated train or test files:
+  each either loads the data or raises an MtlError naming the file (which cli.run prints as
+  one line, exit 1), with nothing written to model_dir. In-process, as 500 subprocesses would
+  take most of an hour; the subprocess tests above check the printing and exit status."""
+  from absl import flags as absl_flags  # pylint: disable=g-import-not-at-top
+  from mtlcore.errors import MtlError  # pylint: disable=g-import-not-at-top
+  from trainers import train as train_binary  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("binary_fuzz")
+  data = root / "data"
+  data.mkdir()
+  good = fixtures.conll_text(fixtures.synthetic_sentences(5, seed=0)).encode()
+  (data / "train.txt").write_bytes(raw if which == "train" else good)
+  (data / "test.txt").write_bytes(raw if which == "test" else good)
+  model_dir = root / "model"
+  absl_flags.FLAGS.unparse_flags()
+  absl_flags.FLAGS(["mtl-train", f"--data_dir={data}", f"--model_dir={model_dir}",
+                    "--train_steps=1"])
+  # Stop right after the data is read: the run must not get further with bad data.
+  loaded = []
+
+  class DataRead(Exception):
+    pass
+
+  def stop(*args, **kwargs):
+    loaded.append(True)
+    raise DataRead
+
+  original = train_binary.run_files.prepare_model_dir
+  train_binary.run_files.prepare_model_dir = stop
+  try:
+    train_binary.run()
+  except MtlError as e:
+    assert "\n" not in str(e) and str(data) in str(e)
+    assert not model_dir.exists()
+  except DataRead:
+    assert loaded
+  finally:
+    train_binary.run_files.prepare_model_dir = original
+    absl_flags.FLAGS.unparse_flags()
