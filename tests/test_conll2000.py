@@ -1,7 +1,6 @@
 """Tests of the CoNLL-2000 reader, locator and splits."""
 
 import gzip
-import os
 
 import pytest
 

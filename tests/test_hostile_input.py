@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mtlcore.data.conll2000 import Sentence, parse_conll
+from mtlcore.data.conll2000 import Sentence, read_conll
 from mtlcore.errors import DataError
 from tests import fixtures
 from tests.binaries import error_line, run_binary
@@ -76,7 +76,6 @@ def _reference_parse(raw):
 def test_reader_loads_correctly_or_names_file_and_line(tmp_path_factory, raw):
   path = tmp_path_factory.mktemp("fuzz") / "input.txt"
   path.write_bytes(raw)
-  from mtlcore.data.conll2000 import read_conll  # pylint: disable=g-import-not-at-top
   try:
     sentences = read_conll(path)
   except DataError as e:
