@@ -34,6 +34,8 @@ class TaskSet:
     steps_per_epoch: batches in one pass over the training data.
     evaluate: split name -> {metric: value} on that split, or None if there is no held-out data.
     selection_metric: the metric of `evaluate("dev")` whose maximum selects the best model.
+    extras: what the binary needs after training (CoNLL-2000: the featurizer and vocabularies
+      that the export bundles).
   """
   model: MultiTaskModel
   tasks: Sequence[Task]
@@ -42,7 +44,6 @@ class TaskSet:
   steps_per_epoch: int
   evaluate: Callable | None = None
   selection_metric: str | None = None
-  tokens_per_step: float | None = None
   extras: dict = dataclasses.field(default_factory=dict)
 
 
@@ -106,16 +107,14 @@ def build_conll2000(*, tasks, batch_size, seed, model_dir, splits,
     return tagging.score(sentences, predictor.predict(sentences))
 
   pieces = pipeline.split_long(splits.train, pipeline.check_buckets(buckets)[-1])
-  num_tokens = sum(len(s) for s in splits.train)
   selection = "chunk_f1" if "chunk" in tasks else "pos_accuracy"
   return TaskSet(
       model=model, tasks=tagger.tagging_tasks(model, tasks),
       joint_dataset=stream(tuple(tasks), seed),
       task_datasets={t: stream((t,), seed + 1 + i) for i, t in enumerate(tasks)},
       steps_per_epoch=-(-len(pieces) // batch_size), evaluate=evaluate,
-      selection_metric=selection, tokens_per_step=num_tokens / len(pieces) * batch_size,
-      extras={"splits": splits, "vocabularies": vocabularies, "featurizer": featurizer,
-              "predictor": predictor})
+      selection_metric=selection,
+      extras={"vocabularies": vocabularies, "featurizer": featurizer})
 
 
 def restore_tagger(model_dir, checkpoint="best"):
