@@ -34,8 +34,8 @@ class AlternatingTrainer(Trainer):
         update is not applied) before `train` raises NonFiniteError.
       name: module name.
     """
-    super().__init__(model=model, tasks=tasks, seed=seed, jit_compile=jit_compile,
-                     clip_norm=clip_norm, max_nonfinite_steps=max_nonfinite_steps, name=name)
+    super().__init__(model=model, tasks=tasks, seed=seed, clip_norm=clip_norm,
+                     max_nonfinite_steps=max_nonfinite_steps, name=name)
     names = list(self.tasks)
     for what, given in (("an optimizer", optimizers), ("a dataset", datasets)):
       missing = [n for n in names if n not in given]

@@ -24,8 +24,8 @@ class JointTrainer(Trainer):
       loss_weights: dict task name -> non-negative float; missing tasks weigh 1.
       seed, jit_compile, clip_norm, max_nonfinite_steps, name: as for AlternatingTrainer.
     """
-    super().__init__(model=model, tasks=tasks, seed=seed, jit_compile=jit_compile,
-                     clip_norm=clip_norm, max_nonfinite_steps=max_nonfinite_steps, name=name)
+    super().__init__(model=model, tasks=tasks, seed=seed, clip_norm=clip_norm,
+                     max_nonfinite_steps=max_nonfinite_steps, name=name)
     loss_weights = dict(loss_weights or {})
     unknown = [n for n in loss_weights if n not in self.tasks]
     if unknown:

@@ -20,8 +20,7 @@ from mtlcore.errors import ConfigError, NonFiniteError, require_positive
 class Trainer(tf.Module):
   """Base class: step counters, the dropout seed, the non-finite guard and log bookkeeping."""
 
-  def __init__(self, *, model, tasks, seed, jit_compile, clip_norm, max_nonfinite_steps,
-               name=None):
+  def __init__(self, *, model, tasks, seed, clip_norm, max_nonfinite_steps, name=None):
     super().__init__(name=name)
     if not tasks:
       raise ConfigError("A trainer needs at least one task.")
@@ -33,7 +32,6 @@ class Trainer(tf.Module):
       raise ConfigError(f"clip_norm must be positive or None, got {clip_norm!r}.")
     self.model = model
     self.tasks = {t.name: t for t in tasks}
-    self.jit_compile = bool(jit_compile)
     self.clip_norm = clip_norm
     if not isinstance(max_nonfinite_steps, int) or max_nonfinite_steps < 0:
       raise ConfigError(
