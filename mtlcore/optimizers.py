@@ -34,11 +34,15 @@ class Adam(tf.Module):
   """Adam over a fixed list of variables given once to `build`.
 
   `apply(grads, variables)` adds one update to each variable and increments `iterations`.
-  `learning_rate` is a variable, so a schedule or a summary can read and set it.
+  `learning_rate` is the base rate, a variable; an optional `schedule` (a function of the
+  update count, e.g. mtlcore.schedules.LinearDecay) multiplies it, and
+  `current_learning_rate()` gives the rate the next update will use.
   """
 
-  def __init__(self, learning_rate=1e-3, *, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=None):
+  def __init__(self, learning_rate=1e-3, *, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+               schedule=None, name=None):
     super().__init__(name=name)
+    self.schedule = schedule
     if not learning_rate > 0:
       raise ConfigError(f"{self.name} learning_rate must be positive, got {learning_rate!r}.")
     self.learning_rate = tf.Variable(float(learning_rate), trainable=False, name="learning_rate")
@@ -65,13 +69,20 @@ class Adam(tf.Module):
     self.v = [tf.Variable(tf.zeros_like(v), trainable=False, name=f"v/{i}")
               for i, v in enumerate(variables)]
 
+  def current_learning_rate(self):
+    """The learning rate (float32 scalar) of the next update: base x schedule(iterations)."""
+    base = tf.identity(self.learning_rate)
+    if self.schedule is None:
+      return base
+    return base * self.schedule(self.iterations.read_value())
+
   def apply(self, grads, variables):
     """Applies `grads` (tensors or IndexedSlices) to `variables`, all of which it was built on."""
     if not self.built:
       raise ConfigError(f"{self.name} must be built on its variables before apply().")
+    alpha = self.current_learning_rate()
     self.iterations.assign_add(1)
     t = tf.cast(self.iterations, tf.float32)
-    alpha = tf.identity(self.learning_rate)
     for g, var in zip(grads, variables):
       i = self._index.get(var.ref())
       if i is None:

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from mtlcore.errors import ConfigError
 from mtlcore.optimizers import Adam
+from mtlcore.schedules import LinearDecay
 
 
 def _numpy_adam(grads, lr=0.01, b1=0.9, b2=0.999, eps=1e-7, start=0.0):
@@ -63,3 +64,38 @@ def test_adam_must_be_built_before_apply_and_only_once():
 def test_adam_rejects_a_non_positive_learning_rate():
   with pytest.raises(ConfigError, match="learning_rate"):
     Adam(0.0)
+
+
+def test_linear_decay_holds_then_falls_to_final():
+  schedule = LinearDecay(100, decay_start=0.6, final=0.1)
+  values = [float(schedule(tf.constant(s, tf.int64))) for s in (0, 60, 80, 100, 150)]
+  np.testing.assert_allclose(values, [1.0, 1.0, 0.55, 0.1, 0.1], rtol=1e-6)
+  assert float(LinearDecay(100, decay_start=1.0)(tf.constant(99, tf.int64))) == 1.0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"total_steps": 0}, "total_steps"), ({"total_steps": 10, "decay_start": 1.5}, "decay_start"),
+    ({"total_steps": 10, "final": -0.1}, "final")])
+def test_linear_decay_rejects_bad_settings(kwargs, match):
+  with pytest.raises(ConfigError, match=match):
+    LinearDecay(**kwargs)
+
+
+def test_adam_with_a_schedule_matches_numpy_at_the_scheduled_rates():
+  """Update k (from 0) uses base x schedule(k), so a resumed optimizer continues the schedule."""
+  schedule = LinearDecay(4, decay_start=0.5, final=0.0)
+  var = tf.Variable([0.5])
+  opt = Adam(0.01, schedule=schedule)
+  opt.build([var])
+  grads = [0.3, -1.2, 0.7, 2.0]
+  rates = []
+  for g in grads:
+    rates.append(float(opt.current_learning_rate()))
+    opt.apply([tf.constant([g])], [var])
+  np.testing.assert_allclose(rates, [0.01, 0.01, 0.01, 0.005], rtol=1e-6)
+  x, m, v = 0.5, 0.0, 0.0
+  for t, (g, lr) in enumerate(zip(grads, rates), 1):
+    m = 0.9 * m + 0.1 * g
+    v = 0.999 * v + 0.001 * g * g
+    x -= lr * np.sqrt(1 - 0.999**t) / (1 - 0.9**t) * m / (np.sqrt(v) + 1e-7)
+  np.testing.assert_allclose(var.numpy(), [x], rtol=1e-5)

@@ -56,7 +56,8 @@ class Summaries(Callback):
       tf.summary.scalar("throughput/tokens_per_sec", logs["tokens_in_loop"] / seconds)
       tf.summary.scalar("throughput/step_time_ms", 1000 * logs["seconds_per_step"])
       for name, optimizer in self._optimizers().items():
-        tf.summary.scalar(f"optimizer/learning_rate/{name}", optimizer.learning_rate)
+        tf.summary.scalar(f"optimizer/learning_rate/{name}",
+                          optimizer.current_learning_rate())
       for task, counter in self.trainer.task_steps.items():
         tf.summary.scalar(f"steps/{task}", counter)
       tf.summary.scalar("steps/global", step)
