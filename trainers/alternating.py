@@ -19,7 +19,7 @@ class AlternatingTrainer(Trainer):
   """Trains one task per step, chosen by a sampler."""
 
   def __init__(self, *, model, tasks, optimizers, datasets, sampler, seed=0, jit_compile=True,
-               clip_norm=None, max_nonfinite_steps=0, name=None):
+               clip_norm=None, max_nonfinite_steps=0, weight_average=None, name=None):
     """Args:
       model: a MultiTaskModel with a head for every task.
       tasks: sequence of Task.
@@ -30,12 +30,15 @@ class AlternatingTrainer(Trainer):
       seed: int; dropout masks are a function of (seed, global step).
       jit_compile: compile each step (forward, backward, update) with XLA.
       clip_norm: clip each step's gradients to this global norm; None for no clipping.
+      weight_average: optional mtlcore.averaging.WeightAverage of the model's variables,
+        updated after every applied update and swapped in by `evaluation_weights()`.
       max_nonfinite_steps: how many steps with a NaN/Inf loss or gradient may be skipped (their
         update is not applied) before `train` raises NonFiniteError.
       name: module name.
     """
     super().__init__(model=model, tasks=tasks, seed=seed, clip_norm=clip_norm,
-                     max_nonfinite_steps=max_nonfinite_steps, name=name)
+                     max_nonfinite_steps=max_nonfinite_steps,
+                     weight_average=weight_average, name=name)
     names = list(self.tasks)
     for what, given in (("an optimizer", optimizers), ("a dataset", datasets)):
       missing = [n for n in names if n not in given]

@@ -14,7 +14,8 @@ class JointTrainer(Trainer):
   """Trains all tasks at once on batches that carry every task's labels."""
 
   def __init__(self, *, model, tasks, optimizer, dataset, loss_weights=None, seed=0,
-               jit_compile=True, clip_norm=None, max_nonfinite_steps=0, name=None):
+               jit_compile=True, clip_norm=None, max_nonfinite_steps=0, weight_average=None,
+               name=None):
     """Args:
       model: a MultiTaskModel with a head for every task.
       tasks: sequence of Task.
@@ -22,10 +23,12 @@ class JointTrainer(Trainer):
       dataset: tf.data.Dataset of (features, labels), labels a dict with every task's labels.
         Repeat it: a step never ends an epoch.
       loss_weights: dict task name -> non-negative float; missing tasks weigh 1.
-      seed, jit_compile, clip_norm, max_nonfinite_steps, name: as for AlternatingTrainer.
+      seed, jit_compile, clip_norm, max_nonfinite_steps, weight_average, name: as for
+        AlternatingTrainer.
     """
     super().__init__(model=model, tasks=tasks, seed=seed, clip_norm=clip_norm,
-                     max_nonfinite_steps=max_nonfinite_steps, name=name)
+                     max_nonfinite_steps=max_nonfinite_steps,
+                     weight_average=weight_average, name=name)
     loss_weights = dict(loss_weights or {})
     unknown = [n for n in loss_weights if n not in self.tasks]
     if unknown:

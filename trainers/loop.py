@@ -65,7 +65,7 @@ class TrainingLoop:
 
   `evaluate` (optional) is called eagerly with no arguments and returns {metric: value};
   `selection_metric` names the one whose maximum marks the best checkpoint, kept apart in
-  `model_dir/best`. `callbacks` are Callback objects, told of every loop and evaluation.
+  `model_dir/best`. Both see the model with `trainer.evaluation_weights()` swapped in. `callbacks` are Callback objects, told of every loop and evaluation.
   """
 
   def __init__(self, *, trainer, model_dir, options, evaluate: Callable | None = None,
@@ -114,14 +114,16 @@ class TrainingLoop:
   def _evaluate(self, step):
     if self.evaluate is None:
       return None
-    metrics = self.evaluate()
     is_best = False
-    if self.selection_metric is not None:
-      value = float(metrics[self.selection_metric])
-      if value > float(self.best_metric.numpy()):
-        self.best_metric.assign(value)
-        self.best_manager.save(checkpoint_number=step)
-        is_best = True
+    # Evaluate, and keep as best, the weights the trainer says to evaluate (e.g. averages).
+    with self.trainer.evaluation_weights():
+      metrics = self.evaluate()
+      if self.selection_metric is not None:
+        value = float(metrics[self.selection_metric])
+        if value > float(self.best_metric.numpy()):
+          self.best_metric.assign(value)
+          self.best_manager.save(checkpoint_number=step)
+          is_best = True
     for callback in self.callbacks:
       callback.on_eval(step, metrics, is_best)
     return metrics

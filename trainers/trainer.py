@@ -12,6 +12,8 @@ global and per-task step counters, the sampler's generator and the input iterato
 masks are drawn from (seed, global step), so they need no state of their own.
 """
 
+import contextlib
+
 import tensorflow as tf
 
 from mtlcore.errors import ConfigError, NonFiniteError, require_positive
@@ -20,7 +22,8 @@ from mtlcore.errors import ConfigError, NonFiniteError, require_positive
 class Trainer(tf.Module):
   """Base class: step counters, the dropout seed, the non-finite guard and log bookkeeping."""
 
-  def __init__(self, *, model, tasks, seed, clip_norm, max_nonfinite_steps, name=None):
+  def __init__(self, *, model, tasks, seed, clip_norm, max_nonfinite_steps, weight_average=None,
+               name=None):
     super().__init__(name=name)
     if not tasks:
       raise ConfigError("A trainer needs at least one task.")
@@ -37,6 +40,9 @@ class Trainer(tf.Module):
       raise ConfigError(
           f"max_nonfinite_steps must be a non-negative integer, got {max_nonfinite_steps!r}.")
     self.max_nonfinite_steps = max_nonfinite_steps
+    # A mtlcore.averaging.WeightAverage of the model's variables, updated after every applied
+    # update; evaluation uses it through `evaluation_weights()`.
+    self.weight_average = weight_average
     self._seed = int(seed)
     self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     self.task_steps = {name: tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{name}_steps")
@@ -76,6 +82,8 @@ class Trainer(tf.Module):
 
     def apply():
       optimizer.apply(grads, variables)
+      if self.weight_average is not None:
+        self.weight_average.update()
       return tf.constant(0, tf.int64)
 
     def skip():
@@ -136,6 +144,13 @@ class Trainer(tf.Module):
           f"Non-finite loss or gradient in {culprits[int(task)]} at global step "
           f"{int(step)}; the update was not applied ({int(self.nonfinite_steps.numpy())} such "
           f"steps in all, {self.max_nonfinite_steps} allowed).")
+
+  def evaluation_weights(self):
+    """A context in which the model holds the weights to evaluate and export: the weight
+    average if the trainer keeps one, else the trained weights as they are (eager only)."""
+    if self.weight_average is None:
+      return contextlib.nullcontext()
+    return self.weight_average.swapped_in()
 
   def train(self, num_steps):
     """Runs `num_steps` steps; returns {"task/metric": mean over them, ...} as floats."""
