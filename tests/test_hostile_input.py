@@ -129,6 +129,9 @@ def test_eval_binary_names_a_bad_test_file(tmp_path):
     (["--hidden_size=0"], "hidden_size must be a positive integer"),
     (["--num_layers=1"], "num_layers must be at least 2"),
     (["--dropout=1.5"], "dropout must be in [0, 1)"),
+    (["--lr_decay_start=1.2"], "--lr_decay_start must be in [0, 1]"),
+    (["--lr_final=-0.5"], "--lr_final must be in [0, 1]"),
+    (["--average_decay=1"], "--average_decay must be in [0, 1)"),
     (["--sampler=round_robin"], "Unknown command line flag 'sampler'"),
 ])
 def test_bad_or_conflicting_flags_fail_before_training(tmp_path, flags, message):

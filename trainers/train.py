@@ -21,12 +21,14 @@ import time
 import tensorflow as tf
 from absl import flags, logging
 
+from mtlcore.averaging import WeightAverage
 from mtlcore.data import conll2000
 from mtlcore.errors import ConfigError
 from mtlcore.export import export_tagger
 from mtlcore.networks.tagger import TRUNKS, TaggerConfig
 from mtlcore.optimizers import Adam
 from mtlcore.sampling import TaskSampler
+from mtlcore.schedules import LinearDecay
 from trainers import cli, run_files, task_sets
 from trainers.alternating import AlternatingTrainer
 from trainers.joint import JointTrainer
@@ -38,10 +40,10 @@ from trainers.summaries import Summaries
 TASK_SETS = {"conll2000": task_sets.CONLL_TASKS, "toy": ("y1", "y2")}
 # Flags left unset take these per-task-set defaults.
 DEFAULTS = {
-    "conll2000": {"batch_size": 32, "learning_rate": 2e-3, "epochs": 30.0, "clip_norm": 5.0,
-                  "eval_every": 1000},
+    "conll2000": {"batch_size": 32, "learning_rate": 2e-3, "epochs": 24.0, "clip_norm": 5.0,
+                  "eval_every": 1000, "lr_decay_start": 0.33, "average_decay": 0.0},
     "toy": {"batch_size": 32, "learning_rate": 1e-2, "epochs": 20.0, "clip_norm": None,
-            "eval_every": 0},
+            "eval_every": 0, "lr_decay_start": 1.0, "average_decay": 0.0},
 }
 
 FLAGS = flags.FLAGS
@@ -57,11 +59,19 @@ flags.DEFINE_boolean("xla", True, "Compile each training step with XLA (jit_comp
 flags.DEFINE_integer("batch_size", None, "Sentences (examples) per batch. Default: 32.")
 flags.DEFINE_float("learning_rate", None, "Adam learning rate. Default: 2e-3 (conll2000), "
                    "1e-2 (toy).")
+flags.DEFINE_float("lr_decay_start", None, "Fraction of training after which the learning "
+                   "rate falls linearly to --lr_final x its base at the last step; 1: constant. "
+                   "Default: 0.33 (conll2000), 1 (toy).")
+flags.DEFINE_float("lr_final", 0.0, "Learning-rate multiplier reached at the last step when "
+                   "--lr_decay_start < 1.")
+flags.DEFINE_float("average_decay", None, "Evaluate, keep as best and export an exponential "
+                   "moving average of the weights with this decay; 0: the weights as trained. "
+                   "Default: 0.")
 flags.DEFINE_float("clip_norm", None, "Clip each step's gradients to this global norm. "
                    "Default: 5 (conll2000), none (toy).")
 flags.DEFINE_integer("train_steps", None, "Total training steps (overrides --epochs).")
 flags.DEFINE_float("epochs", None, "Training length in passes over the training data; in "
-                   "alternate mode each task gets this many passes. Default: 30 (conll2000), "
+                   "alternate mode each task gets this many passes. Default: 24 (conll2000), "
                    "20 (toy).")
 flags.DEFINE_integer("steps_per_loop", 50, "Steps run inside one tf.function call.")
 flags.DEFINE_integer("log_every", 200, "Log progress every this many steps.")
@@ -140,6 +150,12 @@ def _check_flags():
       raise ConfigError(f"--{name} must be positive, got {value}.")
   if not _setting("learning_rate") > 0:
     raise ConfigError(f"--learning_rate must be positive, got {_setting('learning_rate')}.")
+  if not 0.0 <= _setting("lr_decay_start") <= 1.0:
+    raise ConfigError(f"--lr_decay_start must be in [0, 1], got {_setting('lr_decay_start')}.")
+  if not 0.0 <= FLAGS.lr_final <= 1.0:
+    raise ConfigError(f"--lr_final must be in [0, 1], got {FLAGS.lr_final}.")
+  if not 0.0 <= _setting("average_decay") < 1.0:
+    raise ConfigError(f"--average_decay must be in [0, 1), got {_setting('average_decay')}.")
   if _setting("clip_norm") is not None and not _setting("clip_norm") > 0:
     raise ConfigError(f"--clip_norm must be positive, got {_setting('clip_norm')}.")
   if _setting("eval_every") < 0:
@@ -175,18 +191,35 @@ def build_task_set(tasks, splits):
                                    config=tagger_config())
 
 
-def build_trainer(task_set, tasks, weights):
-  """The trainer for --mode, over the given TaskSet."""
+def _adam(name, updates):
+  """Adam at --learning_rate, decaying over `updates` updates as --lr_decay_start says."""
+  schedule = None
+  if _setting("lr_decay_start") < 1.0:
+    schedule = LinearDecay(max(1, round(updates)), decay_start=_setting("lr_decay_start"),
+                           final=FLAGS.lr_final)
+  return Adam(_setting("learning_rate"), schedule=schedule, name=name)
+
+
+def build_trainer(task_set, tasks, weights, total_steps):
+  """The trainer for --mode, over the given TaskSet, for `total_steps` steps.
+
+  In alternate mode each task's optimizer schedules over the updates its task is expected to
+  get (total_steps x its sampling probability).
+  """
+  average = None
+  if _setting("average_decay") > 0:
+    average = WeightAverage(task_set.model.trainable_variables, decay=_setting("average_decay"))
   common = dict(model=task_set.model, tasks=task_set.tasks, seed=FLAGS.seed,
                 jit_compile=FLAGS.xla, clip_norm=_setting("clip_norm"),
-                max_nonfinite_steps=FLAGS.skip_nonfinite_steps)
+                max_nonfinite_steps=FLAGS.skip_nonfinite_steps, weight_average=average)
   if FLAGS.mode == "joint":
-    return JointTrainer(optimizer=Adam(_setting("learning_rate"), name="adam"),
+    return JointTrainer(optimizer=_adam("adam", total_steps),
                         dataset=task_set.joint_dataset, loss_weights=weights, **common)
   sampler = TaskSampler(tasks, None if weights is None else [weights[t] for t in tasks],
                         seed=FLAGS.seed)
   return AlternatingTrainer(
-      optimizers={t: Adam(_setting("learning_rate"), name=f"adam_{t}") for t in tasks},
+      optimizers={t: _adam(f"adam_{t}", total_steps * p)
+                  for t, p in zip(tasks, sampler.probabilities)},
       datasets={t: task_set.task_datasets[t] for t in tasks}, sampler=sampler, **common)
 
 
@@ -226,7 +259,9 @@ def run():
   run_files.prepare_model_dir(FLAGS.model_dir)
   config = {"task_set": FLAGS.task_set, "mode": FLAGS.mode, "tasks": list(tasks),
             "seed": FLAGS.seed, "batch_size": _setting("batch_size"),
-            "learning_rate": _setting("learning_rate"), "xla": FLAGS.xla}
+            "learning_rate": _setting("learning_rate"), "xla": FLAGS.xla,
+            "lr_decay_start": _setting("lr_decay_start"), "lr_final": FLAGS.lr_final,
+            "average_decay": _setting("average_decay")}
   if FLAGS.task_set == "conll2000":
     config["tagger"] = dataclasses.asdict(tagger_config())
   run_files.check_or_write_config(FLAGS.model_dir, config,
@@ -235,7 +270,7 @@ def run():
   task_set = build_task_set(tasks, splits)
   per_epoch = task_set.steps_per_epoch * (len(tasks) if FLAGS.mode == "alternate" else 1)
   total_steps = FLAGS.train_steps or max(1, round(_setting("epochs") * per_epoch))
-  trainer = build_trainer(task_set, tasks, weights)
+  trainer = build_trainer(task_set, tasks, weights, total_steps)
   options = LoopOptions(total_steps=total_steps, steps_per_loop=FLAGS.steps_per_loop,
                         eval_every=_setting("eval_every"),
                         checkpoint_every=FLAGS.checkpoint_every)
