@@ -42,6 +42,8 @@ flags.DEFINE_list("trunks", ["bilstm", "conv"], "Trunks to time.")
 flags.DEFINE_list("executions", ["eager", "function", "xla"], "Executions to time.")
 flags.DEFINE_list("modes", ["joint", "alternate", "pos", "chunk"], "Training modes to time.")
 flags.DEFINE_boolean("keras", True, "Time the Keras model.fit baseline.")
+flags.DEFINE_boolean("hierarchical", True, "Hierarchical heads (POS reads the first trunk "
+                     "layer, so a POS-only step runs one trunk layer), as the CoNLL default.")
 flags.DEFINE_integer("batch_size", 32, "Sentences per batch.")
 flags.DEFINE_integer("seq_len", 36, "Padded tokens per sentence (a middle CoNLL bucket).")
 flags.DEFINE_integer("steps", 60, "Timed steps per configuration.")
@@ -158,7 +160,8 @@ def run():
   for size, overrides in _sizes().items():
     for trunk in FLAGS.trunks:
       # Softmax chunk head and no word dropout: what the Keras model can express too.
-      config = tagger.TaggerConfig(trunk=trunk, chunk_crf=False, word_dropout=0.0, **overrides)
+      config = tagger.TaggerConfig(trunk=trunk, chunk_crf=False, word_dropout=0.0,
+                                   hierarchical=FLAGS.hierarchical, **overrides)
       if FLAGS.keras:
         model = build_keras_tagger(config, num_words=NUM_WORDS, num_chars=NUM_CHARS,
                                    num_tags=NUM_TAGS, max_chars=MAX_CHARS)
