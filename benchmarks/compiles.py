@@ -24,7 +24,6 @@ import os
 import re
 import tempfile
 
-import tensorflow as tf
 from absl import flags
 
 from mtlcore.data import conll2000, pipeline
@@ -67,13 +66,11 @@ def _compiles_per_function(trainer, dump_dir):
   modules = _module_counts(dump_dir)
   out = {}
   for task, fn in trainer.step_functions().items():
-    names = {cf.name.decode().lstrip("_") for cf in fn._list_all_concrete_functions()}  # pylint: disable=protected-access
+    # XLA names a module after the traced function: "__inference_NAME_ID" -> "a_inference_...".
+    concrete = fn._list_all_concrete_functions()  # pylint: disable=protected-access
+    names = {cf.name.decode().lstrip("_") for cf in concrete}
     out[task] = sum(modules.get(n, 0) for n in names)
   return out
-
-
-def _traces(trainer):
-  return {t: f.experimental_get_tracing_count() for t, f in trainer.step_functions().items()}
 
 
 def shapes_fed(dataset, batches):
@@ -122,7 +119,8 @@ def count_compiles(splits, *, config, batch_size, epochs, buckets=pipeline.DEFAU
       trainer.train(min(steps_per_loop, phase_steps - done))
     fed = {t: shapes_fed(task_set.task_datasets[t], int(trainer.task_steps[t].numpy()))
            for t in tasks}
-    return {"compiles": _compiles_per_function(trainer, dump_dir), "traces": _traces(trainer),
+    return {"compiles": _compiles_per_function(trainer, dump_dir),
+            "traces": trainer.step_trace_counts(),
             "shapes_fed": {t: [list(s) for s in fed[t]] for t in tasks},
             "steps": {t: int(trainer.task_steps[t].numpy()) for t in tasks}}
 

@@ -109,7 +109,7 @@ def time_mtlcore(config, mode, execution, dataset, steps, per_call):
       times.append((time.perf_counter() - start) / per_call)
   finally:
     tf.config.run_functions_eagerly(False)
-  retraces = {n: f.experimental_get_tracing_count() for n, f in trainer.step_functions().items()}
+  retraces = trainer.step_trace_counts()
   return compile_seconds, np.array(times), retraces
 
 

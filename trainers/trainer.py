@@ -165,3 +165,7 @@ class Trainer(tf.Module):
     """The compiled per-step tf.functions, by name (for tracing and compile counts)."""
     raise NotImplementedError
 
+  def step_trace_counts(self):
+    """{step function name: how many times it has been traced}; 1 each after warm-up."""
+    return {n: f.experimental_get_tracing_count() for n, f in self.step_functions().items()}
+
