@@ -65,7 +65,8 @@ class TrainingLoop:
 
   `evaluate` (optional) is called eagerly with no arguments and returns {metric: value};
   `selection_metric` names the one whose maximum marks the best checkpoint, kept apart in
-  `model_dir/best`. Both see the model with `trainer.evaluation_weights()` swapped in. `callbacks` are Callback objects, told of every loop and evaluation.
+  `model_dir/best`. Both see the model with `trainer.evaluation_weights()` swapped in.
+  `callbacks` are Callback objects, told of every loop and evaluation.
   """
 
   def __init__(self, *, trainer, model_dir, options, evaluate: Callable | None = None,
