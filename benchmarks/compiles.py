@@ -1,11 +1,12 @@
 """mtl-compiles: how many XLA programs alternating training compiles, and whether it retraces.
 
   mtl-compiles --data_dir=DIR             # CoNLL-2000 default tagger, real pipeline
-  mtl-compiles --trunk=conv --epochs=1
+  mtl-compiles --trunk=conv --epochs=1    # any mtl-train flag; --epochs is the warm-up
 
 The bucketed pipeline promises at most (tasks x buckets) XLA programs: one per task step and
 batch shape, never a recompile or a retrace once every shape has been seen. This binary
-measures it on the real training pipeline: it runs alternating XLA training for a warm-up of
+measures it on the real training pipeline, with the trainer mtl-train builds for the same
+flags (mtlcore.trainers.build): it runs alternating XLA training for a warm-up of
 `--epochs` passes per task and then as many steps again, and after each phase counts the XLA
 modules compiled for each task's step function (XLA dumps one `before_optimizations` file per
 compilation into --xla_dump_to, set here before the first compile), the step functions'
@@ -19,33 +20,21 @@ that has not compiled anything yet (the binary's own process, or a fresh subproc
 """
 
 import collections
-import json
+import dataclasses
 import os
 import re
 import tempfile
 
 from absl import flags
 
-from mtlcore.data import conll2000, pipeline
-from mtlcore.errors import ConfigError, MtlError
-from mtlcore.networks import tagger
-from mtlcore.optimizers import Adam
-from mtlcore.sampling import TaskSampler
-from trainers import cli, task_sets
-from trainers.alternating import AlternatingTrainer
+from mtlcore.benchmarks import report
+from mtlcore.errors import MtlError
+from mtlcore.trainers import build
+from mtlcore.trainers.cli import common
+from mtlcore.trainers.cli import flags as run_flags
+from mtlcore.trainers.config import RunConfig
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "CoNLL-2000 directory (default: $MTL_DATA_DIR, else the "
-                    "download cache).")
-flags.DEFINE_enum("trunk", "bilstm", list(tagger.TRUNKS), "Tagger trunk.")
-flags.DEFINE_integer("batch_size", 32, "Sentences per batch.")
-flags.DEFINE_float("epochs", 1.0, "Warm-up passes over the training data per task; the check "
-                   "afterwards runs as many steps again.")
-flags.DEFINE_integer("hidden_size", 128, "Trunk size (smaller compiles and trains faster; the "
-                     "count does not depend on it).")
-flags.DEFINE_list("buckets", [str(b) for b in pipeline.DEFAULT_BUCKETS],
-                  "The pipeline's padded bucket lengths.")
-flags.DEFINE_string("output_json", None, "Write the result here as JSON.")
 
 _BEFORE = ".before_optimizations.txt"
 
@@ -82,16 +71,13 @@ def shapes_fed(dataset, batches):
   return sorted({tuple(features["words"].shape) for features, _ in dataset.take(batches)})
 
 
-def count_compiles(splits, *, config, batch_size, epochs, buckets=pipeline.DEFAULT_BUCKETS,
-                   dump_dir=None, steps_per_loop=50):
-  """Runs alternating XLA training and counts compilations, traces and batch shapes.
+def count_compiles(config, *, epochs, dump_dir=None):
+  """Runs alternating XLA training as mtl-train builds it and counts compilations, traces
+  and batch shapes.
 
   Args:
-    splits: mtlcore.data.conll2000.Splits.
-    config: the TaggerConfig.
-    batch_size: sentences per batch.
+    config: a RunConfig (its mode is made "alternate" and its xla True).
     epochs: warm-up length in passes per task; the check runs as many steps again.
-    buckets: the pipeline's bucket lengths.
     dump_dir: where XLA dumps its modules (a new temporary directory by default).
   Returns:
     A dict with, after the warm-up and after the check: XLA compilations per task step
@@ -102,37 +88,36 @@ def count_compiles(splits, *, config, batch_size, epochs, buckets=pipeline.DEFAU
   dump_dir = dump_dir or tempfile.mkdtemp(prefix="mtl_xla_dump_")
   previous = os.environ.get("XLA_FLAGS", "")
   os.environ["XLA_FLAGS"] = f"{previous} --xla_dump_to={dump_dir}".strip()
-  tasks = task_sets.CONLL_TASKS
-  with tempfile.TemporaryDirectory() as model_dir:
-    task_set = task_sets.build_conll2000(tasks=tasks, batch_size=batch_size, seed=0,
-                                         model_dir=model_dir, splits=splits, config=config,
-                                         buckets=buckets)
-  trainer = AlternatingTrainer(
-      model=task_set.model, tasks=task_set.tasks,
-      optimizers={t: Adam(2e-3, name=f"adam_{t}") for t in tasks},
-      datasets=task_set.task_datasets, sampler=TaskSampler(tasks, seed=0), seed=0,
-      jit_compile=True, clip_norm=5.0)
-  phase_steps = max(1, round(epochs * task_set.steps_per_epoch * len(tasks)))
+  resolved = build.resolve(dataclasses.replace(config, mode="alternate", xla=True))
+  config, task_set = resolved.config, resolved.task_set
+  data = task_set.load_data(config.data_dir)
+  with tempfile.TemporaryDirectory() as assets_dir:
+    model, tasks = build.build_model(config, task_set, assets_dir=assets_dir, data=data)
+  streams = build.make_streams(config, task_set, data)
+  phase_steps = max(1, round(epochs * sum(s.steps_per_epoch for s in streams.values())))
+  trainer = build.build_trainer(config, model=model, tasks=tasks, streams=streams,
+                                total_steps=2 * phase_steps)
+  names = config.tasks
+  buckets = config.options["buckets"]
 
   def phase():
-    for done in range(0, phase_steps, steps_per_loop):
-      trainer.train(min(steps_per_loop, phase_steps - done))
-    fed = {t: shapes_fed(task_set.task_datasets[t], int(trainer.task_steps[t].numpy()))
-           for t in tasks}
+    for done in range(0, phase_steps, config.steps_per_loop):
+      trainer.train(min(config.steps_per_loop, phase_steps - done))
+    fed = {t: shapes_fed(streams[t].dataset, int(trainer.task_steps[t].numpy())) for t in names}
     return {"compiles": _compiles_per_function(trainer, dump_dir),
             "traces": trainer.step_trace_counts(),
-            "shapes_fed": {t: [list(s) for s in fed[t]] for t in tasks},
-            "steps": {t: int(trainer.task_steps[t].numpy()) for t in tasks}}
+            "shapes_fed": {t: [list(s) for s in fed[t]] for t in names},
+            "steps": {t: int(trainer.task_steps[t].numpy()) for t in names}}
 
   warmup, check = phase(), phase()
   total = sum(check["compiles"].values())
   return {
-      "tasks": list(tasks), "buckets": list(buckets), "steps_per_phase": phase_steps,
+      "tasks": list(names), "buckets": list(buckets), "steps_per_phase": phase_steps,
       "after_warmup": warmup, "after_check": check, "total_compiles": total,
-      "tasks_x_buckets": len(tasks) * len(buckets), "dump_dir": dump_dir,
+      "tasks_x_buckets": len(names) * len(buckets), "dump_dir": dump_dir,
       "compiles_equal_shapes_fed": all(
-          p["compiles"][t] == len(p["shapes_fed"][t]) for p in (warmup, check) for t in tasks),
-      "at_most_tasks_x_buckets": total <= len(tasks) * len(buckets),
+          p["compiles"][t] == len(p["shapes_fed"][t]) for p in (warmup, check) for t in names),
+      "at_most_tasks_x_buckets": total <= len(names) * len(buckets),
       "no_retraces": all(n == 1 for n in check["traces"].values()),
       "new_compiles_after_warmup": total - sum(warmup["compiles"].values()),
   }
@@ -156,21 +141,14 @@ def summary_lines(result):
   ]
 
 
-def run_binary():
-  if FLAGS.batch_size <= 0 or FLAGS.hidden_size <= 0 or not FLAGS.epochs > 0:
-    raise ConfigError("--batch_size, --hidden_size and --epochs must be positive.")
-  try:
-    buckets = pipeline.check_buckets([int(b) for b in FLAGS.buckets])
-  except ValueError:
-    raise ConfigError(f"--buckets must be integers, got {FLAGS.buckets}.") from None
-  splits = conll2000.load_splits(FLAGS.data_dir)
-  config = tagger.TaggerConfig(trunk=FLAGS.trunk, hidden_size=FLAGS.hidden_size)
-  result = count_compiles(splits, config=config, batch_size=FLAGS.batch_size,
-                          epochs=FLAGS.epochs, buckets=buckets)
+def main():
+  config = run_flags.run_config()
+  if config.task_set != "conll2000":
+    raise MtlError("mtl-compiles measures the conll2000 task set; drop --task_set.")
+  result = count_compiles(config, epochs=FLAGS.epochs or 1.0)
   print("\n".join(summary_lines(result)))
   if FLAGS.output_json:
-    with open(FLAGS.output_json, "w", encoding="utf-8") as f:
-      json.dump(result, f, indent=2)
+    report.write_json(FLAGS.output_json, result)
   if not (result["compiles_equal_shapes_fed"] and result["no_retraces"]
           and result["at_most_tasks_x_buckets"]):
     raise MtlError("Alternating training compiled or traced more than once per batch shape "
@@ -179,7 +157,7 @@ def run_binary():
 
 
 def console_main():
-  cli.run("mtl-compiles", run_binary)
+  common.run("mtl-compiles", main)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@
 In one invocation, for each trunk (BiLSTM, conv) and size, it times:
   - Keras 3 model.fit on the identical architecture (the baseline), fed the same batches;
   - mtlcore training steps for each execution (eager, tf.function, XLA) and each training
-    mode (joint, alternating, POS only, chunk only);
+    mode (joint, alternating, POS only, chunk only), built by mtlcore.trainers.build exactly
+    as mtl-train builds them for the same flags (the POS-only row is `--mode=single
+    --tasks=pos`), over the conll2000 task set's tagger with vocabularies of CoNLL-2000's
+    sizes;
 and measures the fp32 (and bf16) matmul peak. Step times are medians (and p90) over timed
 calls after warm-up; compile time (the warm-up call) is reported apart. It prints a Markdown
 table and ratios, and writes JSON with --output_json. The chunk head is a softmax here, as
@@ -15,7 +18,6 @@ Keras has no CRF layer.
 """
 
 import datetime
-import json
 import statistics
 import sys
 import time
@@ -24,16 +26,18 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from benchmarks import flops as flops_lib
-from benchmarks import hardware, results
-from benchmarks.keras_baseline import build_keras_tagger, keras_step_times
+from mtlcore import task_set as task_set_lib
+from mtlcore.benchmarks import flops as flops_lib
+from mtlcore.benchmarks import hardware, results
+from mtlcore.benchmarks import report as report_lib
+from mtlcore.benchmarks.keras_baseline import build_keras_tagger, keras_step_times
+from mtlcore.data.vocab import Vocabularies
 from mtlcore.errors import ConfigError
 from mtlcore.networks import tagger
-from mtlcore.optimizers import Adam
-from mtlcore.sampling import TaskSampler
-from trainers import cli
-from trainers.alternating import AlternatingTrainer
-from trainers.joint import JointTrainer
+from mtlcore.trainers import build
+from mtlcore.trainers.cli import common
+from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=unused-import (--batch_size, --hierarchical)
+from mtlcore.trainers.config import RunConfig
 
 FLAGS = flags.FLAGS
 flags.DEFINE_boolean("quick", False, "Tiny sizes and few steps: a smoke run.")
@@ -42,19 +46,21 @@ flags.DEFINE_list("trunks", ["bilstm", "conv"], "Trunks to time.")
 flags.DEFINE_list("executions", ["eager", "function", "xla"], "Executions to time.")
 flags.DEFINE_list("modes", ["joint", "alternate", "pos", "chunk"], "Training modes to time.")
 flags.DEFINE_boolean("keras", True, "Time the Keras model.fit baseline.")
-flags.DEFINE_boolean("hierarchical", True, "Hierarchical heads (POS reads the first trunk "
-                     "layer, so a POS-only step runs one trunk layer), as the CoNLL default.")
-flags.DEFINE_integer("batch_size", 32, "Sentences per batch.")
 flags.DEFINE_integer("seq_len", 36, "Padded tokens per sentence (a middle CoNLL bucket).")
 flags.DEFINE_integer("steps", 60, "Timed steps per configuration.")
 flags.DEFINE_integer("steps_per_call", 5, "Steps per call into the compiled loop.")
-flags.DEFINE_string("output_json", None, "Write all results here as JSON.")
-flags.DEFINE_boolean("write_results", False, "Write the table into benchmarks/RESULTS.md "
-                     "(section \"throughput\").")
 
 NUM_WORDS, NUM_CHARS, MAX_CHARS = 7875, 82, 20
 NUM_TAGS = {"pos": 44, "chunk": 22}
 TASKS = ("pos", "chunk")
+DEFAULT_BATCH_SIZE = 32
+
+
+def synthetic_vocabularies():
+  """Vocabularies of CoNLL-2000's sizes (ids 0 and 1 are padding and unknown)."""
+  return Vocabularies(words=tuple(f"w{i}" for i in range(NUM_WORDS - 2)),
+                      chars=tuple(chr(0x100 + i) for i in range(NUM_CHARS - 2)),
+                      tags={t: tuple(f"{t}{i}" for i in range(n)) for t, n in NUM_TAGS.items()})
 
 
 def synthetic_batches(count, batch, seq_len, seed=0):
@@ -79,23 +85,38 @@ def as_dataset(batches, tasks=TASKS):
   return tf.data.Dataset.from_tensor_slices((features, labels)).repeat().prefetch(4)
 
 
-def _build_trainer(config, mode, jit_compile, dataset):
-  model = tagger.build_tagger(config, num_words=NUM_WORDS, num_chars=NUM_CHARS,
-                              num_tags=NUM_TAGS, seed=0)
-  common = dict(model=model, seed=0, jit_compile=jit_compile, clip_norm=5.0)
-  if mode == "alternate":
-    return AlternatingTrainer(tasks=tagger.tagging_tasks(model, TASKS),
-                              optimizers={t: Adam(2e-3) for t in TASKS},
-                              datasets={t: dataset for t in TASKS},
-                              sampler=TaskSampler(TASKS, seed=0), **common)
-  tasks = TASKS if mode == "joint" else (mode,)
-  return JointTrainer(tasks=tagger.tagging_tasks(model, tasks), optimizer=Adam(2e-3),
-                      dataset=dataset, **common)
+def bench_config(mode, *, options, jit_compile, batch_size, steps):
+  """The RunConfig of a benchmark row: mode "joint" or "alternate" over both tasks, or a task
+  name for `--mode=single --tasks=NAME`."""
+  single = mode in TASKS
+  return RunConfig(task_set="conll2000", mode="single" if single else mode,
+                   tasks=(mode,) if single else TASKS, options=options, xla=jit_compile,
+                   batch_size=batch_size, train_steps=steps, seed=0)
 
 
-def time_mtlcore(config, mode, execution, dataset, steps, per_call):
-  """(compile seconds, per-step seconds array) for one configuration."""
-  trainer = _build_trainer(config, mode, execution == "xla", dataset)
+def build_bench_trainer(config, dataset_for, vocabularies=None):
+  """The trainer mtl-train builds for `config`, fed by `dataset_for(tasks)` instead of files.
+
+  Everything but the data source goes through mtlcore.trainers.build.
+  """
+  resolved = build.resolve(config)
+  config, task_set = resolved.config, resolved.task_set
+  model = task_set.build_model_for(config.tasks, vocabularies or synthetic_vocabularies(),
+                                   seed=config.seed)
+  tasks = task_set.make_tasks(model, config.tasks)
+  if config.mode == "alternate":
+    streams = {t: task_set_lib.Stream(dataset_for((t,)), 1) for t in config.tasks}
+  else:
+    streams = {"joint": task_set_lib.Stream(dataset_for(config.tasks), 1)}
+  return build.build_trainer(config, model=model, tasks=tasks, streams=streams,
+                             total_steps=config.train_steps)
+
+
+def time_mtlcore(options, mode, execution, batches, steps, per_call):
+  """(compile seconds, per-step seconds array, traces) for one configuration."""
+  config = bench_config(mode, options=options, jit_compile=execution == "xla",
+                        batch_size=len(batches[0][0]["length"]), steps=10 * steps)
+  trainer = build_bench_trainer(config, lambda tasks: as_dataset(batches, tasks))
   tf.config.run_functions_eagerly(execution == "eager")
   try:
     start = time.perf_counter()
@@ -142,9 +163,11 @@ def _row(trunk, size, execution, mode, seconds, batch, real_tokens, config, comp
 
 
 def run():
-  for name in ("batch_size", "seq_len", "steps", "steps_per_call"):
-    if getattr(FLAGS, name) <= 0:
-      raise ConfigError(f"--{name} must be positive, got {getattr(FLAGS, name)}.")
+  batch_size = FLAGS.batch_size or DEFAULT_BATCH_SIZE
+  for name, value in (("batch_size", batch_size), ("seq_len", FLAGS.seq_len),
+                      ("steps", FLAGS.steps), ("steps_per_call", FLAGS.steps_per_call)):
+    if value <= 0:
+      raise ConfigError(f"--{name} must be positive, got {value}.")
   for flag, allowed in (("trunks", tagger.TRUNKS), ("executions", ("eager", "function", "xla")),
                         ("modes", ("joint", "alternate", "pos", "chunk"))):
     unknown = [v for v in getattr(FLAGS, flag) if v not in allowed]
@@ -154,34 +177,36 @@ def run():
   device = hardware.describe_device()
   peak32 = hardware.matmul_peak_gflops(1024 if FLAGS.quick else 4096)
   peak16 = hardware.matmul_peak_gflops(1024 if FLAGS.quick else 4096, tf.bfloat16)
-  batches = synthetic_batches(8, FLAGS.batch_size, FLAGS.seq_len)
+  batches = synthetic_batches(8, batch_size, FLAGS.seq_len)
+  hierarchical = True if FLAGS.hierarchical is None else FLAGS.hierarchical
   real_tokens = float(np.mean([b[0]["length"].sum() for b in batches]))
   rows = []
   for size, overrides in _sizes().items():
     for trunk in FLAGS.trunks:
       # Softmax chunk head and no word dropout: what the Keras model can express too.
-      config = tagger.TaggerConfig(trunk=trunk, chunk_crf=False, word_dropout=0.0,
-                                   hierarchical=FLAGS.hierarchical, **overrides)
+      options = dict(trunk=trunk, chunk_crf=False, word_dropout=0.0, hierarchical=hierarchical,
+                     **overrides)
+      config = tagger.TaggerConfig(**options)
       if FLAGS.keras:
         model = build_keras_tagger(config, num_words=NUM_WORDS, num_chars=NUM_CHARS,
                                    num_tags=NUM_TAGS, max_chars=MAX_CHARS)
         keras_data = as_dataset(batches).map(
             lambda f, l: ({"words": f["words"], "chars": f["chars"]}, l))
         seconds = keras_step_times(model, keras_data, warmup=3, steps=steps)
-        rows.append(_row(trunk, size, "keras_fit", "keras", seconds, FLAGS.batch_size,
+        rows.append(_row(trunk, size, "keras_fit", "keras", seconds, batch_size,
                          real_tokens, config, peak=peak32))
         print(_line(rows[-1]), flush=True)
       for execution in FLAGS.executions:
         for mode in FLAGS.modes:
           run_steps = min(steps, 10) if execution == "eager" else steps
           compile_s, seconds, retraces = time_mtlcore(
-              config, mode, execution, as_dataset(batches), run_steps, FLAGS.steps_per_call)
-          rows.append(_row(trunk, size, execution, mode, seconds, FLAGS.batch_size,
+              options, mode, execution, batches, run_steps, FLAGS.steps_per_call)
+          rows.append(_row(trunk, size, execution, mode, seconds, batch_size,
                            real_tokens, config, compile_s=compile_s, peak=peak32))
           rows[-1]["traces_per_step_function"] = retraces
           print(_line(rows[-1]), flush=True)
   report = {"device": device, "fp32_peak_gflops": peak32, "bf16_peak_gflops": peak16,
-            "batch_size": FLAGS.batch_size, "seq_len": FLAGS.seq_len, "rows": rows,
+            "batch_size": batch_size, "seq_len": FLAGS.seq_len, "rows": rows,
             "ratios": ratios(rows), "argv": sys.argv[1:]}
   text = markdown(report)
   print(text)
@@ -192,8 +217,7 @@ def run():
         f"{datetime.date.today().isoformat()}. Synthetic batches shaped like CoNLL-2000 ones, "
         f"identical for every row; chunk head softmax (Keras has no CRF).", "", text]))
   if FLAGS.output_json:
-    with open(FLAGS.output_json, "w", encoding="utf-8") as f:
-      json.dump(report, f, indent=2)
+    report_lib.write_json(FLAGS.output_json, report)
   return report
 
 
@@ -247,7 +271,7 @@ def markdown(report):
 
 
 def console_main():
-  cli.run("mtl-bench", run)
+  common.run("mtl-bench", run)
 
 
 if __name__ == "__main__":

@@ -46,3 +46,8 @@ def require_probability(what, value):
   if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
     raise ConfigError(f"{what} must be in [0, 1), got {value!r}.")
   return float(value)
+
+
+class StorageError(MtlError, OSError):
+  """A write failed (full disk, file-size limit, unwritable file); nothing half-written was
+  left in the place of good data."""

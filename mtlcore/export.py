@@ -1,10 +1,18 @@
-"""Export a trained tagger as a SavedModel that tags raw string tokens.
+"""SavedModel exports that serve exactly the tasks a run trained, written atomically.
 
-The SavedModel carries the vocabularies as lookup tables and the tag names as constants, so
-serving needs nothing but the export directory. Signature `serving_default`:
+`save_atomically` writes into a staging directory beside `export_dir` and swaps it in only
+once it is complete, so a failed export never leaves half a model where a good one was.
+
+`ExportedTagger` (signature `serving_default`) tags raw string tokens; it carries the
+vocabularies as lookup tables and the tag names as constants, so serving needs nothing but the
+export directory:
   inputs:  tokens  string [B, T]  one sentence per row, padded with "" (empty string).
   outputs: length  int32  [B]     number of tokens per row;
            TASK    string [B, T]  the predicted tag of each token, "" at padding.
+The object's `task_order` (a string variable) lists the served tasks in the run's order.
+
+`ExportedModel` serves a model whose features are dense tensors: the inputs are the features
+(as `feature_specs` says), the outputs each task head's predictions.
 """
 
 import os
@@ -16,6 +24,29 @@ import tensorflow as tf
 from mtlcore.errors import ConfigError
 
 
+def save_atomically(module, signatures, export_dir):
+  """tf.saved_model.save into a staging directory, then an atomic swap into export_dir."""
+  parent = os.path.dirname(os.path.abspath(export_dir)) or "."
+  try:
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=parent, prefix=".export-")
+  except OSError as e:
+    raise ConfigError(f"--export_dir={export_dir}: cannot write there ({e.strerror}).") from None
+  try:
+    tf.saved_model.save(module, staging, signatures=signatures)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+  if os.path.exists(export_dir):
+    old = staging + ".old"
+    os.replace(export_dir, old)
+    os.replace(staging, export_dir)
+    shutil.rmtree(old)
+  else:
+    os.replace(staging, export_dir)
+  return export_dir
+
+
 class ExportedTagger(tf.Module):
   """Featurizer + model + tag names, with one serving function."""
 
@@ -24,6 +55,8 @@ class ExportedTagger(tf.Module):
     self.model = model
     self.featurizer = featurizer
     self.tasks = tuple(tasks)
+    # Saved with the model, so a reader knows the order of the task outputs.
+    self.task_order = tf.Variable(list(self.tasks), trainable=False, name="task_order")
     self.tag_names = {t: tf.constant(list(vocabularies.tags[t]), tf.string) for t in self.tasks}
 
   @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="tokens")])
@@ -41,20 +74,25 @@ class ExportedTagger(tf.Module):
 
 
 def export_tagger(export_dir, model, featurizer, vocabularies, tasks):
-  """Writes the SavedModel to export_dir, replacing what was there only once it is complete."""
-  parent = os.path.dirname(os.path.abspath(export_dir)) or "."
-  try:
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=".export-")
-  except OSError as e:
-    raise ConfigError(f"--export_dir={export_dir}: cannot write there ({e.strerror}).") from None
+  """Writes the tagger's SavedModel (tasks: the heads to serve) to export_dir."""
   module = ExportedTagger(model, featurizer, vocabularies, tasks)
-  tf.saved_model.save(module, staging, signatures={"serving_default": module.tag})
-  if os.path.exists(export_dir):
-    old = staging + ".old"
-    os.replace(export_dir, old)
-    os.replace(staging, export_dir)
-    shutil.rmtree(old)
-  else:
-    os.replace(staging, export_dir)
-  return export_dir
+  return save_atomically(module, {"serving_default": module.tag}, export_dir)
+
+
+class ExportedModel(tf.Module):
+  """A MultiTaskModel on dense features, serving the predictions of `tasks`."""
+
+  def __init__(self, model, tasks, feature_specs):
+    super().__init__(name="exported_model")
+    self.model = model
+    self.tasks = tuple(tasks)
+    self.serve = tf.function(
+        lambda features: self.model(features, tasks=self.tasks, training=False),
+        input_signature=[dict(feature_specs)])
+
+
+def export_model(export_dir, model, tasks, feature_specs):
+  """Writes a SavedModel whose `serving_default` maps features {name: TensorSpec} to
+  {task: predictions} for `tasks`."""
+  module = ExportedModel(model, tasks, feature_specs)
+  return save_atomically(module, {"serving_default": module.serve}, export_dir)

@@ -1,34 +1,49 @@
-"""Loss functions as pure functions on tensors: each returns a float32 scalar."""
+"""Loss and metric functions as pure functions on tensors, in the (total, count) contract.
+
+Each returns a mtlcore.tasks.Ratio: the sum over the units the batch holds and the number of
+units, both float32 scalars; the trainer divides (see mtlcore.tasks).
+"""
 
 import tensorflow as tf
 
+from mtlcore.tasks import Ratio
 
-def mean_squared_error(targets, predictions):
-  """Mean over all elements of (predictions - targets)^2. Both [B, ...] float32."""
-  return tf.reduce_mean(tf.square(predictions - tf.cast(targets, predictions.dtype)))
+
+def squared_error(targets, predictions):
+  """Sum of (predictions - targets)^2 over all elements, and the number of elements.
+
+  Args:
+    targets, predictions: float [B, ...] of the same shape.
+  """
+  error = tf.square(predictions - tf.cast(targets, predictions.dtype))
+  return Ratio(tf.reduce_sum(error), tf.cast(tf.size(error), tf.float32))
+
+
+def _labelled(labels, mask, num_classes):
+  """(labels clipped into [0, C), float mask of the real positions with a known label)."""
+  labels = tf.cast(labels, tf.int32)
+  mask = mask * tf.cast((labels >= 0) & (labels < num_classes), mask.dtype)
+  return tf.clip_by_value(labels, 0, num_classes - 1), mask  # Defined values where mask is 0.
 
 
 def masked_sparse_cross_entropy(labels, logits, mask):
-  """Token-level softmax cross-entropy averaged over real tokens.
+  """Token-level softmax cross-entropy, summed over the real tokens with a known label.
 
   Args:
     labels: int [B, T] class ids. Positions that are masked, or whose id lies outside
-      [0, C) (a tag never seen in training), add nothing to the loss.
+      [0, C) (a tag never seen in training), add nothing.
     logits: float32 [B, T, C].
     mask: float32 [B, T], 1.0 on real tokens and 0.0 on padding.
   Returns:
-    sum(mask * xent) / max(sum(mask), 1) over the positions kept, in nats per token.
+    Ratio(sum of cross-entropies in nats, number of tokens counted).
   """
-  labels = tf.cast(labels, tf.int32)
-  num_classes = tf.shape(logits)[-1]
-  mask *= tf.cast((labels >= 0) & (labels < num_classes), mask.dtype)
-  labels = tf.clip_by_value(labels, 0, num_classes - 1)  # Defined values where mask is 0.
+  labels, mask = _labelled(labels, mask, tf.shape(logits)[-1])
   xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-  return tf.reduce_sum(xent * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+  return Ratio(tf.reduce_sum(xent * mask), tf.reduce_sum(mask))
 
 
 def masked_accuracy(labels, logits, mask):
-  """Fraction of real tokens whose argmax over `logits` [B, T, C] equals `labels` [B, T]."""
+  """Ratio(real tokens whose argmax over `logits` [B, T, C] equals `labels` [B, T], tokens)."""
   correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                              tf.cast(labels, tf.int32)), mask.dtype)
-  return tf.reduce_sum(correct * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+  return Ratio(tf.reduce_sum(correct * mask), tf.reduce_sum(mask))

@@ -50,19 +50,19 @@ class TagPredictor:
 def score(sentences, predictions):
   """Flat metrics (percentages) of predictions {task: tags per sentence} against gold.
 
-  Returns keys pos_accuracy, chunk_precision, chunk_recall, chunk_f1 for the tasks present,
-  plus chunk_accuracy (token level) and chunk_f1/TYPE per chunk type.
+  Returns, for the tasks present: pos/accuracy; chunk/precision, chunk/recall, chunk/f1
+  (conlleval), chunk/accuracy (token level) and chunk_f1_by_type/TYPE per chunk type.
   """
   result = {}
   if "pos" in predictions:
-    result["pos_accuracy"] = metrics_lib.token_accuracy([s.pos for s in sentences],
+    result["pos/accuracy"] = metrics_lib.token_accuracy([s.pos for s in sentences],
                                                         predictions["pos"])
   if "chunk" in predictions:
     gold = [s.chunks for s in sentences]
     scores = metrics_lib.chunk_scores(gold, predictions["chunk"])
     for key in ("precision", "recall", "f1"):
-      result[f"chunk_{key}"] = scores["overall"][key]
-    result["chunk_accuracy"] = metrics_lib.token_accuracy(gold, predictions["chunk"])
+      result[f"chunk/{key}"] = scores["overall"][key]
+    result["chunk/accuracy"] = metrics_lib.token_accuracy(gold, predictions["chunk"])
     for chunk_type, s in scores["by_type"].items():
-      result[f"chunk_f1/{chunk_type}"] = s["f1"]
+      result[f"chunk_f1_by_type/{chunk_type}"] = s["f1"]
   return result

@@ -1,11 +1,41 @@
-"""Task: what a head is trained to do, and how that is measured during training."""
+"""Task: what a head is trained to do, how that is measured in the step, and what a batch holds.
+
+The loss contract: a task's loss returns a `Ratio(total, count)`, the sum of its per-unit
+losses over the batch and the number of units it is normalised by (labelled tokens, examples,
+elements). The trainer divides, so masking missing labels, normalising by a count gathered
+over replicas and weighting tasks all act on that pair instead of re-deriving a mean. In-step
+metrics follow the same contract, so a metric averaged over many steps is weighted by what
+each step held, not by the number of steps.
+"""
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+import tensorflow as tf
 
 from mtlcore.errors import ConfigError
 
-Metric = Callable  # (labels, predictions, features) -> float32 scalar
+
+class Ratio(NamedTuple):
+  """A quantity as (total, count), both float32 scalars; its value is total / max(count, 1)."""
+  total: tf.Tensor
+  count: tf.Tensor
+
+  def value(self):
+    return self.total / tf.maximum(self.count, 1.0)
+
+
+# (labels, predictions, features) -> Ratio.
+RatioFn = Callable
+# (labels, features) -> float32 scalar: how many units (tokens, examples) a batch holds.
+UnitCounter = Callable
+
+
+def count_examples(labels, features):
+  """The default unit count: examples in the batch (the leading dimension of the labels)."""
+  del features
+  return tf.cast(tf.shape(tf.nest.flatten(labels)[0])[0], tf.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,15 +44,29 @@ class Task:
 
   Attributes:
     name: the task's name; the model's head and the labels dict use the same key.
-    loss: (labels, predictions, features) -> float32 scalar to minimise.
-    metrics: name -> (labels, predictions, features) -> float32 scalar, computed in the
-      training step beside the loss (e.g. token accuracy). Averaged over the steps of a loop.
+    loss: (labels, predictions, features) -> Ratio(sum of losses, units it is normalised by).
+    metrics: name -> (labels, predictions, features) -> Ratio, computed in the training step
+      beside the loss (e.g. token accuracy); each reaches TensorBoard and the progress line as
+      TASK/NAME. "loss" is reserved.
+    units: what `count_units` counts, e.g. "tokens"; throughput is reported per unit.
+    count_units: (labels, features) -> float32 scalar, the units of a batch this task learns
+      from (labelled tokens, examples). Default: examples.
   """
 
   name: str
-  loss: Metric
-  metrics: Mapping[str, Metric] = dataclasses.field(default_factory=dict)
+  loss: RatioFn
+  metrics: Mapping[str, RatioFn] = dataclasses.field(default_factory=dict)
+  units: str = "examples"
+  count_units: UnitCounter = count_examples
 
   def __post_init__(self):
     if not self.name or not self.name.isidentifier():
       raise ConfigError(f"Task name must be a non-empty identifier, got {self.name!r}.")
+    if "loss" in self.metrics:
+      raise ConfigError(f"Task '{self.name}': 'loss' is reserved and cannot name a metric.")
+    bad = [m for m in self.metrics if not m or "/" in m]
+    if bad:
+      raise ConfigError(f"Task '{self.name}': metric names must be non-empty and hold no '/', "
+                        f"got {bad}.")
+    if not self.units.isidentifier():
+      raise ConfigError(f"Task '{self.name}': units must be an identifier, got {self.units!r}.")

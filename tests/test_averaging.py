@@ -9,7 +9,7 @@ from mtlcore.errors import ConfigError
 from mtlcore.networks import toy as toy_network
 from mtlcore.optimizers import Adam
 from mtlcore.data import toy as toy_data
-from trainers.joint import JointTrainer
+from mtlcore.trainers.joint import JointTrainer
 
 
 def test_average_follows_the_warmed_up_decay():

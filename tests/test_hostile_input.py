@@ -103,7 +103,7 @@ def test_train_binary_rejects_hostile_training_files_cleanly(tmp_path, name, con
   data.mkdir()
   (data / "train.txt").write_bytes(content)
   fixtures.write_conll(data / "test.txt", fixtures.synthetic_sentences(3, seed=0))
-  result = run_binary("trainers.train", f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
+  result = run_binary("mtlcore.trainers.cli.train", f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
                       "--train_steps=5")
   assert message in error_line(result)
   assert not (tmp_path / "m").exists()
@@ -112,12 +112,12 @@ def test_train_binary_rejects_hostile_training_files_cleanly(tmp_path, name, con
 def test_eval_binary_names_a_bad_test_file(tmp_path):
   data = fixtures.write_dataset(tmp_path / "data", train=30, test=5)
   model_dir = tmp_path / "m"
-  trained = run_binary("trainers.train", f"--data_dir={data}", f"--model_dir={model_dir}",
+  trained = run_binary("mtlcore.trainers.cli.train", f"--data_dir={data}", f"--model_dir={model_dir}",
                        "--train_steps=5", "--word_dim=8", "--char_filters=4", "--hidden_size=8",
                        "--steps_per_loop=5")
   assert trained.returncode == 0, trained.stderr
   (data / "test.txt.gz").write_bytes(gzip.compress(b"the DT B-NP\nend NN\n"))
-  result = run_binary("trainers.eval", f"--model_dir={model_dir}", f"--data_dir={data}")
+  result = run_binary("mtlcore.trainers.cli.eval", f"--model_dir={model_dir}", f"--data_dir={data}")
   assert "test.txt.gz:2: expected 3 fields" in error_line(result)
 
 
@@ -136,7 +136,7 @@ def test_eval_binary_names_a_bad_test_file(tmp_path):
 ])
 def test_bad_or_conflicting_flags_fail_before_training(tmp_path, flags, message):
   data = fixtures.write_dataset(tmp_path / "data", train=30, test=5)
-  result = run_binary("trainers.train", f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
+  result = run_binary("mtlcore.trainers.cli.train", f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
                       *flags)
   assert message in error_line(result)
   assert not list((tmp_path / "m").glob("**/*.index"))
@@ -145,12 +145,12 @@ def test_bad_or_conflicting_flags_fail_before_training(tmp_path, flags, message)
 def test_model_dir_that_is_a_file_fails_fast(tmp_path):
   data = fixtures.write_dataset(tmp_path / "data", train=30, test=5)
   (tmp_path / "file").write_text("not a directory")
-  result = run_binary("trainers.train", f"--data_dir={data}", f"--model_dir={tmp_path / 'file'}")
+  result = run_binary("mtlcore.trainers.cli.train", f"--data_dir={data}", f"--model_dir={tmp_path / 'file'}")
   assert "is not a writable directory" in error_line(result)
 
 
 def test_eval_of_a_missing_model_dir_fails_with_one_line(tmp_path):
-  result = run_binary("trainers.eval", f"--model_dir={tmp_path / 'nothing'}")
+  result = run_binary("mtlcore.trainers.cli.eval", f"--model_dir={tmp_path / 'nothing'}")
   assert "config.json does not exist" in error_line(result)
 
 
@@ -158,13 +158,15 @@ def test_eval_of_a_missing_model_dir_fails_with_one_line(tmp_path):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(raw=conll_files(), which=st.sampled_from(["train", "test"]))
 def test_mtl_train_loads_or_fails_cleanly_on_generated_files(tmp_path_factory, raw, which):
-  """mtl-train's own entry point (what `cli.run` calls) on 500 generated train or test files:
-  each either loads the data or raises an MtlError naming the file (which cli.run prints as
-  one line, exit 1), with nothing written to model_dir. In-process, as 500 subprocesses would
-  take most of an hour; the subprocess tests above check the printing and exit status."""
-  from absl import flags as absl_flags  # pylint: disable=g-import-not-at-top
+  """mtl-train's run (what its console entry point calls) on 500 generated train or test
+  files: each either loads the data or raises an MtlError naming the file (which the binary
+  prints as one line, exit 1), with nothing written to model_dir. In-process, as 500
+  subprocesses would take most of an hour; the subprocess tests above check the printing and
+  exit status."""
   from mtlcore.errors import MtlError  # pylint: disable=g-import-not-at-top
-  from trainers import train as train_binary  # pylint: disable=g-import-not-at-top
+  from mtlcore.trainers import model_dir as model_dir_lib  # pylint: disable=g-import-not-at-top
+  from mtlcore.trainers import run  # pylint: disable=g-import-not-at-top
+  from mtlcore.trainers.config import RunConfig  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp("binary_fuzz")
   data = root / "data"
   data.mkdir()
@@ -172,28 +174,23 @@ def test_mtl_train_loads_or_fails_cleanly_on_generated_files(tmp_path_factory, r
   (data / "train.txt").write_bytes(raw if which == "train" else good)
   (data / "test.txt").write_bytes(raw if which == "test" else good)
   model_dir = root / "model"
-  absl_flags.FLAGS.unparse_flags()
-  absl_flags.FLAGS(["mtl-train", f"--data_dir={data}", f"--model_dir={model_dir}",
-                    "--train_steps=1"])
-  # Stop right after the data is read: the run must not get further with bad data.
-  loaded = []
+  config = RunConfig(task_set="conll2000", data_dir=str(data), model_dir=str(model_dir),
+                     train_steps=1)
 
   class DataRead(Exception):
     pass
 
-  def stop(*args, **kwargs):
-    loaded.append(True)
-    raise DataRead
+  def stop(self):
+    raise DataRead  # The data was read; the run must not get this far with bad data.
 
-  original = train_binary.run_files.prepare_model_dir
-  train_binary.run_files.prepare_model_dir = stop
+  original = model_dir_lib.ModelDir.prepare
+  model_dir_lib.ModelDir.prepare = stop
   try:
-    train_binary.run()
+    run.train(config)
   except MtlError as e:
     assert "\n" not in str(e) and str(data) in str(e)
     assert not model_dir.exists()
   except DataRead:
-    assert loaded
+    pass
   finally:
-    train_binary.run_files.prepare_model_dir = original
-    absl_flags.FLAGS.unparse_flags()
+    model_dir_lib.ModelDir.prepare = original

@@ -11,7 +11,7 @@ from mtlcore.networks import tagger
 from mtlcore.optimizers import Adam
 from mtlcore.sampling import TaskSampler
 from tests import fixtures
-from trainers import AlternatingTrainer, JointTrainer
+from mtlcore.trainers import AlternatingTrainer, JointTrainer
 
 SMALL = dict(word_dim=16, char_dim=8, char_filters=8, hidden_size=16)
 BUCKETS = (12, 24, 36)

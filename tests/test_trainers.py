@@ -9,7 +9,7 @@ from mtlcore.errors import ConfigError, NonFiniteError
 from mtlcore.networks.toy import build_toy_model, toy_tasks
 from mtlcore.optimizers import Adam
 from mtlcore.sampling import TaskSampler
-from trainers import AlternatingTrainer, JointTrainer
+from mtlcore.trainers import AlternatingTrainer, JointTrainer
 
 
 def _alternating(sampler_probabilities=None, jit_compile=True, seed=0, **kwargs):
@@ -43,7 +43,7 @@ def test_alternating_step_leaves_other_head_and_optimizer_untouched():
 
   logs = trainer.train(1)
 
-  assert logs["y1/steps_in_loop"] == 1 and logs["y2/steps_in_loop"] == 0
+  assert logs.tasks["y1"].steps == 1 and logs.tasks["y2"].steps == 0
   for before, v in zip(head_y2, model.heads["y2"].trainable_variables):
     np.testing.assert_array_equal(before, v.numpy())
   for before, v in zip(state_y2, [*opt_y2.m, *opt_y2.v, opt_y2.iterations,
@@ -105,7 +105,7 @@ def test_toy_problem_loss_falls_tenfold_for_each_task(make):
 
   def losses():
     predictions = trainer.model(features)
-    return {t.name: float(t.loss(labels[t.name], predictions[t.name], features))
+    return {t.name: float(t.loss(labels[t.name], predictions[t.name], features).value())
             for t in trainer.tasks.values()}
 
   first = losses()
@@ -163,6 +163,6 @@ def test_a_nan_loss_stops_training_naming_the_task_and_leaves_variables_unchange
 def test_nonfinite_steps_can_be_skipped_up_to_a_limit():
   trainer = JointTrainer(model=build_toy_model(seed=0), tasks=toy_tasks(), optimizer=Adam(),
                          dataset=_nan_dataset(), max_nonfinite_steps=3)
-  assert trainer.train(3)["nonfinite_steps_in_loop"] == 3
+  assert trainer.train(3).nonfinite_steps == 3
   with pytest.raises(NonFiniteError, match="4 such steps in all, 3 allowed"):
     trainer.train(1)

@@ -1,4 +1,13 @@
-"""Trainers: turn a MultiTaskModel, its tasks and data into training."""
+"""mtlcore.trainers, the engine: trainers, the outer loop, the model directory, the builder.
 
-from trainers.alternating import AlternatingTrainer
-from trainers.joint import JointTrainer
+Installed as `mtlcore.trainers` (pyproject.toml maps this folder there). It must have exactly
+one import name: imported as a top-level `trainers` (e.g. from a checkout on sys.path) it
+would be a second copy of every module, and the binaries' absl flags would be defined twice.
+"""
+
+if __name__ != "mtlcore.trainers":
+  raise ImportError(f"This folder is the package mtlcore.trainers; import it under that name, "
+                    f"not as {__name__!r} (pip install -e . maps it).")
+
+from mtlcore.trainers.alternating import AlternatingTrainer  # pylint: disable=g-import-not-at-top
+from mtlcore.trainers.joint import JointTrainer  # pylint: disable=g-import-not-at-top

@@ -12,7 +12,7 @@ import functools
 import tensorflow as tf
 
 from mtlcore.errors import ConfigError
-from trainers.trainer import Trainer
+from mtlcore.trainers.trainer import Trainer
 
 
 class AlternatingTrainer(Trainer):
@@ -59,17 +59,14 @@ class AlternatingTrainer(Trainer):
     self._loop = tf.function(self._loop_impl)
 
   def _task_step(self, name, features, labels):
-    """One step of task `name`: returns (log vector [slots], 1 if skipped as non-finite)."""
-    task, variables = self.tasks[name], self.model.variables_for(name)
+    """One step of task `name`: returns (log vector, 1 if skipped as non-finite)."""
+    variables = self.model.variables_for(name)
     with tf.GradientTape() as tape:
-      predictions = self.model(features, tasks=[name], training=True,
-                               seed=self.step_seed())[name]
-      loss = task.loss(labels[name], predictions, features)
+      predictions = self.model(features, tasks=[name], training=True, seed=self.step_seed())
+      loss, report = self._task_report(name, labels, predictions, features)
     grads, reached, finite = self._gradients(tape, loss, variables)
     bad = self._apply_if_finite(finite, self.optimizers[name], grads, reached, [name])
-    values = {"loss": loss}
-    values.update({m: fn(labels[name], predictions, features) for m, fn in task.metrics.items()})
-    return self._log_vector(name, values) + self._batch_vector(features), bad
+    return self.log_layout.step_vector(features, {name: report}), bad
 
   def _run_task(self, name):
     features, labels = next(self.iterators[name])
@@ -90,3 +87,6 @@ class AlternatingTrainer(Trainer):
 
   def step_functions(self):
     return dict(self._steps)
+
+  def optimizer_map(self):
+    return dict(self.optimizers)

@@ -1,13 +1,14 @@
 """JointTrainer: every batch carries labels for all tasks; one weighted loss, one update.
 
-The total loss is sum_t w_t * loss_t (w_t = 1 unless `loss_weights` says otherwise). The trunk
+The total loss is sum_t w_t * loss_t (w_t = 1 unless `loss_weights` says otherwise), where
+loss_t is task t's Ratio divided out (e.g. per labelled token). The trunk
 runs once per batch and every head reads it; one optimizer holds the state of all variables.
 """
 
 import tensorflow as tf
 
 from mtlcore.errors import ConfigError
-from trainers.trainer import Trainer
+from mtlcore.trainers.trainer import Trainer
 
 
 class JointTrainer(Trainer):
@@ -45,32 +46,29 @@ class JointTrainer(Trainer):
     self._loop = tf.function(self._loop_impl)
 
   def weighted_losses(self, features, labels, *, training, seed):
-    """Returns (total loss, {task: loss}, {task: predictions}) for one batch."""
+    """Returns (total loss, {task: loss}, {task: (log ratios, units)}) for one batch; each
+    task's loss is its Ratio's value, the total their weighted sum."""
     predictions = self.model(features, tasks=list(self.tasks), training=training, seed=seed)
-    losses = {n: t.loss(labels[n], predictions[n], features) for n, t in self.tasks.items()}
+    losses, reports = {}, {}
+    for n in self.tasks:
+      losses[n], reports[n] = self._task_report(n, labels, predictions, features)
     total = tf.add_n([self.loss_weights[n] * losses[n] for n in self.tasks])
-    return total, losses, predictions
+    return total, losses, reports
 
   def _joint_step(self, features, labels):
-    """One joint step: returns (log vector [slots], 1 if skipped as non-finite, culprit).
+    """One joint step: returns (log vector, 1 if skipped as non-finite, culprit).
 
     The culprit is the index of the first task whose loss is non-finite, or len(tasks) when
     every loss is finite and only the gradient is not.
     """
     with tf.GradientTape() as tape:
-      total, losses, predictions = self.weighted_losses(
+      total, losses, reports = self.weighted_losses(
           features, labels, training=True, seed=self.step_seed())
     grads, reached, finite = self._gradients(tape, total, self.model.trainable_variables)
     bad = self._apply_if_finite(finite, self.optimizer, grads, reached, list(self.tasks))
-    log = self._batch_vector(features)
-    for n, task in self.tasks.items():
-      values = {"loss": losses[n]}
-      values.update({m: fn(labels[n], predictions[n], features)
-                     for m, fn in task.metrics.items()})
-      log += self._log_vector(n, values)
     loss_finite = tf.stack([tf.math.is_finite(losses[n]) for n in self.tasks] + [False])
     culprit = tf.argmin(tf.cast(loss_finite, tf.int32), output_type=tf.int32)
-    return log, bad, culprit
+    return self.log_layout.step_vector(features, reports), bad, culprit
 
   def _loop_impl(self, num_steps):
     sums, counts, nonfinite, first_bad = self._initial_accumulators()
@@ -86,3 +84,6 @@ class JointTrainer(Trainer):
 
   def step_functions(self):
     return {"joint": self._step}
+
+  def optimizer_map(self):
+    return {"joint": self.optimizer}

@@ -6,7 +6,6 @@ knows nothing of wall-clock time, files or evaluation.
 """
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 
@@ -52,9 +51,8 @@ class Callback:
   def on_loop_begin(self, step):
     """Before a call into the compiled loop that starts at global step `step`."""
 
-  def on_loop_end(self, step, logs):
-    """After it: `step` is the new global step; `logs` the trainer's logs plus
-    seconds_per_step and loop_seconds."""
+  def on_loop_end(self, logs):
+    """After it, with its trainers.logs.LoopLogs (timed)."""
 
   def on_eval(self, step, metrics, is_best):
     """After an evaluation at `step`; `is_best` if it improved the selection metric."""
@@ -65,34 +63,37 @@ class TrainingLoop:
 
   `evaluate` (optional) is called eagerly with no arguments and returns {metric: value};
   `selection_metric` names the one whose maximum marks the best checkpoint, kept apart in
-  `model_dir/best`. Both see the model with `trainer.evaluation_weights()` swapped in.
-  `callbacks` are Callback objects, told of every loop and evaluation.
+  the model directory's best/. Both see the model with `trainer.evaluation_weights()` swapped
+  in. `callbacks` are Callback objects, told of every loop and evaluation. `model_dir` is a
+  trainers.model_dir.ModelDir: it owns the checkpoints' layout and guards their writes.
   """
 
   def __init__(self, *, trainer, model_dir, options, evaluate: Callable | None = None,
                selection_metric=None, callbacks=()):
     self.trainer = trainer
+    self.model_dir = model_dir
     self.options = options
     self.evaluate = evaluate
     self.selection_metric = selection_metric
     self.callbacks = list(callbacks)
     self._stop_reason = None
+    self._restored = False
+    self.restored_path = None
     self.stopped_early = False
     self.best_metric = tf.Variable(float("-inf"), trainable=False, name="best_metric")
-    self.checkpoint = tf.train.Checkpoint(trainer=trainer, best_metric=self.best_metric)
-    self.manager = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(model_dir, "checkpoints"),
-        max_to_keep=options.keep_checkpoints, step_counter=trainer.global_step)
-    self.best_manager = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=trainer.model), os.path.join(model_dir, "best"), max_to_keep=1,
-        step_counter=trainer.global_step)
+    self.manager = model_dir.training_checkpoint(trainer, self.best_metric,
+                                                 max_to_keep=options.keep_checkpoints)
+    self.checkpoint = self.manager.checkpoint
+    self.best_manager = model_dir.best_checkpoint(trainer.model, trainer.global_step)
 
   def restore(self):
-    """Restores the newest readable checkpoint, if any; returns its path or None.
+    """Restores the newest readable checkpoint, if any; returns its path or None. `run`
+    calls it unless it was called before.
 
     A checkpoint that cannot be read (e.g. its files were cut short by a crash) is skipped
     with a warning, and the one before it is used.
     """
+    self._restored = True
     for path in reversed(self.manager.checkpoints):
       try:
         self.checkpoint.restore(path).assert_existing_objects_matched()
@@ -101,6 +102,7 @@ class TrainingLoop:
                         str(e).splitlines()[0][:200])
         continue
       logging.info("Resumed from %s at step %d.", path, int(self.trainer.global_step.numpy()))
+      self.restored_path = path
       return path
     if self.manager.checkpoints:
       raise ConfigError(f"No checkpoint in {self.manager.directory} can be read; move them "
@@ -122,39 +124,45 @@ class TrainingLoop:
       if self.selection_metric is not None:
         value = float(metrics[self.selection_metric])
         if value > float(self.best_metric.numpy()):
+          with self.model_dir.guarded(f"the best checkpoint at step {step}"):
+            self.best_manager.save(checkpoint_number=step)
           self.best_metric.assign(value)
-          self.best_manager.save(checkpoint_number=step)
           is_best = True
     for callback in self.callbacks:
       callback.on_eval(step, metrics, is_best)
     return metrics
 
+  def _save(self, step):
+    with self.model_dir.guarded(f"the checkpoint at step {step}"):
+      self.manager.save(checkpoint_number=step)
+
   def run(self):
-    """Trains to `total_steps`; returns the last logs and the last evaluation's metrics.
+    """Trains to `total_steps`; returns the last LoopLogs (or None) and the last evaluation's
+    metrics.
 
     Evaluates and checkpoints at the end unless that already happened at the final step
     (also when a previous run had already finished and this one only resumed).
     """
     opts = self.options
-    last_save = int(self.trainer.global_step.numpy()) if self.restore() else None
+    if not self._restored:
+      self.restore()
     step = int(self.trainer.global_step.numpy())
-    logs, metrics, last_eval = {}, None, None
+    last_save = step if self.restored_path else None
+    logs, metrics, last_eval = None, None, None
     while step < opts.total_steps:
       n = min(opts.steps_per_loop, opts.total_steps - step)
       for callback in self.callbacks:
         callback.on_loop_begin(step)
       loop_start = time.time()
       logs = self.trainer.train(n)
-      logs["loop_seconds"] = time.time() - loop_start
-      logs["seconds_per_step"] = logs["loop_seconds"] / n
-      logs["steps_in_loop"] = n
-      previous, step = step, int(self.trainer.global_step.numpy())
+      logs = dataclasses.replace(logs, seconds=time.time() - loop_start)
+      previous, step = step, logs.step
       for callback in self.callbacks:
-        callback.on_loop_end(step, logs)
+        callback.on_loop_end(logs)
       if _due(step, previous, opts.eval_every):
         metrics, last_eval = self._evaluate(step), step
       if _due(step, previous, opts.checkpoint_every) or self._stop_reason:
-        self.manager.save(checkpoint_number=step)
+        self._save(step)
         last_save = step
       if self._stop_reason:
         logging.info("Stopping at step %d (%s); checkpoint written, a restart continues from it.",
@@ -164,5 +172,5 @@ class TrainingLoop:
     if last_eval != step:
       metrics = self._evaluate(step)
     if last_save != step:
-      self.manager.save(checkpoint_number=step)
+      self._save(step)
     return logs, metrics

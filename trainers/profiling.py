@@ -7,19 +7,7 @@ that reaches step A and stops after the loop that reaches step B.
 import tensorflow as tf
 from absl import logging
 
-from mtlcore.errors import ConfigError
-from trainers.loop import Callback
-
-
-def parse_profile_steps(text):
-  """'A,B' -> (A, B) with 0 <= A < B; raises ConfigError naming the flag."""
-  try:
-    start, stop = (int(x) for x in text.split(","))
-  except ValueError:
-    raise ConfigError(f"--profile_steps must be two integers A,B, got {text!r}.") from None
-  if not 0 <= start < stop:
-    raise ConfigError(f"--profile_steps needs 0 <= A < B, got {start},{stop}.")
-  return start, stop
+from mtlcore.trainers.loop import Callback
 
 
 class GraphTrace(Callback):
@@ -33,10 +21,10 @@ class GraphTrace(Callback):
     if not self.done:
       tf.summary.trace_on(graph=True, profiler=False)
 
-  def on_loop_end(self, step, logs):
+  def on_loop_end(self, logs):
     if not self.done:
       with self.writer.as_default():
-        tf.summary.trace_export(name="train_loop", step=step)
+        tf.summary.trace_export(name="train_loop", step=logs.step)
       self.writer.flush()
       self.done = True
 
@@ -54,7 +42,8 @@ class ProfileWindow(Callback):
       tf.profiler.experimental.start(self.logdir)
       self.running = True
 
-  def on_loop_end(self, step, logs):
+  def on_loop_end(self, logs):
+    step = logs.step
     if self.running and step >= self.stop:
       tf.profiler.experimental.stop()
       self.running, self.done = False, True

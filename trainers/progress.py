@@ -1,45 +1,61 @@
-"""Terminal progress: one absl log line per log interval, and a table after each evaluation.
+"""Terminal progress: one log line per log interval, and a table after each evaluation.
 
-Nothing is printed per step: the line is formatted from the logs of a finished loop.
+Nothing is printed per step: the line is formatted from the LoopLogs of finished loops. It
+shows every metric each task reports (TASK/loss and its in-step metrics, averaged over the
+interval's loops weighted by their steps), ms/step and the throughput in the tasks' unit.
 """
 
 import time
 
 from absl import logging
 
-from trainers.loop import Callback
+from mtlcore.trainers.loop import Callback
 
 
 class ProgressLogger(Callback):
-  """Logs step / total, elapsed, ETA, per-task losses and tokens/s every `log_every` steps."""
+  """Logs step / total, elapsed, ETA, every task metric and throughput every `log_every`
+  steps; `write` (default absl's logging.info) takes a %-format and its arguments."""
 
-  def __init__(self, total_steps, log_every):
+  def __init__(self, total_steps, log_every, write=logging.info):
     self.total_steps = total_steps
     self.log_every = log_every
+    self.write = write
     self._start = None
     self._start_step = 0
-    self._tokens = 0.0
-    self._seconds = 0.0
+    self._reset()
+
+  def _reset(self):
+    self._units = self._seconds = 0.0
+    self._steps = 0
+    self._sums = {}
 
   def on_loop_begin(self, step):
     if self._start is None:
       self._start, self._start_step = time.time(), step
 
-  def on_loop_end(self, step, logs):
-    self._tokens += logs.get("tokens_in_loop", 0.0)
-    self._seconds += logs["loop_seconds"]
-    previous = step - logs["steps_in_loop"]
+  def on_loop_end(self, logs):
+    self._units += logs.units
+    self._seconds += logs.seconds
+    self._steps += logs.steps
+    for task, task_logs in logs.tasks.items():
+      for name, value in task_logs.metrics.items():
+        if task_logs.steps:
+          total, weight = self._sums.get(f"{task}/{name}", (0.0, 0))
+          self._sums[f"{task}/{name}"] = (total + value * task_logs.steps,
+                                          weight + task_logs.steps)
+    step, previous = logs.step, logs.step - logs.steps
     if step // self.log_every == previous // self.log_every and step < self.total_steps:
       return
     elapsed = time.time() - self._start
     eta = elapsed / max(step - self._start_step, 1) * (self.total_steps - step)
-    losses = "  ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()) if k.endswith("/loss"))
-    rate = self._tokens / self._seconds if self._seconds else 0.0
-    logging.info("step %d/%d  elapsed %.0fs  eta %.0fs  %s  %.1f ms/step  %.0f tokens/s", step,
-                 self.total_steps, elapsed, eta, losses, 1000 * logs["seconds_per_step"], rate)
-    self._tokens = self._seconds = 0.0
+    metrics = "  ".join(f"{k}={total / weight:.4f}"
+                        for k, (total, weight) in sorted(self._sums.items()))
+    rate = self._units / self._seconds if self._seconds else 0.0
+    ms = 1000 * self._seconds / max(self._steps, 1)
+    self.write("step %d/%d  elapsed %.0fs  eta %.0fs  %s  %.1f ms/step  %.0f %s/s", step,
+               self.total_steps, elapsed, eta, metrics, ms, rate, logs.unit)
+    self._reset()
 
   def on_eval(self, step, metrics, is_best):
     rows = "\n".join(f"  {k:<28s} {v:8.2f}" for k, v in sorted(metrics.items()))
-    logging.info("evaluation at step %d%s:\n%s", step, "  (best so far)" if is_best else "",
-                 rows)
+    self.write("evaluation at step %d%s:\n%s", step, "  (best so far)" if is_best else "", rows)

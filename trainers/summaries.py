@@ -1,12 +1,15 @@
-"""TensorBoard summaries: a `train` and an `eval` run under --model_dir, and the HParams.
+"""TensorBoard summaries: a `train` and an `eval` run in the model directory, and the HParams.
 
-Everything here runs eagerly between compiled loops, from values the loop returned, with the
-step taken from the trainer's global step variable: nothing is written inside an XLA step, and
-writing summaries cannot change what is trained.
+Everything here runs eagerly between compiled loops, from the LoopLogs the loop returned, at
+the global step it ended on: nothing is written inside an XLA step, and writing summaries
+cannot change what is trained. Every write is guarded by the ModelDir (a full disk is one
+line, not a traceback).
 
-Tags group by task in the UI: `pos/loss`, `pos/accuracy`, `chunk/f1`, `chunk_f1_by_type/NP`;
-then `throughput/...`, `optimizer/learning_rate/NAME`, `steps/TASK` (batches each task has
-received) and `train/nonfinite_steps`.
+Tags group by task in the UI: TASK/loss and every in-step metric a task declares
+(TASK/METRIC), its throughput TASK/UNITS_per_sec; the evaluation's keys as the task set names
+them (e.g. chunk/f1); then throughput/examples_per_sec, throughput/UNITS_per_sec,
+throughput/step_time_ms, optimizer/learning_rate/NAME, steps/TASK (batches each task has
+received) and train/nonfinite_steps.
 """
 
 import os
@@ -14,77 +17,63 @@ import os
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
-from trainers.loop import Callback
-
-# Eval metric keys (mtlcore.tagging.score) -> TensorBoard tags.
-_EVAL_TAGS = {"pos_accuracy": "pos/accuracy", "chunk_precision": "chunk/precision",
-              "chunk_recall": "chunk/recall", "chunk_f1": "chunk/f1",
-              "chunk_accuracy": "chunk/accuracy"}
-
-
-def eval_tag(key):
-  if key in _EVAL_TAGS:
-    return _EVAL_TAGS[key]
-  if key.startswith("chunk_f1/"):
-    return "chunk_f1_by_type/" + key.split("/", 1)[1]
-  return key
+from mtlcore.trainers.loop import Callback
 
 
 class Summaries(Callback):
-  """Writers for the train and eval runs of one model_dir; a TrainingLoop callback."""
+  """Writers for the train and eval runs of one ModelDir; a TrainingLoop callback."""
 
   def __init__(self, model_dir, trainer):
     self.trainer = trainer
-    self.train_writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
-    self.eval_writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
     self.model_dir = model_dir
+    with model_dir.guarded("the TensorBoard event files"):
+      self.train_writer = tf.summary.create_file_writer(model_dir.train_run)
+      self.eval_writer = tf.summary.create_file_writer(model_dir.eval_run)
 
-  def _optimizers(self):
-    if hasattr(self.trainer, "optimizers"):
-      return dict(self.trainer.optimizers)
-    return {"joint": self.trainer.optimizer}
-
-  def on_loop_end(self, step, logs):
+  def on_loop_end(self, logs):
     """Writes one loop's logs at the global step it ended on."""
-    seconds = logs["loop_seconds"]
-    with self.train_writer.as_default(step=step):
-      for key, value in logs.items():
-        task, _, metric = key.partition("/")
-        if metric in ("loss", "accuracy"):
+    seconds = max(logs.seconds, 1e-9)
+    with self.model_dir.guarded("the TensorBoard train summaries"):
+      with self.train_writer.as_default(step=logs.step):
+        for key, value in logs.scalars().items():
           tf.summary.scalar(key, value)
-      tf.summary.scalar("throughput/examples_per_sec", logs["examples_in_loop"] / seconds)
-      tf.summary.scalar("throughput/tokens_per_sec", logs["tokens_in_loop"] / seconds)
-      tf.summary.scalar("throughput/step_time_ms", 1000 * logs["seconds_per_step"])
-      for name, optimizer in self._optimizers().items():
-        tf.summary.scalar(f"optimizer/learning_rate/{name}",
-                          optimizer.current_learning_rate())
-      for task, counter in self.trainer.task_steps.items():
-        tf.summary.scalar(f"steps/{task}", counter)
-      tf.summary.scalar("steps/global", step)
-      tf.summary.scalar("train/nonfinite_steps", self.trainer.nonfinite_steps)
-    self.train_writer.flush()
+        for task, task_logs in logs.tasks.items():
+          if task_logs.steps:
+            unit = self.trainer.tasks[task].units
+            tf.summary.scalar(f"{task}/{unit}_per_sec", task_logs.units / seconds)
+        tf.summary.scalar("throughput/examples_per_sec", logs.examples / seconds)
+        if logs.unit != "examples":
+          tf.summary.scalar(f"throughput/{logs.unit}_per_sec", logs.units / seconds)
+        tf.summary.scalar("throughput/step_time_ms", 1000 * logs.seconds_per_step)
+        for name, optimizer in self.trainer.optimizer_map().items():
+          tf.summary.scalar(f"optimizer/learning_rate/{name}",
+                            optimizer.current_learning_rate())
+        for task, counter in self.trainer.task_steps.items():
+          tf.summary.scalar(f"steps/{task}", counter)
+        tf.summary.scalar("steps/global", logs.step)
+        tf.summary.scalar("train/nonfinite_steps", self.trainer.nonfinite_steps)
+      self.train_writer.flush()
 
   def on_eval(self, step, metrics, is_best):
     del is_best
-    with self.eval_writer.as_default(step=step):
-      for key, value in metrics.items():
-        tf.summary.scalar(eval_tag(key), value)
-    self.eval_writer.flush()
+    with self.model_dir.guarded("the TensorBoard eval summaries"):
+      with self.eval_writer.as_default(step=step):
+        for key, value in metrics.items():
+          tf.summary.scalar(key, value)
+      self.eval_writer.flush()
 
   def write_hparams(self, hparams, metric_keys):
-    """One HParams session per model_dir: the run's settings and the eval metrics it reports.
+    """One HParams session per model directory: the run's settings and the eval metrics.
 
     Args:
       hparams: name -> bool, int, float or str.
-      metric_keys: eval metric keys (as from mtlcore.tagging.score) to show in the table.
+      metric_keys: evaluation metric keys (e.g. "chunk/f1") to show in the table.
     """
-    writer = tf.summary.create_file_writer(self.model_dir)
+    writer = tf.summary.create_file_writer(self.model_dir.path)
     with writer.as_default():
-      hp.hparams_config(
-          hparams=[hp.HParam(name) for name in hparams],
-          metrics=[hp.Metric(eval_tag(k), group="eval", display_name=eval_tag(k))
-                   for k in metric_keys])
-      hp.hparams(hparams, trial_id=os.path.basename(os.path.abspath(self.model_dir)))
+      hp.hparams_config(hparams=[hp.HParam(name) for name in hparams],
+                        metrics=[hp.Metric(k, group="eval", display_name=k) for k in metric_keys])
+      hp.hparams(hparams, trial_id=os.path.basename(os.path.abspath(self.model_dir.path)))
     writer.flush()
     writer.close()
 

@@ -3,8 +3,12 @@
 The contract follows Orbit's: `train(num_steps)` is called eagerly by the outer loop and runs
 `num_steps` steps inside one `tf.function`, pulling batches from tf.data iterators, so Python
 is off the hot path. Each step (forward, backward and update together) is its own
-`tf.function(jit_compile=...)`, built once and kept. Logs come back as tensors and are
-averaged over the steps of the call; summaries and checkpoints are the outer loop's business.
+`tf.function(jit_compile=...)`, built once and kept. Logs come back as one flat tensor per
+step (trainers.logs.LogLayout), summed over the call and returned as a typed LoopLogs;
+summaries and checkpoints are the outer loop's business.
+
+The engine knows tasks only through mtlcore.tasks.Task: a task's loss is a Ratio(total,
+count), and the trainer divides. It reads no feature by name.
 
 Every piece of state that decides the future is an attribute of the trainer (a tf.Module), so
 `tf.train.Checkpoint(trainer=trainer)` holds it: variables, optimizer slots and counters,
@@ -17,6 +21,7 @@ import contextlib
 import tensorflow as tf
 
 from mtlcore.errors import ConfigError, NonFiniteError, require_positive
+from mtlcore.trainers.logs import LogLayout
 
 
 class Trainer(tf.Module):
@@ -48,10 +53,7 @@ class Trainer(tf.Module):
     self.task_steps = {name: tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{name}_steps")
                        for name in names}
     self.nonfinite_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_steps")
-    # (task, metric) slots of the flat log vector each step returns; the last two count the
-    # batch's examples and real tokens (features["length"] summed, if present).
-    self._slots = [(t.name, m) for t in tasks for m in ("loss", *t.metrics)]
-    self._slots += [("", "examples"), ("", "tokens")]
+    self.log_layout = LogLayout(self.tasks)
 
   def step_seed(self):
     """The int64 [2] dropout seed of the current step: (trainer seed, global step)."""
@@ -96,45 +98,24 @@ class Trainer(tf.Module):
       self.task_steps[name].assign_add(1)
     return bad
 
+  def _task_report(self, name, labels, predictions, features):
+    """(loss value to minimise, (ratios for the logs, units)) of task `name` on a batch."""
+    task = self.tasks[name]
+    ratios = {"loss": task.loss(labels[name], predictions[name], features)}
+    ratios.update({m: fn(labels[name], predictions[name], features)
+                   for m, fn in task.metrics.items()})
+    return ratios["loss"].value(), (ratios, task.count_units(labels[name], features))
+
   def _initial_accumulators(self):
     """Loop accumulators: log sums [slots], steps per task [tasks], non-finite count, and
     the (task index, global step) of the first non-finite step, or (-1, -1)."""
-    return (tf.zeros([len(self._slots)]), tf.zeros([len(self.tasks)]),
+    return (self.log_layout.zeros(), tf.zeros([len(self.tasks)]),
             tf.constant(0, tf.int64), tf.constant([-1, -1], tf.int64))
 
   @staticmethod
   def _note_first_bad(first_bad, bad, task_index, step):
     return tf.where((bad > 0) & (first_bad[0] < 0),
                     tf.stack([tf.cast(task_index, tf.int64), step]), first_bad)
-
-  def _log_vector(self, task_name, values):
-    """Scatters one task's {metric: scalar} into the flat [num_slots] log vector."""
-    return tf.stack([values[m] if t == task_name else tf.constant(0.0)
-                     for t, m in self._slots])
-
-  def _batch_vector(self, features):
-    """The batch's example and real-token counts in the last two slots of a log vector."""
-    first = tf.nest.flatten(features)[0]
-    examples = tf.cast(tf.shape(first)[0], tf.float32)
-    tokens = (tf.cast(tf.reduce_sum(features["length"]), tf.float32)
-              if isinstance(features, dict) and "length" in features else examples)
-    return tf.concat([tf.zeros([len(self._slots) - 2]), tf.stack([examples, tokens])], axis=0)
-
-  def _finish(self, sums, counts, nonfinite, first_bad):
-    """Turns loop accumulators into {"task/metric": mean} and enforces the non-finite policy."""
-    sums, counts = sums.numpy(), counts.numpy()
-    task_index = {name: i for i, name in enumerate(self.tasks)}
-    logs = {}
-    for (task, metric), total in zip(self._slots, sums):
-      if not task:
-        logs[f"{metric}_in_loop"] = float(total)
-      elif counts[task_index[task]]:
-        logs[f"{task}/{metric}"] = float(total / counts[task_index[task]])
-    for task, i in task_index.items():
-      logs[f"{task}/steps_in_loop"] = int(counts[i])
-    logs["nonfinite_steps_in_loop"] = int(nonfinite)
-    self._raise_if_nonfinite(int(nonfinite), first_bad)
-    return logs
 
   def _raise_if_nonfinite(self, nonfinite, first_bad):
     if nonfinite and int(self.nonfinite_steps.numpy()) > self.max_nonfinite_steps:
@@ -153,16 +134,23 @@ class Trainer(tf.Module):
     return self.weight_average.swapped_in()
 
   def train(self, num_steps):
-    """Runs `num_steps` steps; returns {"task/metric": mean over them, ...} as floats."""
+    """Runs `num_steps` steps; returns their trainers.logs.LoopLogs (seconds left at 0)."""
     require_positive("num_steps", num_steps)
     sums, counts, nonfinite, first_bad = self._loop(tf.constant(num_steps, tf.int32))
-    return self._finish(sums, counts, nonfinite, first_bad.numpy())
+    nonfinite = int(nonfinite)
+    self._raise_if_nonfinite(nonfinite, first_bad.numpy())
+    return self.log_layout.to_logs(sums.numpy(), counts.numpy(), steps=num_steps,
+                                   step=int(self.global_step.numpy()), nonfinite_steps=nonfinite)
 
   def _loop(self, num_steps):
     raise NotImplementedError
 
   def step_functions(self):
     """The compiled per-step tf.functions, by name (for tracing and compile counts)."""
+    raise NotImplementedError
+
+  def optimizer_map(self):
+    """{name: optimizer} of every optimizer the trainer steps (for logs and resume)."""
     raise NotImplementedError
 
   def step_trace_counts(self):

@@ -22,7 +22,7 @@ from mtlcore.data.vocab import PAD, UNK
 from mtlcore.layers.crf import CRF
 from mtlcore.layers.dropout import hash_uniform
 from mtlcore.model import MultiTaskModel, SharedTrunk, TaskHead
-from mtlcore.tasks import Task
+from mtlcore.tasks import Ratio, Task
 
 TRUNKS = ("bilstm", "conv")
 _WORD_DROPOUT_STREAM = 1000  # Dropout sites use streams 0..num_layers.
@@ -157,7 +157,8 @@ class TokenClassifierHead(TaskHead):
     return tf.where(tf.sequence_mask(lengths, tf.shape(ids)[1]), ids, 0)
 
   def loss(self, labels, logits, features):
-    """Softmax cross-entropy per real token (tags unseen in training are ignored)."""
+    """Ratio(softmax cross-entropy summed over real tokens, their number); tags unseen in
+    training are left out of both."""
     return losses.masked_sparse_cross_entropy(labels, logits, sequence_mask(features))
 
   def metrics(self):
@@ -181,11 +182,11 @@ class CRFTagHead(TokenClassifierHead):
     return self.crf.decode(logits, lengths)
 
   def loss(self, labels, logits, features):
+    """Ratio(negative log-likelihood of the gold paths, summed over sentences; real tokens)."""
     labels = tf.clip_by_value(tf.cast(labels, tf.int32), 0, self.num_tags - 1)
     lengths = features["length"]
     log_likelihood = self.crf.log_likelihood(logits, labels, lengths)
-    return -tf.reduce_sum(log_likelihood) / tf.maximum(
-        tf.cast(tf.reduce_sum(lengths), tf.float32), 1.0)
+    return Ratio(-tf.reduce_sum(log_likelihood), tf.cast(tf.reduce_sum(lengths), tf.float32))
 
   def metrics(self):
     return {}
@@ -198,7 +199,7 @@ def build_tagger(config, *, num_words, num_chars, num_tags, seed):
   Args:
     config: TaggerConfig.
     num_words, num_chars: vocabulary sizes, including padding and unknown.
-    num_tags: task name ("pos", "chunk") -> number of tags.
+    num_tags: task name ("pos", "chunk") -> number of tags; the model has a head for each.
     seed: int; all initial weights are a function of it.
   """
   trunk = TaggerTrunk(config, num_words=num_words, num_chars=num_chars, seed=seed, name="trunk")
@@ -211,6 +212,13 @@ def build_tagger(config, *, num_words, num_chars, num_tags, seed):
   return MultiTaskModel(trunk, heads, name="tagger")
 
 
+def count_tokens(labels, features):
+  """The unit of a tagging task: real tokens in the batch."""
+  del labels
+  return tf.cast(tf.reduce_sum(features["length"]), tf.float32)
+
+
 def tagging_tasks(model, names):
-  """One Task per name, whose loss and metrics are its head's."""
-  return [Task(n, loss=model.heads[n].loss, metrics=model.heads[n].metrics()) for n in names]
+  """One Task per name, whose loss and metrics are its head's, counting tokens."""
+  return [Task(n, loss=model.heads[n].loss, metrics=model.heads[n].metrics(), units="tokens",
+               count_units=count_tokens) for n in names]

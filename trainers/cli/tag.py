@@ -2,9 +2,10 @@
 
   echo "He reckons the deficit will narrow ." | mtl-tag --model=runs/export
 
-Input: one sentence per line, tokens separated by white space. Output: one `word POS chunk`
-line per token and a blank line after each sentence (an empty input line gives just the blank
-line). Needs only the export directory. A line that cannot be tagged (not UTF-8) is reported on
+Input: one sentence per line, tokens separated by white space. Output: one line per token,
+the word and then one tag per task the model serves (`word POS chunk` for a joint CoNLL-2000
+model, `word chunk` for a chunk-only one), and a blank line after each sentence (an empty input
+line gives just the blank line). Needs only the export directory. A line that cannot be tagged (not UTF-8) is reported on
 stderr with its number; the others are still tagged, and the exit status is then 1.
 """
 
@@ -14,46 +15,52 @@ import tensorflow as tf
 from absl import flags
 
 from mtlcore.errors import ConfigError, MtlError
-from trainers import cli
+from mtlcore.trainers.cli import common
+from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=unused-import (--batch_size)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "An export directory written by mtl-train --export_dir.")
-flags.DEFINE_integer("batch_size", 64, "Sentences tagged per call.")
+DEFAULT_BATCH_SIZE = 64
 
 
 def load(export_dir):
+  """(serving signature, the tasks it serves in the run's order) of an exported tagger."""
   try:
-    return tf.saved_model.load(export_dir).signatures["serving_default"]
-  except (OSError, ValueError, KeyError, tf.errors.OpError) as e:
+    loaded = tf.saved_model.load(export_dir)
+    signature = loaded.signatures["serving_default"]
+    tasks = [t.decode() for t in loaded.task_order.numpy()]
+  except (OSError, ValueError, KeyError, AttributeError, tf.errors.OpError) as e:
     raise ConfigError(f"--model={export_dir} is not an exported tagger "
                       f"({str(e).splitlines()[0][:200]}).") from None
+  return signature, tasks
 
 
-def tag_batch(signature, sentences):
-  """Tags lists of tokens; returns, per sentence, a list of (word, pos, chunk)."""
+def tag_batch(signature, sentences, tasks):
+  """Tags lists of tokens; returns, per sentence, a list of (word, tag of each task)."""
   longest = max((len(s) for s in sentences), default=0)
   if longest == 0:
     return [[] for _ in sentences]
   padded = [s + [""] * (longest - len(s)) for s in sentences]
   out = signature(tokens=tf.constant(padded, tf.string))
-  pos, chunk = out["pos"].numpy(), out["chunk"].numpy()
-  return [[(w, pos[i, j].decode(), chunk[i, j].decode()) for j, w in enumerate(s)]
+  tags = [out[t].numpy() for t in tasks]
+  return [[(w, *(t[i, j].decode() for t in tags)) for j, w in enumerate(s)]
           for i, s in enumerate(sentences)]
 
 
-def run():
+def main():
   if not FLAGS.model:
     raise ConfigError("--model is required (an export directory).")
-  if FLAGS.batch_size <= 0:
-    raise ConfigError(f"--batch_size must be positive, got {FLAGS.batch_size}.")
-  signature = load(FLAGS.model)
+  batch_size = FLAGS.batch_size or DEFAULT_BATCH_SIZE
+  if batch_size <= 0:
+    raise ConfigError(f"--batch_size must be positive, got {batch_size}.")
+  signature, tasks = load(FLAGS.model)
   failed = []
   pending = []
 
   def flush():
-    results = tag_batch(signature, [tokens for _, tokens in pending])
+    results = tag_batch(signature, [tokens for _, tokens in pending], tasks)
     for rows in results:
-      sys.stdout.write("".join(f"{w} {p} {c}\n" for w, p, c in rows) + "\n")
+      sys.stdout.write("".join(" ".join(row) + "\n" for row in rows) + "\n")
     pending.clear()
 
   for number, raw in enumerate(sys.stdin.buffer, 1):
@@ -66,7 +73,7 @@ def run():
             file=sys.stderr)
       continue
     pending.append((number, line.lstrip("\ufeff").split()))
-    if len(pending) >= FLAGS.batch_size:
+    if len(pending) >= batch_size:
       flush()
   flush()
   sys.stdout.flush()
@@ -75,7 +82,7 @@ def run():
 
 
 def console_main():
-  cli.run("mtl-tag", run)
+  common.run("mtl-tag", main)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,165 @@
+"""TaskSet: the plugin interface that says what a run trains, and the registry of task sets.
+
+A task set offers named tasks and builds, for any subset of them, a MultiTaskModel with one
+head per task, the Task objects (loss, in-step metrics, units), the training streams (one per
+task for alternating training, one carrying every chosen task's labels for joint training),
+and, where it has held-out data, an evaluation and an export. The engine
+(`mtlcore.trainers`) knows nothing else about it.
+
+The builder calls, in this order:
+  1. `load_data(data_dir)`: read and check every input before anything is written;
+  2. `build_model(tasks, seed=, assets_dir=, data=)`: the model for exactly these tasks. It may
+     keep files (e.g. vocabularies) in `assets_dir`, a directory of the model directory, and
+     must reuse them when they exist (a resumed run, evaluation, export); it may keep what the
+     calls below need (it is called once per TaskSet instance);
+  3. `make_tasks(model, tasks)`, then `joint_dataset` or `task_dataset` for the mode;
+  4. `evaluate(model, data, tasks, split)` during and after training, and `export(...)`.
+
+A task set is found by name: a built-in (`toy`, `conll2000`), one registered with
+`register(name, factory)`, or `package.module:function` for any importable factory. A factory
+takes the task set's options (a dict, e.g. {"hidden_size": 64}) and returns a TaskSet; it
+raises ConfigError for an option it does not know.
+"""
+
+import abc
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping
+
+from mtlcore.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Stream:
+  """An endless tf.data.Dataset of (features, labels) and the batches in one pass over it."""
+  dataset: object
+  steps_per_epoch: int
+
+
+class TaskSet(abc.ABC):
+  """What a run trains. Subclasses set the class attributes and implement the methods.
+
+  Attributes:
+    task_names: every task it offers, in the default order.
+    defaults: run settings it wants unless the user sets them (RunConfig field names, e.g.
+      {"learning_rate": 2e-3, "epochs": 24.0}).
+    selection: evaluation metric keys in order of preference; the first whose task is trained
+      selects the best checkpoint (e.g. ("chunk/f1", "pos/accuracy")).
+    splits: the held-out splits `evaluate` accepts; the first selects the best checkpoint.
+  """
+
+  task_names: tuple = ()
+  defaults: Mapping = {}
+  selection: tuple = ()
+  splits: tuple = ()
+
+  def load_data(self, data_dir):
+    """Reads and checks the data (errors name file and line); returns it, or None."""
+    del data_dir
+    return None
+
+  @abc.abstractmethod
+  def build_model(self, tasks, *, seed, assets_dir, data=None):
+    """A mtlcore.model.MultiTaskModel with one head per task in `tasks`."""
+
+  @abc.abstractmethod
+  def make_tasks(self, model, tasks):
+    """One mtlcore.tasks.Task per name in `tasks`, in that order."""
+
+  @abc.abstractmethod
+  def joint_dataset(self, data, tasks, *, batch_size, seed):
+    """A Stream whose labels carry every task in `tasks`."""
+
+  @abc.abstractmethod
+  def task_dataset(self, data, task, *, batch_size, seed):
+    """A Stream of batches labelled for `task` (the task's own corpus)."""
+
+  def options(self):
+    """Every option with the value in force (defaults included), JSON-able: stored with the
+    run, shown in TensorBoard's HParams, compared on resume."""
+    return {}
+
+  def evaluate(self, model, data, tasks, split):
+    """{"TASK/METRIC": value} of `tasks` on `split`; only called if `splits` is not empty."""
+    raise NotImplementedError
+
+  def export(self, model, tasks, export_dir):
+    """Writes a SavedModel that serves `tasks` to export_dir."""
+    raise ConfigError(f"{type(self).__name__} has no export; drop --export_dir.")
+
+  def has_export(self):
+    return type(self).export is not TaskSet.export
+
+  def write_predictions(self, model, data, tasks, split, path):
+    """Writes the model's predictions on `split` to `path` (mtl-eval --output)."""
+    raise ConfigError(f"{type(self).__name__} cannot write predictions; drop --output.")
+
+  def selection_metric(self, tasks):
+    """The key of `evaluate`'s result that selects the best checkpoint, or None."""
+    return next((k for k in self.selection if k.split("/", 1)[0] in tasks), None)
+
+  def check_tasks(self, tasks):
+    """`tasks` as a tuple (default: all), or ConfigError naming what is wrong."""
+    tasks = tuple(tasks) if tasks else tuple(self.task_names)
+    unknown = [t for t in tasks if t not in self.task_names]
+    if unknown:
+      raise ConfigError(f"unknown task(s) {unknown}; this task set's tasks are "
+                        f"{list(self.task_names)}.")
+    if len(set(tasks)) != len(tasks):
+      raise ConfigError(f"a task is listed twice: {list(tasks)}.")
+    return tasks
+
+
+_REGISTRY: dict[str, Callable] = {}
+_BUILTIN = {"toy": "mtlcore.task_sets.toy:ToyTaskSet",
+            "conll2000": "mtlcore.task_sets.conll2000:Conll2000TaskSet"}
+
+
+def register(name, factory):
+  """Makes `factory(options) -> TaskSet` available as task set `name`."""
+  if not name or ":" in name:
+    raise ConfigError(f"A task set name must be non-empty and hold no ':', got {name!r}.")
+  _REGISTRY[name] = factory
+
+
+def _import(path):
+  module_name, _, attribute = path.partition(":")
+  try:
+    module = importlib.import_module(module_name)
+  except ImportError as e:
+    raise ConfigError(f"--task_set={path}: cannot import {module_name} ({e}).") from None
+  try:
+    return getattr(module, attribute)
+  except AttributeError:
+    raise ConfigError(f"--task_set={path}: {module_name} has no {attribute!r}.") from None
+
+
+def names():
+  """The task sets known by name."""
+  return sorted({*_BUILTIN, *_REGISTRY})
+
+
+def resolve(name, options=None):
+  """The TaskSet called `name` (a registered name or package.module:factory) with options."""
+  if name in _REGISTRY:
+    factory = _REGISTRY[name]
+  elif name in _BUILTIN:
+    factory = _import(_BUILTIN[name])
+  elif ":" in name:
+    factory = _import(name)
+  else:
+    raise ConfigError(f"--task_set={name} is neither a known task set {names()} nor "
+                      f"package.module:function.")
+  task_set = factory(dict(options or {}))
+  if not isinstance(task_set, TaskSet):
+    raise ConfigError(f"--task_set={name}: the factory returned {type(task_set).__name__}, "
+                      f"not a mtlcore.task_set.TaskSet.")
+  return task_set
+
+
+def reject_unknown_options(name, options, known):
+  """ConfigError naming options a task set does not take (as the flags a user gave)."""
+  unknown = sorted(set(options) - set(known))
+  if unknown:
+    raise ConfigError(f"{', '.join('--' + u for u in unknown)} does not apply to "
+                      f"--task_set={name} (it takes {sorted(known) or 'no options'}).")

@@ -1,0 +1,1 @@
+"""The built-in task sets: toy (the tutorial) and conll2000 (POS tagging and chunking)."""

@@ -1,0 +1,122 @@
+"""The one builder: a RunConfig in, the model, tasks, data streams, optimizers and trainer out.
+
+mtl-train, mtl-eval, mtl-bench, mtl-compiles and the quality study all build through here, so
+a benchmark times exactly the step that training runs:
+
+  config = resolve(config)                           # task set found, defaults filled in
+  data = task_set.load_data(config.data_dir)          # read and checked before any write
+  model, tasks = build_model(config, task_set, assets_dir=..., data=data)
+  streams = make_streams(config, task_set, data)      # or a benchmark's own batches
+  trainer = build_trainer(config, model=model, tasks=tasks, streams=streams,
+                          total_steps=total_steps(config, streams))
+
+Modes: "joint" is a JointTrainer over one stream carrying every task's labels; "alternate" an
+AlternatingTrainer with one stream and one optimizer per task and a TaskSampler; "single" a
+JointTrainer over one task (the model then has only that task's head).
+"""
+
+import dataclasses
+
+from mtlcore import task_set as task_set_lib
+from mtlcore.averaging import WeightAverage
+from mtlcore.errors import ConfigError
+from mtlcore.optimizers import Adam
+from mtlcore.sampling import TaskSampler
+from mtlcore.schedules import LinearDecay
+from mtlcore.trainers.alternating import AlternatingTrainer
+from mtlcore.trainers.joint import JointTrainer
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+  """A config with every default filled in, and the TaskSet it names."""
+  config: object
+  task_set: task_set_lib.TaskSet
+
+
+def resolve(config):
+  """Finds the task set, checks the tasks and weights against it, fills in the defaults.
+
+  The returned config's `tasks` lists the trained tasks and its `options` every option of
+  the task set (as TaskSet.options() reports them), so it can be stored and compared.
+  """
+  task_set = task_set_lib.resolve(config.task_set, config.options)
+  try:
+    tasks = task_set.check_tasks(config.tasks)
+  except ConfigError as e:
+    raise ConfigError(f"--tasks: {e} (--task_set={config.task_set})") from None
+  if config.task_weights and len(config.task_weights) != len(tasks):
+    raise ConfigError(f"--task_weights needs one number per task {list(tasks)}, got "
+                      f"{list(config.task_weights)}.")
+  config = dataclasses.replace(config.with_defaults(task_set.defaults), tasks=tasks,
+                               options=task_set.options())
+  return Resolved(config, task_set)
+
+
+def build_model(config, task_set, *, assets_dir, data=None):
+  """(model with a head per trained task, [Task]) as the task set builds them."""
+  model = task_set.build_model(config.tasks, seed=config.seed, assets_dir=assets_dir,
+                               data=data)
+  model.check_tasks(config.tasks)
+  return model, task_set.make_tasks(model, config.tasks)
+
+
+def stream_seed(config, task_index=None):
+  """The joint stream is shuffled with the run's seed, task i's own stream with seed+1+i."""
+  return config.seed if task_index is None else config.seed + 1 + task_index
+
+
+def make_streams(config, task_set, data):
+  """{"joint": Stream} (joint and single mode) or {task: Stream} (alternate mode)."""
+  if config.mode == "alternate":
+    return {t: task_set.task_dataset(data, t, batch_size=config.batch_size,
+                                     seed=stream_seed(config, i))
+            for i, t in enumerate(config.tasks)}
+  return {"joint": task_set.joint_dataset(data, config.tasks, batch_size=config.batch_size,
+                                          seed=stream_seed(config))}
+
+
+def total_steps(config, streams):
+  """--train_steps, else --epochs passes over the streams (alternate: over each task's)."""
+  if config.train_steps:
+    return config.train_steps
+  per_epoch = sum(s.steps_per_epoch for s in streams.values())
+  return max(1, round(config.epochs * per_epoch))
+
+
+def sampling_probabilities(config):
+  weights = config.task_weights or (1.0,) * len(config.tasks)
+  return [w / sum(weights) for w in weights]
+
+
+def _adam(config, name, updates):
+  """Adam at the base rate, decaying over `updates` updates as lr_decay_start says."""
+  schedule = None
+  if config.lr_decay_start < 1.0:
+    schedule = LinearDecay(max(1, round(updates)), decay_start=config.lr_decay_start,
+                           final=config.lr_final)
+  return Adam(config.learning_rate, schedule=schedule, name=name)
+
+
+def build_trainer(config, *, model, tasks, streams, total_steps):
+  """The trainer `config.mode` names, over `streams` (as make_streams returns them).
+
+  In alternate mode each task's optimizer schedules over the updates its task is expected to
+  get (total_steps x its sampling probability).
+  """
+  average = None
+  if config.average_decay > 0:
+    average = WeightAverage(model.trainable_variables, decay=config.average_decay)
+  common = dict(model=model, tasks=tasks, seed=config.seed, jit_compile=config.xla,
+                clip_norm=config.clip_norm or None,
+                max_nonfinite_steps=config.skip_nonfinite_steps, weight_average=average)
+  if config.mode in ("joint", "single"):
+    weights = dict(zip(config.tasks, config.task_weights)) if config.task_weights else None
+    return JointTrainer(optimizer=_adam(config, "adam", total_steps),
+                        dataset=streams["joint"].dataset, loss_weights=weights, **common)
+  probabilities = sampling_probabilities(config)
+  return AlternatingTrainer(
+      optimizers={t: _adam(config, f"adam_{t}", total_steps * p)
+                  for t, p in zip(config.tasks, probabilities)},
+      datasets={t: streams[t].dataset for t in config.tasks},
+      sampler=TaskSampler(config.tasks, probabilities, seed=config.seed), **common)

@@ -1,0 +1,68 @@
+"""mtl-eval: scores a trained model on a held-out split and writes its predictions.
+
+  mtl-eval --model_dir=runs/conll2000 [--split=test] [--output=predictions.txt]
+
+Rebuilds the model that --model_dir's config.json describes (through the same builder as
+mtl-train), restores the best-on-dev (or latest) checkpoint and prints the task set's metrics
+for the tasks the run trained. --output writes what the task set writes for predictions
+(conll2000: conlleval's input, `word gold pred` per trained task).
+"""
+
+import os
+import tempfile
+
+from absl import flags
+
+from mtlcore.errors import ConfigError
+from mtlcore.trainers import run
+from mtlcore.trainers.cli import common
+from mtlcore.trainers.cli import flags as run_flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("split", "test", "Which held-out split to score (conll2000: dev or test).")
+flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "best-on-dev or latest checkpoint.")
+flags.DEFINE_string("output", None, "Write the predictions here (conll2000: conlleval input).")
+
+
+def format_metrics(metrics):
+  """One `key value` line per metric, overall metrics first, then per-type ones indented."""
+  overall = [k for k in sorted(metrics) if "_by_type/" not in k]
+  by_type = [k for k in sorted(metrics) if "_by_type/" in k]
+  return "\n".join([f"{k:<24s} {metrics[k]:7.2f}" for k in overall]
+                   + [f"  {k:<22s} {metrics[k]:7.2f}" for k in by_type])
+
+
+def write_predictions(task_set, model, data, tasks, split, path):
+  """The task set's predictions file, written to a temporary name and renamed into place."""
+  directory = os.path.dirname(os.path.abspath(path))
+  try:
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".predictions.")
+    os.close(fd)
+    task_set.write_predictions(model, data, tasks, split, tmp)
+    os.replace(tmp, path)
+  except OSError as e:
+    raise ConfigError(f"--output={path}: cannot write there ({e.strerror}).") from None
+
+
+def main():
+  if not FLAGS.model_dir:
+    raise ConfigError("--model_dir is required.")
+  config, task_set, model, data, path = run.restore(FLAGS.model_dir, which=FLAGS.checkpoint,
+                                                    data_dir=FLAGS.data_dir)
+  if FLAGS.split not in task_set.splits:
+    raise ConfigError(f"--split={FLAGS.split}: --task_set={config.task_set} has the held-out "
+                      f"splits {list(task_set.splits)}.")
+  metrics = task_set.evaluate(model, data, config.tasks, FLAGS.split)
+  print(f"checkpoint {path}\nsplit {FLAGS.split}, tasks {', '.join(config.tasks)}")
+  print(format_metrics(metrics))
+  if FLAGS.output:
+    write_predictions(task_set, model, data, config.tasks, FLAGS.split, FLAGS.output)
+  return metrics
+
+
+def console_main():
+  common.run("mtl-eval", main)
+
+
+if __name__ == "__main__":
+  console_main()

@@ -1,0 +1,148 @@
+"""The flags of a run, defined once for every binary, and the RunConfig they describe.
+
+mtl-train reads all of them; mtl-eval, mtl-tag and the benchmarks read the ones they need
+(e.g. --model_dir, --data_dir, --batch_size, --trunk) and define only flags of their own with
+names no other binary uses, so every binary module imports into one process.
+
+Flags left unset take the task set's defaults. The model options below (--trunk ... --buckets)
+belong to the built-in task sets; any task set also takes --task_set_options=KEY=VALUE,...
+(values read as JSON where they parse, else as strings).
+"""
+
+import json
+
+from absl import flags
+
+from mtlcore.errors import ConfigError
+from mtlcore.trainers.config import MODES, RunConfig
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("task_set", "conll2000", "Task set to train: conll2000, toy, a registered "
+                    "name, or package.module:function returning a mtlcore.task_set.TaskSet.")
+flags.DEFINE_enum("mode", "joint", list(MODES),
+                  "joint: one batch, summed losses, one optimizer. alternate: one task per step "
+                  "(chosen by the sampler), one optimizer per task. single: train one task.")
+flags.DEFINE_list("tasks", None, "Tasks to train (default: all of the task set's); the model "
+                  "gets a head for each. --mode=single takes exactly one.")
+flags.DEFINE_list("task_weights", None, "Per-task numbers, in --tasks order: loss weights in "
+                  "joint mode, sampling probabilities in alternate mode. Default: all equal.")
+flags.DEFINE_boolean("xla", True, "Compile each training step with XLA (jit_compile=True).")
+flags.DEFINE_integer("batch_size", None, "Examples (sentences) per batch. Default: the task "
+                     "set's (32); mtl-tag: 64.")
+flags.DEFINE_float("learning_rate", None, "Adam's base learning rate. Default: the task set's "
+                   "(2e-3 conll2000, 1e-2 toy). Applied on resume.")
+flags.DEFINE_float("lr_decay_start", None, "Fraction of training after which the learning "
+                   "rate falls linearly to --lr_final x its base at the last step; 1: constant. "
+                   "Default: 0.33 (conll2000), 1 (toy).")
+flags.DEFINE_float("lr_final", 0.0, "Learning-rate multiplier reached at the last step when "
+                   "--lr_decay_start < 1.")
+flags.DEFINE_float("average_decay", None, "Evaluate, keep as best and export an exponential "
+                   "moving average of the weights with this decay; 0: the weights as trained.")
+flags.DEFINE_float("clip_norm", None, "Clip each step's gradients to this global norm; 0: no "
+                   "clipping. Default: 5 (conll2000), 0 (toy).")
+flags.DEFINE_integer("train_steps", None, "Total training steps (overrides --epochs).")
+flags.DEFINE_float("epochs", None, "Training length in passes over the training data; in "
+                   "alternate mode each task gets this many passes. Default: 24 (conll2000), "
+                   "20 (toy).")
+flags.DEFINE_integer("steps_per_loop", 50, "Steps run inside one tf.function call.")
+flags.DEFINE_integer("log_every", 200, "Log progress every this many steps.")
+flags.DEFINE_integer("eval_every", None, "Evaluate on dev every this many steps, keeping the "
+                     "best checkpoint; 0: only at the end. Default: 1000 (conll2000).")
+flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint every this many steps.")
+flags.DEFINE_integer("keep_checkpoints", 3, "Recent training checkpoints kept.")
+flags.DEFINE_integer("seed", 0, "Seed of weights, data order, dropout and task sampling.")
+flags.DEFINE_boolean("deterministic", False, "Enable TensorFlow op determinism as well, so "
+                     "that two runs with the same flags give bitwise-identical variables.")
+flags.DEFINE_integer("skip_nonfinite_steps", 0, "Skip (do not apply) up to this many steps "
+                     "whose loss or gradient is NaN/Inf; one more stops training with an error.")
+flags.DEFINE_string("model_dir", None, "The run's directory: checkpoints, logs, config, "
+                    "metrics; training resumes from the latest checkpoint here.")
+flags.DEFINE_boolean("summaries", True, "Write TensorBoard summaries (train and eval runs, "
+                     "HParams) under --model_dir.")
+flags.DEFINE_boolean("trace_graph", False, "Write the training loop's graph to TensorBoard once.")
+flags.DEFINE_string("profile_steps", None, "A,B: capture a TensorFlow profiler trace of steps "
+                    "A to B into --model_dir/train.")
+flags.DEFINE_string("data_dir", None, "Where the task set reads its data. conll2000: a "
+                    "directory with train.txt(.gz) and test.txt(.gz); default $MTL_DATA_DIR, "
+                    "else a cache filled by download.")
+flags.DEFINE_string("export_dir", None, "Export the best model as a SavedModel here.")
+flags.DEFINE_list("task_set_options", [], "KEY=VALUE,... options of the task set (values read "
+                  "as JSON where they parse).")
+
+# Options of the built-in task sets; only the ones given are passed on.
+flags.DEFINE_enum("trunk", None, ["bilstm", "conv"], "conll2000: tagger trunk (default bilstm).")
+flags.DEFINE_boolean("hierarchical", None, "conll2000: POS head reads the first trunk layer, "
+                     "chunk head the top layer (default); otherwise both read the top.")
+flags.DEFINE_boolean("chunk_crf", None, "conll2000: chunk head is a linear-chain CRF (default); "
+                     "otherwise a per-token softmax.")
+flags.DEFINE_integer("word_dim", None, "conll2000: word embedding size (default 100).")
+flags.DEFINE_integer("char_filters", None, "conll2000: character CNN filters (default 64).")
+flags.DEFINE_integer("hidden_size", None, "conll2000: BiLSTM units per direction (conv: 2x "
+                     "filters; default 128). toy: the shared layer's size (default 20).")
+flags.DEFINE_integer("num_layers", None, "conll2000: trunk layers, >= 2 (default 2).")
+flags.DEFINE_float("dropout", None, "conll2000: dropout rate (default 0.5).")
+flags.DEFINE_float("word_dropout", None, "conll2000: probability of replacing a training word "
+                   "by the unknown word (default 0.1).")
+flags.DEFINE_list("buckets", None, "conll2000: the pipeline's padded sentence lengths "
+                  "(default 12,24,36,52,80).")
+
+MODEL_OPTION_FLAGS = ("trunk", "hierarchical", "chunk_crf", "word_dim", "char_filters",
+                      "hidden_size", "num_layers", "dropout", "word_dropout", "buckets")
+
+
+def _numbers(name, values, kind=float):
+  try:
+    return tuple(kind(v) for v in values)
+  except ValueError:
+    raise ConfigError(f"--{name} must be numbers, got {list(values)}.") from None
+
+
+def parse_profile_steps(text):
+  """'A,B' -> (A, B); the range is checked by RunConfig."""
+  try:
+    start, stop = (int(x) for x in text.split(","))
+  except ValueError:
+    raise ConfigError(f"--profile_steps must be two integers A,B, got {text!r}.") from None
+  return start, stop
+
+
+def _option_value(text):
+  try:
+    return json.loads(text)
+  except ValueError:
+    return text
+
+
+def task_set_options():
+  """The task set's options: --task_set_options, then the model option flags that were set."""
+  options = {}
+  for item in FLAGS.task_set_options:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+      raise ConfigError(f"--task_set_options takes KEY=VALUE items, got {item!r}.")
+    options[key] = _option_value(value)
+  for name in MODEL_OPTION_FLAGS:
+    value = getattr(FLAGS, name)
+    if value is not None:
+      options[name] = _numbers(name, value, int) if name == "buckets" else value
+  return options
+
+
+def run_config():
+  """The RunConfig the flags describe (errors name the flag)."""
+  return RunConfig(
+      task_set=FLAGS.task_set, model_dir=FLAGS.model_dir, mode=FLAGS.mode,
+      tasks=tuple(FLAGS.tasks or ()),
+      task_weights=_numbers("task_weights", FLAGS.task_weights or ()),
+      options=task_set_options(), data_dir=FLAGS.data_dir, export_dir=FLAGS.export_dir,
+      batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
+      lr_decay_start=FLAGS.lr_decay_start, lr_final=FLAGS.lr_final,
+      average_decay=FLAGS.average_decay, clip_norm=FLAGS.clip_norm,
+      train_steps=FLAGS.train_steps, epochs=FLAGS.epochs, xla=FLAGS.xla, seed=FLAGS.seed,
+      deterministic=FLAGS.deterministic, skip_nonfinite_steps=FLAGS.skip_nonfinite_steps,
+      steps_per_loop=FLAGS.steps_per_loop, log_every=FLAGS.log_every,
+      eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
+      keep_checkpoints=FLAGS.keep_checkpoints, summaries=FLAGS.summaries,
+      trace_graph=FLAGS.trace_graph,
+      profile_steps=parse_profile_steps(FLAGS.profile_steps) if FLAGS.profile_steps else None)

@@ -1,0 +1,31 @@
+"""mtl-train: trains a multi-task model jointly, alternately or on a single task.
+
+  mtl-train --model_dir=runs/conll2000                       # POS + chunking, jointly
+  mtl-train --mode=alternate --model_dir=runs/alt
+  mtl-train --mode=single --tasks=chunk --model_dir=runs/chunk
+  mtl-train --task_set=toy --mode=alternate --model_dir=runs/toy
+  mtl-train --task_set=my_package.tasks:make_task_set --model_dir=runs/mine
+
+Resumes from the latest checkpoint in --model_dir (a resumed run may change only what
+README's resume table allows). SIGTERM or SIGINT (Ctrl-C) makes it finish the current loop of
+steps, write a checkpoint and exit 0; the next run continues from there. With held-out data
+it keeps the best-on-dev checkpoint, evaluates it on every split into metrics.json and
+exports it to --export_dir if given. Bad flags or input end the run with one line on stderr
+and exit status 1. In-process: `mtlcore.trainers.run.train(RunConfig(...))`.
+"""
+
+from mtlcore.trainers import run
+from mtlcore.trainers.cli import common
+from mtlcore.trainers.cli import flags as run_flags
+
+
+def main():
+  return run.train(run_flags.run_config())
+
+
+def console_main():
+  common.run("mtl-train", main)
+
+
+if __name__ == "__main__":
+  console_main()

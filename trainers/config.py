@@ -1,0 +1,197 @@
+"""RunConfig: everything that defines a run, typed and validated once, in one place.
+
+The binaries turn flags into a RunConfig; a library user builds one directly. Each field has
+the name of the flag that sets it, and an error names that flag (`--batch_size must be ...`).
+Fields left None take the task set's default (TaskSet.defaults), then the engine's.
+
+On a resumed run the stored config (config.json in the model directory) is compared with the
+new one field by field, and `RESUME_POLICY` decides: "refuse" (the checkpoint cannot be
+continued under the new value: one line naming the flags) or "apply" (the new value is used
+from the first step of the resumed run, and the log says so).
+"""
+
+import dataclasses
+import math
+from collections.abc import Mapping
+
+from mtlcore.errors import ConfigError
+
+MODES = ("joint", "alternate", "single")
+
+# Values the engine uses when neither the user nor the task set sets one.
+ENGINE_DEFAULTS = {"batch_size": 32, "learning_rate": 1e-3, "epochs": 10.0, "clip_norm": 0.0,
+                   "eval_every": 0, "lr_decay_start": 1.0, "average_decay": 0.0}
+
+# What a resumed run may change. Anything that shapes the checkpoint, the data order or the
+# schedule's shape is refused; what only steers the run from now on is applied.
+RESUME_POLICY = {
+    "task_set": "refuse", "mode": "refuse", "tasks": "refuse", "options": "refuse",
+    "seed": "refuse", "batch_size": "refuse", "task_weights": "refuse",
+    "average_decay": "refuse", "lr_decay_start": "refuse", "lr_final": "refuse",
+    "learning_rate": "apply", "train_steps": "apply", "epochs": "apply", "clip_norm": "apply",
+    "skip_nonfinite_steps": "apply", "xla": "apply", "deterministic": "apply",
+    "steps_per_loop": "apply", "log_every": "apply", "eval_every": "apply",
+    "checkpoint_every": "apply", "keep_checkpoints": "apply", "summaries": "apply",
+    "trace_graph": "apply", "profile_steps": "apply", "data_dir": "apply",
+    "export_dir": "apply", "model_dir": "apply",
+}
+
+
+def _positive_int(name, value):
+  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    raise ConfigError(f"--{name} must be positive, got {value!r}.")
+
+
+def _in_range(name, value, low, high, *, high_open=False):
+  ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+  if not ok or not low <= value <= high or (high_open and value == high):
+    raise ConfigError(f"--{name} must be in [{low}, {high}{')' if high_open else ']'}, "
+                      f"got {value!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """A run's settings. Field names are the flags of mtl-train.
+
+  Attributes:
+    task_set: a task set name, or package.module:function (see mtlcore.task_set).
+    model_dir: where checkpoints, logs, config and metrics go (required to train).
+    mode: "joint" (one batch, weighted losses, one optimizer), "alternate" (one task per step,
+      chosen by a sampler, one optimizer per task) or "single" (one task, one optimizer).
+    tasks: the tasks to train (default: all of the task set's); the model has only their heads.
+    task_weights: one number per task: loss weights (joint) or sampling weights (alternate).
+    options: the task set's own options (e.g. {"trunk": "conv"}).
+    data_dir: where the task set reads its data (None: its default place).
+    export_dir: export the best model here after training.
+    batch_size: examples per batch.
+    learning_rate: Adam's base learning rate.
+    lr_decay_start, lr_final: the rate is constant for the first lr_decay_start of training,
+      then falls linearly to lr_final x base at the last step (1: constant).
+    average_decay: evaluate, keep and export a moving average of the weights (0: off).
+    clip_norm: clip each step's gradients to this global norm (0: no clipping).
+    train_steps, epochs: training length; train_steps wins; epochs are passes over the
+      training data (alternate mode: this many passes per task).
+    xla: compile each step with XLA.
+    seed: seed of weights, data order, dropout and task sampling.
+    deterministic: also enable TensorFlow op determinism (bitwise-reproducible runs).
+    skip_nonfinite_steps: how many NaN/Inf steps may be skipped before training stops.
+    steps_per_loop: steps per call into the compiled loop.
+    log_every, eval_every, checkpoint_every: in steps (eval_every 0: only at the end).
+    keep_checkpoints: recent training checkpoints kept.
+    summaries, trace_graph, profile_steps: TensorBoard output; profile_steps is (A, B).
+  """
+
+  task_set: str
+  model_dir: str | None = None
+  mode: str = "joint"
+  tasks: tuple = ()
+  task_weights: tuple = ()
+  options: Mapping = dataclasses.field(default_factory=dict)
+  data_dir: str | None = None
+  export_dir: str | None = None
+  batch_size: int | None = None
+  learning_rate: float | None = None
+  lr_decay_start: float | None = None
+  lr_final: float = 0.0
+  average_decay: float | None = None
+  clip_norm: float | None = None
+  train_steps: int | None = None
+  epochs: float | None = None
+  xla: bool = True
+  seed: int = 0
+  deterministic: bool = False
+  skip_nonfinite_steps: int = 0
+  steps_per_loop: int = 50
+  log_every: int = 200
+  eval_every: int | None = None
+  checkpoint_every: int = 1000
+  keep_checkpoints: int = 3
+  summaries: bool = True
+  trace_graph: bool = False
+  profile_steps: tuple | None = None
+
+  def __post_init__(self):
+    object.__setattr__(self, "tasks", tuple(self.tasks or ()))
+    object.__setattr__(self, "task_weights", tuple(self.task_weights or ()))
+    object.__setattr__(self, "options", dict(self.options or {}))
+    if self.profile_steps is not None:
+      object.__setattr__(self, "profile_steps", tuple(self.profile_steps))
+    self._validate()
+
+  def _validate(self):
+    if not self.task_set:
+      raise ConfigError("--task_set must name a task set.")
+    if self.mode not in MODES:
+      raise ConfigError(f"--mode must be one of {list(MODES)}, got {self.mode!r}.")
+    if len(set(self.tasks)) != len(self.tasks):
+      raise ConfigError(f"--tasks lists a task twice: {list(self.tasks)}.")
+    if self.mode == "single" and len(self.tasks) != 1:
+      raise ConfigError(f"--mode=single trains exactly one task; --tasks gave "
+                        f"{list(self.tasks)}.")
+    if self.task_weights:
+      if self.mode == "single":
+        raise ConfigError("--task_weights does not apply to --mode=single.")
+      if not all(isinstance(w, (int, float)) and math.isfinite(w) and w >= 0
+                 for w in self.task_weights) or not sum(self.task_weights) > 0:
+        raise ConfigError(f"--task_weights must be non-negative numbers with a positive sum, "
+                          f"got {list(self.task_weights)}.")
+    for name in ("batch_size", "train_steps", "steps_per_loop", "log_every",
+                 "checkpoint_every", "keep_checkpoints"):
+      if getattr(self, name) is not None:
+        _positive_int(name, getattr(self, name))
+    for name in ("learning_rate", "epochs"):
+      value = getattr(self, name)
+      if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)
+                                    and value > 0):
+        raise ConfigError(f"--{name} must be positive, got {value!r}.")
+    if self.lr_decay_start is not None:
+      _in_range("lr_decay_start", self.lr_decay_start, 0, 1)
+    _in_range("lr_final", self.lr_final, 0, 1)
+    if self.average_decay is not None:
+      _in_range("average_decay", self.average_decay, 0, 1, high_open=True)
+    if self.clip_norm is not None and not (isinstance(self.clip_norm, (int, float))
+                                           and self.clip_norm >= 0):
+      raise ConfigError(f"--clip_norm must be positive (0: no clipping), got {self.clip_norm!r}.")
+    if self.eval_every is not None and not (isinstance(self.eval_every, int)
+                                            and self.eval_every >= 0):
+      raise ConfigError(f"--eval_every must be 0 or positive, got {self.eval_every!r}.")
+    if not isinstance(self.skip_nonfinite_steps, int) or self.skip_nonfinite_steps < 0:
+      raise ConfigError(f"--skip_nonfinite_steps must be >= 0, got "
+                        f"{self.skip_nonfinite_steps!r}.")
+    if self.profile_steps is not None:
+      if len(self.profile_steps) != 2 or not 0 <= self.profile_steps[0] < self.profile_steps[1]:
+        raise ConfigError(f"--profile_steps needs 0 <= A < B, got {self.profile_steps}.")
+    if self.trace_graph and not self.summaries:
+      raise ConfigError("--trace_graph writes to the summaries; it conflicts with --nosummaries.")
+
+  def with_defaults(self, defaults):
+    """This config with unset fields taken from `defaults` (a task set's), then the engine's."""
+    unknown = sorted(set(defaults) - set(ENGINE_DEFAULTS))
+    if unknown:
+      raise ConfigError(f"Task set {self.task_set} sets defaults for {unknown}, which are not "
+                        f"settings with a task-set default {sorted(ENGINE_DEFAULTS)}.")
+    filled = {name: defaults.get(name, value) for name, value in ENGINE_DEFAULTS.items()
+              if getattr(self, name) is None}
+    return dataclasses.replace(self, **filled)
+
+  def to_json(self):
+    """A JSON-able dict of every field (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+  @classmethod
+  def from_json(cls, data):
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+  def resume_changes(self, stored):
+    """Compares with a stored config (a dict as from to_json).
+
+    Returns:
+      (refused, applied): lists of (field, stored value, new value).
+    """
+    refused, applied = [], []
+    for name, new in self.to_json().items():
+      old = stored.get(name)
+      if old != new:
+        (refused if RESUME_POLICY[name] == "refuse" else applied).append((name, old, new))
+    return refused, applied

@@ -1,0 +1,228 @@
+"""ModelDir: the one owner of a run's model directory, its layout, lock and writes.
+
+  config.json      the run's settings (trainers.config.RunConfig), checked on resume
+  checkpoints/     training state: the trainer (weights, optimizer slots, counters, sampler,
+                   input iterators) and the best metric so far; the last few kept
+  best/            the weights of the best-on-dev evaluation so far
+  assets/          files the task set keeps beside the weights (e.g. vocab.json)
+  train/, eval/    TensorBoard runs; the HParams session is written at the top
+  metrics.json     held-out metrics of the best checkpoint, after training
+  .lock            who is training in this directory
+
+The lock is an advisory `flock` on `.lock`, which holds the holder's pid, host and start time:
+a second run is refused with one line naming the holder; the kernel releases the lock of a
+process that dies, so a lock left by a killed run is taken over (and logged). `flock` is
+reliable on local file systems only; on NFS and other network file systems two machines may
+both acquire it.
+
+Every write goes through `guarded(what)`: a full disk, a file-size limit or an unwritable file
+becomes one StorageError line naming what could not be written, and the last good checkpoint
+is left intact (TensorFlow writes a checkpoint under a temporary name and updates the
+`checkpoint` state file only after it is complete).
+"""
+
+import contextlib
+import datetime
+import fcntl
+import glob
+import json
+import os
+import re
+import shutil
+import socket
+import tempfile
+
+import tensorflow as tf
+from absl import logging
+
+from mtlcore.errors import ConfigError, DataError, MtlError, StorageError
+
+_REASONS = ("No space left on device", "File too large", "Disk quota exceeded",
+            "Read-only file system", "Permission denied")
+
+
+def _reason(error):
+  """The short cause of an OSError or a TensorFlow OpError (e.g. 'No space left on device')."""
+  if isinstance(error, OSError) and error.strerror:
+    return error.strerror
+  text = str(error)
+  for reason in _REASONS:
+    if reason in text:
+      return reason
+  return re.sub(r"\s+", " ", text)[:200]
+
+
+class ModelDirInUse(MtlError):
+  """Another live process holds the model directory."""
+
+
+class ModelDir:
+  """Paths of one model directory, its checkpoints, its lock and its guarded writes."""
+
+  def __init__(self, path):
+    self.path = os.fspath(path)
+    self.checkpoints = os.path.join(self.path, "checkpoints")
+    self.best = os.path.join(self.path, "best")
+    self.assets = os.path.join(self.path, "assets")
+    self.train_run = os.path.join(self.path, "train")
+    self.eval_run = os.path.join(self.path, "eval")
+    self.config_file = os.path.join(self.path, "config.json")
+    self.metrics_file = os.path.join(self.path, "metrics.json")
+    self.lock_file = os.path.join(self.path, ".lock")
+    self._lock_fd = None
+
+  def __repr__(self):
+    return f"ModelDir({self.path!r})"
+
+  # Creation and the lock.
+
+  def prepare(self):
+    """Creates the directory and assets/ if needed and checks that it is writable."""
+    try:
+      os.makedirs(self.assets, exist_ok=True)
+      fd, probe = tempfile.mkstemp(dir=self.path, prefix=".write-test.")
+      os.close(fd)
+      os.remove(probe)
+    except OSError as e:
+      raise ConfigError(f"--model_dir={self.path} is not a writable directory "
+                        f"({e.strerror}).") from None
+    return self
+
+  def lock(self):
+    """Takes the directory for this process, or raises ModelDirInUse naming the holder."""
+    fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.read(fd, 4096).decode("utf-8", "replace").strip()
+      os.close(fd)
+      raise ModelDirInUse(f"--model_dir={self.path} is in use by another run "
+                          f"({self._describe(holder)}); wait for it to end or use another "
+                          f"--model_dir.") from None
+    previous = os.read(fd, 4096).decode("utf-8", "replace").strip()
+    if previous:
+      logging.warning("Took over the lock of %s: that run ended without releasing it "
+                      "(killed?).", self._describe(previous))
+    holder = {"pid": os.getpid(), "host": socket.gethostname(),
+              "since": datetime.datetime.now().isoformat(timespec="seconds")}
+    try:
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, json.dumps(holder).encode(), 0)
+    except OSError as e:
+      os.close(fd)
+      raise StorageError(f"could not write the lock file {self.lock_file} "
+                         f"({_reason(e)}).") from None
+    self._lock_fd = fd
+    return self
+
+  @staticmethod
+  def _describe(holder):
+    try:
+      info = json.loads(holder)
+      return f"pid {info['pid']} on {info['host']}, since {info['since']}"
+    except (ValueError, KeyError, TypeError):
+      return "an unknown process"
+
+  def unlock(self):
+    """Releases the lock (clearing the holder), if this object holds it."""
+    if self._lock_fd is None:
+      return
+    with contextlib.suppress(OSError):
+      os.ftruncate(self._lock_fd, 0)
+    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+    os.close(self._lock_fd)
+    self._lock_fd = None
+
+  def __enter__(self):
+    return self.lock()
+
+  def __exit__(self, *exc):
+    self.unlock()
+
+  # Guarded writes.
+
+  @contextlib.contextmanager
+  def guarded(self, what):
+    """Turns a failed write of `what` into one StorageError line that says what survives."""
+    try:
+      yield
+    except (OSError, tf.errors.OpError) as e:
+      if isinstance(e, MtlError):
+        raise
+      latest = tf.train.latest_checkpoint(self.checkpoints)
+      kept = (f"the last good checkpoint {os.path.basename(latest)} is intact and a restart "
+              f"resumes from it" if latest else "no checkpoint had been written yet")
+      raise StorageError(f"could not write {what} ({_reason(e)}); {kept}.") from None
+    finally:
+      # A checkpoint that failed half-way leaves its temporary directory behind.
+      for temporary in glob.glob(os.path.join(self.checkpoints, "*_temp")):
+        shutil.rmtree(temporary, ignore_errors=True)
+
+  def write_json(self, path, data, *, what=None):
+    """Writes `data` as JSON to `path` via a temporary file and an atomic rename."""
+    with self.guarded(what or os.path.relpath(path, self.path)):
+      write_json_atomically(path, data)
+
+  # Config and metrics.
+
+  def read_config(self):
+    """The stored config.json as a dict, or None if this is a new directory."""
+    if not os.path.exists(self.config_file):
+      return None
+    return read_json(self.config_file)
+
+  def write_metrics(self, metrics):
+    self.write_json(self.metrics_file, metrics)
+
+  # Checkpoints: the object graph lives here and nowhere else.
+
+  def training_checkpoint(self, trainer, best_metric, *, max_to_keep):
+    """The manager of training checkpoints: the trainer and the best metric so far."""
+    checkpoint = tf.train.Checkpoint(trainer=trainer, best_metric=best_metric)
+    return tf.train.CheckpointManager(checkpoint, self.checkpoints, max_to_keep=max_to_keep,
+                                      step_counter=trainer.global_step)
+
+  def best_checkpoint(self, model, step_counter):
+    """The manager of the best-on-dev weights."""
+    return tf.train.CheckpointManager(tf.train.Checkpoint(model=model), self.best,
+                                      max_to_keep=1, step_counter=step_counter)
+
+  def restore_model(self, model, which="best"):
+    """Restores `model`'s weights: "best" (falls back to the latest training checkpoint when
+    there is none) or "latest". Returns the checkpoint path."""
+    best = tf.train.latest_checkpoint(self.best)
+    if which == "best" and best:
+      tf.train.Checkpoint(model=model).restore(best).assert_existing_objects_matched()
+      return best
+    latest = tf.train.latest_checkpoint(self.checkpoints)
+    if latest:
+      proxy = tf.train.Checkpoint(trainer=tf.train.Checkpoint(model=model))
+      proxy.restore(latest).expect_partial().assert_existing_objects_matched()
+      return latest
+    raise ConfigError(f"{self.path} has no checkpoint to restore.")
+
+
+def write_json_atomically(path, data):
+  """Writes `data` as JSON to `path` via a temporary file and an atomic rename."""
+  directory = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp.", suffix=".json")
+  try:
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+      json.dump(data, f, indent=2, sort_keys=True)
+      f.write("\n")
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def read_json(path):
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except FileNotFoundError:
+    raise ConfigError(f"{path} does not exist; is this a model directory written by "
+                      f"mtl-train?") from None
+  except (ValueError, UnicodeDecodeError) as e:
+    raise DataError(path, None, f"not valid JSON ({e}).") from None

@@ -1,0 +1,226 @@
+"""One training run from a RunConfig: what mtl-train does, callable in-process as `train`.
+
+  1. resolve the config (task set, defaults) and read the data: a bad flag or file stops the
+     run before anything is written;
+  2. take the model directory (trainers.model_dir.ModelDir): create it, lock it, and on a
+     resumed run compare the stored config with this one (trainers.config.RESUME_POLICY);
+  3. build everything through trainers.build, restore the latest checkpoint, apply a changed
+     learning rate, and train with the outer loop (checkpoints, evaluation, summaries,
+     progress); SIGTERM/SIGINT checkpoint and stop;
+  4. evaluate the best checkpoint on every held-out split into metrics.json and export it.
+"""
+
+import contextlib
+import dataclasses
+import os
+import signal
+import time
+
+import tensorflow as tf
+from absl import logging
+
+from mtlcore.errors import ConfigError
+from mtlcore.trainers import build
+from mtlcore.trainers.config import RunConfig
+from mtlcore.trainers.loop import LoopOptions, TrainingLoop
+from mtlcore.trainers.model_dir import ModelDir
+from mtlcore.trainers.profiling import GraphTrace, ProfileWindow
+from mtlcore.trainers.progress import ProgressLogger
+from mtlcore.trainers.summaries import Summaries
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What `train` returns.
+
+  Attributes:
+    config: the resolved RunConfig.
+    total_steps: the step training ends at.
+    logs: the last loop's trainers.logs.LoopLogs (None if no step ran in this call).
+    metrics: split -> {metric: value} of the best checkpoint, or {} (no held-out data, or
+      stopped early).
+    stopped_early: a signal stopped the run before total_steps.
+  """
+  config: object
+  total_steps: int
+  logs: object
+  metrics: dict
+  stopped_early: bool
+
+
+def _check_resume(model_dir, config):
+  """Refuses a resumed run whose config changes what its checkpoint fixed; logs (and stores)
+  what it applies."""
+  stored = model_dir.read_config()
+  if stored is None:
+    model_dir.write_json(model_dir.config_file, config.to_json())
+    return
+  refused, applied = config.resume_changes(stored)
+  if refused:
+    details = ", ".join(f"--{k}: {old!r} -> {new!r}" for k, old, new in refused)
+    raise ConfigError(f"--model_dir={model_dir.path} holds a run with different settings "
+                      f"({details}); a resumed run cannot change them: use a new "
+                      f"--model_dir or the original flags.")
+  for name, old, new in applied:
+    logging.info("Resumed run: --%s changed from %r to %r; applied from the restored step on.",
+                 name, old, new)
+  if applied:
+    model_dir.write_json(model_dir.config_file, config.to_json())
+
+
+def _apply_learning_rate(trainer, learning_rate):
+  """The base rate is optimizer state in the checkpoint; the config's rate replaces it."""
+  for name, optimizer in trainer.optimizer_map().items():
+    restored = float(optimizer.learning_rate.numpy())
+    if restored != float(learning_rate):
+      optimizer.learning_rate.assign(learning_rate)
+      logging.info("Optimizer %s: base learning rate %g from the checkpoint replaced by %g.",
+                   name, restored, learning_rate)
+
+
+def _callbacks(config, model_dir, trainer, total_steps, metric_keys):
+  callbacks = [ProgressLogger(total_steps, config.log_every)]
+  if config.summaries:
+    summaries = Summaries(model_dir, trainer)
+    with model_dir.guarded("the TensorBoard HParams"):
+      summaries.write_hparams(hparams(config), metric_keys)
+    callbacks.append(summaries)
+    if config.trace_graph:
+      callbacks.append(GraphTrace(summaries.train_writer))
+  if config.profile_steps:
+    callbacks.append(ProfileWindow(model_dir.train_run, *config.profile_steps))
+  return callbacks
+
+
+def hparams(config):
+  """The config as TensorBoard HParams: scalars as they are, lists joined, options.NAME."""
+  values = {}
+  for key, value in config.to_json().items():
+    if key == "options":
+      values.update({f"options.{k}": v if isinstance(v, (bool, int, float, str)) else str(v)
+                     for k, v in value.items()})
+    elif isinstance(value, (bool, int, float, str)):
+      values[key] = value
+    elif isinstance(value, list):
+      values[key] = ",".join(str(v) for v in value)
+  return values
+
+
+@contextlib.contextmanager
+def _stop_on_signals(loop):
+  """SIGTERM and SIGINT ask the loop to checkpoint after the current loop and return."""
+  handlers = {}
+
+  def handle(signum, frame):
+    del frame
+    loop.request_stop(signal.Signals(signum).name)
+
+  for signum in (signal.SIGTERM, signal.SIGINT):
+    handlers[signum] = signal.signal(signum, handle)
+  try:
+    yield
+  finally:
+    for signum, previous in handlers.items():
+      signal.signal(signum, previous)
+
+
+def train(config):
+  """Trains as `config` says; returns a TrainResult. Errors a user can fix are MtlError."""
+  resolved = build.resolve(config)
+  config, task_set = resolved.config, resolved.task_set
+  if not config.model_dir:
+    raise ConfigError("--model_dir is required: checkpoints and logs go there.")
+  if config.export_dir and not task_set.has_export():
+    raise ConfigError(f"--export_dir: --task_set={config.task_set} has no export.")
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+    tf.random.set_seed(config.seed)
+  data = task_set.load_data(config.data_dir)  # Read and checked before anything is written.
+  model_dir = ModelDir(config.model_dir).prepare()
+  with model_dir:
+    _check_resume(model_dir, config)
+    with model_dir.guarded("the task set's assets"):
+      model, tasks = build.build_model(config, task_set, assets_dir=model_dir.assets,
+                                       data=data)
+    streams = build.make_streams(config, task_set, data)
+    total = build.total_steps(config, streams)
+    trainer = build.build_trainer(config, model=model, tasks=tasks, streams=streams,
+                                  total_steps=total)
+    selection = task_set.selection_metric(config.tasks)
+    evaluate = None
+    if task_set.splits:
+      evaluate = lambda: task_set.evaluate(model, data, config.tasks, task_set.splits[0])
+    options = LoopOptions(total_steps=total, steps_per_loop=config.steps_per_loop,
+                          eval_every=config.eval_every, checkpoint_every=config.checkpoint_every,
+                          keep_checkpoints=config.keep_checkpoints)
+    metric_keys = [k for k in task_set.selection if k.split("/", 1)[0] in config.tasks]
+    callbacks = _callbacks(config, model_dir, trainer, total, metric_keys)
+    loop = TrainingLoop(trainer=trainer, model_dir=model_dir, options=options,
+                        evaluate=evaluate, selection_metric=selection, callbacks=callbacks)
+    if loop.restore():
+      _apply_learning_rate(trainer, config.learning_rate)
+    start = time.time()
+    try:
+      with _stop_on_signals(loop):
+        logs, _ = loop.run()
+    finally:
+      for callback in callbacks:
+        if isinstance(callback, Summaries):
+          callback.close()
+    result = TrainResult(config=config, total_steps=total, logs=logs, metrics={},
+                         stopped_early=loop.stopped_early)
+    if not loop.stopped_early:
+      result.metrics = _finish(config, task_set, model, data, loop, model_dir, total,
+                               time.time() - start)
+    return result
+
+
+def _finish(config, task_set, model, data, loop, model_dir, total, train_seconds):
+  """Evaluates the best-on-dev checkpoint (the last weights, with no held-out data) on every
+  split into metrics.json, and exports it."""
+  best = loop.best_manager.latest_checkpoint
+  if best:
+    tf.train.Checkpoint(model=model).restore(best).assert_existing_objects_matched()
+    logging.info("Evaluating the best-on-dev checkpoint %s.", best)
+  metrics = {}
+  if task_set.splits:
+    metrics = _write_metrics(config, task_set, model, data, loop, model_dir, total,
+                             train_seconds, best)
+  if config.export_dir:
+    with loop.trainer.evaluation_weights() if not best else contextlib.nullcontext():
+      with model_dir.guarded(f"the export to {config.export_dir}"):
+        task_set.export(model, config.tasks, config.export_dir)
+    logging.info("Exported the model (tasks %s) to %s.", list(config.tasks), config.export_dir)
+  return metrics
+
+
+def _write_metrics(config, task_set, model, data, loop, model_dir, total, train_seconds, best):
+  metrics = {split: task_set.evaluate(model, data, config.tasks, split)
+             for split in task_set.splits}
+  logging.info("final metrics: %s", {split: {k: round(v, 2) for k, v in m.items()
+                                              if not k.split("/", 1)[0].endswith("_by_type")}
+                                      for split, m in metrics.items()})
+  model_dir.write_metrics({
+      **metrics, "mode": config.mode, "tasks": list(config.tasks), "seed": config.seed,
+      "steps": total, "checkpoint": best or loop.manager.latest_checkpoint,
+      "train_seconds_this_run": round(train_seconds, 1), "config": config.to_json()})
+  return metrics
+
+
+def restore(model_dir_path, *, which="best", data_dir=None, load_data=True):
+  """Rebuilds the model a model directory describes and restores its weights (mtl-eval).
+
+  Returns:
+    (resolved config, task set, model, data or None, path of the restored checkpoint).
+  """
+  model_dir = ModelDir(model_dir_path)
+  stored = model_dir.read_config()
+  if stored is None:
+    raise ConfigError(f"{model_dir.config_file} does not exist; is this a model directory "
+                      f"written by mtl-train?")
+  resolved = build.resolve(RunConfig.from_json(stored))
+  config, task_set = resolved.config, resolved.task_set
+  data = task_set.load_data(data_dir or config.data_dir) if load_data else None
+  model, _ = build.build_model(config, task_set, assets_dir=model_dir.assets, data=None)
+  path = model_dir.restore_model(model, which)
+  return config, task_set, model, data, path
