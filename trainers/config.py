@@ -192,6 +192,10 @@ class RunConfig:
     refused, applied = [], []
     for name, new in self.to_json().items():
       old = stored.get(name)
-      if old != new:
+      if name == "options" and isinstance(old, dict):
+        # Options are flags of their own (e.g. --hidden_size): name each that changed.
+        refused += [(k, old.get(k), new.get(k)) for k in sorted({*old, *new})
+                    if old.get(k) != new.get(k)]
+      elif old != new:
         (refused if RESUME_POLICY[name] == "refuse" else applied).append((name, old, new))
     return refused, applied

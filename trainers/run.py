@@ -19,7 +19,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from mtlcore.errors import ConfigError
+from mtlcore.errors import ConfigError, MtlError
 from mtlcore.trainers import build
 from mtlcore.trainers.config import RunConfig
 from mtlcore.trainers.loop import LoopOptions, TrainingLoop
@@ -90,6 +90,12 @@ def _callbacks(config, model_dir, trainer, total_steps, metric_keys):
   if config.profile_steps:
     callbacks.append(ProfileWindow(model_dir.train_run, *config.profile_steps))
   return callbacks
+
+
+def _close_summaries(callbacks):
+  for callback in callbacks:
+    if isinstance(callback, Summaries):
+      callback.close()
 
 
 def hparams(config):
@@ -163,10 +169,11 @@ def train(config):
     try:
       with _stop_on_signals(loop):
         logs, _ = loop.run()
-    finally:
-      for callback in callbacks:
-        if isinstance(callback, Summaries):
-          callback.close()
+    except BaseException:
+      with contextlib.suppress(MtlError):  # The error already on its way is the one to tell.
+        _close_summaries(callbacks)
+      raise
+    _close_summaries(callbacks)
     result = TrainResult(config=config, total_steps=total, logs=logs, metrics={},
                          stopped_early=loop.stopped_early)
     if not loop.stopped_early:

@@ -78,5 +78,6 @@ class Summaries(Callback):
     writer.close()
 
   def close(self):
-    self.train_writer.close()
-    self.eval_writer.close()
+    with self.model_dir.guarded("the TensorBoard event files"):
+      self.train_writer.close()
+      self.eval_writer.close()
