@@ -1,0 +1,114 @@
+"""README's "Use it as a library" example, run verbatim: three tasks of two kinds on an own
+trunk, alternating over data sets of different sizes and jointly over one with all labels,
+with the outer loop's checkpoints, TensorBoard, evaluation and export; then the same file as
+an mtl-train plugin (--task_set=module:Class)."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+from tests.binaries import run_binary
+
+README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+MARKER = "<!-- library example: shapes_example.py -->"
+TASKS = ("height", "weight", "kind")
+
+
+def readme_example():
+  """The Python block that follows the marker in README.md."""
+  text = README.read_text()
+  after = text[text.index(MARKER) + len(MARKER):]
+  match = re.match(r"\s*```python\n(.*?)\n```", after, re.S)
+  assert match, "README's library example must follow the marker as a ```python block"
+  return match.group(1) + "\n"
+
+
+def _scalars(run_dir):
+  acc = event_accumulator.EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+  acc.Reload()
+  return {tag: [float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors(tag)]
+          for tag in acc.Tags()["tensors"]}
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp("example")
+  (root / "shapes_example.py").write_text(readme_example())
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  result = subprocess.run([sys.executable, "shapes_example.py"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=900, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return root, result
+
+
+@pytest.mark.parametrize("mode", ["alternate", "joint"])
+def test_readme_example_trains_three_tasks_whose_losses_fall(example_run, mode):
+  root, _ = example_run
+  train = _scalars(root / "runs" / f"shapes_{mode}" / "train")
+  for task in TASKS:
+    losses = train[f"{task}/loss"]
+    assert len(losses) >= 2 and losses[-1] < 0.5 * losses[0], (task, losses)
+  evaluation = _scalars(root / "runs" / f"shapes_{mode}" / "eval")
+  assert evaluation["kind/accuracy"][-1] > 80.0, evaluation["kind/accuracy"]
+  metrics = json.loads((root / "runs" / f"shapes_{mode}" / "metrics.json").read_text())
+  assert set(metrics["dev"]) == {"height/mse", "weight/mse", "kind/accuracy"}
+
+
+def test_alternating_steps_follow_the_sampler_over_unequal_data_sets(example_run):
+  root, _ = example_run
+  train = _scalars(root / "runs" / "shapes_alternate" / "train")
+  steps = {t: train[f"steps/{t}"][-1] for t in TASKS}
+  total = train["steps/global"][-1]
+  # Two passes over (3000 + 800 + 6000) examples in batches of 32, one task per step, each
+  # task drawn with probability 1/3.
+  assert total == round(2 * (3000 // 32 + 800 // 32 + 6000 // 32))
+  assert sum(steps.values()) == total
+  assert all(abs(n - total / 3) < 4 * (total * 2 / 9) ** 0.5 for n in steps.values()), steps
+
+
+def test_a_metric_named_neither_loss_nor_accuracy_reaches_tensorboard_and_the_progress_line(
+    example_run):
+  root, result = example_run
+  train = _scalars(root / "runs" / "shapes_joint" / "train")
+  assert {"height/mae", "weight/mae", "kind/error_rate"} <= set(train)
+  assert train["kind/error_rate"][-1] < train["kind/error_rate"][0]
+  progress = [l for l in result.stderr.splitlines() if re.search(r"step \d+/\d+ ", l)]
+  assert progress and all(re.search(r"kind/error_rate=0\.\d+ ", l)
+                          and re.search(r"height/mae=\d+\.\d+ ", l) for l in progress), progress[:3]
+
+
+def test_the_example_exports_its_three_tasks(example_run):
+  root, result = example_run
+  served = tf.saved_model.load(str(root / "runs" / "shapes_joint" / "export"))
+  outputs = served.signatures["serving_default"](x=tf.zeros([5, 8]))
+  assert {k: tuple(v.shape) for k, v in outputs.items()} == {
+      "height": (5,), "weight": (5,), "kind": (5, 3)}
+  assert ("{'height': TensorShape([4]), 'kind': TensorShape([4, 3]), "
+          "'weight': TensorShape([4])}") in result.stdout
+
+
+def test_the_example_is_a_task_set_plugin_for_mtl_train(example_run, tmp_path):
+  root, _ = example_run
+  env_path = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
+  os.environ["PYTHONPATH"], previous = env_path, os.environ.get("PYTHONPATH")
+  try:
+    result = run_binary("mtlcore.trainers.cli.train", "--task_set=shapes_example:Shapes",
+                        "--mode=single", "--tasks=kind", f"--model_dir={tmp_path}",
+                        "--train_steps=100", f"--export_dir={tmp_path / 'export'}")
+  finally:
+    if previous is None:
+      del os.environ["PYTHONPATH"]
+    else:
+      os.environ["PYTHONPATH"] = previous
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = json.loads((tmp_path / "metrics.json").read_text())
+  assert list(metrics["dev"]) == ["kind/accuracy"] and metrics["tasks"] == ["kind"]
+  served = tf.saved_model.load(str(tmp_path / "export")).signatures["serving_default"]
+  assert list(served(x=tf.zeros([2, 8]))) == ["kind"]
