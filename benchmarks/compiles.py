@@ -32,7 +32,6 @@ from mtlcore.errors import MtlError
 from mtlcore.trainers import build
 from mtlcore.trainers.cli import common
 from mtlcore.trainers.cli import flags as run_flags
-from mtlcore.trainers.config import RunConfig
 
 FLAGS = flags.FLAGS
 

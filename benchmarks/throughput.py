@@ -36,7 +36,8 @@ from mtlcore.errors import ConfigError
 from mtlcore.networks import tagger
 from mtlcore.trainers import build
 from mtlcore.trainers.cli import common
-from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=unused-import (--batch_size, --hierarchical)
+# The run flags define --batch_size and --hierarchical, which mtl-bench reads.
+from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=unused-import
 from mtlcore.trainers.config import RunConfig
 
 FLAGS = flags.FLAGS

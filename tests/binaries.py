@@ -3,6 +3,12 @@
 import os
 import subprocess
 import sys
+import time
+
+TRAIN = "mtlcore.trainers.cli.train"
+EVAL = "mtlcore.trainers.cli.eval"
+TAG = "mtlcore.trainers.cli.tag"
+COMPILES = "mtlcore.benchmarks.compiles"
 
 
 def run_binary(module, *args, stdin=None, text=True, timeout=900):
@@ -19,3 +25,19 @@ def error_line(result):
   lines = [l for l in result.stderr.splitlines() if ": error: " in l]
   assert len(lines) == 1, result.stderr
   return lines[0]
+
+
+def popen_binary(module, *args):
+  """Starts `python -m module args...` in the background, output piped as text."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.Popen([sys.executable, "-m", module, *args], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, proc, timeout=300):
+  """Polls `predicate` until it holds; fails if `proc` exits first or time runs out."""
+  deadline = time.time() + timeout
+  while not predicate():
+    assert proc.poll() is None, proc.communicate()[1]
+    assert time.time() < deadline, "timed out"
+    time.sleep(0.05)

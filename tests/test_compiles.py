@@ -4,14 +4,14 @@ process (XLA reads its flags at the first compilation)."""
 
 import json
 
-from binaries import run_binary
-from fixtures import write_dataset
+from tests.binaries import COMPILES, run_binary
+from tests.fixtures import write_dataset
 
 
 def test_alternating_training_compiles_tasks_times_buckets_then_nothing(tmp_path):
   data_dir = write_dataset(tmp_path / "data", train=400, test=40)
   output = tmp_path / "compiles.json"
-  result = run_binary("mtlcore.benchmarks.compiles", f"--data_dir={data_dir}", "--hidden_size=16",
+  result = run_binary(COMPILES, f"--data_dir={data_dir}", "--hidden_size=16",
                       "--trunk=conv", "--batch_size=8", "--buckets=8,16,32",
                       f"--output_json={output}")
   assert result.returncode == 0, result.stderr

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from mtlcore.data.conll2000 import read_conll
 from tests import fixtures
-from tests.binaries import error_line, run_binary
+from tests.binaries import EVAL, TAG, TRAIN, error_line, run_binary
 
 SMALL = ["--word_dim=16", "--char_filters=8", "--hidden_size=16", "--steps_per_loop=10",
          "--log_every=20", "--checkpoint_every=40", "--learning_rate=0.01"]
@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
   root = tmp_path_factory.mktemp("joint")
   data = fixtures.write_dataset(root / "data", train=150, test=40)
   model_dir = root / "model"
-  result = run_binary("mtlcore.trainers.cli.train", f"--data_dir={data}", f"--model_dir={model_dir}",
+  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
                       f"--export_dir={root / 'export'}", "--train_steps=160", "--eval_every=80",
                       *SMALL)
   assert result.returncode == 0, result.stderr
@@ -58,7 +58,7 @@ def test_training_writes_metrics_that_show_learning(trained):
 def test_training_resumes_where_it_stopped(trained):
   _, data, model_dir = trained
   assert _global_step(model_dir) == 160
-  result = run_binary("mtlcore.trainers.cli.train", f"--data_dir={data}", f"--model_dir={model_dir}",
+  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
                       "--train_steps=200", "--eval_every=80", *SMALL)
   assert result.returncode == 0, result.stderr
   assert "at step 160" in result.stderr and "step 200/200" in result.stderr
@@ -68,7 +68,7 @@ def test_training_resumes_where_it_stopped(trained):
 
 def test_resuming_with_another_model_shape_is_refused(trained):
   _, data, model_dir = trained
-  result = run_binary("mtlcore.trainers.cli.train", f"--data_dir={data}", f"--model_dir={model_dir}",
+  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
                       "--train_steps=300", *SMALL[:2], "--hidden_size=32")
   assert "holds a run with different settings" in error_line(result)
 
@@ -76,7 +76,7 @@ def test_resuming_with_another_model_shape_is_refused(trained):
 def test_eval_writes_conlleval_input_and_matches_the_export(trained, tmp_path):
   root, data, model_dir = trained
   output = tmp_path / "predictions.txt"
-  result = run_binary("mtlcore.trainers.cli.eval", f"--model_dir={model_dir}", f"--data_dir={data}",
+  result = run_binary(EVAL, f"--model_dir={model_dir}", f"--data_dir={data}",
                       f"--output={output}")
   assert result.returncode == 0, result.stderr
   assert "chunk/f1" in result.stdout
@@ -90,7 +90,7 @@ def test_eval_writes_conlleval_input_and_matches_the_export(trained, tmp_path):
 
   # The exported SavedModel tags like the checkpoint mtl-eval scored (the best on dev).
   text = "".join(" ".join(s.words) + "\n" for s in gold)
-  tagged = run_binary("mtlcore.trainers.cli.tag", f"--model={root / 'export'}", stdin=text)
+  tagged = run_binary(TAG, f"--model={root / 'export'}", stdin=text)
   assert tagged.returncode == 0, tagged.stderr
   served = [[l.split(" ") for l in b] for b in _blocks(tagged.stdout)]
   evaluated = [[l.split(" ") for l in b] for b in blocks]
@@ -102,7 +102,7 @@ def test_eval_writes_conlleval_input_and_matches_the_export(trained, tmp_path):
 def test_tag_answers_every_line_it_can(trained):
   root, _, _ = trained
   stdin = "the old dog barks\n\n" + "John " * 300 + "\nZürich naïve 東京\n"
-  result = run_binary("mtlcore.trainers.cli.tag", f"--model={root / 'export'}", stdin=stdin)
+  result = run_binary(TAG, f"--model={root / 'export'}", stdin=stdin)
   assert result.returncode == 0, result.stderr
   blocks = _blocks(result.stdout)
   assert [len(b) for b in blocks] == [4, 0, 300, 3]
@@ -111,7 +111,7 @@ def test_tag_answers_every_line_it_can(trained):
 
 def test_tag_reports_a_line_it_cannot_decode_and_tags_the_rest(trained):
   root, _, _ = trained
-  proc = run_binary("mtlcore.trainers.cli.tag", f"--model={root / 'export'}",
+  proc = run_binary(TAG, f"--model={root / 'export'}",
                     stdin=b"the dog\n\xff\xfe\na cat\n", text=False)
   assert proc.returncode == 1
   stderr = proc.stderr.decode()
@@ -123,7 +123,7 @@ def test_tag_reports_a_line_it_cannot_decode_and_tags_the_rest(trained):
 @pytest.mark.parametrize("mode, extra", [("alternate", []), ("single", ["--tasks=chunk"])])
 def test_other_modes_train_and_evaluate(tmp_path, mode, extra):
   data = fixtures.write_dataset(tmp_path / "data", train=80, test=20)
-  result = run_binary("mtlcore.trainers.cli.train", f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
+  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
                       f"--mode={mode}", "--train_steps=40", *extra, *SMALL)
   assert result.returncode == 0, result.stderr
   metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
@@ -142,7 +142,7 @@ def test_malformed_training_file_fails_with_one_line_and_no_model_files(tmp_path
   data.mkdir()
   (data / "train.txt").write_bytes(content)
   fixtures.write_conll(data / "test.txt", fixtures.synthetic_sentences(3, seed=0))
-  result = run_binary("mtlcore.trainers.cli.train", f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
+  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
                       "--train_steps=5", *SMALL)
   assert message in error_line(result)
   assert not list((tmp_path / "m").glob("**/*.index"))
@@ -153,7 +153,7 @@ def test_smoke_run_on_the_real_data_beats_the_majority_tag_baseline(real_conll_d
   most frequent training chunk tag."""
   from mtlcore.data import conll2000  # pylint: disable=g-import-not-at-top
   from mtlcore.metrics import chunk_scores  # pylint: disable=g-import-not-at-top
-  result = run_binary("mtlcore.trainers.cli.train", f"--data_dir={real_conll_dir}",
+  result = run_binary(TRAIN, f"--data_dir={real_conll_dir}",
                       f"--model_dir={tmp_path}", "--train_steps=300", "--eval_every=0",
                       "--word_dim=50", "--char_filters=32", "--hidden_size=64",
                       "--steps_per_loop=50", "--log_every=100")

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from mtlcore.data.conll2000 import Sentence, read_conll
 from mtlcore.errors import DataError
 from tests import fixtures
-from tests.binaries import error_line, run_binary
+from tests.binaries import EVAL, TRAIN, error_line, run_binary
 
 _WORDS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=12)
 _TAGS = st.sampled_from(["B-NP", "I-NP", "O", "B-VP", "X-NP", "B-", "b-np", "I-LST", "", "O-O"])
@@ -103,7 +103,7 @@ def test_train_binary_rejects_hostile_training_files_cleanly(tmp_path, name, con
   data.mkdir()
   (data / "train.txt").write_bytes(content)
   fixtures.write_conll(data / "test.txt", fixtures.synthetic_sentences(3, seed=0))
-  result = run_binary("mtlcore.trainers.cli.train", f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
+  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
                       "--train_steps=5")
   assert message in error_line(result)
   assert not (tmp_path / "m").exists()
@@ -112,12 +112,12 @@ def test_train_binary_rejects_hostile_training_files_cleanly(tmp_path, name, con
 def test_eval_binary_names_a_bad_test_file(tmp_path):
   data = fixtures.write_dataset(tmp_path / "data", train=30, test=5)
   model_dir = tmp_path / "m"
-  trained = run_binary("mtlcore.trainers.cli.train", f"--data_dir={data}", f"--model_dir={model_dir}",
+  trained = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
                        "--train_steps=5", "--word_dim=8", "--char_filters=4", "--hidden_size=8",
                        "--steps_per_loop=5")
   assert trained.returncode == 0, trained.stderr
   (data / "test.txt.gz").write_bytes(gzip.compress(b"the DT B-NP\nend NN\n"))
-  result = run_binary("mtlcore.trainers.cli.eval", f"--model_dir={model_dir}", f"--data_dir={data}")
+  result = run_binary(EVAL, f"--model_dir={model_dir}", f"--data_dir={data}")
   assert "test.txt.gz:2: expected 3 fields" in error_line(result)
 
 
@@ -136,7 +136,7 @@ def test_eval_binary_names_a_bad_test_file(tmp_path):
 ])
 def test_bad_or_conflicting_flags_fail_before_training(tmp_path, flags, message):
   data = fixtures.write_dataset(tmp_path / "data", train=30, test=5)
-  result = run_binary("mtlcore.trainers.cli.train", f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
+  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
                       *flags)
   assert message in error_line(result)
   assert not list((tmp_path / "m").glob("**/*.index"))
@@ -145,12 +145,12 @@ def test_bad_or_conflicting_flags_fail_before_training(tmp_path, flags, message)
 def test_model_dir_that_is_a_file_fails_fast(tmp_path):
   data = fixtures.write_dataset(tmp_path / "data", train=30, test=5)
   (tmp_path / "file").write_text("not a directory")
-  result = run_binary("mtlcore.trainers.cli.train", f"--data_dir={data}", f"--model_dir={tmp_path / 'file'}")
+  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={tmp_path / 'file'}")
   assert "is not a writable directory" in error_line(result)
 
 
 def test_eval_of_a_missing_model_dir_fails_with_one_line(tmp_path):
-  result = run_binary("mtlcore.trainers.cli.eval", f"--model_dir={tmp_path / 'nothing'}")
+  result = run_binary(EVAL, f"--model_dir={tmp_path / 'nothing'}")
   assert "config.json does not exist" in error_line(result)
 
 

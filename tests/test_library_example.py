@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from tests.binaries import run_binary
+from tests.binaries import TRAIN, run_binary
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 MARKER = "<!-- library example: shapes_example.py -->"
@@ -99,7 +99,7 @@ def test_the_example_is_a_task_set_plugin_for_mtl_train(example_run, tmp_path):
   env_path = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
   os.environ["PYTHONPATH"], previous = env_path, os.environ.get("PYTHONPATH")
   try:
-    result = run_binary("mtlcore.trainers.cli.train", "--task_set=shapes_example:Shapes",
+    result = run_binary(TRAIN, "--task_set=shapes_example:Shapes",
                         "--mode=single", "--tasks=kind", f"--model_dir={tmp_path}",
                         "--train_steps=100", f"--export_dir={tmp_path / 'export'}")
   finally:

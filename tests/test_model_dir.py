@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -16,9 +15,8 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
 from tests import fixtures
-from tests.binaries import error_line, run_binary
+from tests.binaries import TRAIN, error_line, popen_binary, run_binary, wait_for
 
-TRAIN = "mtlcore.trainers.cli.train"
 SMALL = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
          "--log_every=10", "--learning_rate=0.01"]
 
@@ -32,30 +30,16 @@ def _global_step(model_dir):
   return int(_checkpoint_value(model_dir, "trainer/global_step/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
-def _popen(args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  return subprocess.Popen([sys.executable, "-m", TRAIN, *args], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for(predicate, proc, timeout=300):
-  deadline = time.time() + timeout
-  while not predicate():
-    assert proc.poll() is None, proc.communicate()[1]
-    assert time.time() < deadline, "timed out"
-    time.sleep(0.05)
-
-
 def test_a_second_run_on_a_directory_in_use_is_refused_and_a_killed_runs_lock_taken_over(
     tmp_path):
   args = ["--task_set=toy", f"--model_dir={tmp_path}", "--train_steps=10000000",
           "--checkpoint_every=100000"]
-  first = _popen(args)
+  first = popen_binary(TRAIN, *args)
   lock = tmp_path / ".lock"
-  _wait_for(lambda: lock.exists() and lock.read_text().strip(), first)
+  wait_for(lambda: lock.exists() and lock.read_text().strip(), first)
   holder = json.loads(lock.read_text())
   assert holder["pid"] == first.pid
-  _wait_for(lambda: (tmp_path / "train").is_dir(), first)
+  wait_for(lambda: (tmp_path / "train").is_dir(), first)
 
   second = run_binary(TRAIN, "--task_set=toy", f"--model_dir={tmp_path}", "--train_steps=10")
   line = error_line(second)

@@ -3,8 +3,6 @@ the non-finite guard, each checked through the mtl-train binary."""
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -12,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tests import fixtures
-from tests.binaries import error_line, run_binary
+from tests.binaries import TRAIN, error_line, popen_binary, run_binary, wait_for
 
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
         "--log_every=10", "--learning_rate=0.01", "--eval_every=0"]
@@ -44,7 +42,7 @@ def _train_args(data_dir, model_dir, *extra):
 def test_deterministic_runs_are_bitwise_identical_and_the_seed_matters(data_dir, tmp_path):
   states = []
   for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-    result = run_binary("mtlcore.trainers.cli.train", *_train_args(data_dir, tmp_path / name,
+    result = run_binary(TRAIN, *_train_args(data_dir, tmp_path / name,
                                                        "--train_steps=40", f"--seed={seed}"))
     assert result.returncode == 0, result.stderr
     states.append(_state(tmp_path / name))
@@ -53,33 +51,19 @@ def test_deterministic_runs_are_bitwise_identical_and_the_seed_matters(data_dir,
   assert weights and all(not np.array_equal(states[0][k], states[2][k]) for k in weights)
 
 
-def _popen_train(args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  return subprocess.Popen([sys.executable, "-m", "mtlcore.trainers.cli.train", *args], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for(predicate, proc, timeout=300):
-  deadline = time.time() + timeout
-  while not predicate():
-    assert proc.poll() is None, proc.communicate()[1]
-    assert time.time() < deadline, "timed out"
-    time.sleep(0.05)
-
-
 def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_result(data_dir,
                                                                              tmp_path):
   common = ["--train_steps=80", "--checkpoint_every=20", "--seed=3"]
-  whole = run_binary("mtlcore.trainers.cli.train", *_train_args(data_dir, tmp_path / "whole", *common))
+  whole = run_binary(TRAIN, *_train_args(data_dir, tmp_path / "whole", *common))
   assert whole.returncode == 0, whole.stderr
 
   kill_after = int(np.random.default_rng().choice([20, 40, 60]))
   model_dir = tmp_path / "killed"
-  proc = _popen_train(_train_args(data_dir, model_dir, *common))
-  _wait_for(lambda: (model_dir / "checkpoints" / f"ckpt-{kill_after}.index").exists(), proc)
+  proc = popen_binary(TRAIN, *_train_args(data_dir, model_dir, *common))
+  wait_for(lambda: (model_dir / "checkpoints" / f"ckpt-{kill_after}.index").exists(), proc)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  resumed = run_binary("mtlcore.trainers.cli.train", *_train_args(data_dir, model_dir, *common))
+  resumed = run_binary(TRAIN, *_train_args(data_dir, model_dir, *common))
   assert resumed.returncode == 0, resumed.stderr
   assert "Resumed from" in resumed.stderr
   _assert_same_state(_state(tmp_path / "whole"), _state(model_dir))
@@ -87,8 +71,8 @@ def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_result(dat
 
 def test_sigterm_checkpoints_exits_zero_and_the_restart_continues(data_dir, tmp_path):
   args = _train_args(data_dir, tmp_path, "--train_steps=100000", "--checkpoint_every=100000")
-  proc = _popen_train(args)
-  _wait_for(lambda: (tmp_path / "train").is_dir() and any(
+  proc = popen_binary(TRAIN, *args)
+  wait_for(lambda: (tmp_path / "train").is_dir() and any(
       (tmp_path / "train").glob("events*")) and os.path.getsize(
           next((tmp_path / "train").glob("events*"))) > 2000, proc)
   sent = time.time()
@@ -99,24 +83,24 @@ def test_sigterm_checkpoints_exits_zero_and_the_restart_continues(data_dir, tmp_
   assert "Stopping at step" in stderr and "SIGTERM" in stderr
   step = int(_state(tmp_path)["trainer/global_step/.ATTRIBUTES/VARIABLE_VALUE"])
   assert step > 0
-  again = run_binary("mtlcore.trainers.cli.train", *args[:-2], f"--train_steps={step + 10}")
+  again = run_binary(TRAIN, *args[:-2], f"--train_steps={step + 10}")
   assert again.returncode == 0, again.stderr
   assert f"at step {step}." in again.stderr
 
 
 def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous_one(data_dir, tmp_path):
   args = _train_args(data_dir, tmp_path, "--checkpoint_every=20")
-  assert run_binary("mtlcore.trainers.cli.train", *args, "--train_steps=40").returncode == 0
+  assert run_binary(TRAIN, *args, "--train_steps=40").returncode == 0
   data_file = next((tmp_path / "checkpoints").glob("ckpt-40.data-*"))
   data_file.write_bytes(data_file.read_bytes()[:100])  # As if the write was cut short.
-  result = run_binary("mtlcore.trainers.cli.train", *args, "--train_steps=50")
+  result = run_binary(TRAIN, *args, "--train_steps=50")
   assert result.returncode == 0, result.stderr
   assert "ckpt-40 is unreadable" in result.stderr
   assert "ckpt-20 at step 20" in result.stderr
 
 
 def test_a_nonfinite_loss_stops_training_naming_task_and_step(tmp_path):
-  result = run_binary("mtlcore.trainers.cli.train", "--task_set=toy", "--mode=alternate",
+  result = run_binary(TRAIN, "--task_set=toy", "--mode=alternate",
                       "--learning_rate=1e30", "--train_steps=200", "--steps_per_loop=1",
                       "--checkpoint_every=1", f"--model_dir={tmp_path}")
   line = error_line(result)
@@ -127,7 +111,7 @@ def test_a_nonfinite_loss_stops_training_naming_task_and_step(tmp_path):
 
 
 def test_nonfinite_steps_can_be_skipped_and_are_counted(tmp_path):
-  result = run_binary("mtlcore.trainers.cli.train", "--task_set=toy", "--learning_rate=1e30",
+  result = run_binary(TRAIN, "--task_set=toy", "--learning_rate=1e30",
                       "--train_steps=100", "--skip_nonfinite_steps=1000",
                       f"--model_dir={tmp_path}")
   assert result.returncode == 0, result.stderr

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from absl import flags as absl_flags
 
 from mtlcore.benchmarks import throughput

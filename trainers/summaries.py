@@ -7,7 +7,7 @@ line, not a traceback).
 
 Tags group by task in the UI: TASK/loss and every in-step metric a task declares
 (TASK/METRIC), its throughput TASK/UNITS_per_sec; the evaluation's keys as the task set names
-them (e.g. chunk/f1); then throughput/examples_per_sec, throughput/UNITS_per_sec,
+them; then throughput/examples_per_sec, throughput/UNITS_per_sec,
 throughput/step_time_ms, optimizer/learning_rate/NAME, steps/TASK (batches each task has
 received) and train/nonfinite_steps.
 """
@@ -67,7 +67,7 @@ class Summaries(Callback):
 
     Args:
       hparams: name -> bool, int, float or str.
-      metric_keys: evaluation metric keys (e.g. "chunk/f1") to show in the table.
+      metric_keys: evaluation metric keys (TASK/METRIC) to show in the table.
     """
     writer = tf.summary.create_file_writer(self.model_dir.path)
     with writer.as_default():

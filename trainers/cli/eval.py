@@ -16,7 +16,8 @@ from absl import flags
 from mtlcore.errors import ConfigError
 from mtlcore.trainers import run
 from mtlcore.trainers.cli import common
-from mtlcore.trainers.cli import flags as run_flags
+# The run flags define --model_dir and --data_dir, which mtl-eval reads.
+from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=unused-import
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("split", "test", "Which held-out split to score (conll2000: dev or test).")

@@ -5,8 +5,9 @@
 Input: one sentence per line, tokens separated by white space. Output: one line per token,
 the word and then one tag per task the model serves (`word POS chunk` for a joint CoNLL-2000
 model, `word chunk` for a chunk-only one), and a blank line after each sentence (an empty input
-line gives just the blank line). Needs only the export directory. A line that cannot be tagged (not UTF-8) is reported on
-stderr with its number; the others are still tagged, and the exit status is then 1.
+line gives just the blank line). Needs only the export directory. A line that cannot be
+tagged (not UTF-8) is reported on stderr with its number; the others are still tagged, and the
+exit status is then 1.
 """
 
 import sys
@@ -16,7 +17,8 @@ from absl import flags
 
 from mtlcore.errors import ConfigError, MtlError
 from mtlcore.trainers.cli import common
-from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=unused-import (--batch_size)
+# The run flags define --batch_size, which mtl-tag reads.
+from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=unused-import
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "An export directory written by mtl-train --export_dir.")
