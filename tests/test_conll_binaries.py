@@ -120,15 +120,37 @@ def test_tag_reports_a_line_it_cannot_decode_and_tags_the_rest(trained):
                                            ["a DT B-NP", "cat NN I-NP"]]
 
 
-@pytest.mark.parametrize("mode, extra", [("alternate", []), ("single", ["--tasks=chunk"])])
-def test_other_modes_train_and_evaluate(tmp_path, mode, extra):
+def test_alternate_mode_trains_and_evaluates_both_tasks(tmp_path):
   data = fixtures.write_dataset(tmp_path / "data", train=80, test=20)
   result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
-                      f"--mode={mode}", "--train_steps=40", *extra, *SMALL)
+                      "--mode=alternate", "--train_steps=40", *SMALL)
   assert result.returncode == 0, result.stderr
   metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
-  assert metrics["mode"] == mode
-  assert metrics["tasks"] == (["chunk"] if mode == "single" else ["pos", "chunk"])
+  assert metrics["mode"] == "alternate" and metrics["tasks"] == ["pos", "chunk"]
+  assert {"pos/accuracy", "chunk/f1"} <= set(metrics["test"])
+
+
+def test_single_mode_trains_scores_exports_and_tags_only_its_task(tmp_path):
+  data = fixtures.write_dataset(tmp_path / "data", train=80, test=20)
+  model_dir, export = tmp_path / "m", tmp_path / "export"
+  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
+                      "--mode=single", "--tasks=chunk", "--train_steps=40",
+                      f"--export_dir={export}", *SMALL)
+  assert result.returncode == 0, result.stderr
+  metrics = json.loads((model_dir / "metrics.json").read_text())
+  assert metrics["mode"] == "single" and metrics["tasks"] == ["chunk"]
+  for split in ("dev", "test"):
+    assert {k.split("/")[0] for k in metrics[split]} <= {"chunk", "chunk_f1_by_type"}
+  variables = [name for name, _ in tf.train.list_variables(
+      tf.train.latest_checkpoint(str(model_dir / "checkpoints")))]
+  assert any("heads/chunk" in v for v in variables)
+  assert not any("heads/pos" in v for v in variables)
+  evaluated = run_binary(EVAL, f"--model_dir={model_dir}", f"--data_dir={data}")
+  assert evaluated.returncode == 0, evaluated.stderr
+  assert "chunk/f1" in evaluated.stdout and "pos/" not in evaluated.stdout
+  tagged = run_binary(TAG, f"--model={export}", stdin="the old dog barks\n")
+  assert tagged.returncode == 0, tagged.stderr
+  assert [len(l.split(" ")) for l in _blocks(tagged.stdout)[0]] == [2, 2, 2, 2]
 
 
 @pytest.mark.parametrize("content, message", [

@@ -3,6 +3,7 @@ killed run is taken over, a full disk at any write site is one line with the las
 checkpoint intact, and a resumed run applies or refuses changed settings, never ignores them."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -14,6 +15,9 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
+from mtlcore.errors import ConfigError
+from mtlcore.trainers import run
+from mtlcore.trainers.config import RunConfig
 from tests import fixtures
 from tests.binaries import TRAIN, error_line, popen_binary, run_binary, wait_for
 
@@ -131,25 +135,32 @@ def _adam_rate(model_dir):
       model_dir, "trainer/optimizer/learning_rate/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
-def test_a_changed_learning_rate_on_resume_is_applied_and_logged(tmp_path):
-  common = ["--task_set=toy", f"--model_dir={tmp_path}", "--checkpoint_every=50"]
-  assert run_binary(TRAIN, *common, "--train_steps=50").returncode == 0
+@pytest.fixture
+def absl_info(caplog):
+  """The absl log lines of an in-process run."""
+  caplog.set_level(logging.INFO, logger="absl")
+  return caplog
+
+
+def _toy(model_dir, **settings):
+  return RunConfig(task_set="toy", model_dir=str(model_dir), **settings)
+
+
+def test_a_changed_learning_rate_on_resume_is_applied_and_logged(tmp_path, absl_info):
+  run.train(_toy(tmp_path, train_steps=50, checkpoint_every=50))
   assert _adam_rate(tmp_path) == pytest.approx(0.01)
-  resumed = run_binary(TRAIN, *common, "--train_steps=100", "--learning_rate=0.002")
-  assert resumed.returncode == 0, resumed.stderr
-  assert "--learning_rate changed from 0.01 to 0.002; applied" in resumed.stderr
-  assert "base learning rate 0.01 from the checkpoint replaced by 0.002" in resumed.stderr
+  run.train(_toy(tmp_path, train_steps=100, checkpoint_every=50, learning_rate=0.002))
+  assert "--learning_rate changed from 0.01 to 0.002; applied" in absl_info.text
+  assert "base learning rate 0.01 from the checkpoint replaced by 0.002" in absl_info.text
   assert _adam_rate(tmp_path) == pytest.approx(0.002)
   assert json.loads((tmp_path / "config.json").read_text())["learning_rate"] == 0.002
 
 
-def test_a_longer_run_on_resume_is_applied_and_its_schedule_spans_the_new_length(tmp_path):
-  common = ["--task_set=toy", f"--model_dir={tmp_path}", "--lr_decay_start=0.5",
-            "--steps_per_loop=10"]
-  assert run_binary(TRAIN, *common, "--train_steps=100").returncode == 0
-  resumed = run_binary(TRAIN, *common, "--train_steps=200")
-  assert resumed.returncode == 0, resumed.stderr
-  assert "--train_steps changed from 100 to 200; applied" in resumed.stderr
+def test_a_longer_run_on_resume_is_applied_and_its_schedule_spans_the_new_length(
+    tmp_path, absl_info):
+  run.train(_toy(tmp_path, train_steps=100, lr_decay_start=0.5, steps_per_loop=10))
+  run.train(_toy(tmp_path, train_steps=200, lr_decay_start=0.5, steps_per_loop=10))
+  assert "--train_steps changed from 100 to 200; applied" in absl_info.text
   assert _global_step(tmp_path) == 200
   acc = event_accumulator.EventAccumulator(str(tmp_path / "train"),
                                            size_guidance={"tensors": 0})
@@ -162,16 +173,24 @@ def test_a_longer_run_on_resume_is_applied_and_its_schedule_spans_the_new_length
   np.testing.assert_allclose(rates[110], 0.01 * 0.9, rtol=1e-5)
 
 
-@pytest.mark.parametrize("flag, message", [
-    ("--hidden_size=30", "(--hidden_size: 20 -> 30)"),
-    ("--seed=1", "(--seed: 0 -> 1)"),
-    ("--batch_size=16", "(--batch_size: 32 -> 16)"),
-    ("--mode=alternate", "(--mode: 'joint' -> 'alternate')"),
-    ("--lr_decay_start=0.5", "(--lr_decay_start: 1.0 -> 0.5)"),
+@pytest.mark.parametrize("change, message", [
+    (dict(options={"hidden_size": 30}), "(--hidden_size: 20 -> 30)"),
+    (dict(seed=1), "(--seed: 0 -> 1)"),
+    (dict(batch_size=16), "(--batch_size: 32 -> 16)"),
+    (dict(mode="alternate"), "(--mode: 'joint' -> 'alternate')"),
+    (dict(lr_decay_start=0.5), "(--lr_decay_start: 1.0 -> 0.5)"),
 ])
-def test_a_resume_that_changes_what_the_checkpoint_fixed_is_refused(tmp_path, flag, message):
+def test_a_resume_that_changes_what_the_checkpoint_fixed_is_refused(tmp_path, change, message):
+  run.train(_toy(tmp_path, train_steps=20))
+  with pytest.raises(ConfigError, match="holds a run with different settings") as refused:
+    run.train(_toy(tmp_path, train_steps=40, **change))
+  assert message in str(refused.value), refused.value
+  assert _global_step(tmp_path) == 20
+  assert (tmp_path / ".lock").read_text() == ""
+
+
+def test_the_binary_prints_a_refused_resume_as_one_line(tmp_path):
   common = ["--task_set=toy", f"--model_dir={tmp_path}"]
   assert run_binary(TRAIN, *common, "--train_steps=20").returncode == 0
-  line = error_line(run_binary(TRAIN, *common, "--train_steps=40", flag))
-  assert "holds a run with different settings" in line and message in line, line
-  assert _global_step(tmp_path) == 20
+  line = error_line(run_binary(TRAIN, *common, "--train_steps=40", "--hidden_size=30"))
+  assert "holds a run with different settings (--hidden_size: 20 -> 30)" in line
