@@ -132,7 +132,12 @@ def test_eval_binary_names_a_bad_test_file(tmp_path):
     (["--lr_decay_start=1.2"], "--lr_decay_start must be in [0, 1]"),
     (["--lr_final=-0.5"], "--lr_final must be in [0, 1]"),
     (["--average_decay=1"], "--average_decay must be in [0, 1)"),
-    (["--sampler=round_robin"], "Unknown command line flag 'sampler'"),
+    (["--sampler=sideways"], "flag --sampler=sideways"),
+    (["--sampler=proportional"], "--sampler applies to --mode=alternate"),
+    (["--mode=alternate", "--sampler=temperature", "--sampler_temperature=0"],
+     "--sampler_temperature must be positive"),
+    (["--mode=alternate", "--sampler=proportional", "--task_weights=1,2"],
+     "conflict with --sampler=proportional"),
 ])
 def test_bad_or_conflicting_flags_fail_before_training(tmp_path, flags, message):
   data = fixtures.write_dataset(tmp_path / "data", train=30, test=5)

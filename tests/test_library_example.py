@@ -112,3 +112,41 @@ def test_the_example_is_a_task_set_plugin_for_mtl_train(example_run, tmp_path):
   assert list(metrics["dev"]) == ["kind/accuracy"] and metrics["tasks"] == ["kind"]
   served = tf.saved_model.load(str(tmp_path / "export")).signatures["serving_default"]
   assert list(served(x=tf.zeros([2, 8]))) == ["kind"]
+
+
+@pytest.fixture
+def shapes_module(tmp_path, monkeypatch):
+  """README's example, importable as shapes_example (a task set plugin by path)."""
+  (tmp_path / "shapes_example.py").write_text(readme_example())
+  monkeypatch.syspath_prepend(str(tmp_path))
+  return "shapes_example:Shapes"
+
+
+def _task_steps(model_dir):
+  path = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+  return {t: int(tf.train.load_variable(path, f"trainer/task_steps/{t}/.ATTRIBUTES/"
+                                                "VARIABLE_VALUE")) for t in TASKS}
+
+
+def test_the_proportional_sampler_draws_each_task_by_its_corpus_size(shapes_module, tmp_path):
+  from mtlcore.trainers import run  # pylint: disable=g-import-not-at-top
+  from mtlcore.trainers.config import RunConfig  # pylint: disable=g-import-not-at-top
+  steps = 1200
+  run.train(RunConfig(task_set=shapes_module, mode="alternate", sampler="proportional",
+                      model_dir=str(tmp_path / "m"), train_steps=steps, eval_every=0))
+  counts = _task_steps(tmp_path / "m")
+  sizes = {"height": 3000 // 32, "weight": 800 // 32, "kind": 6000 // 32}  # Batches per pass.
+  for task, n in counts.items():
+    p = sizes[task] / sum(sizes.values())
+    assert abs(n - steps * p) < 4 * (steps * p * (1 - p)) ** 0.5, (counts, sizes)
+  epochs = _scalars(tmp_path / "m" / "train")
+  for task in TASKS:  # Passes over each task's own corpus: about equal when proportional.
+    assert epochs[f"epochs/{task}"][-1] == pytest.approx(counts[task] / sizes[task])
+
+
+def test_round_robin_alternates_exactly(shapes_module, tmp_path):
+  from mtlcore.trainers import run  # pylint: disable=g-import-not-at-top
+  from mtlcore.trainers.config import RunConfig  # pylint: disable=g-import-not-at-top
+  run.train(RunConfig(task_set=shapes_module, mode="alternate", sampler="round_robin",
+                      model_dir=str(tmp_path / "m"), train_steps=100, eval_every=0))
+  assert _task_steps(tmp_path / "m") == {"height": 34, "weight": 33, "kind": 33}

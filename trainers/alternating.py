@@ -76,8 +76,8 @@ class AlternatingTrainer(Trainer):
     sums, counts, nonfinite, first_bad = self._initial_accumulators()
     branches = [functools.partial(self._run_task, n) for n in self.tasks]
     for _ in tf.range(num_steps):
-      k = self.sampler.sample()
       step = self.global_step.read_value()
+      k = self.sampler.sample(step)
       log, bad = tf.switch_case(k, branches)
       sums += log
       counts += tf.one_hot(k, len(self.tasks))

@@ -84,9 +84,21 @@ def total_steps(config, streams):
   return max(1, round(config.epochs * per_epoch))
 
 
-def sampling_probabilities(config):
-  weights = config.task_weights or (1.0,) * len(config.tasks)
-  return [w / sum(weights) for w in weights]
+def steps_per_epoch(config, streams):
+  """{task: batches in one pass over the data that task trains on}."""
+  if config.mode == "alternate":
+    return {t: streams[t].steps_per_epoch for t in config.tasks}
+  return {t: streams["joint"].steps_per_epoch for t in config.tasks}
+
+
+def build_sampler(config, streams, total_steps):
+  """The alternate mode's TaskSampler: --sampler over the tasks' corpus sizes (batches per
+  pass), or the weighted sampler with --task_weights."""
+  kind = config.sampler or ("weighted" if config.task_weights else "uniform")
+  return TaskSampler(config.tasks, config.task_weights or None, kind=kind,
+                     sizes=[streams[t].steps_per_epoch for t in config.tasks],
+                     temperature=config.sampler_temperature, total_steps=total_steps,
+                     seed=config.seed)
 
 
 def _adam(config, name, updates):
@@ -102,7 +114,7 @@ def build_trainer(config, *, model, tasks, streams, total_steps):
   """The trainer `config.mode` names, over `streams` (as make_streams returns them).
 
   In alternate mode each task's optimizer schedules over the updates its task is expected to
-  get (total_steps x its sampling probability).
+  get (total_steps x its expected share of the sampler's draws).
   """
   average = None
   if config.average_decay > 0:
@@ -114,9 +126,8 @@ def build_trainer(config, *, model, tasks, streams, total_steps):
     weights = dict(zip(config.tasks, config.task_weights)) if config.task_weights else None
     return JointTrainer(optimizer=_adam(config, "adam", total_steps),
                         dataset=streams["joint"].dataset, loss_weights=weights, **common)
-  probabilities = sampling_probabilities(config)
+  sampler = build_sampler(config, streams, total_steps)
   return AlternatingTrainer(
-      optimizers={t: _adam(config, f"adam_{t}", total_steps * p)
-                  for t, p in zip(config.tasks, probabilities)},
-      datasets={t: streams[t].dataset for t in config.tasks},
-      sampler=TaskSampler(config.tasks, probabilities, seed=config.seed), **common)
+      optimizers={t: _adam(config, f"adam_{t}", total_steps * share)
+                  for t, share in zip(config.tasks, sampler.expected_share())},
+      datasets={t: streams[t].dataset for t in config.tasks}, sampler=sampler, **common)

@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping
 
 from mtlcore.errors import ConfigError
+from mtlcore.sampling import KINDS as SAMPLERS
 
 MODES = ("joint", "alternate", "single")
 
@@ -26,7 +27,8 @@ ENGINE_DEFAULTS = {"batch_size": 32, "learning_rate": 1e-3, "epochs": 10.0, "cli
 # schedule's shape is refused; what only steers the run from now on is applied.
 RESUME_POLICY = {
     "task_set": "refuse", "mode": "refuse", "tasks": "refuse", "options": "refuse",
-    "seed": "refuse", "batch_size": "refuse", "task_weights": "refuse",
+    "seed": "refuse", "batch_size": "refuse", "task_weights": "refuse", "sampler": "refuse",
+    "sampler_temperature": "refuse",
     "average_decay": "refuse", "lr_decay_start": "refuse", "lr_final": "refuse",
     "learning_rate": "apply", "train_steps": "apply", "epochs": "apply", "clip_norm": "apply",
     "skip_nonfinite_steps": "apply", "xla": "apply", "deterministic": "apply",
@@ -59,7 +61,11 @@ class RunConfig:
     mode: "joint" (one batch, weighted losses, one optimizer), "alternate" (one task per step,
       chosen by a sampler, one optimizer per task) or "single" (one task, one optimizer).
     tasks: the tasks to train (default: all of the task set's); the model has only their heads.
-    task_weights: one number per task: loss weights (joint) or sampling weights (alternate).
+    task_weights: one number per task: loss weights (joint) or sampling weights (alternate,
+      the "weighted" sampler).
+    sampler: alternate mode's task sampler (mtlcore.sampling.KINDS): uniform (default),
+      proportional to each task's corpus, temperature, annealed, weighted, round_robin.
+    sampler_temperature: T of the temperature sampler.
     options: the task set's own options (e.g. {"trunk": "conv"}).
     data_dir: where the task set reads its data (None: its default place).
     export_dir: export the best model here after training.
@@ -86,6 +92,8 @@ class RunConfig:
   mode: str = "joint"
   tasks: tuple = ()
   task_weights: tuple = ()
+  sampler: str | None = None
+  sampler_temperature: float = 2.0
   options: Mapping = dataclasses.field(default_factory=dict)
   data_dir: str | None = None
   export_dir: str | None = None
@@ -135,6 +143,18 @@ class RunConfig:
                  for w in self.task_weights) or not sum(self.task_weights) > 0:
         raise ConfigError(f"--task_weights must be non-negative numbers with a positive sum, "
                           f"got {list(self.task_weights)}.")
+    if self.sampler is not None:
+      if self.sampler not in SAMPLERS:
+        raise ConfigError(f"--sampler must be one of {list(SAMPLERS)}, got {self.sampler!r}.")
+      if self.mode != "alternate":
+        raise ConfigError(f"--sampler applies to --mode=alternate, not --mode={self.mode}.")
+      if self.task_weights and self.sampler != "weighted":
+        raise ConfigError(f"--task_weights set the weighted sampler's weights; they conflict "
+                          f"with --sampler={self.sampler}.")
+    if not (isinstance(self.sampler_temperature, (int, float))
+            and math.isfinite(self.sampler_temperature) and self.sampler_temperature > 0):
+      raise ConfigError(f"--sampler_temperature must be positive, got "
+                        f"{self.sampler_temperature!r}.")
     for name in ("batch_size", "train_steps", "steps_per_loop", "log_every",
                  "checkpoint_every", "keep_checkpoints"):
       if getattr(self, name) is not None:

@@ -77,10 +77,10 @@ def _apply_learning_rate(trainer, learning_rate):
                    name, restored, learning_rate)
 
 
-def _callbacks(config, model_dir, trainer, total_steps, metric_keys):
+def _callbacks(config, model_dir, trainer, total_steps, metric_keys, steps_per_epoch):
   callbacks = [ProgressLogger(total_steps, config.log_every)]
   if config.summaries:
-    summaries = Summaries(model_dir, trainer)
+    summaries = Summaries(model_dir, trainer, steps_per_epoch)
     with model_dir.guarded("the TensorBoard HParams"):
       summaries.write_hparams(hparams(config), metric_keys)
     callbacks.append(summaries)
@@ -159,7 +159,8 @@ def train(config):
                           eval_every=config.eval_every, checkpoint_every=config.checkpoint_every,
                           keep_checkpoints=config.keep_checkpoints)
     metric_keys = [k for k in task_set.selection if k.split("/", 1)[0] in config.tasks]
-    callbacks = _callbacks(config, model_dir, trainer, total, metric_keys)
+    per_epoch = build.steps_per_epoch(config, streams)
+    callbacks = _callbacks(config, model_dir, trainer, total, metric_keys, per_epoch)
     loop = TrainingLoop(trainer=trainer, model_dir=model_dir, options=options,
                         evaluate=evaluate, selection_metric=selection, callbacks=callbacks)
     if loop.restore():
@@ -173,6 +174,8 @@ def train(config):
         _close_summaries(callbacks)
       raise
     _close_summaries(callbacks)
+    logging.info("Passes over each task's training data: %s.", ", ".join(
+        f"{t} {int(trainer.task_steps[t].numpy()) / per_epoch[t]:.2f}" for t in config.tasks))
     result = TrainResult(config=config, total_steps=total, logs=logs, metrics={},
                          stopped_early=loop.stopped_early)
     if not loop.stopped_early:

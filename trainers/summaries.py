@@ -9,7 +9,7 @@ Tags group by task in the UI: TASK/loss and every in-step metric a task declares
 (TASK/METRIC), its throughput TASK/UNITS_per_sec; the evaluation's keys as the task set names
 them; then throughput/examples_per_sec, throughput/UNITS_per_sec,
 throughput/step_time_ms, optimizer/learning_rate/NAME, steps/TASK (batches each task has
-received) and train/nonfinite_steps.
+received), epochs/TASK (passes over the data that task trains on) and train/nonfinite_steps.
 """
 
 import os
@@ -23,9 +23,15 @@ from mtlcore.trainers.loop import Callback
 class Summaries(Callback):
   """Writers for the train and eval runs of one ModelDir; a TrainingLoop callback."""
 
-  def __init__(self, model_dir, trainer):
+  def __init__(self, model_dir, trainer, steps_per_epoch=None):
+    """Args:
+      model_dir: the run's trainers.model_dir.ModelDir.
+      trainer: the Trainer whose counters and optimizers are logged.
+      steps_per_epoch: optional {task: batches in one pass over its data}, for epochs/TASK.
+    """
     self.trainer = trainer
     self.model_dir = model_dir
+    self.steps_per_epoch = dict(steps_per_epoch or {})
     with model_dir.guarded("the TensorBoard event files"):
       self.train_writer = tf.summary.create_file_writer(model_dir.train_run)
       self.eval_writer = tf.summary.create_file_writer(model_dir.eval_run)
@@ -50,6 +56,9 @@ class Summaries(Callback):
                             optimizer.current_learning_rate())
         for task, counter in self.trainer.task_steps.items():
           tf.summary.scalar(f"steps/{task}", counter)
+          if task in self.steps_per_epoch:
+            tf.summary.scalar(f"epochs/{task}",
+                              int(counter.numpy()) / self.steps_per_epoch[task])
         tf.summary.scalar("steps/global", logs.step)
         tf.summary.scalar("train/nonfinite_steps", self.trainer.nonfinite_steps)
       self.train_writer.flush()

@@ -27,6 +27,12 @@ flags.DEFINE_list("tasks", None, "Tasks to train (default: all of the task set's
                   "gets a head for each. --mode=single takes exactly one.")
 flags.DEFINE_list("task_weights", None, "Per-task numbers, in --tasks order: loss weights in "
                   "joint mode, sampling probabilities in alternate mode. Default: all equal.")
+flags.DEFINE_enum("sampler", None, ["uniform", "proportional", "temperature", "annealed",
+                                     "weighted", "round_robin"],
+                  "Alternate mode: which task each step trains. uniform (default); proportional "
+                  "to each task's corpus; temperature: p ~ size^(1/T); annealed: p ~ size^a, a "
+                  "from 1 to 0.2 over training; weighted: --task_weights; round_robin.")
+flags.DEFINE_float("sampler_temperature", 2.0, "T of --sampler=temperature.")
 flags.DEFINE_boolean("xla", True, "Compile each training step with XLA (jit_compile=True).")
 flags.DEFINE_integer("batch_size", None, "Examples (sentences) per batch. Default: the task "
                      "set's (32); mtl-tag: 64.")
@@ -135,6 +141,7 @@ def run_config():
       task_set=FLAGS.task_set, model_dir=FLAGS.model_dir, mode=FLAGS.mode,
       tasks=tuple(FLAGS.tasks or ()),
       task_weights=_numbers("task_weights", FLAGS.task_weights or ()),
+      sampler=FLAGS.sampler, sampler_temperature=FLAGS.sampler_temperature,
       options=task_set_options(), data_dir=FLAGS.data_dir, export_dir=FLAGS.export_dir,
       batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
       lr_decay_start=FLAGS.lr_decay_start, lr_final=FLAGS.lr_final,
