@@ -133,6 +133,8 @@ def test_eval_binary_names_a_bad_test_file(tmp_path):
     (["--lr_final=-0.5"], "--lr_final must be in [0, 1]"),
     (["--average_decay=1"], "--average_decay must be in [0, 1)"),
     (["--sampler=sideways"], "flag --sampler=sideways"),
+    (["--noper_task_optimizer"], "--noper_task_optimizer applies to --mode=alternate"),
+    (["--init_from=/nonexistent"], "--init_from=/nonexistent is not a model directory"),
     (["--sampler=proportional"], "--sampler applies to --mode=alternate"),
     (["--mode=alternate", "--sampler=temperature", "--sampler_temperature=0"],
      "--sampler_temperature must be positive"),

@@ -19,11 +19,16 @@ class AlternatingTrainer(Trainer):
   """Trains one task per step, chosen by a sampler."""
 
   def __init__(self, *, model, tasks, optimizers, datasets, sampler, seed=0, jit_compile=True,
-               clip_norm=None, max_nonfinite_steps=0, weight_average=None, name=None):
+               clip_norm=None, max_nonfinite_steps=0, weight_average=None, frozen_variables=(),
+               name=None):
     """Args:
       model: a MultiTaskModel with a head for every task.
       tasks: sequence of Task.
       optimizers: dict task name -> optimizer (e.g. mtlcore.optimizers.Adam), not yet built.
+        One optimizer per task keeps separate Adam moments (and update counts) of the shared
+        trunk for each task; the same optimizer given for every task shares them: one set of
+        trunk moments that every step moves, one update count for all, and each head's
+        moments moved only by its own steps.
       datasets: dict task name -> tf.data.Dataset of (features, labels) where labels is a dict
         holding at least that task's labels. Repeat them: a step never ends an epoch.
       sampler: a TaskSampler over the same task names.
@@ -34,11 +39,13 @@ class AlternatingTrainer(Trainer):
         updated after every applied update and swapped in by `evaluation_weights()`.
       max_nonfinite_steps: how many steps with a NaN/Inf loss or gradient may be skipped (their
         update is not applied) before `train` raises NonFiniteError.
+      frozen_variables: variables no step changes (no gradient, no optimizer slots).
       name: module name.
     """
     super().__init__(model=model, tasks=tasks, seed=seed, clip_norm=clip_norm,
                      max_nonfinite_steps=max_nonfinite_steps,
-                     weight_average=weight_average, name=name)
+                     weight_average=weight_average, frozen_variables=frozen_variables,
+                     name=name)
     names = list(self.tasks)
     for what, given in (("an optimizer", optimizers), ("a dataset", datasets)):
       missing = [n for n in names if n not in given]
@@ -51,8 +58,13 @@ class AlternatingTrainer(Trainer):
                         f"tasks {names}, in the same order.")
     self.optimizers = dict(optimizers)
     self.sampler = sampler
+    # Each distinct optimizer is built once, on every variable of the tasks it serves.
+    served = {}
     for n in names:
-      self.optimizers[n].build(model.variables_for(n))
+      optimizer, variables = served.setdefault(id(self.optimizers[n]), (self.optimizers[n], {}))
+      variables.update({v.ref(): v for v in self.trained(model.variables_for(n))})
+    for optimizer, variables in served.values():
+      optimizer.build(variables.values())
     self.iterators = {n: iter(datasets[n]) for n in names}
     self._steps = {n: tf.function(functools.partial(self._task_step, n), jit_compile=jit_compile)
                    for n in names}
@@ -60,7 +72,7 @@ class AlternatingTrainer(Trainer):
 
   def _task_step(self, name, features, labels):
     """One step of task `name`: returns (log vector, 1 if skipped as non-finite)."""
-    variables = self.model.variables_for(name)
+    variables = self.trained(self.model.variables_for(name))
     with tf.GradientTape() as tape:
       predictions = self.model(features, tasks=[name], training=True, seed=self.step_seed())
       loss, report = self._task_report(name, labels, predictions, features)
@@ -89,4 +101,7 @@ class AlternatingTrainer(Trainer):
     return dict(self._steps)
 
   def optimizer_map(self):
+    """{task: its optimizer}, or {"shared": optimizer} when one serves every task."""
+    if len({id(o) for o in self.optimizers.values()}) == 1 and len(self.optimizers) > 1:
+      return {"shared": next(iter(self.optimizers.values()))}
     return dict(self.optimizers)

@@ -114,20 +114,27 @@ def build_trainer(config, *, model, tasks, streams, total_steps):
   """The trainer `config.mode` names, over `streams` (as make_streams returns them).
 
   In alternate mode each task's optimizer schedules over the updates its task is expected to
-  get (total_steps x its expected share of the sampler's draws).
+  get (total_steps x its expected share of the sampler's draws); a shared optimizer
+  (--noper_task_optimizer) over all total_steps.
   """
   average = None
   if config.average_decay > 0:
     average = WeightAverage(model.trainable_variables, decay=config.average_decay)
   common = dict(model=model, tasks=tasks, seed=config.seed, jit_compile=config.xla,
                 clip_norm=config.clip_norm or None,
-                max_nonfinite_steps=config.skip_nonfinite_steps, weight_average=average)
+                max_nonfinite_steps=config.skip_nonfinite_steps, weight_average=average,
+                frozen_variables=model.trunk.trainable_variables if config.freeze_trunk else ())
   if config.mode in ("joint", "single"):
     weights = dict(zip(config.tasks, config.task_weights)) if config.task_weights else None
     return JointTrainer(optimizer=_adam(config, "adam", total_steps),
                         dataset=streams["joint"].dataset, loss_weights=weights, **common)
   sampler = build_sampler(config, streams, total_steps)
+  if config.per_task_optimizer:
+    optimizers = {t: _adam(config, f"adam_{t}", total_steps * share)
+                  for t, share in zip(config.tasks, sampler.expected_share())}
+  else:
+    shared = _adam(config, "adam", total_steps)
+    optimizers = {t: shared for t in config.tasks}
   return AlternatingTrainer(
-      optimizers={t: _adam(config, f"adam_{t}", total_steps * share)
-                  for t, share in zip(config.tasks, sampler.expected_share())},
+      optimizers=optimizers,
       datasets={t: streams[t].dataset for t in config.tasks}, sampler=sampler, **common)

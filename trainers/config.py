@@ -28,7 +28,8 @@ ENGINE_DEFAULTS = {"batch_size": 32, "learning_rate": 1e-3, "epochs": 10.0, "cli
 RESUME_POLICY = {
     "task_set": "refuse", "mode": "refuse", "tasks": "refuse", "options": "refuse",
     "seed": "refuse", "batch_size": "refuse", "task_weights": "refuse", "sampler": "refuse",
-    "sampler_temperature": "refuse",
+    "sampler_temperature": "refuse", "per_task_optimizer": "refuse", "init_from": "refuse",
+    "freeze_trunk": "refuse",
     "average_decay": "refuse", "lr_decay_start": "refuse", "lr_final": "refuse",
     "learning_rate": "apply", "train_steps": "apply", "epochs": "apply", "clip_norm": "apply",
     "skip_nonfinite_steps": "apply", "xla": "apply", "deterministic": "apply",
@@ -66,6 +67,12 @@ class RunConfig:
     sampler: alternate mode's task sampler (mtlcore.sampling.KINDS): uniform (default),
       proportional to each task's corpus, temperature, annealed, weighted, round_robin.
     sampler_temperature: T of the temperature sampler.
+    per_task_optimizer: alternate mode: one Adam per task (separate trunk moments per task),
+      or one shared by all tasks (one set of trunk moments, one update count).
+    init_from: a model directory whose trunk (and heads of the same task names and shapes)
+      a new run starts from; its assets (e.g. vocabularies) are copied too.
+    freeze_trunk: no step changes the trunk (with init_from: train new heads on a fixed
+      trunk).
     options: the task set's own options (e.g. {"trunk": "conv"}).
     data_dir: where the task set reads its data (None: its default place).
     export_dir: export the best model here after training.
@@ -94,6 +101,9 @@ class RunConfig:
   task_weights: tuple = ()
   sampler: str | None = None
   sampler_temperature: float = 2.0
+  per_task_optimizer: bool = True
+  init_from: str | None = None
+  freeze_trunk: bool = False
   options: Mapping = dataclasses.field(default_factory=dict)
   data_dir: str | None = None
   export_dir: str | None = None
@@ -151,6 +161,9 @@ class RunConfig:
       if self.task_weights and self.sampler != "weighted":
         raise ConfigError(f"--task_weights set the weighted sampler's weights; they conflict "
                           f"with --sampler={self.sampler}.")
+    if not self.per_task_optimizer and self.mode != "alternate":
+      raise ConfigError(f"--noper_task_optimizer applies to --mode=alternate; --mode="
+                        f"{self.mode} has one optimizer anyway.")
     if not (isinstance(self.sampler_temperature, (int, float))
             and math.isfinite(self.sampler_temperature) and self.sampler_temperature > 0):
       raise ConfigError(f"--sampler_temperature must be positive, got "

@@ -16,7 +16,7 @@ class JointTrainer(Trainer):
 
   def __init__(self, *, model, tasks, optimizer, dataset, loss_weights=None, seed=0,
                jit_compile=True, clip_norm=None, max_nonfinite_steps=0, weight_average=None,
-               name=None):
+               frozen_variables=(), name=None):
     """Args:
       model: a MultiTaskModel with a head for every task.
       tasks: sequence of Task.
@@ -24,12 +24,13 @@ class JointTrainer(Trainer):
       dataset: tf.data.Dataset of (features, labels), labels a dict with every task's labels.
         Repeat it: a step never ends an epoch.
       loss_weights: dict task name -> non-negative float; missing tasks weigh 1.
-      seed, jit_compile, clip_norm, max_nonfinite_steps, weight_average, name: as for
-        AlternatingTrainer.
+      seed, jit_compile, clip_norm, max_nonfinite_steps, weight_average, frozen_variables,
+        name: as for AlternatingTrainer.
     """
     super().__init__(model=model, tasks=tasks, seed=seed, clip_norm=clip_norm,
                      max_nonfinite_steps=max_nonfinite_steps,
-                     weight_average=weight_average, name=name)
+                     weight_average=weight_average, frozen_variables=frozen_variables,
+                     name=name)
     loss_weights = dict(loss_weights or {})
     unknown = [n for n in loss_weights if n not in self.tasks]
     if unknown:
@@ -40,7 +41,7 @@ class JointTrainer(Trainer):
       raise ConfigError(f"Loss weights must be non-negative numbers, got {bad}.")
     self.loss_weights = {n: float(loss_weights.get(n, 1.0)) for n in self.tasks}
     self.optimizer = optimizer
-    self.optimizer.build(model.trainable_variables)
+    self.optimizer.build(self.trained(model.trainable_variables))
     self.iterator = iter(dataset)
     self._step = tf.function(self._joint_step, jit_compile=jit_compile)
     self._loop = tf.function(self._loop_impl)
@@ -64,7 +65,8 @@ class JointTrainer(Trainer):
     with tf.GradientTape() as tape:
       total, losses, reports = self.weighted_losses(
           features, labels, training=True, seed=self.step_seed())
-    grads, reached, finite = self._gradients(tape, total, self.model.trainable_variables)
+    grads, reached, finite = self._gradients(tape, total,
+                                             self.trained(self.model.trainable_variables))
     bad = self._apply_if_finite(finite, self.optimizer, grads, reached, list(self.tasks))
     loss_finite = tf.stack([tf.math.is_finite(losses[n]) for n in self.tasks] + [False])
     culprit = tf.argmin(tf.cast(loss_finite, tf.int32), output_type=tf.int32)

@@ -19,7 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from mtlcore.errors import ConfigError, MtlError
-from mtlcore.trainers import build
+from mtlcore.trainers import build, warm_start
 from mtlcore.trainers.config import RunConfig
 from mtlcore.trainers.loop import LoopOptions, TrainingLoop
 from mtlcore.trainers.model_dir import ModelDir
@@ -140,13 +140,21 @@ def train(config):
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
     tf.random.set_seed(config.seed)
+  if config.init_from and ModelDir(config.init_from).read_config() is None:
+    raise ConfigError(f"--init_from={config.init_from} is not a model directory written by "
+                      f"mtl-train (no config.json).")
   data = task_set.load_data(config.data_dir)  # Read and checked before anything is written.
   model_dir = ModelDir(config.model_dir).prepare()
   with model_dir:
     _check_resume(model_dir, config)
+    fresh = tf.train.latest_checkpoint(model_dir.checkpoints) is None
+    if config.init_from and fresh:
+      warm_start.copy_assets(config.init_from, model_dir)
     with model_dir.guarded("the task set's assets"):
       model, tasks = build.build_model(config, task_set, assets_dir=model_dir.assets,
                                        data=data)
+    if config.init_from and fresh:
+      warm_start.warm_start(model, config.init_from)
     streams = build.make_streams(config, task_set, data)
     total = build.total_steps(config, streams)
     trainer = build.build_trainer(config, model=model, tasks=tasks, streams=streams,

@@ -28,7 +28,7 @@ class Trainer(tf.Module):
   """Base class: step counters, the dropout seed, the non-finite guard and log bookkeeping."""
 
   def __init__(self, *, model, tasks, seed, clip_norm, max_nonfinite_steps, weight_average=None,
-               name=None):
+               frozen_variables=(), name=None):
     super().__init__(name=name)
     if not tasks:
       raise ConfigError("A trainer needs at least one task.")
@@ -54,6 +54,12 @@ class Trainer(tf.Module):
                        for name in names}
     self.nonfinite_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_steps")
     self.log_layout = LogLayout(self.tasks)
+    # Variables no step changes (e.g. a warm-started trunk kept fixed): no gradient, no slots.
+    self._frozen = {v.ref() for v in frozen_variables}
+
+  def trained(self, variables):
+    """`variables` without the frozen ones, in order."""
+    return [v for v in variables if v.ref() not in self._frozen]
 
   def step_seed(self):
     """The int64 [2] dropout seed of the current step: (trainer seed, global step)."""

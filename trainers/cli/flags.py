@@ -33,6 +33,12 @@ flags.DEFINE_enum("sampler", None, ["uniform", "proportional", "temperature", "a
                   "to each task's corpus; temperature: p ~ size^(1/T); annealed: p ~ size^a, a "
                   "from 1 to 0.2 over training; weighted: --task_weights; round_robin.")
 flags.DEFINE_float("sampler_temperature", 2.0, "T of --sampler=temperature.")
+flags.DEFINE_boolean("per_task_optimizer", True, "Alternate mode: one Adam per task (each keeps "
+                     "its own moments of the shared trunk); false: one Adam shared by all tasks.")
+flags.DEFINE_string("init_from", None, "Start a new run from this model directory's trunk, and "
+                    "from its heads whose task names and shapes match (the others start fresh).")
+flags.DEFINE_boolean("freeze_trunk", False, "No step changes the trunk (e.g. with --init_from: "
+                     "train a new head on a trained trunk).")
 flags.DEFINE_boolean("xla", True, "Compile each training step with XLA (jit_compile=True).")
 flags.DEFINE_integer("batch_size", None, "Examples (sentences) per batch. Default: the task "
                      "set's (32); mtl-tag: 64.")
@@ -142,6 +148,8 @@ def run_config():
       tasks=tuple(FLAGS.tasks or ()),
       task_weights=_numbers("task_weights", FLAGS.task_weights or ()),
       sampler=FLAGS.sampler, sampler_temperature=FLAGS.sampler_temperature,
+      per_task_optimizer=FLAGS.per_task_optimizer, init_from=FLAGS.init_from,
+      freeze_trunk=FLAGS.freeze_trunk,
       options=task_set_options(), data_dir=FLAGS.data_dir, export_dir=FLAGS.export_dir,
       batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
       lr_decay_start=FLAGS.lr_decay_start, lr_final=FLAGS.lr_final,
