@@ -43,7 +43,8 @@ def masked_sparse_cross_entropy(labels, logits, mask):
 
 
 def masked_accuracy(labels, logits, mask):
-  """Ratio(real tokens whose argmax over `logits` [B, T, C] equals `labels` [B, T], tokens)."""
-  correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
-                             tf.cast(labels, tf.int32)), mask.dtype)
+  """Ratio(labelled real tokens whose argmax over `logits` [B, T, C] equals `labels` [B, T],
+  labelled real tokens); missing (< 0) and unseen (>= C) labels are left out."""
+  labels, mask = _labelled(labels, mask, tf.shape(logits)[-1])
+  correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), mask.dtype)
   return Ratio(tf.reduce_sum(correct * mask), tf.reduce_sum(mask))

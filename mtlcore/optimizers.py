@@ -76,20 +76,31 @@ class Adam(tf.Module):
       return base
     return base * self.schedule(self.iterations.read_value())
 
-  def apply(self, grads, variables):
-    """Applies `grads` (tensors or IndexedSlices) to `variables`, all of which it was built on."""
+  def apply(self, grads, variables, active=None):
+    """Applies `grads` (tensors or IndexedSlices) to `variables`, all of which it was built on.
+
+    `active` (optional): one bool scalar tensor per variable; where False, that variable and
+    its moments stay bitwise unchanged (e.g. a head whose task had no label in the batch). The
+    update count advances once per call either way.
+    """
     if not self.built:
       raise ConfigError(f"{self.name} must be built on its variables before apply().")
     alpha = self.current_learning_rate()
     self.iterations.assign_add(1)
     t = tf.cast(self.iterations, tf.float32)
-    for g, var in zip(grads, variables):
+    active = [None] * len(variables) if active is None else list(active)
+    for g, var, on in zip(grads, variables, active):
       i = self._index.get(var.ref())
       if i is None:
         raise ConfigError(f"{self.name} was not built on variable {var.name}.")
       delta, m, v = adam_update(
           tf.convert_to_tensor(g), alpha=alpha, beta_1=self.beta_1, beta_2=self.beta_2,
           epsilon=self.epsilon, t=t, m=self.m[i], v=self.v[i])
-      self.m[i].assign(m)
-      self.v[i].assign(v)
-      var.assign_add(delta)
+      if on is None:
+        self.m[i].assign(m)
+        self.v[i].assign(v)
+        var.assign_add(delta)
+      else:
+        self.m[i].assign(tf.where(on, m, self.m[i]))
+        self.v[i].assign(tf.where(on, v, self.v[i]))
+        var.assign(tf.where(on, var + delta, var))

@@ -67,10 +67,19 @@ class JointTrainer(Trainer):
           features, labels, training=True, seed=self.step_seed())
     grads, reached, finite = self._gradients(tape, total,
                                              self.trained(self.model.trainable_variables))
-    bad = self._apply_if_finite(finite, self.optimizer, grads, reached, list(self.tasks))
+    bad = self._apply_if_finite(finite, self.optimizer, grads, reached, list(self.tasks),
+                                self._active(reached, reports))
     loss_finite = tf.stack([tf.math.is_finite(losses[n]) for n in self.tasks] + [False])
     culprit = tf.argmin(tf.cast(loss_finite, tf.int32), output_type=tf.int32)
     return self.log_layout.step_vector(features, reports), bad, culprit
+
+  def _active(self, variables, reports):
+    """Per variable, whether this batch moves it: a head only if its task has a label in the
+    batch (partial labels), the trunk if any task has one."""
+    labelled = {n: ratios["loss"].count > 0 for n, (ratios, _) in reports.items()}
+    owner = {v.ref(): n for n in self.tasks for v in self.model.heads[n].trainable_variables}
+    anything = tf.reduce_any(tf.stack(list(labelled.values())))
+    return [labelled[owner[v.ref()]] if v.ref() in owner else anything for v in variables]
 
   def _loop_impl(self, num_steps):
     sums, counts, nonfinite, first_bad = self._initial_accumulators()

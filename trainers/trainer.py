@@ -81,15 +81,16 @@ class Trainer(tf.Module):
       grads, _ = tf.clip_by_global_norm(grads, self.clip_norm, use_norm=norm)
     return grads, variables, finite
 
-  def _apply_if_finite(self, finite, optimizer, grads, variables, task_names):
+  def _apply_if_finite(self, finite, optimizer, grads, variables, task_names, active=None):
     """Applies the update only when `finite`, else counts a skipped step; returns 0 or 1.
 
-    The global and per-task step counters advance either way: they count batches consumed,
-    and the next step must draw fresh dropout masks.
+    `active` (optional, one bool scalar per variable) leaves the variables where it is False
+    and their optimizer slots bitwise unchanged. The global and per-task step counters advance
+    either way: they count batches consumed, and the next step must draw fresh dropout masks.
     """
 
     def apply():
-      optimizer.apply(grads, variables)
+      optimizer.apply(grads, variables, active)
       if self.weight_average is not None:
         self.weight_average.update()
       return tf.constant(0, tf.int64)

@@ -61,6 +61,28 @@ def crf_log_likelihood(emissions, tags, lengths, transitions, start, end):
           - crf_log_norm(emissions, lengths, transitions, start, end))
 
 
+# The score of a tag that contradicts a known label: exp() of it is 0 next to any real score,
+# and it stays finite, so gradients through tf.where are defined.
+_IMPOSSIBLE = -1e9
+
+
+def crf_marginal_log_likelihood(emissions, tags, known, lengths, transitions, start, end):
+  """log p(tags at the known positions | emissions) per sentence [B], for partial labels.
+
+  The log-sum-exp of the scores of every path that agrees with the known tags (a forward
+  algorithm over emissions where contradicting tags score _IMPOSSIBLE), minus log Z. With
+  every position known it equals crf_log_likelihood; with none it is 0.
+
+  Args:
+    known: bool [B, T], True where tags[b, t] is a known label (ignored past the length).
+  """
+  num_tags = tf.shape(emissions)[2]
+  agrees = tf.one_hot(tags, num_tags, on_value=True, off_value=False) | ~known[:, :, None]
+  constrained = tf.where(agrees, emissions, _IMPOSSIBLE)
+  return (crf_log_norm(constrained, lengths, transitions, start, end)
+          - crf_log_norm(emissions, lengths, transitions, start, end))
+
+
 def crf_decode(emissions, lengths, transitions, start, end):
   """The highest-scoring tag path per sentence (Viterbi): int32 [B, T], 0 at padding."""
   steps = tf.shape(emissions)[1]
@@ -107,6 +129,10 @@ class CRF(tf.Module):
 
   def log_likelihood(self, emissions, tags, lengths):
     return crf_log_likelihood(emissions, tags, lengths, self.transitions, self.start, self.end)
+
+  def marginal_log_likelihood(self, emissions, tags, known, lengths):
+    return crf_marginal_log_likelihood(emissions, tags, known, lengths, self.transitions,
+                                       self.start, self.end)
 
   def decode(self, emissions, lengths):
     return crf_decode(emissions, lengths, self.transitions, self.start, self.end)

@@ -182,11 +182,24 @@ class CRFTagHead(TokenClassifierHead):
     return self.crf.decode(logits, lengths)
 
   def loss(self, labels, logits, features):
-    """Ratio(negative log-likelihood of the gold paths, summed over sentences; real tokens)."""
-    labels = tf.clip_by_value(tf.cast(labels, tf.int32), 0, self.num_tags - 1)
+    """Ratio(negative log-likelihood of the known tags summed over sentences, labelled tokens).
+
+    A fully labelled sentence scores its gold path; a partly labelled one (missing labels < 0,
+    or tags unseen in training) the marginal likelihood of every path through its known tags;
+    one with no label adds nothing. (Both are computed and one is selected: XLA does not
+    compile a tf.cond around the forward algorithm's TensorArrays.)
+    """
+    mask = tf.sequence_mask(features["length"], tf.shape(labels)[1])
+    labels = tf.cast(labels, tf.int32)
+    known = (labels >= 0) & (labels < self.num_tags) & mask
+    labels = tf.clip_by_value(labels, 0, self.num_tags - 1)
     lengths = features["length"]
-    log_likelihood = self.crf.log_likelihood(logits, labels, lengths)
-    return Ratio(-tf.reduce_sum(log_likelihood), tf.cast(tf.reduce_sum(lengths), tf.float32))
+    full = tf.reduce_all(known | ~mask, axis=1)
+    some = tf.reduce_any(known, axis=1)
+    log_likelihood = tf.where(full, self.crf.log_likelihood(logits, labels, lengths),
+                              self.crf.marginal_log_likelihood(logits, labels, known, lengths))
+    return Ratio(-tf.reduce_sum(tf.where(some, log_likelihood, 0.0)),
+                 tf.reduce_sum(tf.cast(known, tf.float32)))
 
   def metrics(self):
     return {}
@@ -213,9 +226,9 @@ def build_tagger(config, *, num_words, num_chars, num_tags, seed):
 
 
 def count_tokens(labels, features):
-  """The unit of a tagging task: real tokens in the batch."""
-  del labels
-  return tf.cast(tf.reduce_sum(features["length"]), tf.float32)
+  """The unit of a tagging task: real tokens with a label (missing labels are < 0)."""
+  mask = tf.sequence_mask(features["length"], tf.shape(labels)[1])
+  return tf.reduce_sum(tf.cast(mask & (labels >= 0), tf.float32))
 
 
 def tagging_tasks(model, names):
