@@ -28,6 +28,7 @@ import tensorflow as tf
 from mtlcore.benchmarks import hardware, report, results  # pylint: disable=unused-import
 from mtlcore.errors import ConfigError
 from mtlcore.trainers.cli import common
+from mtlcore.trainers.model_dir import ModelDir
 from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=unused-import
 
 FLAGS = flags.FLAGS
@@ -54,14 +55,14 @@ def train(name, seed, flags_for_run):
   done = subprocess.run(args, capture_output=True, text=True, check=False)
   if done.returncode != 0:
     raise ConfigError(f"run {model_dir} failed: {done.stderr.strip().splitlines()[-1]}")
-  with open(os.path.join(model_dir, "metrics.json"), encoding="utf-8") as f:
+  with open(ModelDir(model_dir).metrics_file, encoding="utf-8") as f:
     metrics = json.load(f)
   return {"metrics": metrics, "seconds": time.time() - start, "curve": dev_curve(model_dir)}
 
 
 def dev_curve(model_dir):
   """[(step, chunk F1 or POS accuracy on dev)] from the run's eval summaries."""
-  acc = event_accumulator.EventAccumulator(os.path.join(model_dir, "eval"),
+  acc = event_accumulator.EventAccumulator(ModelDir(model_dir).eval_run,
                                            size_guidance={"tensors": 0})
   acc.Reload()
   tag = "chunk/f1" if "chunk/f1" in acc.Tags()["tensors"] else "pos/accuracy"
