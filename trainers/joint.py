@@ -1,8 +1,10 @@
-"""JointTrainer: every batch carries labels for all tasks; one weighted loss, one update.
+"""JointTrainer: a batch carries labels for several tasks; one weighted loss, one update.
 
 The total loss is sum_t w_t * loss_t (w_t = 1 unless `loss_weights` says otherwise), where
-loss_t is task t's Ratio divided out (e.g. per labelled token). The trunk
-runs once per batch and every head reads it; one optimizer holds the state of all variables.
+loss_t is task t's Ratio divided out (e.g. per labelled token). The trunk runs once per batch
+and every head reads it; one optimizer holds the state of all variables. Labels may be missing
+(the task's loss counts only what is labelled); a head whose task has no label in a batch,
+and its optimizer slots, are left bitwise unchanged by that step.
 """
 
 import tensorflow as tf
@@ -12,7 +14,7 @@ from mtlcore.trainers.trainer import Trainer
 
 
 class JointTrainer(Trainer):
-  """Trains all tasks at once on batches that carry every task's labels."""
+  """Trains all tasks at once on batches that carry labels for them (some may be missing)."""
 
   def __init__(self, *, model, tasks, optimizer, dataset, loss_weights=None, seed=0,
                jit_compile=True, clip_norm=None, max_nonfinite_steps=0, weight_average=None,
@@ -21,8 +23,9 @@ class JointTrainer(Trainer):
       model: a MultiTaskModel with a head for every task.
       tasks: sequence of Task.
       optimizer: one optimizer (not yet built) for all of the model's variables.
-      dataset: tf.data.Dataset of (features, labels), labels a dict with every task's labels.
-        Repeat it: a step never ends an epoch.
+      dataset: tf.data.Dataset of (features, labels), labels a dict with every task's labels
+        (a missing label is an id < 0 where the task's loss supports it). Repeat it: a step
+        never ends an epoch.
       loss_weights: dict task name -> non-negative float; missing tasks weigh 1.
       seed, jit_compile, clip_norm, max_nonfinite_steps, weight_average, frozen_variables,
         name: as for AlternatingTrainer.
