@@ -78,11 +78,10 @@ class JointTrainer(Trainer):
 
   def _active(self, variables, reports):
     """Per variable, whether this batch moves it: a head only if its task has a label in the
-    batch (partial labels), the trunk if any task has one."""
+    batch (partial labels); None (always) for the trunk, which some task's loss reaches."""
     labelled = {n: ratios["loss"].count > 0 for n, (ratios, _) in reports.items()}
     owner = {v.ref(): n for n in self.tasks for v in self.model.heads[n].trainable_variables}
-    anything = tf.reduce_any(tf.stack(list(labelled.values())))
-    return [labelled[owner[v.ref()]] if v.ref() in owner else anything for v in variables]
+    return [labelled[owner[v.ref()]] if v.ref() in owner else None for v in variables]
 
   def _loop_impl(self, num_steps):
     sums, counts, nonfinite, first_bad = self._initial_accumulators()
