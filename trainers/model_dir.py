@@ -36,6 +36,7 @@ import tensorflow as tf
 from absl import logging
 
 from mtlcore.errors import ConfigError, DataError, MtlError, StorageError
+from mtlcore.files import write_json_atomically
 
 _REASONS = ("No space left on device", "File too large", "Disk quota exceeded",
             "Read-only file system", "Permission denied")
@@ -149,19 +150,18 @@ class ModelDir:
     except (OSError, tf.errors.OpError) as e:
       if isinstance(e, MtlError):
         raise
+      # A checkpoint that failed half-way leaves its temporary directory behind.
+      for temporary in glob.glob(os.path.join(self.checkpoints, "*_temp")):
+        shutil.rmtree(temporary, ignore_errors=True)
       latest = tf.train.latest_checkpoint(self.checkpoints)
       kept = (f"the last good checkpoint {os.path.basename(latest)} is intact and a restart "
               f"resumes from it" if latest else "no checkpoint had been written yet")
       raise StorageError(f"could not write {what} ({_reason(e)}); {kept}.") from None
-    finally:
-      # A checkpoint that failed half-way leaves its temporary directory behind.
-      for temporary in glob.glob(os.path.join(self.checkpoints, "*_temp")):
-        shutil.rmtree(temporary, ignore_errors=True)
 
   def write_json(self, path, data, *, what=None):
     """Writes `data` as JSON to `path` via a temporary file and an atomic rename."""
     with self.guarded(what or os.path.relpath(path, self.path)):
-      write_json_atomically(path, data)
+      write_json_atomically(path, data, indent=2, sort_keys=True)
 
   # Config and metrics.
 
@@ -200,21 +200,6 @@ class ModelDir:
       proxy.restore(latest).expect_partial().assert_existing_objects_matched()
       return latest
     raise ConfigError(f"{self.path} has no checkpoint to restore.")
-
-
-def write_json_atomically(path, data):
-  """Writes `data` as JSON to `path` via a temporary file and an atomic rename."""
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp.", suffix=".json")
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      json.dump(data, f, indent=2, sort_keys=True)
-      f.write("\n")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
 
 
 def read_json(path):

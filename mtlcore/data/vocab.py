@@ -13,12 +13,11 @@ exported SavedModel map raw strings to ids with the same code and no vocabulary 
 import collections
 import dataclasses
 import json
-import os
-import tempfile
 
 import tensorflow as tf
 
 from mtlcore.errors import ConfigError, DataError, require_positive
+from mtlcore.files import write_json_atomically
 
 PAD, UNK = 0, 1
 
@@ -54,12 +53,8 @@ class Vocabularies:
 
   def save(self, path):
     """Writes JSON atomically."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".vocab.", suffix=".part")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      json.dump({"words": self.words, "chars": self.chars, "tags": self.tags}, f,
-                ensure_ascii=False)
-    os.replace(tmp, path)
+    write_json_atomically(path, {"words": self.words, "chars": self.chars, "tags": self.tags},
+                          ensure_ascii=False)
 
   @classmethod
   def load(cls, path):
