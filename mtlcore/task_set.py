@@ -94,9 +94,13 @@ class TaskSet(abc.ABC):
     """Writes the model's predictions on `split` to `path` (mtl-eval --output)."""
     raise ConfigError(f"{type(self).__name__} cannot write predictions; drop --output.")
 
+  def selection_keys(self, tasks):
+    """The `selection` keys whose task is in `tasks`, in order of preference."""
+    return [k for k in self.selection if k.split("/", 1)[0] in tasks]
+
   def selection_metric(self, tasks):
     """The key of `evaluate`'s result that selects the best checkpoint, or None."""
-    return next((k for k in self.selection if k.split("/", 1)[0] in tasks), None)
+    return next(iter(self.selection_keys(tasks)), None)
 
   def check_tasks(self, tasks):
     """`tasks` as a tuple (default: all), or ConfigError naming what is wrong."""

@@ -166,7 +166,7 @@ def train(config):
     options = LoopOptions(total_steps=total, steps_per_loop=config.steps_per_loop,
                           eval_every=config.eval_every, checkpoint_every=config.checkpoint_every,
                           keep_checkpoints=config.keep_checkpoints)
-    metric_keys = [k for k in task_set.selection if k.split("/", 1)[0] in config.tasks]
+    metric_keys = task_set.selection_keys(config.tasks)
     per_epoch = build.steps_per_epoch(config, streams)
     callbacks = _callbacks(config, model_dir, trainer, total, metric_keys, per_epoch)
     loop = TrainingLoop(trainer=trainer, model_dir=model_dir, options=options,
