@@ -102,7 +102,7 @@ def count_compiles(config, *, epochs, dump_dir=None):
   def phase():
     for done in range(0, phase_steps, config.steps_per_loop):
       trainer.train(min(config.steps_per_loop, phase_steps - done))
-    fed = {t: shapes_fed(streams[t].dataset, int(trainer.task_steps[t].numpy())) for t in names}
+    fed = {t: shapes_fed(streams[t].make_dataset(0), int(trainer.task_steps[t].numpy())) for t in names}
     return {"compiles": _compiles_per_function(trainer, dump_dir),
             "traces": trainer.step_trace_counts(),
             "shapes_fed": {t: [list(s) for s in fed[t]] for t in names},

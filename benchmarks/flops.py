@@ -7,12 +7,11 @@ pass (backward costs about twice the forward), the usual estimate.
 
 
 def tagger_forward_flops(config, *, batch, seq_len, max_chars, num_tags, tasks):
-  """Forward FLOPs of the layers that `tasks` need (a POS-only step on a hierarchical tagger
-  needs only the first trunk layer)."""
+  """Forward FLOPs of the layers that `tasks` need (a POS-only step on a tagger whose POS
+  head reads the first layer needs only that layer)."""
   tokens = batch * seq_len
   flops = 2 * tokens * max_chars * config.char_width * config.char_dim * config.char_filters
-  needs_top = any(not (config.hierarchical and t == "pos") for t in tasks)
-  layers = config.num_layers if needs_top else 1
+  layers = max(int(config.layer_read_by(t)[len("layer"):]) for t in tasks)
   size = config.word_dim + config.char_filters
   for _ in range(layers):
     h = config.hidden_size

@@ -2,7 +2,7 @@
 
 Same sizes as mtlcore.networks.tagger with a softmax chunk head: word embedding, a char CNN
 max-pooled over each word, two BiLSTM (or conv) layers with dropout, and a dense head per
-task (POS on the first layer when hierarchical), two sparse cross-entropy losses, Adam with
+task (on the layer TaggerConfig.reads names), two sparse cross-entropy losses, Adam with
 the same learning rate and global gradient clipping. Padding is masked via mask_zero.
 """
 
@@ -37,7 +37,7 @@ def build_keras_tagger(config: TaggerConfig, *, num_words, num_chars, num_tags, 
     layers.append(x)
   outputs = {}
   for task in tasks:
-    reads = layers[0] if (config.hierarchical and task == "pos") else layers[-1]
+    reads = layers[int(config.layer_read_by(task)[len("layer"):]) - 1]
     outputs[task] = keras.layers.Dense(num_tags[task], name=task)(reads)
   model = keras.Model(inputs={"words": words, "chars": chars}, outputs=outputs)
   model.compile(optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=clip_norm),

@@ -36,7 +36,7 @@ from mtlcore.errors import ConfigError
 from mtlcore.networks import tagger
 from mtlcore.trainers import build
 from mtlcore.trainers.cli import common
-# The run flags define --batch_size and --hierarchical, which mtl-bench reads.
+# The run flags define --batch_size and --reads, which mtl-bench reads.
 from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=unused-import
 from mtlcore.trainers.config import RunConfig
 
@@ -106,9 +106,9 @@ def build_bench_trainer(config, dataset_for, vocabularies=None):
                                    seed=config.seed)
   tasks = task_set.make_tasks(model, config.tasks)
   if config.mode == "alternate":
-    streams = {t: task_set_lib.Stream(dataset_for((t,)), 1) for t in config.tasks}
+    streams = {t: task_set_lib.Stream(dataset_for((t,)).skip, 1) for t in config.tasks}
   else:
-    streams = {"joint": task_set_lib.Stream(dataset_for(config.tasks), 1)}
+    streams = {"joint": task_set_lib.Stream(dataset_for(config.tasks).skip, 1)}
   return build.build_trainer(config, model=model, tasks=tasks, streams=streams,
                              total_steps=config.train_steps)
 
@@ -179,14 +179,14 @@ def run():
   peak32 = hardware.matmul_peak_gflops(1024 if FLAGS.quick else 4096)
   peak16 = hardware.matmul_peak_gflops(1024 if FLAGS.quick else 4096, tf.bfloat16)
   batches = synthetic_batches(8, batch_size, FLAGS.seq_len)
-  hierarchical = True if FLAGS.hierarchical is None else FLAGS.hierarchical
+  reads = {"pos": 1} if FLAGS.reads is None else dict(
+      (t, int(k)) for t, _, k in (r.partition(":") for r in FLAGS.reads))
   real_tokens = float(np.mean([b[0]["length"].sum() for b in batches]))
   rows = []
   for size, overrides in _sizes().items():
     for trunk in FLAGS.trunks:
       # Softmax chunk head and no word dropout: what the Keras model can express too.
-      options = dict(trunk=trunk, chunk_crf=False, word_dropout=0.0, hierarchical=hierarchical,
-                     **overrides)
+      options = dict(trunk=trunk, crf=(), word_dropout=0.0, reads=reads, **overrides)
       config = tagger.TaggerConfig(**options)
       if FLAGS.keras:
         model = build_keras_tagger(config, num_words=NUM_WORDS, num_chars=NUM_CHARS,

@@ -22,6 +22,7 @@ import tempfile
 import tensorflow as tf
 
 from mtlcore.errors import ConfigError
+from mtlcore.files import replace_directory
 
 
 def save_atomically(module, signatures, export_dir):
@@ -37,14 +38,7 @@ def save_atomically(module, signatures, export_dir):
   except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
     raise
-  if os.path.exists(export_dir):
-    old = staging + ".old"
-    os.replace(export_dir, old)
-    os.replace(staging, export_dir)
-    shutil.rmtree(old)
-  else:
-    os.replace(staging, export_dir)
-  return export_dir
+  return replace_directory(staging, export_dir)
 
 
 class ExportedTagger(tf.Module):

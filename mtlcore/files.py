@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import tempfile
 
 
@@ -25,3 +26,16 @@ def write_json_atomically(path, data, **dump_options):
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def replace_directory(staging, target):
+  """Puts the complete directory `staging` in place of `target` (which may not exist): the
+  old one is renamed aside, the new one renamed in, the old one deleted. Returns target."""
+  if os.path.exists(target):
+    old = staging + ".old"
+    os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old)
+  else:
+    os.replace(staging, target)
+  return target

@@ -1,8 +1,10 @@
 """Evaluation metrics: token accuracy and the CoNLL `conlleval` chunk scorer, exactly.
 
-Chunks are read from IOB tags as conlleval reads them: a chunk starts on any B- tag, on an
-I- tag after O, and on any change of type; it ends before a B- or O tag and before a change of
-type. A predicted chunk is correct only if its start, end and type all match a gold chunk.
+Chunks are read from IOB1/IOB2 tags exactly as conlleval.pl reads them: a chunk starts on any
+B- tag, on an I- tag after O, and on any change of type; it ends before a B- or O tag and
+before a change of type. BIOES tags follow the usual extension of those rules (conlleval.pl
+has no S- tag): a chunk also starts on S-, and on I- or E- after an E- or S-; it ends after
+every E- or S- and before an S-. A predicted chunk is correct only if its start, end and type all match a gold chunk.
 Precision, recall and F1 are percentages; F1 is 0 when precision + recall is 0, as conlleval.
 """
 
@@ -18,15 +20,19 @@ def _split_tag(tag):
 
 
 def _chunk_ends(prev_tag, tag, prev_type, chunk_type):
-  """conlleval's endOfChunk for IOB tags: does a chunk end between prev and this token?"""
-  if prev_tag in ("B", "I") and tag in ("B", "O"):
+  """conlleval's endOfChunk: does a chunk end between prev and this token?"""
+  if prev_tag in ("E", "S"):
+    return True
+  if prev_tag in ("B", "I") and tag in ("B", "S", "O"):
     return True
   return prev_tag != "O" and prev_type != chunk_type
 
 
 def _chunk_starts(prev_tag, tag, prev_type, chunk_type):
-  """conlleval's startOfChunk for IOB tags: does a chunk start at this token?"""
-  if tag == "B" or (prev_tag == "O" and tag == "I"):
+  """conlleval's startOfChunk: does a chunk start at this token?"""
+  if tag in ("B", "S"):
+    return True
+  if prev_tag in ("E", "S", "O") and tag in ("I", "E"):
     return True
   return tag != "O" and prev_type != chunk_type
 

@@ -1,7 +1,7 @@
 """SharedTrunk, TaskHead and MultiTaskModel: who owns which variables.
 
 A multi-task model is one trunk shared by all tasks and one head per task. The trunk maps
-features to a dict of named representations (e.g. {"lower": ..., "top": ...}); each head
+features to a dict of named representations (e.g. {"layer1": ..., "layer2": ...}); each head
 reads one of them. `MultiTaskModel.variables_for(task)` is the exact set a step for that task
 may change: the task's head plus the trunk. Construction checks that no variable belongs to
 two heads, or to a head and the trunk, so that guarantee cannot be broken by accident.

@@ -1,9 +1,9 @@
 """Tagging with a trained tagger: predict tag strings for sentences, and score them.
 
 `TagPredictor` runs the model over an evaluation pipeline (bucketed, order restored by the
-`index` feature) and returns, per task, one tuple of tag strings per sentence. `evaluate`
-scores them against the gold tags with mtlcore.metrics: POS token accuracy and conlleval's
-chunk precision, recall and F1 (percentages).
+`index` feature) and returns, per task, one tuple of tag strings per sentence. `score` scores
+them against the gold tags with mtlcore.metrics: token accuracy for every task, and conlleval's
+span precision, recall and F1 (percentages) for span tasks.
 """
 
 import numpy as np
@@ -14,7 +14,7 @@ from mtlcore.data import pipeline
 
 
 class TagPredictor:
-  """Predicts tags for lists of Sentence with a MultiTaskModel of token-classification heads."""
+  """Predicts tags for lists of TaggedSentence with a MultiTaskModel of token-classification heads."""
 
   def __init__(self, model, featurizer, vocabularies, *, tasks, batch_size=128,
                buckets=pipeline.DEFAULT_BUCKETS):
@@ -47,22 +47,33 @@ class TagPredictor:
     return out
 
 
-def score(sentences, predictions):
+SPAN, ACCURACY = "span", "accuracy"
+SCORINGS = (SPAN, ACCURACY)
+
+
+def score(sentences, predictions, scoring):
   """Flat metrics (percentages) of predictions {task: tags per sentence} against gold.
 
-  Returns, for the tasks present: pos/accuracy; chunk/precision, chunk/recall, chunk/f1
-  (conlleval), chunk/accuracy (token level) and chunk_f1_by_type/TYPE per chunk type.
+  Args:
+    sentences: the gold mtlcore.data.columns.TaggedSentence list.
+    predictions: {task: one tuple of tags per sentence}.
+    scoring: {task: "span" or "accuracy"}.
+  Returns, per task T: T/accuracy over T's labelled tokens; for a span task also conlleval's
+  T/precision, T/recall, T/f1 and T_f1_by_type/TYPE, over the sentences fully labelled for T
+  (conlleval needs whole sentences).
   """
   result = {}
-  if "pos" in predictions:
-    result["pos/accuracy"] = metrics_lib.token_accuracy([s.pos for s in sentences],
-                                                        predictions["pos"])
-  if "chunk" in predictions:
-    gold = [s.chunks for s in sentences]
-    scores = metrics_lib.chunk_scores(gold, predictions["chunk"])
-    for key in ("precision", "recall", "f1"):
-      result[f"chunk/{key}"] = scores["overall"][key]
-    result["chunk/accuracy"] = metrics_lib.token_accuracy(gold, predictions["chunk"])
-    for chunk_type, s in scores["by_type"].items():
-      result[f"chunk_f1_by_type/{chunk_type}"] = s["f1"]
+  for task, predicted in predictions.items():
+    pairs = [(s.labels(task), p) for s, p in zip(sentences, predicted, strict=True)]
+    labelled = [[(g, q) for g, q in zip(gold, pred, strict=True) if g is not None]
+                for gold, pred in pairs]
+    result[f"{task}/accuracy"] = metrics_lib.token_accuracy(
+        [[g for g, _ in row] for row in labelled], [[q for _, q in row] for row in labelled])
+    if scoring[task] == SPAN:
+      full = [(gold, pred) for gold, pred in pairs if None not in gold]
+      scores = metrics_lib.chunk_scores([g for g, _ in full], [p for _, p in full])
+      for key in ("precision", "recall", "f1"):
+        result[f"{task}/{key}"] = scores["overall"][key]
+      for span_type, s in scores["by_type"].items():
+        result[f"{task}_f1_by_type/{span_type}"] = s["f1"]
   return result

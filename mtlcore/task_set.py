@@ -15,7 +15,7 @@ The builder calls, in this order:
   3. `make_tasks(model, tasks)`, then `joint_dataset` or `task_dataset` for the mode;
   4. `evaluate(model, data, tasks, split)` during and after training, and `export(...)`.
 
-A task set is found by name: a built-in (`toy`, `conll2000`), one registered with
+A task set is found by name: a built-in (`toy`, `tagging`, `conll2000`), one registered with
 `register(name, factory)`, or `package.module:function` for any importable factory. A factory
 takes the task set's options (a dict, e.g. {"hidden_size": 64}) and returns a TaskSet; it
 raises ConfigError for an option it does not know.
@@ -31,8 +31,16 @@ from mtlcore.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class Stream:
-  """An endless tf.data.Dataset of (features, labels) and the batches in one pass over it."""
-  dataset: object
+  """An endless stream of (features, labels) batches that can begin at any batch.
+
+  Attributes:
+    make_dataset: `start -> tf.data.Dataset` beginning with batch number `start` (counted from
+      the stream's first batch, across epochs). The trainers keep the number of batches
+      consumed and rebuild the stream from it on resume (mtlcore.data.batching builds such
+      plans); a function returning `dataset.skip(start)` is correct too, only slower to resume.
+    steps_per_epoch: batches in one pass over the stream's data.
+  """
+  make_dataset: Callable
   steps_per_epoch: int
 
 
@@ -116,6 +124,7 @@ class TaskSet(abc.ABC):
 
 _REGISTRY: dict[str, Callable] = {}
 _BUILTIN = {"toy": "mtlcore.task_sets.toy:ToyTaskSet",
+            "tagging": "mtlcore.task_sets.tagging:TaggingTaskSet",
             "conll2000": "mtlcore.task_sets.conll2000:Conll2000TaskSet"}
 
 

@@ -54,3 +54,28 @@ def write_dataset(directory, *, train=120, test=40, seed=0):
   write_conll(directory / "train.txt.gz", synthetic_sentences(train, seed=seed))
   write_conll(directory / "test.txt.gz", synthetic_sentences(test, seed=seed + 1))
   return directory
+
+
+def with_ner(sentence):
+  """A sentence's (word, POS, chunk) rows with a BIOES NER column added: "John" is S-PER, an NP
+  chunk holding "cat" or "dog" an ANI span (B-ANI ... E-ANI, or S-ANI), the rest O."""
+  rows, ner = list(sentence), ["O"] * len(sentence)
+  starts = [i for i, (_, _, c) in enumerate(rows) if not c.startswith("I-")] + [len(rows)]
+  for start, stop in zip(starts, starts[1:]):
+    words = [w for w, _, _ in rows[start:stop]]
+    if rows[start][2] == "B-NP" and ({"cat", "dog"} & set(words)):
+      n = stop - start
+      ner[start:stop] = ["S-ANI"] if n == 1 else ["B-ANI"] + ["I-ANI"] * (n - 2) + ["E-ANI"]
+  ner = ["S-PER" if w == "John" else t for (w, _, _), t in zip(rows, ner)]
+  return [(*row, t) for row, t in zip(rows, ner)]
+
+
+def write_columns(path, sentences, *, keep=None, docstart=False):
+  """Writes rows of fields as a column file; `keep` picks the fields (by index) to write, and
+  `docstart` starts the file with a -DOCSTART- line."""
+  lines = ["-DOCSTART- -X- O\n\n"] if docstart else []
+  for s in sentences:
+    lines += [" ".join(r[i] for i in (keep or range(len(r)))) + "\n" for r in s] + ["\n"]
+  with open(path, "w", encoding="utf-8") as f:
+    f.writelines(lines)
+  return path

@@ -4,7 +4,7 @@ import gzip
 
 import pytest
 
-from mtlcore.data import conll2000
+from mtlcore.data import columns, conll2000
 from mtlcore.errors import ConfigError, DataError
 from tests import fixtures
 
@@ -16,7 +16,7 @@ def test_reads_plain_and_gzip_files_alike(tmp_path):
   assert plain == zipped
   assert len(plain) == 5
   assert plain[0].words == tuple(w for w, _, _ in sentences[0])
-  assert plain[0].chunks == tuple(c for _, _, c in sentences[0])
+  assert plain[0].tags["chunk"] == tuple(c for _, _, c in sentences[0])
 
 
 def test_accepts_crlf_bom_tabs_and_missing_final_blank_line(tmp_path):
@@ -24,14 +24,14 @@ def test_accepts_crlf_bom_tabs_and_missing_final_blank_line(tmp_path):
   path.write_bytes(b"\xef\xbb\xbfHe\tPRP\tB-NP\r\nruns VBZ B-VP\r\n\r\nOk UH B-INTJ")
   sentences = conll2000.read_conll(path)
   assert [s.words for s in sentences] == [("He", "runs"), ("Ok",)]
-  assert sentences[0].pos == ("PRP", "VBZ")
+  assert sentences[0].tags["pos"] == ("PRP", "VBZ")
 
 
 @pytest.mark.parametrize("content, line, message", [
-    (b"He PRP B-NP\nruns VBZ\n", 2, "expected 3 fields"),
-    (b"He PRP B-NP extra\n", 1, "expected 3 fields"),
-    (b"He PRP B-NP\n\nruns VBZ X-NP\n", 3, "invalid chunk tag 'X-NP'"),
-    (b"He PRP B-\n", 1, "invalid chunk tag"),
+    (b"He PRP B-NP\nruns VBZ\n", 2, "expected 3 columns"),
+    (b"He PRP B-NP extra\n", 1, "expected 3 columns"),
+    (b"He PRP B-NP\n\nruns VBZ X-NP\n", 3, "column 3 \\(chunk\\): invalid span tag 'X-NP'"),
+    (b"He PRP B-\n", 1, "invalid span tag"),
     (b"He PRP B-NP\nr\xffns VBZ B-VP\n", 2, "not valid UTF-8"),
 ])
 def test_malformed_lines_are_named_by_file_and_line(tmp_path, content, line, message):
@@ -105,7 +105,7 @@ def test_dev_split_is_carved_from_the_end_of_train(tmp_path):
   splits = conll2000.load_splits(str(fixtures.write_dataset(tmp_path, train=50, test=10)))
   everything = conll2000.read_conll(tmp_path / "train.txt.gz")
   assert len(splits.dev) == 10 and splits.train + splits.dev == everything
-  assert conll2000.dev_size(8936) == 1000
+  assert columns.dev_size(8936) == 1000
 
 
 def test_real_files_have_the_published_counts(real_conll_dir):

@@ -75,28 +75,30 @@ def test_resuming_with_another_model_shape_is_refused(trained):
 
 def test_eval_writes_conlleval_input_and_matches_the_export(trained, tmp_path):
   root, data, model_dir = trained
-  output = tmp_path / "predictions.txt"
+  output = tmp_path / "predictions"
   result = run_binary(EVAL, f"--model_dir={model_dir}", f"--data_dir={data}",
                       f"--output={output}")
   assert result.returncode == 0, result.stderr
   assert "chunk/f1" in result.stdout
+  assert sorted(p.name for p in output.iterdir()) == ["chunk.txt", "pos.txt"]
   gold = read_conll(data / "test.txt.gz")
-  blocks = _blocks(output.read_text())
-  assert len(blocks) == len(gold)
-  rows = [line.split(" ") for line in blocks[0]]
-  assert all(len(r) == 5 for r in rows)
-  assert [r[0] for r in rows] == list(gold[0].words)
-  assert [r[1] for r in rows] == list(gold[0].pos) and [r[3] for r in rows] == list(gold[0].chunks)
+  blocks = {t: _blocks((output / f"{t}.txt").read_text()) for t in ("pos", "chunk")}
+  predicted = {}
+  for task, task_blocks in blocks.items():
+    assert len(task_blocks) == len(gold)
+    rows = [line.split(" ") for line in task_blocks[0]]
+    assert all(len(r) == 3 for r in rows)  # word gold pred: conlleval's input.
+    assert [(r[0], r[1]) for r in rows] == list(zip(gold[0].words, gold[0].tags[task]))
+    predicted[task] = [[line.split(" ")[2] for line in b] for b in task_blocks]
 
   # The exported SavedModel tags like the checkpoint mtl-eval scored (the best on dev).
   text = "".join(" ".join(s.words) + "\n" for s in gold)
   tagged = run_binary(TAG, f"--model={root / 'export'}", stdin=text)
   assert tagged.returncode == 0, tagged.stderr
   served = [[l.split(" ") for l in b] for b in _blocks(tagged.stdout)]
-  evaluated = [[l.split(" ") for l in b] for b in blocks]
-  assert len(served) == len(evaluated)
-  for s, e in zip(served, evaluated):
-    assert [(w, p, c) for w, p, c in s] == [(r[0], r[2], r[4]) for r in e]
+  assert len(served) == len(gold)
+  for i, s in enumerate(served):
+    assert [(p, c) for _, p, c in s] == list(zip(predicted["pos"][i], predicted["chunk"][i]))
 
 
 def test_tag_answers_every_line_it_can(trained):
@@ -154,8 +156,8 @@ def test_single_mode_trains_scores_exports_and_tags_only_its_task(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"the DT B-NP\ndog NN\n", "train.txt:2: expected 3 fields"),
-    (b"the DT B-NP\ndog NN Q-NP\n", "train.txt:2: invalid chunk tag 'Q-NP'"),
+    (b"the DT B-NP\ndog NN\n", "train.txt:2: expected 3 columns"),
+    (b"the DT B-NP\ndog NN Q-NP\n", "train.txt:2: column 3 (chunk): invalid span tag 'Q-NP'"),
     (b"", "train.txt: no sentences"),
 ])
 def test_malformed_training_file_fails_with_one_line_and_no_model_files(tmp_path, content,
@@ -184,10 +186,10 @@ def test_smoke_run_on_the_real_data_beats_the_majority_tag_baseline(real_conll_d
   splits = conll2000.load_splits(real_conll_dir)
   counts = {}
   for s in splits.train:
-    for w, c in zip(s.words, s.chunks):
+    for w, c in zip(s.words, s.tags["chunk"]):
       counts.setdefault(w, {}).setdefault(c, 0)
       counts[w][c] += 1
   majority = {w: max(c, key=c.get) for w, c in counts.items()}
-  baseline = chunk_scores([s.chunks for s in splits.dev],
+  baseline = chunk_scores([s.tags["chunk"] for s in splits.dev],
                           [[majority.get(w, "B-NP") for w in s.words] for s in splits.dev])
   assert dev_f1 > baseline["overall"]["f1"] + 5.0, (dev_f1, baseline["overall"]["f1"])

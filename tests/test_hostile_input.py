@@ -7,7 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mtlcore.data.conll2000 import Sentence, read_conll
+from mtlcore.data.columns import TaggedSentence
+from mtlcore.data.conll2000 import read_conll
 from mtlcore.errors import DataError
 from tests import fixtures
 from tests.binaries import EVAL, TRAIN, error_line, run_binary
@@ -68,7 +69,8 @@ def _reference_parse(raw):
       current = []
   if current:
     sentences.append(current)
-  return [Sentence(*map(tuple, zip(*s))) for s in sentences]
+  return [TaggedSentence(words, {"pos": pos, "chunk": chunks})
+          for words, pos, chunks in (map(tuple, zip(*s)) for s in sentences)]
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -88,14 +90,14 @@ def test_reader_loads_correctly_or_names_file_and_line(tmp_path_factory, raw):
   plain = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
   assert sentences == _reference_parse(plain)
   for s in sentences:
-    assert all(re.fullmatch(r"O|[BI]-[A-Z]+", c) for c in s.chunks)
+    assert all(re.fullmatch(r"O|[BI]-[A-Z]+", c) for c in s.tags["chunk"])
 
 
 @pytest.mark.parametrize("name, content, message", [
     ("garbage", b"\x00\x01\x02\xff\xfe binary", "train.txt:1: not valid UTF-8"),
     ("truncated gzip", gzip.compress(b"the DT B-NP\n" * 500)[:60], "corrupt or truncated gzip"),
-    ("tab-separated with a bad tag", b"the\tDT\tB-NP\ndog\tNN\tX-NP\n", "train.txt:2: invalid"),
-    ("four columns", b"the DT B-NP extra\n", "train.txt:1: expected 3 fields"),
+    ("tab-separated with a bad tag", b"the\tDT\tB-NP\ndog\tNN\tX-NP\n", "train.txt:2: column 3 (chunk): invalid span tag"),
+    ("four columns", b"the DT B-NP extra\n", "train.txt:1: expected 3 columns"),
 ])
 def test_train_binary_rejects_hostile_training_files_cleanly(tmp_path, name, content, message):
   del name
@@ -118,7 +120,7 @@ def test_eval_binary_names_a_bad_test_file(tmp_path):
   assert trained.returncode == 0, trained.stderr
   (data / "test.txt.gz").write_bytes(gzip.compress(b"the DT B-NP\nend NN\n"))
   result = run_binary(EVAL, f"--model_dir={model_dir}", f"--data_dir={data}")
-  assert "test.txt.gz:2: expected 3 fields" in error_line(result)
+  assert "test.txt.gz:2: expected 3 columns" in error_line(result)
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -68,7 +68,7 @@ def test_alternating_steps_follow_the_sampler_over_unequal_data_sets(example_run
   total = train["steps/global"][-1]
   # Two passes over (3000 + 800 + 6000) examples in batches of 32, one task per step, each
   # task drawn with probability 1/3.
-  assert total == round(2 * (3000 // 32 + 800 // 32 + 6000 // 32))
+  assert total == round(2 * (-(-3000 // 32) + -(-800 // 32) + -(-6000 // 32)))
   assert sum(steps.values()) == total
   assert all(abs(n - total / 3) < 4 * (total * 2 / 9) ** 0.5 for n in steps.values()), steps
 
@@ -135,7 +135,7 @@ def test_the_proportional_sampler_draws_each_task_by_its_corpus_size(shapes_modu
   run.train(RunConfig(task_set=shapes_module, mode="alternate", sampler="proportional",
                       model_dir=str(tmp_path / "m"), train_steps=steps, eval_every=0))
   counts = _task_steps(tmp_path / "m")
-  sizes = {"height": 3000 // 32, "weight": 800 // 32, "kind": 6000 // 32}  # Batches per pass.
+  sizes = {"height": -(-3000 // 32), "weight": -(-800 // 32), "kind": -(-6000 // 32)}  # Batches per pass.
   for task, n in counts.items():
     p = sizes[task] / sum(sizes.values())
     assert abs(n - steps * p) < 4 * (steps * p * (1 - p)) ** 0.5, (counts, sizes)

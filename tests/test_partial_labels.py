@@ -91,9 +91,9 @@ SMALL = dict(word_dim=16, char_dim=8, char_filters=8, hidden_size=16)
 def _joint_trainer(chunk_crf):
   sentences = parse_conll(fixtures.conll_text(fixtures.synthetic_sentences(48, seed=0))
                           .encode())
-  vocab = Vocabularies.build(sentences, min_word_count=1)
+  vocab = Vocabularies.build(sentences, ("pos", "chunk"), min_word_count=1)
   featurizer = Featurizer(vocab)
-  config = tagger.TaggerConfig(chunk_crf=chunk_crf, **SMALL)
+  config = tagger.TaggerConfig(crf=("chunk",) if chunk_crf else (), reads={"pos": 1}, **SMALL)
   model = tagger.build_tagger(config, num_words=featurizer.num_words,
                               num_chars=featurizer.num_chars,
                               num_tags={t: len(vocab.tags[t]) for t in ("pos", "chunk")}, seed=0)
@@ -108,7 +108,12 @@ def _joint_trainer(chunk_crf):
 
 @pytest.mark.parametrize("chunk_crf", [True, False])
 def test_a_batch_without_chunk_labels_gives_the_chunk_head_zero_gradient(chunk_crf):
-  trainer, features, labels = _joint_trainer(chunk_crf)
+  assert_chunk_adds_nothing(*_joint_trainer(chunk_crf))
+
+
+def assert_chunk_adds_nothing(trainer, features, labels):
+  """On a batch with no chunk label: no chunk loss, count or units; zero gradient for the
+  chunk head; the trunk's gradient of the joint loss equals that of the POS loss alone."""
   model, seed = trainer.model, tf.constant([0, 1], tf.int64)
   trunk, head = model.trunk.trainable_variables, model.heads["chunk"].trainable_variables
   with tf.GradientTape(persistent=True) as tape:
@@ -132,7 +137,7 @@ def test_a_joint_step_without_chunk_labels_leaves_the_chunk_head_and_slots_untou
   index = optimizer._index  # pylint: disable=protected-access
   slots = [s for v in head for s in (optimizer.m[index[v.ref()]], optimizer.v[index[v.ref()]])]
   before = [v.numpy().tobytes() for v in (*head, *slots)]
-  # POS reads the first trunk layer (hierarchical): it moves the embeddings and that layer;
+  # POS reads the first trunk layer: it moves the embeddings and that layer;
   # with no chunk label the top layer, like the chunk head, has nothing to learn from.
   lower = [*model.trunk.word_embed.trainable_variables, *model.trunk.layers[0].trainable_variables,
            *model.heads["pos"].trainable_variables]

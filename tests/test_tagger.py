@@ -20,7 +20,7 @@ BUCKETS = (12, 24, 36)
 def _setup(config, seed=0):
   sentences = parse_conll(fixtures.conll_text(fixtures.synthetic_sentences(64, seed=seed))
                           .encode())
-  vocab = Vocabularies.build(sentences, min_word_count=1)
+  vocab = Vocabularies.build(sentences, ("pos", "chunk"), min_word_count=1)
   featurizer = Featurizer(vocab)
   model = tagger.build_tagger(config, num_words=featurizer.num_words,
                               num_chars=featurizer.num_chars,
@@ -43,7 +43,8 @@ def _joint(config, jit_compile):
 
 @pytest.mark.parametrize("trunk, crf", [("bilstm", True), ("conv", False)])
 def test_xla_and_plain_tagger_steps_agree_with_dropout_on(trunk, crf):
-  config = tagger.TaggerConfig(trunk=trunk, dropout=0.3, chunk_crf=crf, **SMALL)
+  config = tagger.TaggerConfig(trunk=trunk, dropout=0.3, crf=("chunk",) if crf else (),
+                               **SMALL)
   compiled, plain = _joint(config, True), _joint(config, False)
   compiled.train(3)
   plain.train(3)
@@ -51,8 +52,8 @@ def test_xla_and_plain_tagger_steps_agree_with_dropout_on(trunk, crf):
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.name)
 
 
-def test_hierarchical_pos_step_leaves_the_top_layer_and_chunk_head_untouched():
-  model, stream = _setup(tagger.TaggerConfig(hierarchical=True, **SMALL))
+def test_a_pos_step_reading_the_first_layer_leaves_the_top_layer_and_chunk_head_untouched():
+  model, stream = _setup(tagger.TaggerConfig(reads={"pos": 1}, **SMALL))
   tasks = tagger.tagging_tasks(model, ("pos", "chunk"))
   trainer = AlternatingTrainer(
       model=model, tasks=tasks, optimizers={"pos": Adam(1e-2), "chunk": Adam(1e-2)},

@@ -9,8 +9,8 @@ from mtlcore.trainers import build
 from mtlcore.trainers.cli import flags as run_flags
 from tests import fixtures
 
-OPTIONS = dict(word_dim=8, char_filters=4, hidden_size=8, chunk_crf=False, word_dropout=0.0,
-               hierarchical=True, trunk="bilstm")
+OPTIONS = dict(word_dim=8, char_filters=4, hidden_size=8, crf=(), word_dropout=0.0,
+               reads={"pos": 1}, trunk="bilstm")
 MODES = {"joint": ["--mode=joint"], "alternate": ["--mode=alternate"],
          "pos": ["--mode=single", "--tasks=pos"], "chunk": ["--mode=single", "--tasks=chunk"]}
 
@@ -18,7 +18,7 @@ MODES = {"joint": ["--mode=joint"], "alternate": ["--mode=alternate"],
 def _train_config(data_dir, mode):
   """The RunConfig mtl-train builds from the flags a user would give for this bench row."""
   argv = ["mtl-train", f"--data_dir={data_dir}", "--model_dir=unused", "--batch_size=8",
-          "--train_steps=600", "--chunk_crf=false", "--word_dropout=0", "--word_dim=8",
+          "--train_steps=600", "--crf=", "--word_dropout=0", "--word_dim=8",
           "--char_filters=4", "--hidden_size=8", *MODES[mode]]
   try:
     absl_flags.FLAGS(argv)
@@ -46,7 +46,7 @@ def test_bench_and_train_build_the_same_step_and_it_moves_the_same_variables(tmp
                                          batch_size=8, steps=60)
   benched = throughput.build_bench_trainer(
       bench_config, lambda t: streams[t[0] if len(t) == 1 and mode == "alternate" else "joint"]
-      .dataset, vocabularies=task_set.vocabularies)
+      .make_dataset(0), vocabularies=task_set.vocabularies)
 
   assert type(benched) is type(trained)
   assert set(benched.step_functions()) == set(trained.step_functions())
@@ -62,7 +62,7 @@ def test_bench_and_train_build_the_same_step_and_it_moves_the_same_variables(tmp
   # Same state, same batch, one step of each step function: the same variables after it.
   for source, target in zip(_variables(trained), _variables(benched)):
     target.assign(source)
-  features, labels = next(iter(streams[next(iter(streams))].dataset))
+  features, labels = next(iter(streams[next(iter(streams))].make_dataset(0)))
   step_name = next(iter(trained.step_functions()))
   for trainer in (trained, benched):
     trainer.step_functions()[step_name](features, labels)

@@ -5,20 +5,21 @@ import pytest
 import tensorflow as tf
 
 from mtlcore.data import pipeline
-from mtlcore.data.conll2000 import Sentence
+from mtlcore.data.columns import TaggedSentence
 from mtlcore.data.vocab import PAD, UNK, Featurizer, Vocabularies, normalize_word
 from mtlcore.errors import ConfigError
 
 
 def _sentence(words, pos=None, chunks=None):
   n = len(words)
-  return Sentence(tuple(words), tuple(pos or ["NN"] * n), tuple(chunks or ["B-NP"] * n))
+  return TaggedSentence(tuple(words), {"pos": tuple(pos or ["NN"] * n),
+                                        "chunk": tuple(chunks or ["B-NP"] * n)})
 
 
 def test_vocabularies_keep_frequent_normalised_words_and_all_tags():
   train = [_sentence(["The", "the", "1999", "2001", "rare"], ["DT", "DT", "CD", "CD", "JJ"],
                      ["B-NP", "I-NP", "I-NP", "I-NP", "O"])]
-  vocab = Vocabularies.build(train, min_word_count=2)
+  vocab = Vocabularies.build(train, ("pos", "chunk"), min_word_count=2)
   assert vocab.words == ("0000", "the")
   assert normalize_word("Année-2024") == "année-0000"
   assert vocab.tags["pos"] == ("CD", "DT", "JJ")
@@ -26,13 +27,13 @@ def test_vocabularies_keep_frequent_normalised_words_and_all_tags():
 
 
 def test_vocabularies_round_trip_through_json(tmp_path):
-  vocab = Vocabularies.build([_sentence(["Zürich", "Zürich", "naïve"])], min_word_count=1)
+  vocab = Vocabularies.build([_sentence(["Zürich", "Zürich", "naïve"])], ("pos", "chunk"), min_word_count=1)
   vocab.save(tmp_path / "v.json")
   assert Vocabularies.load(tmp_path / "v.json") == vocab
 
 
 def test_featurizer_maps_words_chars_and_padding():
-  vocab = Vocabularies.build([_sentence(["Dogs", "dogs", "bark"])], min_word_count=2)
+  vocab = Vocabularies.build([_sentence(["Dogs", "dogs", "bark"])], ("pos", "chunk"), min_word_count=2)
   featurizer = Featurizer(vocab, max_word_chars=4)
   out = featurizer(tf.constant([["DOGS", "cats", "Barking", ""]]))
   words, chars = out["words"].numpy()[0], out["chars"].numpy()[0]
@@ -51,7 +52,7 @@ def _corpus(lengths):
 
 def test_training_batches_use_bucket_lengths_and_split_long_sentences():
   sentences = _corpus([3, 5, 9, 30, 4, 7])
-  vocab = Vocabularies.build(sentences, min_word_count=1)
+  vocab = Vocabularies.build(sentences, ("pos", "chunk"), min_word_count=1)
   dataset = pipeline.training_dataset(sentences, featurizer=Featurizer(vocab),
                                       vocabularies=vocab, tasks=("pos", "chunk"), batch_size=2,
                                       seed=0, buckets=(4, 8, 10))
@@ -70,7 +71,7 @@ def test_training_batches_use_bucket_lengths_and_split_long_sentences():
 
 def test_training_stream_is_a_function_of_its_seed():
   sentences = _corpus(range(1, 30))
-  vocab = Vocabularies.build(sentences, min_word_count=1)
+  vocab = Vocabularies.build(sentences, ("pos", "chunk"), min_word_count=1)
 
   def first_batches(seed):
     dataset = pipeline.training_dataset(sentences, featurizer=Featurizer(vocab),
@@ -84,7 +85,7 @@ def test_training_stream_is_a_function_of_its_seed():
 
 def test_eval_stream_keeps_every_sentence_whole_and_indexed():
   sentences = _corpus([3, 12, 1, 25, 8])
-  vocab = Vocabularies.build(sentences, min_word_count=1)
+  vocab = Vocabularies.build(sentences, ("pos", "chunk"), min_word_count=1)
   dataset = pipeline.eval_dataset(sentences, featurizer=Featurizer(vocab), vocabularies=vocab,
                                   tasks=("chunk",), batch_size=2, buckets=(4, 10))
   seen = {}

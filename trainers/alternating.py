@@ -29,8 +29,10 @@ class AlternatingTrainer(Trainer):
         trunk for each task; the same optimizer given for every task shares them: one set of
         trunk moments that every step moves, one update count for all, and each head's
         moments moved only by its own steps.
-      datasets: dict task name -> tf.data.Dataset of (features, labels) where labels is a dict
-        holding at least that task's labels. Repeat them: a step never ends an epoch.
+      datasets: dict task name -> a function `start -> tf.data.Dataset` (or a dataset) of
+        (features, labels) where labels is a dict holding at least that task's labels,
+        endless and beginning at batch `start` (see trainers.trainer). Task T's position is
+        its step counter.
       sampler: a TaskSampler over the same task names.
       seed: int; dropout masks are a function of (seed, global step).
       jit_compile: compile each step (forward, backward, update) with XLA.
@@ -65,10 +67,9 @@ class AlternatingTrainer(Trainer):
       variables.update({v.ref(): v for v in self.trained(model.variables_for(n))})
     for optimizer, variables in served.values():
       optimizer.build(variables.values())
-    self.iterators = {n: iter(datasets[n]) for n in names}
+    self._set_inputs({n: datasets[n] for n in names}, self.task_steps)
     self._steps = {n: tf.function(functools.partial(self._task_step, n), jit_compile=jit_compile)
                    for n in names}
-    self._loop = tf.function(self._loop_impl)
 
   def _task_step(self, name, features, labels):
     """One step of task `name`: returns (log vector, 1 if skipped as non-finite)."""
@@ -81,7 +82,7 @@ class AlternatingTrainer(Trainer):
     return self.log_layout.step_vector(features, {name: report}), bad
 
   def _run_task(self, name):
-    features, labels = next(self.iterators[name])
+    features, labels = next(self._inputs.iterators[name])
     return self._steps[name](features, labels)
 
   def _loop_impl(self, num_steps):

@@ -127,7 +127,7 @@ def build_trainer(config, *, model, tasks, streams, total_steps):
   if config.mode in ("joint", "single"):
     weights = dict(zip(config.tasks, config.task_weights)) if config.task_weights else None
     return JointTrainer(optimizer=_adam(config, "adam", total_steps),
-                        dataset=streams["joint"].dataset, loss_weights=weights, **common)
+                        dataset=streams["joint"].make_dataset, loss_weights=weights, **common)
   sampler = build_sampler(config, streams, total_steps)
   if config.per_task_optimizer:
     optimizers = {t: _adam(config, f"adam_{t}", total_steps * share)
@@ -137,4 +137,4 @@ def build_trainer(config, *, model, tasks, streams, total_steps):
     optimizers = {t: shared for t in config.tasks}
   return AlternatingTrainer(
       optimizers=optimizers,
-      datasets={t: streams[t].dataset for t in config.tasks}, sampler=sampler, **common)
+      datasets={t: streams[t].make_dataset for t in config.tasks}, sampler=sampler, **common)

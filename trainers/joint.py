@@ -23,9 +23,10 @@ class JointTrainer(Trainer):
       model: a MultiTaskModel with a head for every task.
       tasks: sequence of Task.
       optimizer: one optimizer (not yet built) for all of the model's variables.
-      dataset: tf.data.Dataset of (features, labels), labels a dict with every task's labels
-        (a missing label is an id < 0 where the task's loss supports it). Repeat it: a step
-        never ends an epoch.
+      dataset: a function `start -> tf.data.Dataset` (or a dataset) of (features, labels),
+        labels a dict with every task's labels (a missing label is an id < 0 where the task's
+        loss supports it), endless and beginning at batch `start` (see trainers.trainer). Its
+        position is the global step.
       loss_weights: dict task name -> non-negative float; missing tasks weigh 1.
       seed, jit_compile, clip_norm, max_nonfinite_steps, weight_average, frozen_variables,
         name: as for AlternatingTrainer.
@@ -45,9 +46,8 @@ class JointTrainer(Trainer):
     self.loss_weights = {n: float(loss_weights.get(n, 1.0)) for n in self.tasks}
     self.optimizer = optimizer
     self.optimizer.build(self.trained(model.trainable_variables))
-    self.iterator = iter(dataset)
+    self._set_inputs({"joint": dataset}, {"joint": self.global_step})
     self._step = tf.function(self._joint_step, jit_compile=jit_compile)
-    self._loop = tf.function(self._loop_impl)
 
   def weighted_losses(self, features, labels, *, training, seed):
     """Returns (total loss, {task: loss}, {task: (log ratios, units)}) for one batch; each
@@ -87,7 +87,7 @@ class JointTrainer(Trainer):
     sums, counts, nonfinite, first_bad = self._initial_accumulators()
     for _ in tf.range(num_steps):
       step = self.global_step.read_value()
-      features, labels = next(self.iterator)
+      features, labels = next(self._inputs.iterators["joint"])
       log, bad, culprit = self._step(features, labels)
       sums += log
       counts += 1.0

@@ -12,8 +12,17 @@ count), and the trainer divides. It reads no feature by name.
 
 Every piece of state that decides the future is an attribute of the trainer (a tf.Module), so
 `tf.train.Checkpoint(trainer=trainer)` holds it: variables, optimizer slots and counters,
-global and per-task step counters, the sampler's generator and the input iterators. Dropout
-masks are drawn from (seed, global step), so they need no state of their own.
+global and per-task step counters and the sampler's generator. Dropout masks are drawn from
+(seed, global step), so they need no state of their own.
+
+Input iterators are not state. Every input stream is given as a function `start -> dataset`
+that begins at batch number `start` (mtlcore.data.batching), and the stream's position is a
+step counter the checkpoint already holds: the global step for the joint stream, a task's step
+counter for its own stream (each step consumes one batch, applied or skipped). Before running
+steps, `train` checks that its iterators stand where the counters say and rebuilds them if not
+(the first call, or after a checkpoint was restored), so a checkpoint stays the same size
+whatever the corpus, and resume is exact. A plain tf.data.Dataset is accepted as well; it is
+then rebuilt with `dataset.skip(start)`: exact too, but it reads `start` batches to get there.
 """
 
 import contextlib
@@ -22,6 +31,26 @@ import tensorflow as tf
 
 from mtlcore.errors import ConfigError, NonFiniteError, require_positive
 from mtlcore.trainers.logs import LogLayout
+
+
+def input_maker(dataset):
+  """`start -> tf.data.Dataset` for a stream given as such a function or as a dataset."""
+  if isinstance(dataset, tf.data.Dataset):
+    return dataset.skip
+  if not callable(dataset):
+    raise ConfigError(f"An input stream must be a tf.data.Dataset or a function start -> "
+                      f"dataset, got {type(dataset).__name__}.")
+  return dataset
+
+
+class _Inputs:
+  """The iterators of the input streams and the positions they stand at. A plain object, so
+  neither tf.Module nor a checkpoint tracks it."""
+
+  def __init__(self, makers):
+    self.makers = makers
+    self.iterators = None
+    self.positions = None
 
 
 class Trainer(tf.Module):
@@ -56,6 +85,24 @@ class Trainer(tf.Module):
     self.log_layout = LogLayout(self.tasks)
     # Variables no step changes (e.g. a warm-started trunk kept fixed): no gradient, no slots.
     self._frozen = {v.ref() for v in frozen_variables}
+
+  def _set_inputs(self, datasets, counters):
+    """datasets: {stream: dataset or start -> dataset}; counters: {stream: the int64 variable
+    counting its batches consumed}."""
+    self._inputs = _Inputs({k: input_maker(d) for k, d in datasets.items()})
+    self._input_counters = counters
+
+  def _positions(self):
+    return {k: int(v.numpy()) for k, v in self._input_counters.items()}
+
+  def _sync_inputs(self):
+    """Rebuilds the iterators (and retraces the loop that reads them) unless they already
+    stand where the step counters say."""
+    positions = self._positions()
+    if positions != self._inputs.positions:
+      self._inputs.iterators = {k: iter(self._inputs.makers[k](p)) for k, p in positions.items()}
+      self._inputs.positions = positions
+      self._loop = tf.function(self._loop_impl)
 
   def trained(self, variables):
     """`variables` without the frozen ones, in order."""
@@ -143,13 +190,17 @@ class Trainer(tf.Module):
   def train(self, num_steps):
     """Runs `num_steps` steps; returns their trainers.logs.LoopLogs (seconds left at 0)."""
     require_positive("num_steps", num_steps)
+    self._sync_inputs()
+    self._inputs.positions = None  # Unknown until the loop has returned.
     sums, counts, nonfinite, first_bad = self._loop(tf.constant(num_steps, tf.int32))
+    self._inputs.positions = self._positions()
     nonfinite = int(nonfinite)
     self._raise_if_nonfinite(nonfinite, first_bad.numpy())
     return self.log_layout.to_logs(sums.numpy(), counts.numpy(), steps=num_steps,
                                    step=int(self.global_step.numpy()), nonfinite_steps=nonfinite)
 
-  def _loop(self, num_steps):
+  def _loop_impl(self, num_steps):
+    """The tf.function body running `num_steps` steps; returns the loop accumulators."""
     raise NotImplementedError
 
   def step_functions(self):

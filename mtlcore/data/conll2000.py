@@ -1,8 +1,8 @@
 """CoNLL-2000 chunking data: read it, find it, download and verify it.
 
-The format is one token per line, `word POS chunk`, separated by white space, and a blank line
-between sentences; files may be plain or gzip-compressed UTF-8. Any malformed line raises a
-DataError naming the file and line number.
+The format is the column format of mtlcore.data.columns with three columns, `word POS chunk`;
+files may be plain or gzip-compressed UTF-8. Any malformed line raises a DataError naming the
+file, line and column.
 
 Where the data comes from, in order: an explicit directory (the `--data_dir` flag), the
 MTL_DATA_DIR environment variable, then a cache directory (MTL_CACHE_DIR, default
@@ -13,12 +13,12 @@ files and checking their sentence and token counts.
 import dataclasses
 import gzip
 import os
-import re
 import tempfile
 import urllib.error
 import urllib.request
 import zlib
 
+from mtlcore.data import columns
 from mtlcore.errors import ConfigError, DataError
 
 DATA_DIR_ENV = "MTL_DATA_DIR"
@@ -29,84 +29,26 @@ BASE_URLS = ("https://www.clips.uantwerpen.be/conll2000/chunking/",
 # Published sizes of the shared task's files: (sentences, tokens).
 EXPECTED_COUNTS = {"train": (8936, 211727), "test": (2012, 47377)}
 FILES = {"train": "train.txt.gz", "test": "test.txt.gz"}
-DEV_SENTENCES = 1000
 
-_CHUNK_TAG = re.compile(r"^(O|[BI]-[A-Z]+)$")
-
-
-@dataclasses.dataclass(frozen=True)
-class Sentence:
-  """One sentence: parallel tuples of words, POS tags and chunk tags (IOB2 or IOB1)."""
-  words: tuple
-  pos: tuple
-  chunks: tuple
-
-  def __len__(self):
-    return len(self.words)
-
-
-def _open_bytes(path):
-  with open(path, "rb") as f:
-    raw = f.read()
-  if raw[:2] == b"\x1f\x8b":
-    try:
-      return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:
-      raise DataError(path, None, f"corrupt or truncated gzip file ({e}).") from None
-  return raw
+COLUMNS = ("word", "pos", "chunk")
+TASKS = ("pos", "chunk")
 
 
 def parse_conll(raw, path="<bytes>"):
-  """Parses CoNLL-2000 text (bytes, UTF-8) into a list of Sentence.
+  """Parses CoNLL-2000 text (bytes, UTF-8) into a list of mtlcore.data.columns.TaggedSentence
+  labelled for "pos" and "chunk".
 
-  A UTF-8 byte-order mark and Windows line ends are accepted. Raises DataError naming `path`
-  and the line for: a line that is not UTF-8, a line without exactly three fields, a chunk tag
-  that is not O, B-TYPE or I-TYPE; and for input with no sentence at all.
+  Raises DataError naming `path`, the line and the column for: a line that is not UTF-8, a
+  line without exactly three fields, a chunk tag that is not O or B-, I-, E-, S-TYPE; and for
+  input with no sentence at all.
   """
-  if raw.startswith(b"\xef\xbb\xbf"):
-    raw = raw[3:]
-  sentences, current = [], []
-  lines = raw.split(b"\n")
-  for number, line in enumerate(lines, 1):
-    try:
-      text = line.decode("utf-8")
-    except UnicodeDecodeError as e:
-      raise DataError(path, number, f"not valid UTF-8 (byte {e.start + 1}).") from None
-    text = text.rstrip("\r")
-    fields = text.split()
-    if not fields:
-      if text and not text.isspace():
-        raise DataError(path, number, "unexpected characters on a blank line.")
-      if current:
-        sentences.append(Sentence(*map(tuple, zip(*current))))
-        current = []
-      continue
-    if len(fields) != 3:
-      raise DataError(path, number, f"expected 3 fields 'word POS chunk', found {len(fields)}: "
-                      f"{text[:60]!r}.")
-    if not _CHUNK_TAG.match(fields[2]):
-      raise DataError(path, number, f"invalid chunk tag {fields[2][:30]!r}; expected O, "
-                      f"B-TYPE or I-TYPE.")
-    current.append(fields)
-  if current:
-    sentences.append(Sentence(*map(tuple, zip(*current))))
-  if not sentences:
-    raise DataError(path, None, "no sentences: the file is empty or holds only blank lines.")
-  return sentences
+  return columns.parse_columns(raw, path, columns=COLUMNS, tasks=TASKS, span_tasks=("chunk",))
 
 
 def read_conll(path):
-  """Reads a CoNLL-2000 file (plain or gzip) into a list of Sentence; see parse_conll."""
+  """Reads a CoNLL-2000 file (plain or gzip); see parse_conll."""
   path = os.fspath(path)
-  try:
-    raw = _open_bytes(path)
-  except FileNotFoundError:
-    raise DataError(path, None, "no such file.") from None
-  except IsADirectoryError:
-    raise DataError(path, None, "is a directory, not a CoNLL file.") from None
-  except PermissionError:
-    raise DataError(path, None, "permission denied.") from None
-  return parse_conll(raw, path)
+  return parse_conll(columns.read_bytes(path), path)
 
 
 def count(sentences):
@@ -196,19 +138,11 @@ class Splits:
   test_path: str
 
 
-def dev_size(num_train_sentences):
-  """How many sentences the dev split takes from the end of train: 1,000 for the real data,
-  a fifth of smaller files (at least 1, leaving at least 1 for training)."""
-  if num_train_sentences < 2:
-    return 0
-  return max(1, min(DEV_SENTENCES, num_train_sentences // 5))
-
-
 def load_splits(data_dir=None):
   """Reads train and test and carves the dev split from the end of train."""
   train_path, test_path = locate("train", data_dir), locate("test", data_dir)
   train = read_conll(train_path)
-  n_dev = dev_size(len(train))
+  n_dev = columns.dev_size(len(train))
   if n_dev == 0:
     raise DataError(train_path, None, "needs at least 2 sentences (one to train, one for dev).")
   return Splits(train=train[:-n_dev], dev=train[-n_dev:], test=read_conll(test_path),

@@ -3,19 +3,22 @@
 Batches are ({"words": int32 [B, T], "chars": int32 [B, T, C], "length": int32 [B],
 "index": int32 [B]}, {task: int32 [B, T]}), where T is one of a small fixed set of bucket
 lengths, so XLA compiles at most one program per (task, bucket). Label ids at padded positions
-are 0 and must be masked by length.
+are 0 and must be masked by length; a missing label is MISSING (-1).
 
-Training streams are endless and reshuffled every epoch from a seed; a sentence longer than
-the largest bucket is split into pieces of at most that length (never dropped). Evaluation
+Training streams are endless, each epoch in an order drawn from (seed, epoch) alone
+(mtlcore.data.batching), so a stream can be rebuilt at any batch; a sentence longer than the
+largest bucket is split into pieces of at most that length (never dropped). Evaluation
 streams keep every sentence whole: one longer than the largest bucket is padded to a multiple
 of it, and `index` tells where each row came from.
 """
 
+import functools
 import math
 
 import numpy as np
 import tensorflow as tf
 
+from mtlcore.data import batching
 from mtlcore.errors import ConfigError, require_positive
 
 DEFAULT_BUCKETS = (12, 24, 36, 52, 80)
@@ -36,9 +39,7 @@ def split_long(sentences, max_length):
     if len(s) <= max_length:
       out.append(s)
       continue
-    for start in range(0, len(s), max_length):
-      stop = start + max_length
-      out.append(type(s)(s.words[start:stop], s.pos[start:stop], s.chunks[start:stop]))
+    out += [s.piece(start, start + max_length) for start in range(0, len(s), max_length)]
   return out
 
 
@@ -49,12 +50,18 @@ def _ragged(rows, dtype):
                                           tf.constant(lengths, tf.int64))
 
 
-def _base_dataset(sentences, vocabularies, tasks):
-  columns = {"tokens": _ragged([s.words for s in sentences], tf.string),
-             "index": tf.range(len(sentences), dtype=tf.int32)}
+def _columns(sentences, vocabularies, tasks):
+  """{"tokens": ragged string [N, None], task: ragged int32 label ids [N, None]}."""
+  columns = {"tokens": _ragged([s.words for s in sentences], tf.string)}
   for task in tasks:
-    tags = [s.pos if task == "pos" else s.chunks for s in sentences]
-    columns[task] = _ragged([vocabularies.tag_ids(task, t) for t in tags], tf.int32)
+    columns[task] = _ragged([vocabularies.tag_ids(task, s.labels(task)) for s in sentences],
+                            tf.int32)
+  return columns
+
+
+def _base_dataset(sentences, vocabularies, tasks):
+  columns = _columns(sentences, vocabularies, tasks)
+  columns["index"] = tf.range(len(sentences), dtype=tf.int32)
   return tf.data.Dataset.from_tensor_slices(columns)
 
 
@@ -69,7 +76,7 @@ def _featurize(featurizer, tasks):
   return fn
 
 
-def _bucketed(dataset, boundaries, batch_size, max_word_chars, tasks, drop_remainder):
+def _bucketed(dataset, boundaries, batch_size, max_word_chars, tasks):
   boundaries_t = tf.constant(boundaries, tf.int32)
 
   def key(features, labels):
@@ -80,35 +87,57 @@ def _bucketed(dataset, boundaries, batch_size, max_word_chars, tasks, drop_remai
     length = tf.cast(tf.gather(boundaries_t, bucket), tf.int64)
     shapes = ({"words": tf.reshape(length, [1]), "chars": tf.stack([length, max_word_chars]),
                "length": [], "index": []}, {t: tf.reshape(length, [1]) for t in tasks})
-    return window.padded_batch(batch_size, padded_shapes=shapes, drop_remainder=drop_remainder)
+    return window.padded_batch(batch_size, padded_shapes=shapes)
 
   return dataset.group_by_window(key_func=key, reduce_func=batch, window_size=batch_size)
 
 
+def steps_per_epoch(sentences, *, batch_size, buckets=DEFAULT_BUCKETS):
+  """Batches in one pass over `sentences` (long ones split as the training stream does)."""
+  return batching.num_batches(len(split_long(sentences, check_buckets(buckets)[-1])),
+                              batch_size)
+
+
 def training_dataset(sentences, *, featurizer, vocabularies, tasks, batch_size, seed,
-                     buckets=DEFAULT_BUCKETS):
-  """An endless, shuffled, bucketed stream of full training batches.
+                     buckets=DEFAULT_BUCKETS, start=0):
+  """An endless, shuffled, bucketed stream of full training batches, from batch `start` on.
 
   Args:
-    sentences: list of mtlcore.data.conll2000.Sentence.
+    sentences: list of mtlcore.data.columns.TaggedSentence.
     featurizer: mtlcore.data.vocab.Featurizer.
     vocabularies: mtlcore.data.vocab.Vocabularies (for tag ids).
-    tasks: task names whose labels the batches carry ("pos", "chunk").
+    tasks: task names whose labels the batches carry (MISSING where a sentence has none).
     batch_size: sentences per batch.
-    seed: shuffling seed; each epoch is reshuffled, the same way on every run.
+    seed: each epoch's order is drawn from (seed, epoch) (mtlcore.data.batching), the same
+      way on every run.
     buckets: increasing pad lengths.
+    start: the first batch, counted from the stream's beginning across epochs; the stream
+      from `start` on is exactly what it would be after `start` batches.
   """
   require_positive("batch_size", batch_size)
   buckets = check_buckets(buckets)
   pieces = split_long(sentences, buckets[-1])
-  dataset = (_base_dataset(pieces, vocabularies, tasks)
-             .shuffle(len(pieces), seed=seed, reshuffle_each_iteration=True)
-             .repeat()
-             .map(_featurize(featurizer, tasks), num_parallel_calls=tf.data.AUTOTUNE,
-                  deterministic=True))
-  dataset = _bucketed(dataset, buckets, batch_size, featurizer.max_word_chars, tasks,
-                      drop_remainder=True)
-  return dataset.prefetch(tf.data.AUTOTUNE)
+  if not pieces:
+    raise ConfigError("A training stream needs at least one sentence.")
+  plan = functools.partial(batching.epoch_batches, len(pieces), batch_size=batch_size,
+                           seed=seed, lengths=[len(p) for p in pieces], buckets=buckets)
+  columns = _columns(pieces, vocabularies, tasks)
+
+  def make_batch(length, index):
+    tokens = tf.gather(columns["tokens"], index)
+    shape = tf.stack([batch_size, length])
+    features = featurizer(tokens.to_tensor(default_value="", shape=shape))
+    features["length"] = tf.cast(tokens.row_lengths(), tf.int32)
+    features["index"] = index
+    labels = {t: tf.gather(columns[t], index).to_tensor(default_value=0, shape=shape)
+              for t in tasks}
+    return features, labels
+
+  dataset = batching.plan_dataset(lambda epoch: plan(epoch=epoch),
+                                  steps_per_epoch=batching.num_batches(len(pieces), batch_size),
+                                  batch_size=batch_size, start=start)
+  return dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE,
+                     deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_boundaries(sentences, buckets=DEFAULT_BUCKETS):
@@ -130,5 +159,5 @@ def eval_dataset(sentences, *, featurizer, vocabularies, tasks, batch_size,
   dataset = dataset.map(lambda row: dict(row, index=tf.gather(original, row["index"])))
   dataset = dataset.map(_featurize(featurizer, tasks), num_parallel_calls=tf.data.AUTOTUNE)
   dataset = _bucketed(dataset, eval_boundaries(sentences, buckets), batch_size,
-                      featurizer.max_word_chars, tasks, drop_remainder=False)
+                      featurizer.max_word_chars, tasks)
   return dataset.prefetch(tf.data.AUTOTUNE)

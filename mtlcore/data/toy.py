@@ -9,6 +9,7 @@ A shared ReLU layer can learn z once for both heads.
 import numpy as np
 import tensorflow as tf
 
+from mtlcore.data import batching
 from mtlcore.errors import require_positive
 
 NUM_FEATURES = 10
@@ -30,12 +31,11 @@ def make_toy_data(num_examples, *, seed):
   return x.astype(np.float32), {"y1": as_column(y1), "y2": as_column(y2)}
 
 
-def toy_dataset(num_examples, *, batch_size, seed):
-  """An endless, shuffled tf.data.Dataset of ({"x": [B, 10]}, {"y1": [B, 1], "y2": [B, 1]})."""
+def toy_dataset(num_examples, *, batch_size, seed, start=0):
+  """An endless, shuffled tf.data.Dataset of ({"x": [B, 10]}, {"y1": [B, 1], "y2": [B, 1]}),
+  beginning at batch `start` (mtlcore.data.batching: each epoch is a permutation drawn from
+  (seed, epoch), so the stream can be rebuilt at any position)."""
   require_positive("batch_size", batch_size)
   x, y = make_toy_data(num_examples, seed=seed)
-  return (tf.data.Dataset.from_tensor_slices(({"x": x}, y))
-          .shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
-          .repeat()
-          .batch(batch_size, drop_remainder=True)
-          .prefetch(2))
+  make_dataset, _ = batching.in_memory(({"x": x}, y), batch_size=batch_size, seed=seed)
+  return make_dataset(start)

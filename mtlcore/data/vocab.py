@@ -4,7 +4,8 @@ Word ids: 0 is padding, 1 the unknown word; words are normalised (lower-cased, d
 to 0) and kept if seen at least `min_count` times. Character ids: 0 padding, 1 unknown;
 characters keep their case (capitalisation reaches the model through them). Tag vocabularies
 have no padding or unknown entry: a tag never seen in training (e.g. I-LST, which only the
-test file has) gets the id `len(tags)`, which no head predicts and every loss ignores.
+test file has) gets the id `len(tags)`, which no head predicts and every loss ignores; a
+missing label gets MISSING (-1), which every loss and metric ignores too.
 
 The Featurizer holds the lookup tables as tf.lookup tables, so the tf.data pipeline and the
 exported SavedModel map raw strings to ids with the same code and no vocabulary files.
@@ -20,6 +21,7 @@ from mtlcore.errors import ConfigError, DataError, require_positive
 from mtlcore.files import write_json_atomically
 
 PAD, UNK = 0, 1
+MISSING = -1  # The label id of a token whose label is missing (no loss, no metric).
 
 
 def normalize_word(word):
@@ -36,20 +38,23 @@ class Vocabularies:
   tags: dict
 
   @classmethod
-  def build(cls, sentences, *, min_word_count=2, min_char_count=1):
-    """Builds the vocabularies from training sentences (mtlcore.data.conll2000.Sentence)."""
+  def build(cls, sentences, tasks, *, min_word_count=2, min_char_count=1):
+    """Builds the vocabularies from training sentences (mtlcore.data.columns.TaggedSentence):
+    words and characters from all of them, each task's tags from its labels (missing ones
+    left out)."""
     require_positive("min_word_count", min_word_count)
     words = collections.Counter(normalize_word(w) for s in sentences for w in s.words)
     chars = collections.Counter(c for s in sentences for w in s.words for c in w)
     keep = lambda counter, n: tuple(sorted(k for k, c in counter.items() if c >= n))
-    return cls(words=keep(words, min_word_count), chars=keep(chars, min_char_count),
-               tags={"pos": tuple(sorted({t for s in sentences for t in s.pos})),
-                     "chunk": tuple(sorted({t for s in sentences for t in s.chunks}))})
+    tags = {task: tuple(sorted({t for s in sentences for t in s.tags.get(task, ())
+                                if t is not None})) for task in tasks}
+    return cls(words=keep(words, min_word_count), chars=keep(chars, min_char_count), tags=tags)
 
   def tag_ids(self, task, tags):
-    """Maps tag strings to ids; unseen tags get len(vocabulary)."""
+    """Maps tag strings to ids: unseen tags get len(vocabulary), missing ones (None)
+    MISSING."""
     index = {t: i for i, t in enumerate(self.tags[task])}
-    return [index.get(t, len(index)) for t in tags]
+    return [MISSING if t is None else index.get(t, len(index)) for t in tags]
 
   def save(self, path):
     """Writes JSON atomically."""

@@ -1,17 +1,18 @@
-"""The CoNLL-2000 tagger: words and characters in, one tag distribution per token per task.
+"""The sequence tagger: words and characters in, one tag distribution per token per task.
 
 Trunk: a word embedding (normalised words) concatenated with character features (a char CNN
 max-pooled over each word), then a stack of masked BiLSTM layers (or, with trunk="conv",
-1-D convolution layers, faster on CPU). It exposes two representations: "lower", the first
-layer's output, and "top", the last layer's. With `hierarchical=True` the POS head reads
-"lower" and the chunk head reads "top" (Søgaard & Goldberg 2016: low-level tasks supervised
-at lower layers); otherwise both read "top".
+1-D convolution layers, faster on CPU). It exposes every layer's output as a representation,
+"layer1" (the first) to "layerN" (the top). Each task's head reads the top layer unless
+`reads` names another (Søgaard & Goldberg 2016: low-level tasks such as POS supervised at
+lower layers), and is a per-token softmax or, for the tasks in `crf`, a linear-chain CRF.
 
 Features: {"words": int32 [B, T], "chars": int32 [B, T, C], "length": int32 [B]}.
 Head outputs: logits float32 [B, T, num_tags].
 """
 
 import dataclasses
+from collections.abc import Mapping
 
 import tensorflow as tf
 
@@ -40,14 +41,14 @@ class TaggerConfig:
     char_width: char CNN window, in characters.
     hidden_size: BiLSTM units per direction; the conv trunk uses 2 * hidden_size filters so
       both trunks give representations of the same size.
-    num_layers: trunk layers (>= 2 so that "lower" and "top" differ).
+    num_layers: trunk layers (>= 2, so that a task can read a lower layer than the top).
     conv_width: window of the conv trunk's layers, in tokens.
     dropout: dropout rate on the embeddings and after every trunk layer.
     word_dropout: in training, each word id is replaced by the unknown-word id with this
       probability, so the unknown-word embedding learns to stand for rare and unseen words.
-    hierarchical: POS head reads the first layer, chunk head the top one.
-    chunk_crf: the chunk head is a linear-chain CRF (trained on the sentence log-likelihood,
+    crf: tasks whose head is a linear-chain CRF (trained on the sentence log-likelihood,
       decoded with Viterbi) instead of a per-token softmax.
+    reads: task -> the trunk layer (1 to num_layers) its head reads; other tasks read the top.
   """
   trunk: str = "bilstm"
   word_dim: int = 100
@@ -59,8 +60,8 @@ class TaggerConfig:
   conv_width: int = 5
   dropout: float = 0.5
   word_dropout: float = 0.1
-  hierarchical: bool = True
-  chunk_crf: bool = True
+  crf: tuple = ()
+  reads: Mapping = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if self.trunk not in TRUNKS:
@@ -72,6 +73,16 @@ class TaggerConfig:
       raise ConfigError(f"num_layers must be at least 2, got {self.num_layers}.")
     require_probability("dropout", self.dropout)
     require_probability("word_dropout", self.word_dropout)
+    object.__setattr__(self, "crf", tuple(self.crf))
+    object.__setattr__(self, "reads", dict(self.reads))
+    for task, layer in self.reads.items():
+      if not isinstance(layer, int) or not 1 <= layer <= self.num_layers:
+        raise ConfigError(f"reads: task {task!r} must read a layer from 1 to num_layers="
+                          f"{self.num_layers}, got {layer!r}.")
+
+  def layer_read_by(self, task):
+    """The name of the representation `task`'s head reads."""
+    return f"layer{self.reads.get(task, self.num_layers)}"
 
   @property
   def output_size(self):
@@ -101,7 +112,7 @@ class CharFeatures(tf.Module):
 
 
 class TaggerTrunk(SharedTrunk):
-  """Embeddings + char CNN + a stack of BiLSTM or conv layers -> {"lower", "top"}."""
+  """Embeddings + char CNN + a stack of BiLSTM or conv layers -> {"layer1", ..., "layerN"}."""
 
   def __init__(self, config, *, num_words, num_chars, seed, name=None):
     super().__init__(name=name)
@@ -121,7 +132,7 @@ class TaggerTrunk(SharedTrunk):
       size = config.output_size
     self.dropouts = [Dropout(config.dropout, site=i, name=f"dropout_{i}")
                      for i in range(config.num_layers + 1)]
-    self.output_sizes = {"lower": config.output_size, "top": config.output_size}
+    self.output_sizes = {f"layer{i + 1}": config.output_size for i in range(config.num_layers)}
 
   def __call__(self, features, *, training, seed):
     mask = sequence_mask(features)
@@ -137,7 +148,7 @@ class TaggerTrunk(SharedTrunk):
       x = layer(x, features["length"]) if self.config.trunk == "bilstm" else layer(x, mask)
       x = drop(x, seed=seed, training=training)
       outputs.append(x)
-    return {"lower": outputs[0], "top": outputs[-1]}
+    return {f"layer{i + 1}": x for i, x in enumerate(outputs)}
 
 
 class TokenClassifierHead(TaskHead):
@@ -206,22 +217,21 @@ class CRFTagHead(TokenClassifierHead):
 
 
 def build_tagger(config, *, num_words, num_chars, num_tags, seed):
-  """A MultiTaskModel with the tagger trunk, a softmax POS head and a CRF or softmax chunk
-  head.
+  """A MultiTaskModel with the tagger trunk and one softmax or CRF head per task.
 
   Args:
     config: TaggerConfig.
     num_words, num_chars: vocabulary sizes, including padding and unknown.
-    num_tags: task name ("pos", "chunk") -> number of tags; the model has a head for each.
-    seed: int; all initial weights are a function of it.
+    num_tags: task name -> number of tags; the model has a head for each.
+    seed: int; all initial weights are a function of it (head i, in sorted task order, of
+      seed + 1000 + i).
   """
   trunk = TaggerTrunk(config, num_words=num_words, num_chars=num_chars, seed=seed, name="trunk")
   heads = {}
   for i, (task, n) in enumerate(sorted(num_tags.items())):
-    reads = "lower" if (config.hierarchical and task == "pos") else "top"
-    head_class = CRFTagHead if (config.chunk_crf and task == "chunk") else TokenClassifierHead
-    heads[task] = head_class(config.output_size, n, reads=reads, seed=seed + 1000 + i,
-                             name=f"{task}_head")
+    head_class = CRFTagHead if task in config.crf else TokenClassifierHead
+    heads[task] = head_class(config.output_size, n, reads=config.layer_read_by(task),
+                             seed=seed + 1000 + i, name=f"{task}_head")
   return MultiTaskModel(trunk, heads, name="tagger")
 
 

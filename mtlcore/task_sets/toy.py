@@ -8,6 +8,7 @@ is that data set shuffled with its own seed. No held-out split; the export serve
 import tensorflow as tf
 
 from mtlcore import export, task_set
+from mtlcore.data import batching
 from mtlcore.data import toy as toy_data
 from mtlcore.errors import require_positive
 from mtlcore.networks import toy as toy_network
@@ -38,8 +39,9 @@ class ToyTaskSet(task_set.TaskSet):
 
   def _stream(self, batch_size, seed):
     return task_set.Stream(
-        toy_data.toy_dataset(self.num_examples, batch_size=batch_size, seed=seed),
-        steps_per_epoch=-(-self.num_examples // batch_size))
+        lambda start: toy_data.toy_dataset(self.num_examples, batch_size=batch_size, seed=seed,
+                                           start=start),
+        steps_per_epoch=batching.num_batches(self.num_examples, batch_size))
 
   def joint_dataset(self, data, tasks, *, batch_size, seed):
     return self._stream(batch_size, seed)

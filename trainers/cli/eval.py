@@ -1,19 +1,22 @@
 """mtl-eval: scores a trained model on a held-out split and writes its predictions.
 
-  mtl-eval --model_dir=runs/conll2000 [--split=test] [--output=predictions.txt]
+  mtl-eval --model_dir=runs/conll2000 [--split=test] [--output=predictions/]
 
 Rebuilds the model that --model_dir's config.json describes (through the same builder as
 mtl-train), restores the best-on-dev (or latest) checkpoint and prints the task set's metrics
-for the tasks the run trained. --output writes what the task set writes for predictions
-(conll2000: conlleval's input, `word gold pred` per trained task).
+for the tasks the run trained. --output is a directory that receives what the task set writes
+for predictions (tagging and conll2000: TASK.txt per trained task, conlleval's input `word
+gold pred`); it is written in full beside the target and then swapped in.
 """
 
 import os
+import shutil
 import tempfile
 
 from absl import flags
 
 from mtlcore.errors import ConfigError
+from mtlcore.files import replace_directory
 from mtlcore.trainers import run
 from mtlcore.trainers.cli import common
 # The run flags define --model_dir and --data_dir, which mtl-eval reads.
@@ -22,7 +25,8 @@ from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=unused-im
 FLAGS = flags.FLAGS
 flags.DEFINE_string("split", "test", "Which held-out split to score (conll2000: dev or test).")
 flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "best-on-dev or latest checkpoint.")
-flags.DEFINE_string("output", None, "Write the predictions here (conll2000: conlleval input).")
+flags.DEFINE_string("output", None, "A directory to write the predictions into (tagging, "
+                    "conll2000: TASK.txt per task, conlleval's input).")
 
 
 def format_metrics(metrics):
@@ -34,13 +38,18 @@ def format_metrics(metrics):
 
 
 def write_predictions(task_set, model, data, tasks, split, path):
-  """The task set's predictions file, written to a temporary name and renamed into place."""
-  directory = os.path.dirname(os.path.abspath(path))
+  """The task set's predictions, written into a staging directory and swapped in as `path`."""
+  parent = os.path.dirname(os.path.abspath(path))
   try:
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".predictions.")
-    os.close(fd)
-    task_set.write_predictions(model, data, tasks, split, tmp)
-    os.replace(tmp, path)
+    if os.path.exists(path) and not os.path.isdir(path):
+      raise NotADirectoryError(20, "exists and is not a directory")
+    staging = tempfile.mkdtemp(dir=parent, prefix=".predictions-")
+    try:
+      task_set.write_predictions(model, data, tasks, split, staging)
+    except BaseException:
+      shutil.rmtree(staging, ignore_errors=True)
+      raise
+    replace_directory(staging, path)
   except OSError as e:
     raise ConfigError(f"--output={path}: cannot write there ({e.strerror}).") from None
 

@@ -75,32 +75,47 @@ flags.DEFINE_boolean("summaries", True, "Write TensorBoard summaries (train and 
 flags.DEFINE_boolean("trace_graph", False, "Write the training loop's graph to TensorBoard once.")
 flags.DEFINE_string("profile_steps", None, "A,B: capture a TensorFlow profiler trace of steps "
                     "A to B into --model_dir/train.")
-flags.DEFINE_string("data_dir", None, "Where the task set reads its data. conll2000: a "
+flags.DEFINE_string("data_dir", None, "Where the task set reads its data. tagging: relative "
+                    "--train/--dev/--test files are read under it. conll2000: a "
                     "directory with train.txt(.gz) and test.txt(.gz); default $MTL_DATA_DIR, "
                     "else a cache filled by download.")
 flags.DEFINE_string("export_dir", None, "Export the best model as a SavedModel here.")
 flags.DEFINE_list("task_set_options", [], "KEY=VALUE,... options of the task set (values read "
                   "as JSON where they parse).")
 
-# Options of the built-in task sets; only the ones given are passed on.
-flags.DEFINE_enum("trunk", None, ["bilstm", "conv"], "conll2000: tagger trunk (default bilstm).")
-flags.DEFINE_boolean("hierarchical", None, "conll2000: POS head reads the first trunk layer, "
-                     "chunk head the top layer (default); otherwise both read the top.")
-flags.DEFINE_boolean("chunk_crf", None, "conll2000: chunk head is a linear-chain CRF (default); "
-                     "otherwise a per-token softmax.")
-flags.DEFINE_integer("word_dim", None, "conll2000: word embedding size (default 100).")
-flags.DEFINE_integer("char_filters", None, "conll2000: character CNN filters (default 64).")
-flags.DEFINE_integer("hidden_size", None, "conll2000: BiLSTM units per direction (conv: 2x "
+# Options of the built-in task sets; only the ones given are passed on. "tagger" means the
+# tagging and conll2000 task sets.
+flags.DEFINE_list("columns", None, "tagging: the column files' columns, in order; 'word' is the "
+                  "token, every other column a task's labels (e.g. word,pos,chunk,ner).")
+flags.DEFINE_string("train", None, "tagging: training data: one column file for every task, or "
+                    "TASK:FILE for each (e.g. pos:a.txt,chunk:b.txt: one corpus per task).")
+flags.DEFINE_string("dev", None, "tagging: dev data, as --train; default: the last sentences of "
+                    "each training file (1,000, or a fifth of smaller files).")
+flags.DEFINE_string("test", None, "tagging: test data, as --train (optional).")
+flags.DEFINE_string("placeholder", None, "tagging: the label that marks a missing label in a "
+                    "column (e.g. _): no loss, no gradient, no metric for that token.")
+flags.DEFINE_list("scoring", None, "tagging: TASK:span (conlleval F1 per type) or TASK:accuracy; "
+                  "default: span for columns whose tags start with B-, I-, E- or S-.")
+flags.DEFINE_enum("trunk", None, ["bilstm", "conv"], "tagger: trunk (default bilstm).")
+flags.DEFINE_list("crf", None, "tagger: tasks whose head is a linear-chain CRF (conll2000 "
+                  "default: chunk; tagging default: none; --crf= for none).")
+flags.DEFINE_list("reads", None, "tagger: TASK:LAYER, the trunk layer (1 = first) a task's head "
+                  "reads; the others read the top (conll2000 default: pos:1; --reads= for all "
+                  "top).")
+flags.DEFINE_integer("word_dim", None, "tagger: word embedding size (default 100).")
+flags.DEFINE_integer("char_filters", None, "tagger: character CNN filters (default 64).")
+flags.DEFINE_integer("hidden_size", None, "tagger: BiLSTM units per direction (conv: 2x "
                      "filters; default 128). toy: the shared layer's size (default 20).")
-flags.DEFINE_integer("num_layers", None, "conll2000: trunk layers, >= 2 (default 2).")
-flags.DEFINE_float("dropout", None, "conll2000: dropout rate (default 0.5).")
-flags.DEFINE_float("word_dropout", None, "conll2000: probability of replacing a training word "
+flags.DEFINE_integer("num_layers", None, "tagger: trunk layers, >= 2 (default 2).")
+flags.DEFINE_float("dropout", None, "tagger: dropout rate (default 0.5).")
+flags.DEFINE_float("word_dropout", None, "tagger: probability of replacing a training word "
                    "by the unknown word (default 0.1).")
-flags.DEFINE_list("buckets", None, "conll2000: the pipeline's padded sentence lengths "
+flags.DEFINE_list("buckets", None, "tagger: the pipeline's padded sentence lengths "
                   "(default 12,24,36,52,80).")
 
-MODEL_OPTION_FLAGS = ("trunk", "hierarchical", "chunk_crf", "word_dim", "char_filters",
-                      "hidden_size", "num_layers", "dropout", "word_dropout", "buckets")
+MODEL_OPTION_FLAGS = ("columns", "train", "dev", "test", "placeholder", "scoring", "trunk",
+                      "crf", "reads", "word_dim", "char_filters", "hidden_size", "num_layers",
+                      "dropout", "word_dropout", "buckets")
 
 
 def _numbers(name, values, kind=float):

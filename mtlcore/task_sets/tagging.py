@@ -1,0 +1,322 @@
+"""The tagging task set: any sequence-labelling tasks read from column files.
+
+Each label column the user declares is a task (`--columns=word,pos,chunk,ner` gives pos, chunk
+and ner), trained with the tagger of mtlcore.networks.tagger (one head per task; `crf` and
+`reads` say which heads are CRFs and which trunk layer each reads). A column of span tags
+(B-/I-/E-/S-TYPE and O) is scored as conlleval does, per type; the others by token
+accuracy. Unless `scoring` says, a column is a span column when any training tag of it starts
+with B-, I-, E- or S-; from then on every tag of it, in every split, must be a span tag.
+
+Corpora: `train` (and optionally `dev`, `test`) is either one file for every task or
+`task:file` for each task (e.g. "pos:a.txt,chunk:b.txt"); tasks naming the same file share
+that corpus. A corpus of several tasks is one set of sentences labelled for all of them. In
+alternate mode each task draws from its own corpus; in joint mode the training corpora are
+merged, and a sentence carries the labels of its own corpus only (the others are missing:
+no loss, no gradient, no metric). Without `dev`, each training corpus gives its last sentences
+(1,000, or a fifth of smaller files) as its dev split. Relative paths are read under
+--data_dir when it is given. The vocabularies are built from every training corpus and kept in
+the model directory's assets (`vocab.json`), so a resumed run, mtl-eval and the export use the
+ids the checkpoint was trained with.
+
+Options: columns, train, dev, test, placeholder (the string marking a missing label, e.g. "_"),
+scoring (task:span|accuracy), the fields of TaggerConfig (trunk, crf, reads, hidden_size ...)
+and buckets (the pipeline's padded lengths).
+"""
+
+import dataclasses
+import os
+
+from mtlcore import export, tagging, task_set
+from mtlcore.data import columns as columns_lib
+from mtlcore.data import pipeline
+from mtlcore.data.vocab import Featurizer, Vocabularies
+from mtlcore.errors import ConfigError, DataError
+from mtlcore.networks import tagger
+
+VOCABULARY_FILE = "vocab.json"
+TAGGER_OPTIONS = tuple(f.name for f in dataclasses.fields(tagger.TaggerConfig))
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+  """The sentences of one file, labelled for the tasks that file was given for."""
+  path: str
+  tasks: tuple
+  sentences: list
+
+
+@dataclasses.dataclass(frozen=True)
+class TaggingData:
+  """splits: {"train"/"dev"/"test": [Corpus]}, each task in one corpus of each split;
+  scoring: {task: "span" or "accuracy"}."""
+  splits: dict
+  scoring: dict
+
+  def corpus(self, split, task):
+    return next(c for c in self.splits[split] if task in c.tasks)
+
+  def sentences(self, split, tasks):
+    """The sentences of every corpus of `split` that holds one of `tasks`, merged."""
+    return [s for c in self.splits[split] if set(c.tasks) & set(tasks) for s in c.sentences]
+
+
+def _as_list(name, value):
+  if isinstance(value, str):
+    value = [v for v in value.split(",") if v]
+  if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+    raise ConfigError(f"--{name} must be a comma-separated list, got {value!r}.")
+  return [v.strip() for v in value]
+
+
+def _as_map(name, value, convert=str):
+  """"k:v,k:v" (or a list of "k:v", or a dict) -> {k: convert(v)}."""
+  if isinstance(value, dict):
+    items = list(value.items())
+  else:
+    items = []
+    for item in _as_list(name, value):
+      key, sep, text = item.partition(":")
+      if not sep or not key or not text:
+        raise ConfigError(f"--{name} takes TASK:VALUE items, got {item!r}.")
+      items.append((key, text))
+  try:
+    return {k: convert(v) for k, v in items}
+  except (TypeError, ValueError):
+    raise ConfigError(f"--{name}: values must be {convert.__name__}, got {value!r}.") from None
+
+
+def parse_files(name, spec, tasks):
+  """`--train`-style spec -> {task: path}: one path for every task, or task:path for each."""
+  if not spec:
+    return {}
+  if isinstance(spec, str) and "," not in spec and spec.partition(":")[0] not in tasks:
+    return {t: spec for t in tasks}
+  files = _as_map(name, spec)
+  unknown = sorted(set(files) - set(tasks))
+  missing = [t for t in tasks if t not in files]
+  if unknown or missing:
+    raise ConfigError(f"--{name} must give one file for every task {list(tasks)} or task:file "
+                      f"for each; unknown {unknown}, missing {missing}.")
+  return files
+
+
+class TaggingTaskSet(task_set.TaskSet):
+  """Tasks from the label columns of column files; see the module docstring."""
+
+  name = "tagging"
+  defaults = {"batch_size": 32, "learning_rate": 2e-3, "epochs": 24.0, "clip_norm": 5.0,
+              "eval_every": 1000, "lr_decay_start": 0.33, "average_decay": 0.0}
+  file_options = ("columns", "train", "dev", "test", "placeholder", "scoring")
+
+  def __init__(self, options, *, eval_batch_size=128):
+    task_set.reject_unknown_options(self.name, options,
+                                    (*self.file_options, *TAGGER_OPTIONS, "buckets"))
+    options = dict(options)
+    self._init_files(options)
+    self.buckets = pipeline.check_buckets(options.pop("buckets", pipeline.DEFAULT_BUCKETS))
+    for key, kind in (("crf", None), ("reads", int)):
+      if key in options:
+        options[key] = (_as_list(key, options[key]) if kind is None
+                        else _as_map(key, options[key], kind))
+        unknown = sorted(set(options[key]) - set(self.task_names))
+        if unknown:
+          raise ConfigError(f"--{key} names unknown task(s) {unknown}; the tasks are "
+                            f"{list(self.task_names)}.")
+    self.config = tagger.TaggerConfig(**options)
+    self.eval_batch_size = eval_batch_size
+    self.scoring = dict(self.declared_scoring)
+    self.vocabularies = self.featurizer = None
+    self._predictors, self._predictor_model = {}, None
+
+  def _init_files(self, options):
+    """Reads the file options out of `options` (a dict it pops from)."""
+    self.columns = tuple(_as_list("columns", options.pop("columns", ())))
+    if self.columns.count(columns_lib.WORD) != 1 or len(set(self.columns)) != len(self.columns):
+      raise ConfigError(f"--columns must name each column once, one of them "
+                        f"'{columns_lib.WORD}', got {list(self.columns)}.")
+    self.task_names = tuple(c for c in self.columns if c != columns_lib.WORD)
+    if not self.task_names:
+      raise ConfigError("--columns must name at least one label column besides 'word'.")
+    self.files = {split: parse_files(split, options.pop(split, None), self.task_names)
+                  for split in ("train", "dev", "test")}
+    if not self.files["train"]:
+      raise ConfigError("--train is required: a column file, or task:file for each task.")
+    self.placeholder = options.pop("placeholder", None) or None
+    self.declared_scoring = _as_map("scoring", options.pop("scoring", {}))
+    for task, kind in self.declared_scoring.items():
+      if task not in self.task_names or kind not in tagging.SCORINGS:
+        raise ConfigError(f"--scoring takes TASK:KIND with a task of {list(self.task_names)} "
+                          f"and a kind of {list(tagging.SCORINGS)}, got {task}:{kind}.")
+
+  # What the engine reads.
+
+  @property
+  def splits(self):
+    return ("dev", "test") if self.files["test"] else ("dev",)
+
+  @property
+  def selection(self):
+    """Span F1 before accuracy; among equals, later columns (higher-level tasks) first."""
+    order = sorted(reversed(self.task_names), key=lambda t: self.scoring.get(t) != "span")
+    return tuple(f"{t}/f1" if self.scoring.get(t) == "span" else f"{t}/accuracy"
+                 for t in order)
+
+  def options(self):
+    return {"columns": list(self.columns),
+            **{split: dict(files) for split, files in self.files.items()},
+            "placeholder": self.placeholder, "scoring": dict(self.declared_scoring),
+            **dataclasses.asdict(self.config), "crf": list(self.config.crf),
+            "buckets": list(self.buckets)}
+
+  # Data.
+
+  def _path(self, path, data_dir):
+    return os.path.join(data_dir, path) if data_dir and not os.path.isabs(path) else path
+
+  def _read(self, files, data_dir, span_tasks):
+    """[Corpus] of {task: path}, one per distinct path."""
+    by_path = {}
+    for task, path in files.items():
+      by_path.setdefault(path, []).append(task)
+    corpora = []
+    for path, tasks in by_path.items():
+      full = self._path(path, data_dir)
+      corpora.append(Corpus(full, tuple(tasks), columns_lib.read_column_file(
+          full, columns=self.columns, tasks=tasks, placeholder=self.placeholder,
+          span_tasks=[t for t in tasks if t in span_tasks])))
+    return corpora
+
+  def _check_labelled(self, corpora, split):
+    for corpus in corpora:
+      for task in corpus.tasks:
+        if not any(t is not None for s in corpus.sentences for t in s.tags.get(task, ())):
+          raise DataError(corpus.path, None, f"no label of task {task!r} in the {split} split "
+                          f"(its column is missing or only placeholders).")
+
+  def _scoring(self, corpora):
+    """Declared scoring, else span for columns whose tags look like span tags; re-reads a
+    file (naming the bad line) when a span column holds a tag that is not one."""
+    scoring = dict(self.declared_scoring)
+    for corpus in corpora:
+      for task in corpus.tasks:
+        if task in scoring:
+          continue
+        tags = {t for s in corpus.sentences for t in s.tags.get(task, ()) if t is not None}
+        scoring[task] = tagging.SPAN if columns_lib.looks_like_span_column(tags) else (
+            tagging.ACCURACY)
+        if scoring[task] == tagging.SPAN and not all(map(columns_lib.is_span_tag, tags)):
+          columns_lib.read_column_file(corpus.path, columns=self.columns, tasks=corpus.tasks,
+                                       placeholder=self.placeholder, span_tasks=[task])
+    return scoring
+
+  def load_data(self, data_dir):
+    explicit = [t for t, k in self.declared_scoring.items() if k == tagging.SPAN]
+    splits = {"train": self._read(self.files["train"], data_dir, explicit)}
+    self.scoring = self._scoring(splits["train"])
+    spans = [t for t, k in self.scoring.items() if k == tagging.SPAN]
+    if self.files["dev"]:
+      splits["dev"] = self._read(self.files["dev"], data_dir, spans)
+    else:
+      splits["train"], splits["dev"] = self._carve_dev(splits["train"])
+    if self.files["test"]:
+      splits["test"] = self._read(self.files["test"], data_dir, spans)
+    for split, corpora in splits.items():
+      self._check_labelled(corpora, split)
+    return TaggingData(splits, self.scoring)
+
+  def _carve_dev(self, corpora):
+    train, dev = [], []
+    for c in corpora:
+      n = columns_lib.dev_size(len(c.sentences))
+      if n == 0:
+        raise DataError(c.path, None, "needs at least 2 sentences (one to train, one for dev), "
+                        "or give --dev.")
+      train.append(dataclasses.replace(c, sentences=c.sentences[:-n]))
+      dev.append(dataclasses.replace(c, sentences=c.sentences[-n:]))
+    return train, dev
+
+  def _vocabularies(self, assets_dir, data):
+    """The vocabularies kept in assets_dir, or new ones built from the training split."""
+    path = os.path.join(assets_dir, VOCABULARY_FILE)
+    if os.path.exists(path):
+      return Vocabularies.load(path)
+    if data is None:
+      raise ConfigError(f"{path} does not exist; is this a model directory written by "
+                        f"mtl-train?")
+    vocabularies = Vocabularies.build(data.sentences("train", self.task_names),
+                                      self.task_names)
+    vocabularies.save(path)
+    return vocabularies
+
+  # The model.
+
+  def build_model(self, tasks, *, seed, assets_dir, data=None):
+    return self.build_model_for(tasks, self._vocabularies(assets_dir, data), seed=seed)
+
+  def build_model_for(self, tasks, vocabularies, *, seed):
+    """The tagger for `tasks` over given vocabularies (mtl-bench uses synthetic ones)."""
+    self.vocabularies, self.featurizer = vocabularies, Featurizer(vocabularies)
+    missing = [t for t in tasks if t not in vocabularies.tags]
+    if missing:
+      raise ConfigError(f"the vocabularies have no tags for task(s) {missing}.")
+    return tagger.build_tagger(
+        self.config, num_words=self.featurizer.num_words, num_chars=self.featurizer.num_chars,
+        num_tags={t: len(vocabularies.tags[t]) for t in tasks}, seed=seed)
+
+  def make_tasks(self, model, tasks):
+    return tagger.tagging_tasks(model, tasks)
+
+  def _stream(self, sentences, tasks, batch_size, seed):
+    def make_dataset(start):
+      return pipeline.training_dataset(
+          sentences, featurizer=self.featurizer, vocabularies=self.vocabularies, tasks=tasks,
+          batch_size=batch_size, seed=seed, buckets=self.buckets, start=start)
+    return task_set.Stream(make_dataset, pipeline.steps_per_epoch(
+        sentences, batch_size=batch_size, buckets=self.buckets))
+
+  def joint_dataset(self, data, tasks, *, batch_size, seed):
+    """The training corpora of `tasks`, merged; each sentence keeps its own corpus' labels."""
+    return self._stream(data.sentences("train", tasks), tuple(tasks), batch_size, seed)
+
+  def task_dataset(self, data, task, *, batch_size, seed):
+    return self._stream(data.corpus("train", task).sentences, (task,), batch_size, seed)
+
+  # Evaluation and export.
+
+  def _predict(self, model, data, tasks, split):
+    """[(corpus, its trained tasks, {task: predicted tags per sentence})] of `split`."""
+    if self._predictor_model is not model:
+      self._predictors, self._predictor_model = {}, model
+    out = []
+    for corpus in data.splits[split]:
+      own = tuple(t for t in tasks if t in corpus.tasks)
+      if not own:
+        continue
+      if own not in self._predictors:
+        self._predictors[own] = tagging.TagPredictor(
+            model, self.featurizer, self.vocabularies, tasks=own,
+            batch_size=self.eval_batch_size, buckets=self.buckets)
+      out.append((corpus, own, self._predictors[own].predict(corpus.sentences)))
+    return out
+
+  def evaluate(self, model, data, tasks, split):
+    result = {}
+    for corpus, _, predictions in self._predict(model, data, tasks, split):
+      result.update(tagging.score(corpus.sentences, predictions, data.scoring))
+    return result
+
+  def write_predictions(self, model, data, tasks, split, path):
+    """Into directory `path`, one file per task, TASK.txt: conlleval's input, `word gold
+    pred` per token and a blank line after each sentence, for the sentences fully labelled for
+    the task."""
+    for corpus, own, predictions in self._predict(model, data, tasks, split):
+      for task in own:
+        with open(os.path.join(path, f"{task}.txt"), "w", encoding="utf-8") as f:
+          for sentence, predicted in zip(corpus.sentences, predictions[task]):
+            if sentence.fully_labelled(task):
+              f.writelines(" ".join(row) + "\n" for row in zip(
+                  sentence.words, sentence.tags[task], predicted))
+              f.write("\n")
+
+  def export(self, model, tasks, export_dir):
+    return export.export_tagger(export_dir, model, self.featurizer, self.vocabularies, tasks)
