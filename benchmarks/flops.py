@@ -1,7 +1,7 @@
 """Analytic FLOP count of a tagger training step (multiply-adds count as 2 FLOPs).
 
-Counts the matmuls and convolutions that dominate: char CNN, each trunk layer, and the heads,
-over the padded batch (the work actually done). A training step is taken as 3x the forward
+Counts the matmuls and convolutions that dominate: char CNN, each trunk layer, the heads and a
+CRF head's forward algorithm, over the padded batch (the work actually done). A training step is taken as 3x the forward
 pass (backward costs about twice the forward), the usual estimate.
 """
 
@@ -22,6 +22,10 @@ def tagger_forward_flops(config, *, batch, seq_len, max_chars, num_tags, tasks):
     size = config.output_size
   for task in tasks:
     flops += 2 * tokens * config.output_size * num_tags[task]
+    if task in config.crf:
+      # The forward algorithm, run twice (full and partial-label likelihood): per token a
+      # [K, K] add and a reduction over K.
+      flops += 2 * 2 * tokens * num_tags[task] ** 2
   return flops
 
 

@@ -1,11 +1,21 @@
-"""What the benchmarks ran on, and the machine's measured matmul peak."""
+"""What the benchmarks ran on, and the machine's measured matmul peak.
+
+The peak is measured the way training runs: in the same process and with the same thread
+settings, on square matmuls of several sizes, in fp32 and bf16, compiled with XLA and without.
+Each configuration is warmed up (its first call traces and compiles, untimed) and then timed
+over repeated trials, keeping the best: the peak is what the machine can do, not what it
+usually does. The peak of a precision is the best of its configurations.
+"""
 
 import os
 import platform
-import statistics
 import time
 
 import tensorflow as tf
+
+from mtlcore.errors import MtlError
+
+DTYPES = {"fp32": tf.float32, "bf16": tf.bfloat16}
 
 
 def describe_device():
@@ -24,25 +34,55 @@ def describe_device():
           break
   except OSError:
     pass
-  return {"device": "CPU", "name": name, "cores": os.cpu_count(), "tensorflow": tf.__version__}
+  return {"device": "CPU", "name": name, "cores": os.cpu_count(), "tensorflow": tf.__version__,
+          "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or "default",
+          "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads() or "default"}
 
 
-def matmul_peak_gflops(n=4096, dtype=tf.float32, repeats=7):
-  """Median GFLOP/s of an n x n x n matmul, compiled, timed after a warm-up call.
-
-  Returns None if the dtype is not supported on this device.
-  """
+def matmul_gflops(n, dtype=tf.float32, *, xla=True, trials=5, calls=3):
+  """Best-of-`trials` GFLOP/s of an n x n x n matmul (each trial `calls` back-to-back calls,
+  after one untimed warm-up call); None if the dtype is not supported here."""
   try:
     a = tf.random.stateless_normal([n, n], seed=[1, 2], dtype=tf.float32)
     a, b = tf.cast(a, dtype), tf.cast(tf.transpose(a), dtype)
     matmul = tf.function(lambda x, y: tf.reduce_sum(tf.cast(tf.linalg.matmul(x, y)[:1, :1],
-                                                            tf.float32)), jit_compile=True)
+                                                            tf.float32)), jit_compile=xla)
     matmul(a, b).numpy()
-    times = []
-    for _ in range(repeats):
+    best = float("inf")
+    for _ in range(trials):
       start = time.perf_counter()
-      matmul(a, b).numpy()
-      times.append(time.perf_counter() - start)
+      for _ in range(calls):
+        matmul(a, b).numpy()
+      best = min(best, (time.perf_counter() - start) / calls)
   except (tf.errors.OpError, TypeError, ValueError):
     return None
-  return 2.0 * n**3 / statistics.median(times) / 1e9
+  return 2.0 * n**3 / best / 1e9
+
+
+def matmul_peaks(sizes=(1024, 2048, 4096), *, trials=5):
+  """{"table": [{precision, n, xla, gflops}], "peak": {precision: best GFLOP/s}}."""
+  table = []
+  for precision, dtype in DTYPES.items():
+    for n in sizes:
+      for xla in (True, False):
+        table.append({"precision": precision, "n": n, "xla": xla,
+                      "gflops": matmul_gflops(n, dtype, xla=xla, trials=trials)})
+  peak = {}
+  for row in table:
+    if row["gflops"] is not None:
+      peak[row["precision"]] = max(peak.get(row["precision"], 0.0), row["gflops"])
+  return {"table": table, "peak": peak}
+
+
+def check_below_peak(rows, peak):
+  """Raises MtlError if a row's GFLOP/s exceeds the measured peak of its own precision: the
+  FLOP count or the timing is then wrong, and no ratio to the peak can be trusted."""
+  over = [r for r in rows if r.get("gflops") and peak.get(r.get("precision", "fp32"))
+          and r["gflops"] > peak[r.get("precision", "fp32")]]
+  if over:
+    r = over[0]
+    precision = r.get("precision", "fp32")
+    raise MtlError(
+        f"{len(over)} row(s) above the measured {precision} matmul peak, e.g. {r['trunk']} "
+        f"{r['execution']} {r['mode']}: {r['gflops']:.0f} GFLOP/s against a peak of "
+        f"{peak[precision]:.0f}; the FLOP count or the timing is wrong.")

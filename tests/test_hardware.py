@@ -1,0 +1,32 @@
+"""The machine's limit as mtl-bench measures it: matmul peaks per precision, and a training
+row above the peak of its own precision rejected as a wrong measurement."""
+
+import pytest
+
+from mtlcore.benchmarks import hardware
+from mtlcore.errors import MtlError
+
+
+def _row(gflops, precision="fp32"):
+  return {"trunk": "conv", "execution": "xla", "mode": "joint", "gflops": gflops,
+          "precision": precision}
+
+
+def test_a_row_above_the_peak_of_its_precision_is_rejected():
+  peak = {"fp32": 400.0, "bf16": 800.0}
+  hardware.check_below_peak([_row(399.0), _row(790.0, "bf16")], peak)
+  with pytest.raises(MtlError, match="above the measured fp32 matmul peak, e.g. conv xla "
+                     "joint: 412 GFLOP/s against a peak of 400"):
+    hardware.check_below_peak([_row(100.0), _row(412.0)], peak)
+  with pytest.raises(MtlError, match="bf16"):
+    hardware.check_below_peak([_row(801.0, "bf16")], peak)
+
+
+def test_peaks_cover_every_size_precision_and_compilation():
+  peaks = hardware.matmul_peaks((64, 128), trials=1)
+  cells = {(r["precision"], r["n"], r["xla"]) for r in peaks["table"]}
+  assert cells == {(p, n, x) for p in ("fp32", "bf16") for n in (64, 128) for x in (True, False)}
+  for precision, best in peaks["peak"].items():
+    assert best == max(r["gflops"] for r in peaks["table"]
+                       if r["precision"] == precision and r["gflops"])
+  assert peaks["peak"]["fp32"] > 0
