@@ -66,12 +66,12 @@ def crf_log_likelihood(emissions, tags, lengths, transitions, start, end):
 _IMPOSSIBLE = -1e9
 
 
-def crf_marginal_log_likelihood(emissions, tags, known, lengths, transitions, start, end):
-  """log p(tags at the known positions | emissions) per sentence [B], for partial labels.
+def crf_log_norms(emissions, tags, known, lengths, transitions, start, end):
+  """(log Z, log Z_known), each [B]: the log-sum-exp of the scores of all tag paths, and of the
+  paths that agree with the known tags (emissions of contradicting tags score _IMPOSSIBLE).
 
-  The log-sum-exp of the scores of every path that agrees with the known tags (a forward
-  algorithm over emissions where contradicting tags score _IMPOSSIBLE), minus log Z. With
-  every position known it equals crf_log_likelihood; with none it is 0.
+  Both come from one forward loop over the 2B rows [emissions; constrained emissions], so a
+  step pays for one loop of small kernels, not two.
 
   Args:
     known: bool [B, T], True where tags[b, t] is a known label (ignored past the length).
@@ -79,8 +79,18 @@ def crf_marginal_log_likelihood(emissions, tags, known, lengths, transitions, st
   num_tags = tf.shape(emissions)[2]
   agrees = tf.one_hot(tags, num_tags, on_value=True, off_value=False) | ~known[:, :, None]
   constrained = tf.where(agrees, emissions, _IMPOSSIBLE)
-  return (crf_log_norm(constrained, lengths, transitions, start, end)
-          - crf_log_norm(emissions, lengths, transitions, start, end))
+  both = crf_log_norm(tf.concat([emissions, constrained], 0), tf.concat([lengths, lengths], 0),
+                      transitions, start, end)
+  log_z, log_known = tf.split(both, 2)
+  return log_z, log_known
+
+
+def crf_marginal_log_likelihood(emissions, tags, known, lengths, transitions, start, end):
+  """log p(tags at the known positions | emissions) per sentence [B], for partial labels:
+  log Z_known - log Z (crf_log_norms). With every position known it equals
+  crf_log_likelihood; with none it is 0."""
+  log_z, log_known = crf_log_norms(emissions, tags, known, lengths, transitions, start, end)
+  return log_known - log_z
 
 
 def crf_decode(emissions, lengths, transitions, start, end):
@@ -133,6 +143,13 @@ class CRF(tf.Module):
   def marginal_log_likelihood(self, emissions, tags, known, lengths):
     return crf_marginal_log_likelihood(emissions, tags, known, lengths, self.transitions,
                                        self.start, self.end)
+
+  def log_norms(self, emissions, tags, known, lengths):
+    return crf_log_norms(emissions, tags, known, lengths, self.transitions, self.start,
+                         self.end)
+
+  def path_score(self, emissions, tags, lengths):
+    return crf_path_score(emissions, tags, lengths, self.transitions, self.start, self.end)
 
   def decode(self, emissions, lengths):
     return crf_decode(emissions, lengths, self.transitions, self.start, self.end)

@@ -197,8 +197,9 @@ class CRFTagHead(TokenClassifierHead):
 
     A fully labelled sentence scores its gold path; a partly labelled one (missing labels < 0,
     or tags unseen in training) the marginal likelihood of every path through its known tags;
-    one with no label adds nothing. (Both are computed and one is selected: XLA does not
-    compile a tf.cond around the forward algorithm's TensorArrays.)
+    one with no label adds nothing. log Z and the constrained sum come from one forward loop
+    (crf_log_norms); both numerators are computed and one is selected, since XLA does not
+    compile a tf.cond around the forward algorithm's TensorArrays.
     """
     mask = tf.sequence_mask(features["length"], tf.shape(labels)[1])
     labels = tf.cast(labels, tf.int32)
@@ -207,8 +208,9 @@ class CRFTagHead(TokenClassifierHead):
     lengths = features["length"]
     full = tf.reduce_all(known | ~mask, axis=1)
     some = tf.reduce_any(known, axis=1)
-    log_likelihood = tf.where(full, self.crf.log_likelihood(logits, labels, lengths),
-                              self.crf.marginal_log_likelihood(logits, labels, known, lengths))
+    log_z, log_known = self.crf.log_norms(logits, labels, known, lengths)
+    numerator = tf.where(full, self.crf.path_score(logits, labels, lengths), log_known)
+    log_likelihood = numerator - log_z
     return Ratio(-tf.reduce_sum(tf.where(some, log_likelihood, 0.0)),
                  tf.reduce_sum(tf.cast(known, tf.float32)))
 
