@@ -22,6 +22,7 @@ JSON with --output_json. The chunk head is a softmax, as Keras has no CRF layer,
 """
 
 import datetime
+import itertools
 import statistics
 import sys
 import time
@@ -30,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
+from mtlcore import precision as precision_lib
 from mtlcore import task_set as task_set_lib
 from mtlcore.benchmarks import flops as flops_lib
 from mtlcore.benchmarks import hardware, results
@@ -53,6 +55,8 @@ flags.DEFINE_list("modes", ["joint", "alternate", "pos", "chunk", "default"],
                   "Training modes to time; default: the joint step mtl-train runs by default "
                   "(CRF chunk head, word dropout), which Keras cannot express.")
 flags.DEFINE_boolean("keras", True, "Time the Keras model.fit baseline.")
+flags.DEFINE_list("precisions", ["fp32"], "Compute types of the mtlcore rows (fp32, bf16, "
+                  "fp16: mtl-train's --precision); Keras runs in fp32.")
 flags.DEFINE_integer("seq_len", 36, "Padded tokens per sentence (a middle CoNLL bucket).")
 flags.DEFINE_integer("steps", 60, "Timed steps per configuration.")
 flags.DEFINE_integer("steps_per_call", 5, "Steps per call into the compiled loop.")
@@ -92,14 +96,14 @@ def as_dataset(batches, tasks=TASKS):
   return tf.data.Dataset.from_tensor_slices((features, labels)).repeat().prefetch(4)
 
 
-def bench_config(mode, *, options, jit_compile, batch_size, steps):
+def bench_config(mode, *, options, jit_compile, batch_size, steps, precision="fp32"):
   """The RunConfig of a benchmark row: mode "joint" or "alternate" over both tasks ("default"
   is joint), or a task name for `--mode=single --tasks=NAME`."""
   single = mode in TASKS
   mode = "joint" if mode == "default" else mode
   return RunConfig(task_set="conll2000", mode="single" if single else mode,
                    tasks=(mode,) if single else TASKS, options=options, xla=jit_compile,
-                   batch_size=batch_size, train_steps=steps, seed=0)
+                   batch_size=batch_size, train_steps=steps, seed=0, precision=precision)
 
 
 def build_bench_trainer(config, dataset_for, vocabularies=None):
@@ -111,6 +115,7 @@ def build_bench_trainer(config, dataset_for, vocabularies=None):
   config, task_set = resolved.config, resolved.task_set
   model = task_set.build_model_for(config.tasks, vocabularies or synthetic_vocabularies(),
                                    seed=config.seed)
+  model.set_compute_dtype(precision_lib.compute_dtype(config.precision))
   tasks = task_set.make_tasks(model, config.tasks)
   if config.mode == "alternate":
     streams = {t: task_set_lib.Stream(dataset_for((t,)).skip, 1) for t in config.tasks}
@@ -120,10 +125,11 @@ def build_bench_trainer(config, dataset_for, vocabularies=None):
                              total_steps=config.train_steps)
 
 
-def time_mtlcore(options, mode, execution, batches, steps, per_call):
+def time_mtlcore(options, mode, execution, batches, steps, per_call, precision="fp32"):
   """(compile seconds, per-step seconds array, traces) for one configuration."""
   config = bench_config(mode, options=options, jit_compile=execution == "xla",
-                        batch_size=len(batches[0][0]["length"]), steps=10 * steps)
+                        batch_size=len(batches[0][0]["length"]), steps=10 * steps,
+                        precision=precision)
   trainer = build_bench_trainer(config, lambda tasks: as_dataset(batches, tasks))
   tf.config.run_functions_eagerly(execution == "eager")
   try:
@@ -152,7 +158,7 @@ def _sizes():
 
 
 def _row(trunk, size, execution, mode, seconds, batch, real_tokens, config, compile_s=None,
-         peak=None):
+         peak=None, precision="fp32"):
   median, p90 = float(np.median(seconds)), float(np.percentile(seconds, 90))
   tasks = TASKS if mode in ("joint", "alternate", "keras", "default") else (mode,)
   flop = flops_lib.tagger_train_flops(config, batch=batch, seq_len=FLAGS.seq_len,
@@ -166,7 +172,7 @@ def _row(trunk, size, execution, mode, seconds, batch, real_tokens, config, comp
           "step_ms_median": 1000 * median, "step_ms_p90": 1000 * p90,
           "compile_s": compile_s, "examples_per_sec": batch / median,
           "padded_tokens_per_sec": batch * FLAGS.seq_len / median,
-          "tokens_per_sec": real_tokens / median, "gflops": gflops, "precision": "fp32",
+          "tokens_per_sec": real_tokens / median, "gflops": gflops, "precision": precision,
           "fraction_of_peak": gflops / peak if peak else None}
 
 
@@ -185,7 +191,6 @@ def run():
   device = hardware.describe_device()
   peaks = hardware.matmul_peaks((256, 512) if FLAGS.quick else (1024, 2048, 4096),
                                 trials=2 if FLAGS.quick else 5)
-  peak32 = peaks["peak"].get("fp32")
   batches = synthetic_batches(8, batch_size, FLAGS.seq_len)
   reads = {"pos": 1} if FLAGS.reads is None else dict(
       (t, int(k)) for t, _, k in (r.partition(":") for r in FLAGS.reads))
@@ -203,21 +208,21 @@ def run():
             lambda f, l: ({"words": f["words"], "chars": f["chars"]}, l))
         seconds = keras_step_times(model, keras_data, warmup=3, steps=steps)
         rows.append(_row(trunk, size, "keras_fit", "keras", seconds, batch_size,
-                         real_tokens, config, peak=peak32))
+                         real_tokens, config, peak=peaks["peak"].get("fp32")))
         print(_line(rows[-1]), flush=True)
       # The default step: CRF chunk head and word dropout, as mtl-train runs it.
       default = dict(trunk=trunk, reads=reads, crf=("chunk",), **overrides)
-      for execution in FLAGS.executions:
-        for mode in FLAGS.modes:
-          run_steps = min(steps, 10) if execution == "eager" else steps
-          mode_options = default if mode == "default" else options
-          compile_s, seconds, retraces = time_mtlcore(
-              mode_options, mode, execution, batches, run_steps, FLAGS.steps_per_call)
-          rows.append(_row(trunk, size, execution, mode, seconds, batch_size, real_tokens,
-                           tagger.TaggerConfig(**mode_options), compile_s=compile_s,
-                           peak=peak32))
-          rows[-1]["traces_per_step_function"] = retraces
-          print(_line(rows[-1]), flush=True)
+      for precision, execution, mode in itertools.product(FLAGS.precisions, FLAGS.executions,
+                                                          FLAGS.modes):
+        run_steps = min(steps, 10) if execution == "eager" else steps
+        mode_options = default if mode == "default" else options
+        compile_s, seconds, retraces = time_mtlcore(
+            mode_options, mode, execution, batches, run_steps, FLAGS.steps_per_call, precision)
+        rows.append(_row(trunk, size, execution, mode, seconds, batch_size, real_tokens,
+                         tagger.TaggerConfig(**mode_options), compile_s=compile_s,
+                         peak=peaks["peak"].get(precision), precision=precision))
+        rows[-1]["traces_per_step_function"] = retraces
+        print(_line(rows[-1]), flush=True)
   report = {"device": device, "peaks": peaks, "batch_size": batch_size,
             "seq_len": FLAGS.seq_len, "rows": rows, "ratios": ratios(rows),
             "argv": sys.argv[1:]}
@@ -238,27 +243,32 @@ def run():
 
 
 def _line(row):
-  return (f"{row['trunk']:6s} {row['size']:7s} {row['execution']:9s} {row['mode']:9s} "
+  return (f"{row['trunk']:6s} {row['size']:7s} {row['execution']:9s} {row['precision']:4s} "
+          f"{row['mode']:9s} "
           f"{row['step_ms_median']:8.1f} ms/step  {row['tokens_per_sec']:9.0f} tokens/s")
 
 
 def ratios(rows):
   """The targets of the benchmark issue, as measured ratios."""
-  get = {(r["trunk"], r["size"], r["execution"], r["mode"]): r for r in rows}
+  get = {(r["trunk"], r["size"], r["execution"], r["mode"], r["precision"]): r for r in rows}
   out = {}
-  for (trunk, size, execution, mode), r in get.items():
-    keras = get.get((trunk, size, "keras_fit", "keras"))
+  for (trunk, size, execution, mode, precision), r in get.items():
+    name = f"{trunk}/{size}/{execution}/{precision}"
+    keras = get.get((trunk, size, "keras_fit", "keras", "fp32"))
     if mode == "joint" and keras:
-      out[f"{trunk}/{size}/{execution}: joint tokens/s vs keras fit"] = (
-          r["tokens_per_sec"] / keras["tokens_per_sec"])
-    if mode == "joint" and (trunk, size, execution, "pos") in get and (
-        trunk, size, execution, "chunk") in get:
-      out[f"{trunk}/{size}/{execution}: joint step / (pos step + chunk step)"] = (
-          r["step_ms_median"] / (get[(trunk, size, execution, "pos")]["step_ms_median"]
-                                 + get[(trunk, size, execution, "chunk")]["step_ms_median"]))
-    if execution == "xla" and (trunk, size, "function", mode) in get:
-      out[f"{trunk}/{size}/{mode}: xla tokens/s vs tf.function"] = (
-          r["tokens_per_sec"] / get[(trunk, size, "function", mode)]["tokens_per_sec"])
+      out[f"{name}: joint tokens/s vs keras fit"] = r["tokens_per_sec"] / keras["tokens_per_sec"]
+    single = [get.get((trunk, size, execution, t, precision)) for t in TASKS]
+    if mode == "joint" and all(single):
+      out[f"{name}: joint step / (pos step + chunk step)"] = (
+          r["step_ms_median"] / sum(s["step_ms_median"] for s in single))
+    function = get.get((trunk, size, "function", mode, precision))
+    if execution == "xla" and function:
+      out[f"{trunk}/{size}/{precision}/{mode}: xla tokens/s vs tf.function"] = (
+          r["tokens_per_sec"] / function["tokens_per_sec"])
+    fp32 = get.get((trunk, size, execution, mode, "fp32"))
+    if precision != "fp32" and fp32:
+      out[f"{trunk}/{size}/{execution}/{mode}: {precision} tokens/s vs fp32"] = (
+          r["tokens_per_sec"] / fp32["tokens_per_sec"])
   return out
 
 
@@ -279,17 +289,17 @@ def markdown(report):
     lines.append(f"| {precision} | " + " | ".join(
         f"{cells[c]:.0f}" if cells.get(c) else "-" for c in _peak_columns(peaks))
                  + f" | **{best:.0f}** |")
-  lines += ["", "| trunk | size | execution | mode | ms/step (median) | p90 | compile s | "
-            "tokens/s (real) | tokens/s (padded) | examples/s | GFLOP/s | of peak |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  lines += ["", "| trunk | size | execution | precision | mode | ms/step (median) | p90 | "
+            "compile s | tokens/s (real) | tokens/s (padded) | examples/s | GFLOP/s | "
+            "of its precision's peak |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in report["rows"]:
     compile_s = f"{r['compile_s']:.1f}" if r["compile_s"] is not None else "-"
     lines.append(
-        f"| {r['trunk']} | {r['size']} | {r['execution']} | {r['mode']} | "
+        f"| {r['trunk']} | {r['size']} | {r['execution']} | {r['precision']} | {r['mode']} | "
         f"{r['step_ms_median']:.1f} | {r['step_ms_p90']:.1f} | {compile_s} | "
         f"{r['tokens_per_sec']:.0f} | {r['padded_tokens_per_sec']:.0f} | "
         f"{r['examples_per_sec']:.0f} | {r['gflops']:.1f} | "
-        f"{100 * (r['fraction_of_peak'] or 0):.1f}% {r['precision']} |")
+        f"{100 * (r['fraction_of_peak'] or 0):.1f}% |")
   lines += ["", "| ratio | value |", "|---|---|"]
   lines += [f"| {k} | {v:.2f} |" for k, v in report["ratios"].items()]
   return "\n".join(lines)

@@ -19,10 +19,13 @@ class SharedTrunk(tf.Module):
 
   Subclasses set `self.output_sizes`, a dict from representation name to its last-axis size,
   and implement `__call__(features, *, training, seed)` returning a dict with those keys.
-  `seed` is an int [2] tensor for dropout (see mtlcore.layers.dropout).
+  `seed` is an int [2] tensor for dropout (see mtlcore.layers.dropout). Float features arrive
+  in `compute_dtype` (set by the MultiTaskModel); a trunk that makes floats from other inputs
+  (e.g. embedding lookups) makes them in that type too (mtlcore.precision).
   """
 
   output_sizes: Mapping[str, int] = {}
+  compute_dtype = tf.float32
 
   def __call__(self, features, *, training, seed):
     raise NotImplementedError
@@ -51,11 +54,13 @@ def _refs(variables):
 class MultiTaskModel(tf.Module):
   """A trunk shared by all tasks and one head per task."""
 
-  def __init__(self, trunk, heads, name=None):
+  def __init__(self, trunk, heads, name=None, compute_dtype=tf.float32):
     """Args:
       trunk: a SharedTrunk.
       heads: dict from task name to TaskHead; the names are the model's tasks.
       name: module name.
+      compute_dtype: the float type the trunk and heads compute in (mtlcore.precision);
+        see `set_compute_dtype`.
     Raises:
       ConfigError: no heads, a head reading a representation the trunk lacks, or a variable
         owned by two heads or by a head and the trunk.
@@ -83,6 +88,13 @@ class MultiTaskModel(tf.Module):
     stray = [v.name for v in self.trainable_variables if v.ref() not in covered]
     if stray:
       raise ConfigError(f"Variables owned by neither the trunk nor a head: {stray}.")
+    self.set_compute_dtype(compute_dtype)
+
+  def set_compute_dtype(self, dtype):
+    """Computes in `dtype` from now on: float features are cast to it before the trunk, and
+    every head's float output back to float32 (losses, metrics, decoding run in float32).
+    The variables stay float32."""
+    self.compute_dtype = self.trunk.compute_dtype = tf.as_dtype(dtype)
 
   @property
   def task_names(self):
@@ -113,7 +125,11 @@ class MultiTaskModel(tf.Module):
       if training:
         raise ConfigError("Training-mode calls need a dropout seed.")
       seed = tf.zeros([2], tf.int64)
-    representations = self.trunk(features, training=training, seed=seed)
-    return {t: self.heads[t](representations[self.heads[t].reads], features,
-                             training=training, seed=seed)
-            for t in tasks}
+    low = {k: tf.cast(v, self.compute_dtype) if tf.as_dtype(v.dtype).is_floating else v
+           for k, v in features.items()}
+    representations = self.trunk(low, training=training, seed=seed)
+    outputs = {t: self.heads[t](representations[self.heads[t].reads], features,
+                                training=training, seed=seed)
+               for t in tasks}
+    return tf.nest.map_structure(
+        lambda x: tf.cast(x, tf.float32) if x.dtype.is_floating else x, outputs)

@@ -20,7 +20,7 @@ class AlternatingTrainer(Trainer):
 
   def __init__(self, *, model, tasks, optimizers, datasets, sampler, seed=0, jit_compile=True,
                clip_norm=None, max_nonfinite_steps=0, weight_average=None, frozen_variables=(),
-               name=None):
+               loss_scale=None, name=None):
     """Args:
       model: a MultiTaskModel with a head for every task.
       tasks: sequence of Task.
@@ -42,12 +42,13 @@ class AlternatingTrainer(Trainer):
       max_nonfinite_steps: how many steps with a NaN/Inf loss or gradient may be skipped (their
         update is not applied) before `train` raises NonFiniteError.
       frozen_variables: variables no step changes (no gradient, no optimizer slots).
+      loss_scale: a mtlcore.precision.LossScale (fp16), or None.
       name: module name.
     """
     super().__init__(model=model, tasks=tasks, seed=seed, clip_norm=clip_norm,
                      max_nonfinite_steps=max_nonfinite_steps,
                      weight_average=weight_average, frozen_variables=frozen_variables,
-                     name=name)
+                     loss_scale=loss_scale, name=name)
     names = list(self.tasks)
     for what, given in (("an optimizer", optimizers), ("a dataset", datasets)):
       missing = [n for n in names if n not in given]

@@ -17,6 +17,7 @@ JointTrainer over one task (the model then has only that task's head).
 
 import dataclasses
 
+from mtlcore import precision
 from mtlcore import task_set as task_set_lib
 from mtlcore.averaging import WeightAverage
 from mtlcore.errors import ConfigError
@@ -58,6 +59,7 @@ def build_model(config, task_set, *, assets_dir, data=None):
   model = task_set.build_model(config.tasks, seed=config.seed, assets_dir=assets_dir,
                                data=data)
   model.check_tasks(config.tasks)
+  model.set_compute_dtype(precision.compute_dtype(config.precision))
   return model, task_set.make_tasks(model, config.tasks)
 
 
@@ -123,7 +125,8 @@ def build_trainer(config, *, model, tasks, streams, total_steps):
   common = dict(model=model, tasks=tasks, seed=config.seed, jit_compile=config.xla,
                 clip_norm=config.clip_norm or None,
                 max_nonfinite_steps=config.skip_nonfinite_steps, weight_average=average,
-                frozen_variables=model.trunk.trainable_variables if config.freeze_trunk else ())
+                frozen_variables=model.trunk.trainable_variables if config.freeze_trunk else (),
+                loss_scale=precision.LossScale() if config.precision == "fp16" else None)
   if config.mode in ("joint", "single"):
     weights = dict(zip(config.tasks, config.task_weights)) if config.task_weights else None
     return JointTrainer(optimizer=_adam(config, "adam", total_steps),

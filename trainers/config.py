@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping
 
 from mtlcore.errors import ConfigError
+from mtlcore.precision import PRECISIONS
 from mtlcore.sampling import KINDS as SAMPLERS
 
 MODES = ("joint", "alternate", "single")
@@ -29,7 +30,7 @@ RESUME_POLICY = {
     "task_set": "refuse", "mode": "refuse", "tasks": "refuse", "options": "refuse",
     "seed": "refuse", "batch_size": "refuse", "task_weights": "refuse", "sampler": "refuse",
     "sampler_temperature": "refuse", "per_task_optimizer": "refuse", "init_from": "refuse",
-    "freeze_trunk": "refuse",
+    "freeze_trunk": "refuse", "precision": "refuse",
     "average_decay": "refuse", "lr_decay_start": "refuse", "lr_final": "refuse",
     "learning_rate": "apply", "train_steps": "apply", "epochs": "apply", "clip_norm": "apply",
     "skip_nonfinite_steps": "apply", "xla": "apply", "deterministic": "apply",
@@ -73,6 +74,8 @@ class RunConfig:
       a new run starts from; its assets (e.g. vocabularies) are copied too.
     freeze_trunk: no step changes the trunk (with init_from: train new heads on a fixed
       trunk).
+    precision: the model's compute type, "fp32", "bf16" or "fp16" (mtlcore.precision); the
+      variables, losses and optimizer state stay float32; fp16 adds dynamic loss scaling.
     options: the task set's own options (e.g. {"trunk": "conv"}).
     data_dir: where the task set reads its data (None: its default place).
     export_dir: export the best model here after training.
@@ -104,6 +107,7 @@ class RunConfig:
   per_task_optimizer: bool = True
   init_from: str | None = None
   freeze_trunk: bool = False
+  precision: str = "fp32"
   options: Mapping = dataclasses.field(default_factory=dict)
   data_dir: str | None = None
   export_dir: str | None = None
@@ -188,6 +192,9 @@ class RunConfig:
     if self.eval_every is not None and not (isinstance(self.eval_every, int)
                                             and self.eval_every >= 0):
       raise ConfigError(f"--eval_every must be 0 or positive, got {self.eval_every!r}.")
+    if self.precision not in PRECISIONS:
+      raise ConfigError(f"--precision must be one of {list(PRECISIONS)}, got "
+                        f"{self.precision!r}.")
     if not isinstance(self.skip_nonfinite_steps, int) or self.skip_nonfinite_steps < 0:
       raise ConfigError(f"--skip_nonfinite_steps must be >= 0, got "
                         f"{self.skip_nonfinite_steps!r}.")

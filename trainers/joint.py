@@ -18,7 +18,7 @@ class JointTrainer(Trainer):
 
   def __init__(self, *, model, tasks, optimizer, dataset, loss_weights=None, seed=0,
                jit_compile=True, clip_norm=None, max_nonfinite_steps=0, weight_average=None,
-               frozen_variables=(), name=None):
+               frozen_variables=(), loss_scale=None, name=None):
     """Args:
       model: a MultiTaskModel with a head for every task.
       tasks: sequence of Task.
@@ -29,12 +29,12 @@ class JointTrainer(Trainer):
         position is the global step.
       loss_weights: dict task name -> non-negative float; missing tasks weigh 1.
       seed, jit_compile, clip_norm, max_nonfinite_steps, weight_average, frozen_variables,
-        name: as for AlternatingTrainer.
+        loss_scale, name: as for AlternatingTrainer.
     """
     super().__init__(model=model, tasks=tasks, seed=seed, clip_norm=clip_norm,
                      max_nonfinite_steps=max_nonfinite_steps,
                      weight_average=weight_average, frozen_variables=frozen_variables,
-                     name=name)
+                     loss_scale=loss_scale, name=name)
     loss_weights = dict(loss_weights or {})
     unknown = [n for n in loss_weights if n not in self.tasks]
     if unknown:

@@ -57,7 +57,7 @@ class Trainer(tf.Module):
   """Base class: step counters, the dropout seed, the non-finite guard and log bookkeeping."""
 
   def __init__(self, *, model, tasks, seed, clip_norm, max_nonfinite_steps, weight_average=None,
-               frozen_variables=(), name=None):
+               frozen_variables=(), loss_scale=None, name=None):
     super().__init__(name=name)
     if not tasks:
       raise ConfigError("A trainer needs at least one task.")
@@ -85,6 +85,8 @@ class Trainer(tf.Module):
     self.log_layout = LogLayout(self.tasks)
     # Variables no step changes (e.g. a warm-started trunk kept fixed): no gradient, no slots.
     self._frozen = {v.ref() for v in frozen_variables}
+    # A mtlcore.precision.LossScale for fp16, shared by every task's steps; None otherwise.
+    self.loss_scale = loss_scale
 
   def _set_inputs(self, datasets, counters):
     """datasets: {stream: dataset or start -> dataset}; counters: {stream: the int64 variable
@@ -115,26 +117,41 @@ class Trainer(tf.Module):
   def _gradients(self, tape, loss, variables):
     """Gradients of `loss` for the variables it reaches, clipped to `clip_norm` if set.
 
-    Returns (grads, reached variables, whether loss and gradients are finite). A variable the
-    loss does not reach (e.g. the top trunk layer for a head that reads a lower one) is left
-    out, so its optimizer slots are not touched either.
+    Returns (grads, reached variables, (whether the loss is finite, whether the gradients
+    are)). A variable the loss does not reach (e.g. the top trunk layer for a head that reads
+    a lower one) is left out, so its optimizer slots are not touched either. With a loss
+    scale the gradient is taken of loss x scale and divided by the scale.
     """
-    grads = tape.gradient(loss, variables)
+    if self.loss_scale is None:
+      grads = tape.gradient(loss, variables)
+    else:
+      scale = self.loss_scale.scale.read_value()
+      grads = tape.gradient(loss, variables, output_gradients=scale)
+      grads = [None if g is None else tf.convert_to_tensor(g) / scale for g in grads]
     pairs = [(tf.convert_to_tensor(g), v) for g, v in zip(grads, variables) if g is not None]
     grads, variables = [g for g, _ in pairs], [v for _, v in pairs]
     norm = tf.linalg.global_norm(grads)
-    finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
+    finite = (tf.math.is_finite(loss), tf.math.is_finite(norm))
     if self.clip_norm is not None:
       grads, _ = tf.clip_by_global_norm(grads, self.clip_norm, use_norm=norm)
     return grads, variables, finite
 
   def _apply_if_finite(self, finite, optimizer, grads, variables, task_names, active=None):
-    """Applies the update only when `finite`, else counts a skipped step; returns 0 or 1.
+    """Applies the update only when loss and gradients are finite (`finite`, the pair that
+    `_gradients` returns), else skips it; returns 1 for a non-finite step, else 0.
 
-    `active` (optional, one bool scalar per variable) leaves the variables where it is False
-    and their optimizer slots bitwise unchanged. The global and per-task step counters advance
-    either way: they count batches consumed, and the next step must draw fresh dropout masks.
+    A skipped step applies nothing (the optimizer's update counter does not advance). With a
+    loss scale, a finite loss whose scaled gradient overflowed only halves the scale: it is
+    not a non-finite step. `active` (optional, one bool scalar per variable) leaves the
+    variables where it is False and their optimizer slots bitwise unchanged. The global and
+    per-task step counters advance either way: they count batches consumed, and the next step
+    must draw fresh dropout masks.
     """
+    loss_finite, gradient_finite = finite
+    finite = loss_finite & gradient_finite
+    overflow = tf.constant(False)
+    if self.loss_scale is not None:
+      overflow = self.loss_scale.overflowed(loss_finite, gradient_finite)
 
     def apply():
       optimizer.apply(grads, variables, active)
@@ -143,10 +160,13 @@ class Trainer(tf.Module):
       return tf.constant(0, tf.int64)
 
     def skip():
-      self.nonfinite_steps.assign_add(1)
-      return tf.constant(1, tf.int64)
+      bad = tf.where(overflow, tf.constant(0, tf.int64), 1)
+      self.nonfinite_steps.assign_add(bad)
+      return bad
 
     bad = tf.cond(finite, apply, skip)
+    if self.loss_scale is not None:
+      self.loss_scale.update(finite)
     self.global_step.assign_add(1)
     for name in task_names:
       self.task_steps[name].assign_add(1)

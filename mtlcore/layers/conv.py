@@ -9,8 +9,8 @@ from mtlcore.layers import initializers
 class Conv1D(tf.Module):
   """'SAME' 1-D convolution over axis 1, followed by ReLU, that ignores padding.
 
-  Inputs [B, T, input_size] float32 and a mask [B, T] (1.0 on real tokens); outputs
-  [B, T, output_size], zero at padded positions. Padded inputs are zeroed before the
+  Inputs [B, T, input_size] of any float type and a mask [B, T] (1.0 on real tokens); outputs
+  [B, T, output_size] of the inputs' type, zero at padded positions. Padded inputs are zeroed before the
   convolution, so a sentence's outputs do not depend on how much padding follows it.
   """
 
@@ -36,8 +36,10 @@ class Conv1D(tf.Module):
     self.b = tf.Variable(tf.zeros([output_size]), name="b")
 
   def __call__(self, inputs, mask):
-    inputs *= mask[:, :, None]
-    outputs = tf.nn.conv1d(inputs, self.w, stride=1, padding="SAME") + self.b
+    mask = tf.cast(mask, inputs.dtype)[:, :, None]
+    inputs *= mask
+    outputs = tf.nn.conv1d(inputs, tf.cast(self.w, inputs.dtype), stride=1, padding="SAME")
+    outputs += tf.cast(self.b, inputs.dtype)
     if self.activation is not None:
       outputs = self.activation(outputs)
-    return outputs * mask[:, :, None]
+    return outputs * mask

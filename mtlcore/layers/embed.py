@@ -28,5 +28,6 @@ class Embed(tf.Module):
         initializers.uniform([vocab_size, embed_dim], seed=[seed, 0], scale=scale),
         name="embeddings")
 
-  def __call__(self, ids):
-    return tf.gather(self.embeddings, ids)
+  def __call__(self, ids, dtype=tf.float32):
+    """Vectors [..., embed_dim] of `dtype` (the compute type, mtlcore.precision)."""
+    return tf.cast(tf.gather(self.embeddings, ids), dtype)

@@ -9,7 +9,8 @@ from mtlcore.layers import initializers
 class Linear(tf.Module):
   """y = x @ w + b on the last axis of x.
 
-  Inputs are [..., input_size] float32; outputs are [..., output_size].
+  Inputs are [..., input_size] of any float type; outputs are [..., output_size] of the same
+  type (the float32 weights are cast to it).
   """
 
   def __init__(self, input_size, output_size, *, seed, with_bias=True, name=None):
@@ -30,7 +31,8 @@ class Linear(tf.Module):
     self.b = tf.Variable(tf.zeros([output_size]), name="b") if with_bias else None
 
   def __call__(self, inputs):
-    outputs = tf.tensordot(inputs, self.w, axes=1)  # One GEMM over all leading axes.
+    # One GEMM over all leading axes, in the inputs' type (mtlcore.precision).
+    outputs = tf.tensordot(inputs, tf.cast(self.w, inputs.dtype), axes=1)
     if self.b is not None:
-      outputs += self.b
+      outputs += tf.cast(self.b, inputs.dtype)
     return outputs

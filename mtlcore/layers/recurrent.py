@@ -16,8 +16,8 @@ from mtlcore.layers import initializers
 class BiLSTM(tf.Module):
   """Masked bidirectional LSTM.
 
-  `__call__(inputs, lengths)`: inputs [B, T, input_size] float32, lengths [B] int32 (number of
-  real tokens, <= T). Returns [B, T, 2 * hidden_size]: forward states then backward states,
+  `__call__(inputs, lengths)`: inputs [B, T, input_size] of any float type (the computation
+  runs in it), lengths [B] int32 (number of real tokens, <= T). Returns [B, T, 2 * hidden_size]: forward states then backward states,
   zero at padded positions. Gates are ordered i, f, g, o; the forget bias starts at 1.
   """
 
@@ -43,15 +43,18 @@ class BiLSTM(tf.Module):
     lengths = tf.cast(lengths, tf.int32)
     reversed_inputs = tf.reverse_sequence(inputs, lengths, seq_axis=1, batch_axis=0)
     both = tf.stack([inputs, reversed_inputs])  # [2, B, T, D]
-    kernel = tf.reshape(self.input_kernel, [self.input_size, 2, 4 * h])
-    projected = tf.einsum("zbtd,dzg->tzbg", both, kernel) + self.bias[:, None, :]  # [T,2,B,4H]
+    dtype = inputs.dtype  # The compute type (mtlcore.precision); the variables are float32.
+    kernel = tf.reshape(tf.cast(self.input_kernel, dtype), [self.input_size, 2, 4 * h])
+    bias = tf.cast(self.bias, dtype)
+    recurrent_kernel = tf.cast(self.recurrent_kernel, dtype)
+    projected = tf.einsum("zbtd,dzg->tzbg", both, kernel) + bias[:, None, :]  # [T,2,B,4H]
     # Read through a TensorArray: the gradient of slicing `projected[t]` would add a full
     # [T, 2, B, 4H] buffer per step (quadratic in T); a TensorArray read's gradient is a write.
     projected = tf.TensorArray(inputs.dtype, size=steps, element_shape=[2, None, 4 * h]).unstack(
         projected)
 
     def step(t, state_h, state_c, outputs):
-      gates = projected.read(t) + tf.linalg.matmul(state_h, self.recurrent_kernel)  # [2,B,4H]
+      gates = projected.read(t) + tf.linalg.matmul(state_h, recurrent_kernel)  # [2,B,4H]
       i, f, g, o = tf.split(gates, 4, axis=-1)
       state_c = tf.sigmoid(f) * state_c + tf.sigmoid(i) * tf.tanh(g)
       state_h = tf.sigmoid(o) * tf.tanh(state_c)

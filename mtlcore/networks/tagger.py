@@ -103,11 +103,11 @@ class CharFeatures(tf.Module):
     self.conv = Conv1D(char_dim, filters, width, seed=seed + 1, name="char_conv")
     self.filters = filters
 
-  def __call__(self, chars):
+  def __call__(self, chars, dtype=tf.float32):
     shape = tf.shape(chars)
     flat = tf.reshape(chars, [-1, shape[2]])  # [B*T, C]
-    mask = tf.cast(flat > 0, tf.float32)
-    encoded = self.conv(self.embed(flat), mask)  # [B*T, C, F], ReLU so >= 0, 0 at padding.
+    mask = tf.cast(flat > 0, dtype)
+    encoded = self.conv(self.embed(flat, dtype), mask)  # [B*T, C, F], ReLU: >= 0, 0 at padding.
     return tf.reshape(tf.reduce_max(encoded, axis=1), [shape[0], shape[1], self.filters])
 
 
@@ -140,8 +140,9 @@ class TaggerTrunk(SharedTrunk):
     if training and self.config.word_dropout > 0:
       drop = hash_uniform(tf.shape(words), seed, stream=_WORD_DROPOUT_STREAM)
       words = tf.where((drop < self.config.word_dropout) & (words > PAD), UNK, words)
-    x = tf.concat([self.word_embed(words),
-                   self.char_features(features["chars"])], axis=-1)
+    dtype = self.compute_dtype  # mtlcore.precision: the variables stay float32.
+    x = tf.concat([self.word_embed(words, dtype),
+                   self.char_features(features["chars"], dtype)], axis=-1)
     x = self.dropouts[0](x, seed=seed, training=training)
     outputs = []
     for layer, drop in zip(self.layers, self.dropouts[1:]):

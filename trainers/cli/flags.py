@@ -39,6 +39,9 @@ flags.DEFINE_string("init_from", None, "Start a new run from this model director
                     "from its heads whose task names and shapes match (the others start fresh).")
 flags.DEFINE_boolean("freeze_trunk", False, "No step changes the trunk (e.g. with --init_from: "
                      "train a new head on a trained trunk).")
+flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16", "fp16"], "The model's compute type; "
+                  "variables, losses, the CRF and optimizer state stay fp32. fp16 adds dynamic "
+                  "loss scaling (for GPUs; this CPU has no fp16 arithmetic).")
 flags.DEFINE_boolean("xla", True, "Compile each training step with XLA (jit_compile=True).")
 flags.DEFINE_integer("batch_size", None, "Examples (sentences) per batch. Default: the task "
                      "set's (32); mtl-tag: 64.")
@@ -164,7 +167,7 @@ def run_config():
       task_weights=_numbers("task_weights", FLAGS.task_weights or ()),
       sampler=FLAGS.sampler, sampler_temperature=FLAGS.sampler_temperature,
       per_task_optimizer=FLAGS.per_task_optimizer, init_from=FLAGS.init_from,
-      freeze_trunk=FLAGS.freeze_trunk,
+      freeze_trunk=FLAGS.freeze_trunk, precision=FLAGS.precision,
       options=task_set_options(), data_dir=FLAGS.data_dir, export_dir=FLAGS.export_dir,
       batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
       lr_decay_start=FLAGS.lr_decay_start, lr_final=FLAGS.lr_final,
