@@ -7,7 +7,6 @@ A shared ReLU layer can learn z once for both heads.
 """
 
 import numpy as np
-import tensorflow as tf
 
 from mtlcore.data import batching
 from mtlcore.errors import require_positive
