@@ -1,6 +1,6 @@
 """Mixed precision: bf16 and fp16 runs converge with float32 variables; fp16's loss scale
-skips an overflowing step without touching the optimizer and halves; a real NaN still counts;
-a bf16 tagger step compiles with XLA."""
+skips an overflowing step (joint or alternating) without touching any optimizer and halves;
+a real NaN still counts; a bf16 tagger step compiles with XLA."""
 
 import tempfile
 
@@ -13,7 +13,8 @@ from mtlcore.networks import tagger
 from mtlcore.networks.toy import build_toy_model, toy_tasks
 from mtlcore.optimizers import Adam
 from mtlcore.precision import LossScale
-from mtlcore.trainers import JointTrainer
+from mtlcore.sampling import TaskSampler
+from mtlcore.trainers import AlternatingTrainer, JointTrainer
 from mtlcore.trainers.config import RunConfig
 from mtlcore.trainers.run import train
 
@@ -95,3 +96,19 @@ def test_a_bf16_tagger_step_compiles_with_xla_and_matches_fp32_closely():
     trainer.step_functions()["joint"](features, labels)
     assert int(trainer.optimizer.iterations.numpy()) == 1
   np.testing.assert_allclose(losses[tf.bfloat16], losses[tf.float32], rtol=0.05)
+
+
+def test_an_overflowing_alternating_step_advances_no_tasks_adam():
+  model = build_toy_model(seed=0)
+  model.set_compute_dtype(tf.float16)
+  optimizers = {t: Adam(0.01) for t in ("y1", "y2")}
+  trainer = AlternatingTrainer(
+      model=model, tasks=toy_tasks(), optimizers=optimizers,
+      datasets={t: toy_dataset(64, batch_size=16, seed=0) for t in optimizers},
+      sampler=TaskSampler(["y1", "y2"], seed=0), loss_scale=LossScale(2.0**40))
+  features, labels = next(iter(toy_dataset(64, batch_size=16, seed=0)))
+  _, bad = trainer.step_functions()["y1"](features, labels)
+  assert int(bad) == 0 and int(trainer.nonfinite_steps.numpy()) == 0
+  assert [int(o.iterations.numpy()) for o in optimizers.values()] == [0, 0]
+  assert float(trainer.loss_scale.scale.numpy()) == 2.0**39
+  assert int(trainer.task_steps["y1"].numpy()) == 1  # Its batch was consumed.
