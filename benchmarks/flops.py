@@ -11,7 +11,7 @@ def tagger_forward_flops(config, *, batch, seq_len, max_chars, num_tags, tasks):
   head reads the first layer needs only that layer)."""
   tokens = batch * seq_len
   flops = 2 * tokens * max_chars * config.char_width * config.char_dim * config.char_filters
-  layers = max(int(config.layer_read_by(t)[len("layer"):]) for t in tasks)
+  layers = max(config.layer_of(t) for t in tasks)
   size = config.word_dim + config.char_filters
   for _ in range(layers):
     h = config.hidden_size

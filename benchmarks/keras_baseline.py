@@ -37,7 +37,7 @@ def build_keras_tagger(config: TaggerConfig, *, num_words, num_chars, num_tags, 
     layers.append(x)
   outputs = {}
   for task in tasks:
-    reads = layers[int(config.layer_read_by(task)[len("layer"):]) - 1]
+    reads = layers[config.layer_of(task) - 1]
     outputs[task] = keras.layers.Dense(num_tags[task], name=task)(reads)
   model = keras.Model(inputs={"words": words, "chars": chars}, outputs=outputs)
   model.compile(optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=clip_norm),

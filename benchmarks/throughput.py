@@ -40,6 +40,7 @@ from mtlcore.benchmarks.keras_baseline import build_keras_tagger, keras_step_tim
 from mtlcore.data.vocab import Vocabularies
 from mtlcore.errors import ConfigError
 from mtlcore.networks import tagger
+from mtlcore.task_sets import tagging
 from mtlcore.trainers import build
 from mtlcore.trainers.cli import common
 # The run flags define --batch_size and --reads, which mtl-bench reads.
@@ -192,8 +193,8 @@ def run():
   peaks = hardware.matmul_peaks((256, 512) if FLAGS.quick else (1024, 2048, 4096),
                                 trials=2 if FLAGS.quick else 5)
   batches = synthetic_batches(8, batch_size, FLAGS.seq_len)
-  reads = {"pos": 1} if FLAGS.reads is None else dict(
-      (t, int(k)) for t, _, k in (r.partition(":") for r in FLAGS.reads))
+  reads = {"pos": 1} if FLAGS.reads is None else tagging.parse_task_map("reads", FLAGS.reads,
+                                                                         int)
   real_tokens = float(np.mean([b[0]["length"].sum() for b in batches]))
   rows = []
   for size, overrides in _sizes().items():

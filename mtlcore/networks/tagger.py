@@ -80,9 +80,13 @@ class TaggerConfig:
         raise ConfigError(f"reads: task {task!r} must read a layer from 1 to num_layers="
                           f"{self.num_layers}, got {layer!r}.")
 
+  def layer_of(self, task):
+    """The trunk layer (1 = first) `task`'s head reads."""
+    return self.reads.get(task, self.num_layers)
+
   def layer_read_by(self, task):
     """The name of the representation `task`'s head reads."""
-    return f"layer{self.reads.get(task, self.num_layers)}"
+    return f"layer{self.layer_of(task)}"
 
   @property
   def output_size(self):

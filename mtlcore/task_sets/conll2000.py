@@ -36,7 +36,7 @@ class Conll2000TaskSet(TaggingTaskSet):
 
   def options(self):
     return {k: v for k, v in super().options().items()
-            if k not in ("columns", "train", "dev", "test", "placeholder", "scoring")}
+            if k not in TaggingTaskSet.file_options}
 
   def load_data(self, data_dir):
     splits = conll2000.load_splits(data_dir)

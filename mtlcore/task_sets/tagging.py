@@ -68,8 +68,9 @@ def _as_list(name, value):
   return [v.strip() for v in value]
 
 
-def _as_map(name, value, convert=str):
-  """"k:v,k:v" (or a list of "k:v", or a dict) -> {k: convert(v)}."""
+def parse_task_map(name, value, convert=str):
+  """"k:v,k:v" (or a list of "k:v", or a dict) -> {k: convert(v)}; ConfigError naming
+  --`name` for an item that is not TASK:VALUE or a value `convert` rejects."""
   if isinstance(value, dict):
     items = list(value.items())
   else:
@@ -91,7 +92,7 @@ def parse_files(name, spec, tasks):
     return {}
   if isinstance(spec, str) and "," not in spec and spec.partition(":")[0] not in tasks:
     return {t: spec for t in tasks}
-  files = _as_map(name, spec)
+  files = parse_task_map(name, spec)
   unknown = sorted(set(files) - set(tasks))
   missing = [t for t in tasks if t not in files]
   if unknown or missing:
@@ -117,7 +118,7 @@ class TaggingTaskSet(task_set.TaskSet):
     for key, kind in (("crf", None), ("reads", int)):
       if key in options:
         options[key] = (_as_list(key, options[key]) if kind is None
-                        else _as_map(key, options[key], kind))
+                        else parse_task_map(key, options[key], kind))
         unknown = sorted(set(options[key]) - set(self.task_names))
         if unknown:
           raise ConfigError(f"--{key} names unknown task(s) {unknown}; the tasks are "
@@ -142,7 +143,7 @@ class TaggingTaskSet(task_set.TaskSet):
     if not self.files["train"]:
       raise ConfigError("--train is required: a column file, or task:file for each task.")
     self.placeholder = options.pop("placeholder", None) or None
-    self.declared_scoring = _as_map("scoring", options.pop("scoring", {}))
+    self.declared_scoring = parse_task_map("scoring", options.pop("scoring", {}))
     for task, kind in self.declared_scoring.items():
       if task not in self.task_names or kind not in tagging.SCORINGS:
         raise ConfigError(f"--scoring takes TASK:KIND with a task of {list(self.task_names)} "
