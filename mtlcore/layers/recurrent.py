@@ -1,10 +1,17 @@
-"""BiLSTM: a masked bidirectional LSTM written for XLA.
+"""BiLSTM: a masked bidirectional LSTM written for XLA, with a hand-written backward pass.
 
-Both directions run in one `tf.while_loop`: the input projection for every time step and
-both directions is one matmul done before the loop, and the loop body is a single batched
-[2, B, H] x [2, H, 4H] matmul plus the gate arithmetic. The backward direction reads each
-sentence reversed within its own length (`tf.reverse_sequence`), so padding always trails the
-real tokens in both directions and no state has to be carried across it.
+Both directions run in one `tf.while_loop` (`lstm_recurrence`): the input projection for every
+time step and both directions is one matmul done before the loop, and the loop body is a single
+batched [2, B, H] x [2, H, 4H] matmul plus one fused gate nonlinearity. The backward direction
+reads each sentence reversed within its own length (`tf.reverse_sequence`), so padding always
+trails the real tokens in both directions and no state has to be carried across it.
+
+Why a hand-written gradient: differentiating the loop automatically gives a backward loop with
+two matmuls per step (one of them accumulating the recurrent kernel's gradient step by step)
+and one small kernel per forward operation. Here the backward loop does one matmul per step
+(the gradient flowing to the previous state) and writes the gates' gradients out; the kernel's
+gradient is then one [H, T*B] x [T*B, 4H] matmul after the loop. On the 2-core CPU this is
+1.3x faster for a layer's forward and backward at [32, 36, 164] -> 2 x 128 (benchmarks).
 """
 
 import tensorflow as tf
@@ -13,12 +20,94 @@ from mtlcore.errors import require_positive
 from mtlcore.layers import initializers
 
 
+def lstm_recurrence(projected, recurrent_kernel):
+  """Runs Z independent LSTM recurrences (here: the two directions) side by side.
+
+  Args:
+    projected: [T, Z, B, 4H], the input projections plus bias for every step, gates ordered
+      i, f, g, o. Its type is the compute type (mtlcore.precision).
+    recurrent_kernel: [Z, H, 4H], of the same type.
+  Returns:
+    The hidden states [T, Z, B, H], starting from zero state and cell. The gate activations
+    and the cell run in float32 whatever the compute type; only the matmul inputs and the
+    returned states are in the compute type.
+
+  Differentiable in both arguments by a hand-written backward pass (see the module docstring);
+  equal to automatic differentiation of the same loop to float32 rounding (tests/test_layers).
+  """
+  return _recurrence(projected, recurrent_kernel)
+
+
+@tf.custom_gradient
+def _recurrence(projected, recurrent_kernel):
+  dtype = projected.dtype
+  steps, z, batch = tf.shape(projected)[0], tf.shape(projected)[1], tf.shape(projected)[2]
+  h = recurrent_kernel.shape[-1] // 4
+  # One sigmoid over all four gates: tanh(x) = 2 sigmoid(2x) - 1 for the g block.
+  scale = tf.concat([tf.ones([2 * h]), tf.fill([h], 2.0), tf.ones([h])], axis=0)
+
+  def array(size, width, array_dtype=tf.float32, **kwargs):
+    return tf.TensorArray(array_dtype, size=size, element_shape=[None, None, width], **kwargs)
+
+  # Read and written through TensorArrays: slicing `projected[t]` or updating a stacked tensor
+  # would cost a full [T, ...] buffer per step in the gradient (quadratic in T).
+  inputs = array(steps, 4 * h, dtype).unstack(projected)
+  zeros = tf.zeros([z, batch, h])
+
+  def step(t, state_h, state_c, states, cells, activations):
+    gates = inputs.read(t) + tf.linalg.matmul(state_h, recurrent_kernel)
+    a = tf.sigmoid(tf.cast(gates, tf.float32) * scale) * scale - (scale - 1.0)
+    i, f, g, o = tf.split(a, 4, axis=-1)
+    state_c = f * state_c + i * g
+    state_h = tf.cast(o * tf.tanh(state_c), dtype)
+    return (t + 1, state_h, state_c, states.write(t, state_h), cells.write(t + 1, state_c),
+            activations.write(t, a))
+
+  _, _, _, states, cells, activations = tf.while_loop(
+      lambda t, *_: t < steps, step,
+      (tf.constant(0), tf.cast(zeros, dtype), zeros, array(steps, h, dtype),
+       array(steps + 1, h).write(0, zeros), array(steps, 4 * h)),
+      maximum_iterations=steps)
+  states, cells, activations = states.stack(), cells.stack(), activations.stack()
+
+  def grad(d_states):
+    """d_states [T, Z, B, H] -> (d_projected [T, Z, B, 4H], d_recurrent_kernel [Z, H, 4H])."""
+    upstream = array(steps, h, dtype).unstack(d_states)
+    cells_read = array(steps + 1, h, clear_after_read=False).unstack(cells)  # Read twice.
+    activations_read = array(steps, 4 * h).unstack(activations)
+    kernel_t = tf.transpose(recurrent_kernel, [0, 2, 1])
+    # d sigmoid = a (1 - a); d tanh = 1 - a^2 = (1 - a)(1 + a): (1 - a)(a + is_g).
+    is_g = tf.concat([tf.zeros([2 * h]), tf.ones([h]), tf.zeros([h])], axis=0)
+
+    def back(t, dh_next, dc_next, d_gates):
+      a = activations_read.read(t)
+      i, f, g, o = tf.split(a, 4, axis=-1)
+      c, c_prev = cells_read.read(t + 1), cells_read.read(t)
+      dh = tf.cast(upstream.read(t), tf.float32) + dh_next
+      tanh_c = tf.tanh(c)
+      dc = dh * o * (1.0 - tanh_c * tanh_c) + dc_next
+      d_a = tf.concat([dc * g, dc * c_prev, dc * i, dh * tanh_c], axis=-1)
+      d_gate = tf.cast(d_a * (1.0 - a) * (a + is_g), dtype)
+      dh_prev = tf.cast(tf.linalg.matmul(d_gate, kernel_t), tf.float32)
+      return t - 1, dh_prev, dc * f, d_gates.write(t, d_gate)
+
+    _, _, _, d_gates = tf.while_loop(
+        lambda t, *_: t >= 0, back, (steps - 1, zeros, zeros, array(steps, 4 * h, dtype)),
+        maximum_iterations=steps)
+    d_gates = d_gates.stack()
+    previous = tf.concat([tf.zeros_like(states[:1]), states[:-1]], axis=0)
+    return d_gates, tf.einsum("tzbh,tzbg->zhg", previous, d_gates)
+
+  return states, grad
+
+
 class BiLSTM(tf.Module):
   """Masked bidirectional LSTM.
 
-  `__call__(inputs, lengths)`: inputs [B, T, input_size] of any float type (the computation
-  runs in it), lengths [B] int32 (number of real tokens, <= T). Returns [B, T, 2 * hidden_size]: forward states then backward states,
-  zero at padded positions. Gates are ordered i, f, g, o; the forget bias starts at 1.
+  `__call__(inputs, lengths)`: inputs [B, T, input_size] of any float type (the matmuls run in
+  it), lengths [B] int32 (number of real tokens, <= T). Returns [B, T, 2 * hidden_size]:
+  forward states then backward states, zero at padded positions. Gates are ordered i, f, g, o;
+  the forget bias starts at 1.
   """
 
   def __init__(self, input_size, hidden_size, *, seed, name=None):
@@ -41,31 +130,19 @@ class BiLSTM(tf.Module):
     h = self.hidden_size
     batch, steps = tf.shape(inputs)[0], tf.shape(inputs)[1]
     lengths = tf.cast(lengths, tf.int32)
-    reversed_inputs = tf.reverse_sequence(inputs, lengths, seq_axis=1, batch_axis=0)
-    both = tf.stack([inputs, reversed_inputs])  # [2, B, T, D]
     dtype = inputs.dtype  # The compute type (mtlcore.precision); the variables are float32.
-    kernel = tf.reshape(tf.cast(self.input_kernel, dtype), [self.input_size, 2, 4 * h])
-    bias = tf.cast(self.bias, dtype)
-    recurrent_kernel = tf.cast(self.recurrent_kernel, dtype)
-    projected = tf.einsum("zbtd,dzg->tzbg", both, kernel) + bias[:, None, :]  # [T,2,B,4H]
-    # Read through a TensorArray: the gradient of slicing `projected[t]` would add a full
-    # [T, 2, B, 4H] buffer per step (quadratic in T); a TensorArray read's gradient is a write.
-    projected = tf.TensorArray(inputs.dtype, size=steps, element_shape=[2, None, 4 * h]).unstack(
-        projected)
-
-    def step(t, state_h, state_c, outputs):
-      gates = projected.read(t) + tf.linalg.matmul(state_h, recurrent_kernel)  # [2,B,4H]
-      i, f, g, o = tf.split(gates, 4, axis=-1)
-      state_c = tf.sigmoid(f) * state_c + tf.sigmoid(i) * tf.tanh(g)
-      state_h = tf.sigmoid(o) * tf.tanh(state_c)
-      return t + 1, state_h, state_c, outputs.write(t, state_h)
-
-    zeros = tf.zeros([2, batch, h], inputs.dtype)
-    outputs = tf.TensorArray(inputs.dtype, size=steps, element_shape=[2, None, h])
-    _, _, _, outputs = tf.while_loop(
-        lambda t, *_: t < steps, step, (tf.constant(0), zeros, zeros, outputs),
-        maximum_iterations=steps)
-    outputs = tf.transpose(outputs.stack(), [1, 2, 0, 3])  # [2, B, T, H]
+    # Both directions' input projections in one [B*T, D] x [D, 8H] matmul. A projection is per
+    # position, so projecting then reversing equals reversing then projecting.
+    projected = tf.reshape(
+        tf.linalg.matmul(tf.reshape(inputs, [-1, self.input_size]),
+                         tf.cast(self.input_kernel, dtype)),
+        [batch, steps, 2, 4 * h]) + tf.cast(self.bias, dtype)
+    projected = tf.stack([
+        projected[:, :, 0],
+        tf.reverse_sequence(projected[:, :, 1], lengths, seq_axis=1, batch_axis=0)])
+    projected = tf.transpose(projected, [2, 0, 1, 3])  # [T, 2, B, 4H]
+    outputs = lstm_recurrence(projected, tf.cast(self.recurrent_kernel, dtype))  # [T,2,B,H]
+    outputs = tf.transpose(outputs, [1, 2, 0, 3])  # [2, B, T, H]
     forward = outputs[0]
     backward = tf.reverse_sequence(outputs[1], lengths, seq_axis=1, batch_axis=0)
     mask = tf.sequence_mask(lengths, steps, dtype=inputs.dtype)[:, :, None]
