@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from mtlcore.data import pipeline
 from mtlcore.data.conll2000 import parse_conll
@@ -46,10 +47,26 @@ def test_xla_and_plain_tagger_steps_agree_with_dropout_on(trunk, crf):
   config = tagger.TaggerConfig(trunk=trunk, dropout=0.3, crf=("chunk",) if crf else (),
                                **SMALL)
   compiled, plain = _joint(config, True), _joint(config, False)
+  features, labels = next(iter(plain._inputs.makers["joint"](0)))
+  seed = plain.step_seed()
+
+  def gradients(features, labels):
+    with tf.GradientTape() as tape:
+      total, _, _ = plain.weighted_losses(features, labels, training=True, seed=seed)
+    return [tf.convert_to_tensor(g)
+            for g in tape.gradient(total, plain.model.trainable_variables)]
+
+  for a, b, v in zip(gradients(features, labels),
+                     tf.function(gradients, jit_compile=True)(features, labels),
+                     plain.model.trainable_variables):
+    np.testing.assert_allclose(a, b, atol=1e-6, err_msg=v.name)
   compiled.train(3)
   plain.train(3)
+  # Adam's first update is lr g / (|g| + 1e-7): where a gradient is itself ~1e-7 (e.g. a head
+  # weight whose inputs nearly cancel), a 1e-8 rounding difference between XLA's and
+  # TensorFlow's kernels moves the weight by ~1e-5 of lr = 1e-2's ~1e-2 step; 1e-4 holds that.
   for a, b in zip(compiled.model.trainable_variables, plain.model.trainable_variables):
-    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.name)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4, err_msg=a.name)
 
 
 def test_a_pos_step_reading_the_first_layer_leaves_the_top_layer_and_chunk_head_untouched():
