@@ -33,6 +33,7 @@ from absl import flags
 
 from mtlcore import precision as precision_lib
 from mtlcore import task_set as task_set_lib
+from mtlcore import weighting as weighting_lib
 from mtlcore.benchmarks import flops as flops_lib
 from mtlcore.benchmarks import hardware, results
 from mtlcore.benchmarks import report as report_lib
@@ -58,6 +59,8 @@ flags.DEFINE_list("modes", ["joint", "alternate", "pos", "chunk", "default"],
 flags.DEFINE_boolean("keras", True, "Time the Keras model.fit baseline.")
 flags.DEFINE_list("precisions", ["fp32"], "Compute types of the mtlcore rows (fp32, bf16, "
                   "fp16: mtl-train's --precision); Keras runs in fp32.")
+flags.DEFINE_list("weightings", ["sum"], "Joint-mode weighting methods (mtlcore.weighting) of "
+                  "the joint and default rows; each is compared with sum.")
 flags.DEFINE_integer("seq_len", 36, "Padded tokens per sentence (a middle CoNLL bucket).")
 flags.DEFINE_integer("steps", 60, "Timed steps per configuration.")
 flags.DEFINE_integer("steps_per_call", 5, "Steps per call into the compiled loop.")
@@ -97,14 +100,16 @@ def as_dataset(batches, tasks=TASKS):
   return tf.data.Dataset.from_tensor_slices((features, labels)).repeat().prefetch(4)
 
 
-def bench_config(mode, *, options, jit_compile, batch_size, steps, precision="fp32"):
+def bench_config(mode, *, options, jit_compile, batch_size, steps, precision="fp32",
+                 weighting="sum"):
   """The RunConfig of a benchmark row: mode "joint" or "alternate" over both tasks ("default"
   is joint), or a task name for `--mode=single --tasks=NAME`."""
   single = mode in TASKS
   mode = "joint" if mode == "default" else mode
   return RunConfig(task_set="conll2000", mode="single" if single else mode,
                    tasks=(mode,) if single else TASKS, options=options, xla=jit_compile,
-                   batch_size=batch_size, train_steps=steps, seed=0, precision=precision)
+                   batch_size=batch_size, train_steps=steps, seed=0, precision=precision,
+                   weighting=weighting)
 
 
 def build_bench_trainer(config, dataset_for, vocabularies=None):
@@ -126,11 +131,12 @@ def build_bench_trainer(config, dataset_for, vocabularies=None):
                              total_steps=config.train_steps)
 
 
-def time_mtlcore(options, mode, execution, batches, steps, per_call, precision="fp32"):
+def time_mtlcore(options, mode, execution, batches, steps, per_call, precision="fp32",
+                 weighting="sum"):
   """(compile seconds, per-step seconds array, traces) for one configuration."""
   config = bench_config(mode, options=options, jit_compile=execution == "xla",
                         batch_size=len(batches[0][0]["length"]), steps=10 * steps,
-                        precision=precision)
+                        precision=precision, weighting=weighting)
   trainer = build_bench_trainer(config, lambda tasks: as_dataset(batches, tasks))
   tf.config.run_functions_eagerly(execution == "eager")
   try:
@@ -159,7 +165,7 @@ def _sizes():
 
 
 def _row(trunk, size, execution, mode, seconds, batch, real_tokens, config, compile_s=None,
-         peak=None, precision="fp32"):
+         peak=None, precision="fp32", weighting="sum"):
   median, p90 = float(np.median(seconds)), float(np.percentile(seconds, 90))
   tasks = TASKS if mode in ("joint", "alternate", "keras", "default") else (mode,)
   flop = flops_lib.tagger_train_flops(config, batch=batch, seq_len=FLAGS.seq_len,
@@ -174,6 +180,7 @@ def _row(trunk, size, execution, mode, seconds, batch, real_tokens, config, comp
           "compile_s": compile_s, "examples_per_sec": batch / median,
           "padded_tokens_per_sec": batch * FLAGS.seq_len / median,
           "tokens_per_sec": real_tokens / median, "gflops": gflops, "precision": precision,
+          "weighting": weighting,
           "fraction_of_peak": gflops / peak if peak else None}
 
 
@@ -184,7 +191,8 @@ def run():
     if value <= 0:
       raise ConfigError(f"--{name} must be positive, got {value}.")
   for flag, allowed in (("trunks", tagger.TRUNKS), ("executions", ("eager", "function", "xla")),
-                        ("modes", ("joint", "alternate", "pos", "chunk", "default"))):
+                        ("modes", ("joint", "alternate", "pos", "chunk", "default")),
+                        ("weightings", [m for m in weighting_lib.METHODS if m != "static"])):
     unknown = [v for v in getattr(FLAGS, flag) if v not in allowed]
     if unknown:
       raise ConfigError(f"--{flag}: unknown {unknown}; choose from {list(allowed)}.")
@@ -213,15 +221,19 @@ def run():
         print(_line(rows[-1]), flush=True)
       # The default step: CRF chunk head and word dropout, as mtl-train runs it.
       default = dict(trunk=trunk, reads=reads, crf=("chunk",), **overrides)
-      for precision, execution, mode in itertools.product(FLAGS.precisions, FLAGS.executions,
-                                                          FLAGS.modes):
+      for precision, execution, mode, method in itertools.product(
+          FLAGS.precisions, FLAGS.executions, FLAGS.modes, FLAGS.weightings):
+        if method != "sum" and mode not in ("joint", "default"):
+          continue  # Weighting methods are joint mode's.
         run_steps = min(steps, 10) if execution == "eager" else steps
         mode_options = default if mode == "default" else options
         compile_s, seconds, retraces = time_mtlcore(
-            mode_options, mode, execution, batches, run_steps, FLAGS.steps_per_call, precision)
+            mode_options, mode, execution, batches, run_steps, FLAGS.steps_per_call, precision,
+            method)
         rows.append(_row(trunk, size, execution, mode, seconds, batch_size, real_tokens,
                          tagger.TaggerConfig(**mode_options), compile_s=compile_s,
-                         peak=peaks["peak"].get(precision), precision=precision))
+                         peak=peaks["peak"].get(precision), precision=precision,
+                         weighting=method))
         rows[-1]["traces_per_step_function"] = retraces
         print(_line(rows[-1]), flush=True)
   report = {"device": device, "peaks": peaks, "batch_size": batch_size,
@@ -245,14 +257,22 @@ def run():
 
 def _line(row):
   return (f"{row['trunk']:6s} {row['size']:7s} {row['execution']:9s} {row['precision']:4s} "
-          f"{row['mode']:9s} "
+          f"{row['mode']:9s} {row['weighting']:11s} "
           f"{row['step_ms_median']:8.1f} ms/step  {row['tokens_per_sec']:9.0f} tokens/s")
 
 
 def ratios(rows):
   """The targets of the benchmark issue, as measured ratios."""
-  get = {(r["trunk"], r["size"], r["execution"], r["mode"], r["precision"]): r for r in rows}
   out = {}
+  for r in rows:
+    if r["weighting"] != "sum":
+      plain = [s for s in rows if s["weighting"] == "sum" and all(
+          s[k] == r[k] for k in ("trunk", "size", "execution", "mode", "precision"))]
+      if plain:
+        out[f"{r['trunk']}/{r['size']}/{r['execution']}/{r['precision']}/{r['mode']}: "
+            f"{r['weighting']} step / sum step"] = r["step_ms_median"] / plain[0]["step_ms_median"]
+  get = {(r["trunk"], r["size"], r["execution"], r["mode"], r["precision"]): r for r in rows
+         if r["weighting"] == "sum"}
   for (trunk, size, execution, mode, precision), r in get.items():
     name = f"{trunk}/{size}/{execution}/{precision}"
     keras = get.get((trunk, size, "keras_fit", "keras", "fp32"))
@@ -290,13 +310,15 @@ def markdown(report):
     lines.append(f"| {precision} | " + " | ".join(
         f"{cells[c]:.0f}" if cells.get(c) else "-" for c in _peak_columns(peaks))
                  + f" | **{best:.0f}** |")
-  lines += ["", "| trunk | size | execution | precision | mode | ms/step (median) | p90 | "
-            "compile s | tokens/s (real) | tokens/s (padded) | examples/s | GFLOP/s | "
-            "of its precision's peak |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  lines += ["", "| trunk | size | execution | precision | mode | weighting | ms/step (median) | "
+            "p90 | compile s | tokens/s (real) | tokens/s (padded) | examples/s | GFLOP/s | "
+            "of its precision's peak |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in report["rows"]:
     compile_s = f"{r['compile_s']:.1f}" if r["compile_s"] is not None else "-"
     lines.append(
         f"| {r['trunk']} | {r['size']} | {r['execution']} | {r['precision']} | {r['mode']} | "
+        f"{r.get('weighting', 'sum')} | "
         f"{r['step_ms_median']:.1f} | {r['step_ms_p90']:.1f} | {compile_s} | "
         f"{r['tokens_per_sec']:.0f} | {r['padded_tokens_per_sec']:.0f} | "
         f"{r['examples_per_sec']:.0f} | {r['gflops']:.1f} | "

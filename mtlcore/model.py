@@ -30,6 +30,12 @@ class SharedTrunk(tf.Module):
   def __call__(self, features, *, training, seed):
     raise NotImplementedError
 
+  def variables_of(self, representation):
+    """The trainable variables of the layer that outputs `representation` (GradNorm's "last
+    shared layer"). This default: all of the trunk's; a trunk of several layers narrows it."""
+    del representation
+    return self.trainable_variables
+
 
 class TaskHead(tf.Module):
   """Base class of heads.

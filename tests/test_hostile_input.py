@@ -138,6 +138,8 @@ def test_eval_binary_names_a_bad_test_file(tmp_path):
     (["--noper_task_optimizer"], "--noper_task_optimizer applies to --mode=alternate"),
     (["--init_from=/nonexistent"], "--init_from=/nonexistent is not a model directory"),
     (["--sampler=proportional"], "--sampler applies to --mode=alternate"),
+    (["--mode=alternate", "--weighting=pcgrad"], "--weighting applies to --mode=joint"),
+    (["--weighting=dwa", "--task_weights=1,2"], "conflict with --weighting=dwa"),
     (["--mode=alternate", "--sampler=temperature", "--sampler_temperature=0"],
      "--sampler_temperature must be positive"),
     (["--mode=alternate", "--sampler=proportional", "--task_weights=1,2"],

@@ -98,19 +98,20 @@ def test_each_compiled_step_is_traced_once_over_20_steps(make):
   assert trainer._loop.experimental_get_tracing_count() == 1  # pylint: disable=protected-access
 
 
+def held_out_losses(trainer):
+  """{task: loss} of the trainer's model on 1,024 held-out toy examples."""
+  features, labels = next(iter(toy_dataset(1024, batch_size=1024, seed=7)))
+  predictions = trainer.model(features)
+  return {t.name: float(t.loss(labels[t.name], predictions[t.name], features).value())
+          for t in trainer.tasks.values()}
+
+
 @pytest.mark.parametrize("make", [_alternating, _joint])
 def test_toy_problem_loss_falls_tenfold_for_each_task(make):
   trainer = make()
-  features, labels = next(iter(toy_dataset(1024, batch_size=1024, seed=7)))  # Held out.
-
-  def losses():
-    predictions = trainer.model(features)
-    return {t.name: float(t.loss(labels[t.name], predictions[t.name], features).value())
-            for t in trainer.tasks.values()}
-
-  first = losses()
+  first = held_out_losses(trainer)
   trainer.train(3000)
-  last = losses()
+  last = held_out_losses(trainer)
   for task in ("y1", "y2"):
     assert last[task] * 10 <= first[task], (task, first, last)
 

@@ -26,6 +26,7 @@ from mtlcore.sampling import TaskSampler
 from mtlcore.schedules import LinearDecay
 from mtlcore.trainers.alternating import AlternatingTrainer
 from mtlcore.trainers.joint import JointTrainer
+from mtlcore.weighting import make_weighting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,9 +129,11 @@ def build_trainer(config, *, model, tasks, streams, total_steps):
                 frozen_variables=model.trunk.trainable_variables if config.freeze_trunk else (),
                 loss_scale=precision.LossScale() if config.precision == "fp16" else None)
   if config.mode in ("joint", "single"):
-    weights = dict(zip(config.tasks, config.task_weights)) if config.task_weights else None
+    weighting = make_weighting(config.weighting, config.tasks,
+                               weights=config.task_weights or None,
+                               period=streams["joint"].steps_per_epoch)
     return JointTrainer(optimizer=_adam(config, "adam", total_steps),
-                        dataset=streams["joint"].make_dataset, loss_weights=weights, **common)
+                        dataset=streams["joint"].make_dataset, weighting=weighting, **common)
   sampler = build_sampler(config, streams, total_steps)
   if config.per_task_optimizer:
     optimizers = {t: _adam(config, f"adam_{t}", total_steps * share)

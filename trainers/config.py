@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from mtlcore.errors import ConfigError
 from mtlcore.precision import PRECISIONS
 from mtlcore.sampling import KINDS as SAMPLERS
+from mtlcore.weighting import METHODS as WEIGHTINGS
 
 MODES = ("joint", "alternate", "single")
 
@@ -29,7 +30,7 @@ ENGINE_DEFAULTS = {"batch_size": 32, "learning_rate": 1e-3, "epochs": 10.0, "cli
 RESUME_POLICY = {
     "task_set": "refuse", "mode": "refuse", "tasks": "refuse", "options": "refuse",
     "seed": "refuse", "batch_size": "refuse", "task_weights": "refuse", "sampler": "refuse",
-    "sampler_temperature": "refuse", "per_task_optimizer": "refuse", "init_from": "refuse",
+    "weighting": "refuse", "sampler_temperature": "refuse", "per_task_optimizer": "refuse", "init_from": "refuse",
     "freeze_trunk": "refuse", "precision": "refuse",
     "average_decay": "refuse", "lr_decay_start": "refuse", "lr_final": "refuse",
     "learning_rate": "apply", "train_steps": "apply", "epochs": "apply", "clip_norm": "apply",
@@ -68,6 +69,8 @@ class RunConfig:
     sampler: alternate mode's task sampler (mtlcore.sampling.KINDS): uniform (default),
       proportional to each task's corpus, temperature, annealed, weighted, round_robin.
     sampler_temperature: T of the temperature sampler.
+    weighting: joint mode's way of combining the task losses (mtlcore.weighting.METHODS):
+      sum (default; static with --task_weights), uncertainty, dwa, pcgrad, cagrad.
     per_task_optimizer: alternate mode: one Adam per task (separate trunk moments per task),
       or one shared by all tasks (one set of trunk moments, one update count).
     init_from: a model directory whose trunk (and heads of the same task names and shapes)
@@ -104,6 +107,7 @@ class RunConfig:
   task_weights: tuple = ()
   sampler: str | None = None
   sampler_temperature: float = 2.0
+  weighting: str = "sum"
   per_task_optimizer: bool = True
   init_from: str | None = None
   freeze_trunk: bool = False
@@ -165,6 +169,17 @@ class RunConfig:
       if self.task_weights and self.sampler != "weighted":
         raise ConfigError(f"--task_weights set the weighted sampler's weights; they conflict "
                           f"with --sampler={self.sampler}.")
+    if self.weighting not in WEIGHTINGS:
+      raise ConfigError(f"--weighting must be one of {list(WEIGHTINGS)}, got "
+                        f"{self.weighting!r}.")
+    if self.weighting != "sum":
+      if self.mode != "joint":
+        raise ConfigError(f"--weighting applies to --mode=joint, not --mode={self.mode}.")
+      if self.task_weights and self.weighting != "static":
+        raise ConfigError(f"--task_weights are static loss weights; they conflict with "
+                          f"--weighting={self.weighting}.")
+      if self.weighting == "static" and not self.task_weights:
+        raise ConfigError("--weighting=static needs --task_weights.")
     if not self.per_task_optimizer and self.mode != "alternate":
       raise ConfigError(f"--noper_task_optimizer applies to --mode=alternate; --mode="
                         f"{self.mode} has one optimizer anyway.")

@@ -1,7 +1,9 @@
-"""JointTrainer: a batch carries labels for several tasks; one weighted loss, one update.
+"""JointTrainer: a batch carries labels for several tasks; one combined update.
 
-The total loss is sum_t w_t * loss_t (w_t = 1 unless `loss_weights` says otherwise), where
-loss_t is task t's Ratio divided out (e.g. per labelled token). The trunk runs once per batch
+By default the total loss is sum_t w_t * loss_t (w_t = 1 unless `loss_weights` says
+otherwise), where loss_t is task t's Ratio divided out (e.g. per labelled token); a
+`weighting` (mtlcore.weighting) may instead learn or adapt the weights, or combine the tasks'
+gradients on the shared variables (PCGrad, CAGrad). The trunk runs once per batch
 and every head reads it; one optimizer holds the state of all variables. Labels may be missing
 (the task's loss counts only what is labelled); a head whose task has no label in a batch,
 and its optimizer slots, are left bitwise unchanged by that step.
@@ -9,16 +11,19 @@ and its optimizer slots, are left bitwise unchanged by that step.
 
 import tensorflow as tf
 
+from mtlcore import weighting as weighting_lib
 from mtlcore.errors import ConfigError
+from mtlcore.tasks import Ratio
+from mtlcore.trainers.logs import LogLayout
 from mtlcore.trainers.trainer import Trainer
 
 
 class JointTrainer(Trainer):
   """Trains all tasks at once on batches that carry labels for them (some may be missing)."""
 
-  def __init__(self, *, model, tasks, optimizer, dataset, loss_weights=None, seed=0,
-               jit_compile=True, clip_norm=None, max_nonfinite_steps=0, weight_average=None,
-               frozen_variables=(), loss_scale=None, name=None):
+  def __init__(self, *, model, tasks, optimizer, dataset, loss_weights=None, weighting=None,
+               seed=0, jit_compile=True, clip_norm=None, max_nonfinite_steps=0,
+               weight_average=None, frozen_variables=(), loss_scale=None, name=None):
     """Args:
       model: a MultiTaskModel with a head for every task.
       tasks: sequence of Task.
@@ -28,6 +33,10 @@ class JointTrainer(Trainer):
         loss supports it), endless and beginning at batch `start` (see trainers.trainer). Its
         position is the global step.
       loss_weights: dict task name -> non-negative float; missing tasks weigh 1.
+      weighting: a mtlcore.weighting.Weighting over the tasks' names in order (default: the
+        fixed `loss_weights`). A method other than fixed weights logs TASK/weight (and, for
+        gradient methods, TASK/cosine) every step; its variables are trained by `optimizer`
+        and its state is checkpointed with the trainer.
       seed, jit_compile, clip_norm, max_nonfinite_steps, weight_average, frozen_variables,
         loss_scale, name: as for AlternatingTrainer.
     """
@@ -44,20 +53,50 @@ class JointTrainer(Trainer):
     if bad:
       raise ConfigError(f"Loss weights must be non-negative numbers, got {bad}.")
     self.loss_weights = {n: float(loss_weights.get(n, 1.0)) for n in self.tasks}
+    if weighting is None:
+      weighting = weighting_lib.Weighting(list(self.tasks), list(self.loss_weights.values()),
+                                          name="static")
+    elif loss_weights:
+      raise ConfigError("Give loss_weights or a weighting, not both.")
+    if tuple(weighting.task_names) != tuple(self.tasks):
+      raise ConfigError(f"The weighting is over tasks {list(weighting.task_names)}, the "
+                        f"trainer's are {list(self.tasks)}.")
+    self.weighting = weighting
+    if weighting.needs_layer_norms:  # The first representation any head reads, in trunk order.
+      read = {model.heads[n].reads for n in self.tasks}
+      first = next(r for r in model.trunk.output_sizes if r in read)
+      self.gradnorm_layer = self.trained(model.trunk.variables_of(first))
+    extra = ()
+    if type(weighting) is not weighting_lib.Weighting:
+      extra = ("weight", "cosine") if weighting.needs_task_gradients else ("weight",)
+    self.log_layout = LogLayout(self.tasks, extra)
     self.optimizer = optimizer
-    self.optimizer.build(self.trained(model.trainable_variables))
+    self.optimizer.build(self._variables())
     self._set_inputs({"joint": dataset}, {"joint": self.global_step})
     self._step = tf.function(self._joint_step, jit_compile=jit_compile)
 
+  def _variables(self):
+    """What the optimizer updates: the model's trained variables, then the weighting's."""
+    return self.trained(self.model.trainable_variables) + list(
+        self.weighting.trainable_variables)
+
   def weighted_losses(self, features, labels, *, training, seed):
     """Returns (total loss, {task: loss}, {task: (log ratios, units)}) for one batch; each
-    task's loss is its Ratio's value, the total their weighted sum."""
+    task's loss is its Ratio's value, the total what the weighting method differentiates
+    (for a gradient method: their sum)."""
+    total, losses, reports, _ = self._losses(features, labels, training=training, seed=seed)
+    return total, losses, reports
+
+  def _losses(self, features, labels, *, training, seed):
+    """weighted_losses' result, plus (losses [K], labelled [K], weights [K])."""
     predictions = self.model(features, tasks=list(self.tasks), training=training, seed=seed)
     losses, reports = {}, {}
     for n in self.tasks:
       losses[n], reports[n] = self._task_report(n, labels, predictions, features)
-    total = tf.add_n([self.loss_weights[n] * losses[n] for n in self.tasks])
-    return total, losses, reports
+    vector = tf.stack([losses[n] for n in self.tasks])
+    labelled = tf.stack([reports[n][0]["loss"].count > 0 for n in self.tasks])
+    total, weights = self.weighting.total(vector, labelled)
+    return total, losses, reports, (vector, labelled, weights)
 
   def _joint_step(self, features, labels):
     """One joint step: returns (log vector, 1 if skipped as non-finite, culprit).
@@ -65,22 +104,67 @@ class JointTrainer(Trainer):
     The culprit is the index of the first task whose loss is non-finite, or len(tasks) when
     every loss is finite and only the gradient is not.
     """
-    with tf.GradientTape() as tape:
-      total, losses, reports = self.weighted_losses(
+    variables = self._variables()
+    w = self.weighting
+    with tf.GradientTape(persistent=w.needs_task_gradients or w.needs_layer_norms) as tape:
+      total, losses, reports, (vector, labelled, weights) = self._losses(
           features, labels, training=True, seed=self.step_seed())
-    grads, reached, finite = self._gradients(tape, total,
-                                             self.trained(self.model.trainable_variables))
+      task_losses = [losses[n] for n in self.tasks]  # Each taken on the tape.
+      plain_sum = tf.add_n(task_losses)
+    if self.weighting.needs_task_gradients:
+      grads, reached, finite, weights, cosines = self._combined_gradients(
+          tape, task_losses, plain_sum, variables)
+    else:
+      grads, reached, finite = self._gradients(tape, total, variables)
+      cosines = None
+    layer_norms = None
+    if w.needs_layer_norms:
+      layer_norms = tf.stack([
+          tf.linalg.global_norm([g for g in self._unscaled_gradient(tape, loss, self.gradnorm_layer)
+                                 if g is not None])
+          for loss in task_losses])
+    for k, n in enumerate(self.tasks):
+      extra = {"weight": weights[k], "cosine": None if cosines is None else cosines[k]}
+      reports[n][0].update({m: Ratio(extra[m], tf.constant(1.0))
+                            for m in self.log_layout.extra_metrics})
     bad = self._apply_if_finite(finite, self.optimizer, grads, reached, list(self.tasks),
-                                self._active(reached, reports))
+                                self._active(reached, reports),
+                                on_apply=lambda: w.after_step(vector, labelled, layer_norms))
     loss_finite = tf.stack([tf.math.is_finite(losses[n]) for n in self.tasks] + [False])
     culprit = tf.argmin(tf.cast(loss_finite, tf.int32), output_type=tf.int32)
     return self.log_layout.step_vector(features, reports), bad, culprit
+
+  def _combined_gradients(self, tape, losses, plain_sum, variables):
+    """A gradient method's update: each task's gradient on the shared variables it reaches,
+    flattened to [K, P] and combined by the weighting; each head its own task's gradient
+    (that of `plain_sum`, the sum of the task `losses`, which reaches a head by its task only).
+
+    Returns `_gradients`' (grads, reached variables, finite) plus (weights [K], cosines [K]).
+    """
+    heads = {v.ref() for n in self.tasks for v in self.model.heads[n].trainable_variables}
+    shared = [v for v in variables if v.ref() not in heads]
+    own = [v for v in variables if v.ref() in heads]
+    per_task = [self._unscaled_gradient(tape, losses[k], shared)
+                for k in range(len(self.tasks))]
+    reached = [i for i in range(len(shared)) if any(g[i] is not None for g in per_task)]
+    flat = tf.stack([
+        tf.concat([tf.reshape(tf.zeros_like(shared[i]) if g[i] is None
+                              else tf.convert_to_tensor(g[i]), [-1]) for i in reached], 0)
+        for g in per_task])  # [K, P]
+    combined, weights = self.weighting.combine_gradients(flat, self.step_seed())
+    pieces = tf.split(combined, [int(tf.size(shared[i])) for i in reached])
+    shared_grads = [tf.reshape(p, shared[i].shape) for p, i in zip(pieces, reached)]
+    head_grads = self._unscaled_gradient(tape, plain_sum, own)
+    grads, reached_vars, finite = self._checked(
+        shared_grads + head_grads, [shared[i] for i in reached] + own, plain_sum)
+    return grads, reached_vars, finite, weights, weighting_lib.cosines_to_the_rest(flat)
 
   def _active(self, variables, reports):
     """Per variable, whether this batch moves it: a head only if its task has a label in the
     batch (partial labels); None (always) for the trunk, which some task's loss reaches."""
     labelled = {n: ratios["loss"].count > 0 for n, (ratios, _) in reports.items()}
     owner = {v.ref(): n for n in self.tasks for v in self.model.heads[n].trainable_variables}
+    owner.update({v.ref(): n for n, vs in self.weighting.task_variables().items() for v in vs})
     return [labelled[owner[v.ref()]] if v.ref() in owner else None for v in variables]
 
   def _loop_impl(self, num_steps):

@@ -62,13 +62,16 @@ class LoopLogs:
 class LogLayout:
   """Slot layout of the per-step log vector for a set of tasks (a dict name -> Task)."""
 
-  def __init__(self, tasks):
+  def __init__(self, tasks, extra_metrics=()):
+    """extra_metrics: names every task reports besides its own metrics (e.g. the weight a
+    joint weighting method gave it), as Ratios in the step's reports."""
     self.tasks = dict(tasks)
+    self.extra_metrics = tuple(extra_metrics)
     units = {t.units for t in self.tasks.values()}
     self.unit = units.pop() if len(units) == 1 else "examples"
     self._index = {}
     for name, task in self.tasks.items():
-      for metric in ("loss", *task.metrics):
+      for metric in ("loss", *task.metrics, *self.extra_metrics):
         self._index[(name, metric, "total")] = len(self._index)
         self._index[(name, metric, "count")] = len(self._index)
       self._index[(name, "", "units")] = len(self._index)
@@ -108,7 +111,7 @@ class LogLayout:
     tasks = {}
     for i, (name, task) in enumerate(self.tasks.items()):
       metrics = {}
-      for metric in ("loss", *task.metrics):
+      for metric in ("loss", *task.metrics, *self.extra_metrics):
         total = sums[self._index[(name, metric, "total")]]
         count = sums[self._index[(name, metric, "count")]]
         metrics[metric] = float(total / max(count, 1.0))

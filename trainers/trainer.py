@@ -122,12 +122,19 @@ class Trainer(tf.Module):
     a lower one) is left out, so its optimizer slots are not touched either. With a loss
     scale the gradient is taken of loss x scale and divided by the scale.
     """
+    return self._checked(self._unscaled_gradient(tape, loss, variables), variables, loss)
+
+  def _unscaled_gradient(self, tape, loss, variables):
+    """tape.gradient of `loss` (None for a variable it does not reach), through the loss
+    scale if there is one."""
     if self.loss_scale is None:
-      grads = tape.gradient(loss, variables)
-    else:
-      scale = self.loss_scale.scale.read_value()
-      grads = tape.gradient(loss, variables, output_gradients=scale)
-      grads = [None if g is None else tf.convert_to_tensor(g) / scale for g in grads]
+      return tape.gradient(loss, variables)
+    scale = self.loss_scale.scale.read_value()
+    grads = tape.gradient(loss, variables, output_gradients=scale)
+    return [None if g is None else tf.convert_to_tensor(g) / scale for g in grads]
+
+  def _checked(self, grads, variables, loss):
+    """`_gradients`' result from raw gradients (None where not reached)."""
     pairs = [(tf.convert_to_tensor(g), v) for g, v in zip(grads, variables) if g is not None]
     grads, variables = [g for g, _ in pairs], [v for _, v in pairs]
     norm = tf.linalg.global_norm(grads)
@@ -136,7 +143,8 @@ class Trainer(tf.Module):
       grads, _ = tf.clip_by_global_norm(grads, self.clip_norm, use_norm=norm)
     return grads, variables, finite
 
-  def _apply_if_finite(self, finite, optimizer, grads, variables, task_names, active=None):
+  def _apply_if_finite(self, finite, optimizer, grads, variables, task_names, active=None,
+                       on_apply=None):
     """Applies the update only when loss and gradients are finite (`finite`, the pair that
     `_gradients` returns), else skips it; returns 1 for a non-finite step, else 0.
 
@@ -145,7 +153,7 @@ class Trainer(tf.Module):
     not a non-finite step. `active` (optional, one bool scalar per variable) leaves the
     variables where it is False and their optimizer slots bitwise unchanged. The global and
     per-task step counters advance either way: they count batches consumed, and the next step
-    must draw fresh dropout masks.
+    must draw fresh dropout masks. `on_apply` (optional) runs with an applied update.
     """
     loss_finite, gradient_finite = finite
     finite = loss_finite & gradient_finite
@@ -155,6 +163,8 @@ class Trainer(tf.Module):
 
     def apply():
       optimizer.apply(grads, variables, active)
+      if on_apply is not None:
+        on_apply()
       if self.weight_average is not None:
         self.weight_average.update()
       return tf.constant(0, tf.int64)

@@ -138,6 +138,10 @@ class TaggerTrunk(SharedTrunk):
                      for i in range(config.num_layers + 1)]
     self.output_sizes = {f"layer{i + 1}": config.output_size for i in range(config.num_layers)}
 
+  def variables_of(self, representation):
+    """"layerN" -> the variables of the N-th BiLSTM or conv layer."""
+    return self.layers[list(self.output_sizes).index(representation)].trainable_variables
+
   def __call__(self, features, *, training, seed):
     mask = sequence_mask(features)
     words = features["words"]

@@ -33,6 +33,10 @@ flags.DEFINE_enum("sampler", None, ["uniform", "proportional", "temperature", "a
                   "to each task's corpus; temperature: p ~ size^(1/T); annealed: p ~ size^a, a "
                   "from 1 to 0.2 over training; weighted: --task_weights; round_robin.")
 flags.DEFINE_float("sampler_temperature", 2.0, "T of --sampler=temperature.")
+flags.DEFINE_enum("weighting", "sum", ["sum", "static", "uncertainty", "dwa", "pcgrad", "cagrad"],
+                  "Joint mode: how task losses combine. sum; static (--task_weights); "
+                  "uncertainty (learned, Kendall et al. 2018); dwa (Dynamic Weight Average, "
+                  "period one epoch); pcgrad (gradient surgery); cagrad (c=0.5).")
 flags.DEFINE_boolean("per_task_optimizer", True, "Alternate mode: one Adam per task (each keeps "
                      "its own moments of the shared trunk); false: one Adam shared by all tasks.")
 flags.DEFINE_string("init_from", None, "Start a new run from this model directory's trunk, and "
@@ -166,6 +170,7 @@ def run_config():
       tasks=tuple(FLAGS.tasks or ()),
       task_weights=_numbers("task_weights", FLAGS.task_weights or ()),
       sampler=FLAGS.sampler, sampler_temperature=FLAGS.sampler_temperature,
+      weighting=FLAGS.weighting,
       per_task_optimizer=FLAGS.per_task_optimizer, init_from=FLAGS.init_from,
       freeze_trunk=FLAGS.freeze_trunk, precision=FLAGS.precision,
       options=task_set_options(), data_dir=FLAGS.data_dir, export_dir=FLAGS.export_dir,

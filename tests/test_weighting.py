@@ -1,0 +1,222 @@
+"""Tests of mtlcore.weighting: each method against its formula in numpy, and each inside the
+joint trainer (compiled, logged, checkpointed, resumed exactly)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mtlcore import weighting
+from mtlcore.data.toy import toy_dataset
+from mtlcore.errors import ConfigError
+from mtlcore.networks.toy import build_toy_model, toy_tasks
+from mtlcore.optimizers import Adam
+from mtlcore.trainers import JointTrainer
+from mtlcore.trainers.config import RunConfig
+from tests.test_trainers import held_out_losses
+
+
+def _numpy_pcgrad(grads, orders):
+  out = []
+  for i, g in enumerate(grads):
+    g = g.copy()
+    for j in orders[i]:
+      dot = g @ grads[j]
+      if dot < 0:
+        g -= dot / (grads[j] @ grads[j]) * grads[j]
+    out.append(g)
+  return np.sum(out, axis=0)
+
+
+def test_pcgrad_leaves_non_conflicting_gradients_alone():
+  grads = np.array([[1.0, 2.0, 0.0], [0.5, 0.0, 3.0]], np.float32)  # dot = 0.5 > 0
+  got = weighting.pcgrad(tf.constant(grads), tf.constant([[1], [0]]))
+  np.testing.assert_allclose(got, grads.sum(0), rtol=1e-6)
+
+
+def test_pcgrad_removes_the_conflicting_component():
+  grads = np.array([[1.0, 0.0], [-1.0, 1.0]], np.float32)  # dot = -1
+  got = weighting.pcgrad(tf.constant(grads), tf.constant([[1], [0]])).numpy()
+  # g1 - (-1/2) g2 = [0.5, 0.5]; g2 - (-1/1) g1 = [0, 1]: each now orthogonal to the other.
+  np.testing.assert_allclose(got, [0.5, 1.5], rtol=1e-6)
+  np.testing.assert_allclose(got, _numpy_pcgrad(grads, [[1], [0]]), rtol=1e-6)
+
+
+def test_pcgrad_matches_numpy_with_three_tasks_in_a_given_order():
+  rng = np.random.default_rng(0)
+  grads = rng.normal(size=(3, 7)).astype(np.float32)
+  orders = [[2, 1], [0, 2], [1, 0]]
+  got = weighting.pcgrad(tf.constant(grads), tf.constant(orders))
+  np.testing.assert_allclose(got, _numpy_pcgrad(grads.astype(np.float64), orders), rtol=1e-5)
+
+
+def test_uncertainty_weights_and_total_match_the_formula():
+  losses, s = np.array([2.0, 0.5, 9.0]), np.array([0.3, -1.0, 2.0])
+  labelled = np.array([True, True, False])
+  total, weights = weighting.uncertainty_total(
+      tf.constant(losses, tf.float32), tf.constant(s, tf.float32), tf.constant(labelled))
+  np.testing.assert_allclose(weights, np.exp(-s), rtol=1e-6)
+  want = sum(np.exp(-s[k]) * losses[k] + s[k] / 2 for k in range(2))  # Task 3 unlabelled.
+  np.testing.assert_allclose(total, want, rtol=1e-6)
+
+
+def test_dwa_weights_match_the_formula():
+  means = np.array([[2.0, 1.0], [1.0, 0.9]])  # Task 1 fell by half, task 2 by a tenth.
+  got = weighting.dwa_weights(tf.constant(means, tf.float32), 2.0).numpy()
+  r = means[1] / means[0]
+  want = 2 * np.exp(r / 2) / np.exp(r / 2).sum()
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert got[1] > got[0] and np.isclose(got.sum(), 2.0)
+
+
+def _cagrad_objective(w, grads, c):
+  g0 = grads.mean(0)
+  return w @ grads @ g0 + c * np.linalg.norm(g0) * np.linalg.norm(w @ grads)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cagrad_solves_its_inner_problem_and_follows_its_formula(seed):
+  rng = np.random.default_rng(seed)
+  grads = rng.normal(size=(2, 5))
+  grads[1] -= 1.2 * grads[0]  # A conflict.
+  c = 0.5
+  direction, w = weighting.cagrad(tf.constant(grads, tf.float32), c)
+  direction, w = direction.numpy(), w.numpy()
+  grid = np.linspace(0, 1, 20001)
+  best = min(_cagrad_objective(np.array([a, 1 - a]), grads, c) for a in grid)
+  assert np.isclose(w.sum(), 1.0, atol=1e-5) and (w >= 0).all()
+  assert _cagrad_objective(w, grads, c) <= best + 1e-4 * abs(best) + 1e-6
+  g0, gw = grads.mean(0), w @ grads
+  want = 2 * (g0 + c * np.linalg.norm(g0) / np.linalg.norm(gw) * gw) / (1 + c * c)
+  np.testing.assert_allclose(direction, want, rtol=1e-4, atol=1e-6)
+
+
+def test_cagrad_with_radius_zero_is_the_gradient_of_the_sum():
+  grads = np.array([[1.0, -2.0, 0.5], [-3.0, 1.0, 2.0]], np.float32)
+  direction, _ = weighting.cagrad(tf.constant(grads), 0.0)
+  np.testing.assert_allclose(direction, grads.sum(0), rtol=1e-5)
+
+
+def test_gradnorm_weight_gradient_matches_its_formula():
+  w, norms, ratios = np.array([1.2, 0.8]), np.array([2.0, 0.5]), np.array([0.9, 0.6])
+  got = weighting.gradnorm_weight_gradient(*(tf.constant(a, tf.float32) for a in (w, norms, ratios)),
+                                           1.5).numpy()
+  g = w * norms
+  target = g.mean() * (ratios / ratios.mean()) ** 1.5
+  np.testing.assert_allclose(got, np.sign(g - target) * norms, rtol=1e-6)
+  # Task 1 has the larger weighted gradient and trains faster: its weight is pushed down.
+  assert got[0] > 0 > got[1]
+
+
+def _check_box_qp(q, lower, u):
+  """KKT conditions of min u^T q u s.t. u >= lower."""
+  gradient = q @ u
+  assert (u >= lower - 1e-5).all()
+  at_bound = np.isclose(u, lower, atol=1e-5)
+  assert (gradient[at_bound] >= -1e-4).all()
+  np.testing.assert_allclose(gradient[~at_bound], 0.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_upgrad_projects_onto_the_dual_cone_and_conflicts_with_no_task(seed):
+  rng = np.random.default_rng(seed)
+  grads = rng.normal(size=(3, 6))
+  grads[2] = -0.8 * grads[0] + 0.3 * rng.normal(size=6)  # A conflict.
+  gram = grads @ grads.T
+  for i in range(3):
+    lower = np.eye(3)[i]
+    u = weighting.min_quadratic_above(tf.constant(gram, tf.float32),
+                                      tf.constant(lower, tf.float32)).numpy()
+    _check_box_qp(gram, lower, u)
+  direction, _ = weighting.upgrad(tf.constant(grads, tf.float32))
+  assert (grads @ direction.numpy() >= -1e-4).all()
+
+
+def test_upgrad_without_conflict_is_the_gradient_of_the_sum():
+  grads = np.array([[1.0, 2.0, 0.0], [0.5, 0.0, 3.0]], np.float32)
+  direction, weights = weighting.upgrad(tf.constant(grads))
+  np.testing.assert_allclose(direction, grads.sum(0), rtol=1e-4)
+  np.testing.assert_allclose(weights, [1.0, 1.0], rtol=1e-4)
+
+
+def test_cosines_to_the_rest_match_numpy():
+  grads = np.array([[1.0, 0.0, 1.0], [0.0, 2.0, 1.0], [-1.0, 1.0, 0.0]], np.float32)
+  got = weighting.cosines_to_the_rest(tf.constant(grads)).numpy()
+  for k in range(3):
+    rest = grads.sum(0) - grads[k]
+    want = grads[k] @ rest / np.linalg.norm(grads[k]) / np.linalg.norm(rest)
+    np.testing.assert_allclose(got[k], want, rtol=1e-6)
+
+
+METHODS = ["sum", "uncertainty", "dwa", "gradnorm", "pcgrad", "cagrad", "upgrad"]
+
+
+def _trainer(method, seed=0):
+  names = [t.name for t in toy_tasks()]
+  return JointTrainer(model=build_toy_model(seed=seed), tasks=toy_tasks(), optimizer=Adam(0.01),
+                      dataset=toy_dataset(512, batch_size=16, seed=seed),
+                      weighting=weighting.make_weighting(method, names, period=8), seed=seed)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_the_toy_problem_compiled_and_logs_its_weights(method):
+  trainer = _trainer(method)
+  first = held_out_losses(trainer)
+  for _ in range(30):
+    last_logs = trainer.train(100)
+  last = held_out_losses(trainer)
+  for task in ("y1", "y2"):  # As test_trainers asks of the plain sum.
+    assert last[task] * 10 <= first[task], (task, first, last)
+    if method != "sum":
+      assert np.isfinite(last_logs.tasks[task].metrics["weight"])
+  if method in ("pcgrad", "cagrad"):
+    assert -1.0 <= last_logs.tasks["y1"].metrics["cosine"] <= 1.0
+  assert all(n == 1 for n in trainer.step_trace_counts().values())
+
+
+def test_uncertainty_learns_its_log_variances_and_dwa_moves_off_one():
+  trainer = _trainer("uncertainty")
+  trainer.train(100)
+  assert all(abs(float(v.numpy())) > 1e-3 for v in trainer.weighting.log_variances)
+  dwa = _trainer("dwa")
+  logs = dwa.train(40)  # Periods of 8 steps: weights leave 1 after the second period.
+  assert int(dwa.weighting.periods.numpy()) == 5
+  weights = dwa.weighting.current_weights().numpy()
+  assert not np.allclose(weights, 1.0) and np.isclose(weights.sum(), 2.0, atol=1e-5)
+  assert np.isfinite(logs.tasks["y1"].metrics["weight"])
+
+
+def test_gradnorm_moves_its_weights_and_keeps_their_sum():
+  trainer = _trainer("gradnorm")
+  trainer.train(50)
+  weights = trainer.weighting.weights.numpy()
+  assert not np.allclose(weights, 1.0) and np.isclose(weights.sum(), 2.0, atol=1e-5)
+  assert [v.name for v in trainer.gradnorm_layer] == [
+      v.name for v in trainer.model.trunk.trainable_variables]  # The toy trunk's one layer.
+
+
+@pytest.mark.parametrize("method", ["uncertainty", "dwa", "gradnorm", "pcgrad"])
+def test_resume_from_a_checkpoint_is_bitwise_exact(method, tmp_path):
+  straight = _trainer(method)
+  straight.train(12)
+  straight.train(12)
+
+  first = _trainer(method)
+  first.train(12)
+  path = tf.train.Checkpoint(trainer=first).write(str(tmp_path / "ckpt"))
+  resumed = _trainer(method)
+  tf.train.Checkpoint(trainer=resumed).read(path).assert_consumed()
+  resumed.train(12)
+  for a, b in zip(straight.trainable_variables + straight.weighting.variables,
+                  resumed.trainable_variables + resumed.weighting.variables):
+    np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
+
+
+def test_weighting_flags_are_checked_in_the_config():
+  with pytest.raises(ConfigError, match="--weighting applies to --mode=joint"):
+    RunConfig(task_set="toy", mode="alternate", weighting="pcgrad")
+  with pytest.raises(ConfigError, match="--task_weights are static loss weights"):
+    RunConfig(task_set="toy", weighting="dwa", task_weights=(1.0, 2.0))
+  with pytest.raises(ConfigError, match="--weighting=static needs --task_weights"):
+    RunConfig(task_set="toy", weighting="static")
+  with pytest.raises(ConfigError, match="--weighting must be one of"):
+    RunConfig(task_set="toy", weighting="gradvac")
