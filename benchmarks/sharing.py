@@ -1,0 +1,369 @@
+"""Does sharing help where chunk labels are scarce? The learning-curve study.
+
+  python3 -m mtlcore.benchmarks.sharing --data_dir=../shared/data/conll2000 \
+      --sizes=250,1000,4000,all --settings=chunk_only,alternate,joint --seeds=0,1,2 \
+      --write_results
+
+Chunk labels on a seeded random N of CoNLL-2000's training sentences (a fresh draw per seed,
+the same draw in every setting), POS labels on all of them; dev is the last 1,000 training
+sentences (as mtl-train's conll2000 task set carves it) and makes every decision (each run
+keeps its best-on-dev checkpoint); test is only reported. Settings:
+
+- chunk_only: one chunk tagger trained on the N chunk-labelled sentences;
+- alternate: the POS corpus (all sentences) and the chunk corpus (the N) alternate, a task per
+  step, drawn by `--sampler` (default uniform: 0.5 / 0.5);
+- joint: one corpus, every sentence POS-labelled, chunk labels on the N only (partial labels),
+  the task losses combined by `--weighting` (default sum).
+
+Every setting sees the chunk-labelled sentences the same number of times (`--chunk_passes`):
+chunk_only trains passes x ceil(N / 32) steps; alternate as many chunk steps, so its total is
+that over the sampler's expected chunk share; joint passes x ceil(pool / 32) steps, since each
+joint epoch over the pool holds each chunk-labelled sentence once. The network is the default
+BiLSTM-CRF tagger of `mtl-train` (CRF chunk head, POS head on the first layer); no
+language-model task is in any setting. Each run is an `mtl-train` subprocess (what a user
+gets); its data files are written under --work_dir/data (never committed).
+
+Reports mean +- std over seeds of test chunk F1 and POS accuracy, the mean relative gain of
+each multi-task setting over chunk-only in chunk F1, wall time per run, and (with
+--compare_seeds) the paired test difference between two settings +- its standard error; the
+learning curve is drawn as an SVG (chunk F1 against N, one line per setting, the std as a
+band) beside RESULTS.md.
+"""
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+from absl import flags
+
+# report and the run flags define --write_results and --data_dir.
+from mtlcore.benchmarks import hardware, report, results  # pylint: disable=unused-import
+from mtlcore.data import conll2000
+from mtlcore.errors import ConfigError
+from mtlcore.sampling import TaskSampler
+from mtlcore.trainers.cli import common
+from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=unused-import
+from mtlcore.trainers.model_dir import ModelDir
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("work_dir", "runs/sharing", "Where the data files and model directories go.")
+flags.DEFINE_list("sizes", ["250", "1000", "4000", "all"], "Chunk-labelled training sentences "
+                  "(an integer or 'all').")
+flags.DEFINE_list("settings", ["chunk_only", "alternate", "joint"], "Settings to train.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds: of the chunk subset, weights, order, dropout.")
+flags.DEFINE_float("chunk_passes", 40.0, "Times every setting sees each chunk-labelled sentence.")
+flags.DEFINE_list("weightings", ["sum"], "Joint setting: one row per --weighting method.")
+flags.DEFINE_list("samplers", ["uniform"], "Alternate setting: one row per --sampler.")
+flags.DEFINE_string("section", "sharing", "RESULTS.md section (and SVG name) to write.")
+flags.DEFINE_string("svg", None, "Write the learning curve here (default: beside RESULTS.md "
+                    "as SECTION.svg when --write_results).")
+
+BATCH_SIZE = 32
+TAGGER_FLAGS = ["--task_set=tagging", "--columns=word,pos,chunk", "--crf=chunk", "--reads=pos:1",
+                "--placeholder=_"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Files:
+  pool: str  # every pool sentence, POS and chunk columns (the POS corpus)
+  chunk: str  # the N chunk-labelled sentences
+  partial: str  # the pool, chunk "_" outside the N (joint)
+  dev: str
+  test: str
+  pool_size: int
+
+
+def _write(path, sentences, keep_chunk=None):
+  """Writes `word pos chunk` lines; chunk "_" for sentences whose index is not in keep_chunk."""
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    for i, s in enumerate(sentences):
+      chunk_known = keep_chunk is None or i in keep_chunk
+      for word, pos, chunk in zip(s.words, s.labels("pos"), s.labels("chunk")):
+        f.write(f"{word} {pos} {chunk if chunk_known else '_'}\n")
+      f.write("\n")
+  os.replace(tmp, path)
+
+
+def prepare(size, seed):
+  """The study's files for chunk size `size` (int, or None for all) and `seed`, from the
+  CoNLL-2000 splits (written once under --work_dir/data)."""
+  splits = conll2000.load_splits(FLAGS.data_dir)
+  return write_study_files(splits.train, splits.dev, splits.test, size, seed,
+                           os.path.join(FLAGS.work_dir, "data"))
+
+
+def write_study_files(train, dev, test, size, seed, directory):
+  """(Files, N): the POS pool (all of `train`), the chunk subset (a random N of `train` drawn
+  from (seed, N)), the pool with chunk labels on the N only, dev and test; files that exist
+  are kept."""
+  os.makedirs(directory, exist_ok=True)
+  paths = {n: os.path.join(directory, f"{n}.txt") for n in ("pool", "dev", "test")}
+  for name, sentences in (("pool", train), ("dev", dev), ("test", test)):
+    if not os.path.exists(paths[name]):
+      _write(paths[name], sentences)
+  n = len(train) if size is None else size
+  if n > len(train):
+    raise ConfigError(f"--sizes: {n} is more than the {len(train)} training sentences.")
+  chosen = set(np.random.default_rng([seed, n]).permutation(len(train))[:n].tolist())
+  chunk = os.path.join(directory, f"chunk_{n}_seed{seed}.txt")
+  partial = os.path.join(directory, f"partial_{n}_seed{seed}.txt")
+  if not os.path.exists(chunk):
+    _write(chunk, [s for i, s in enumerate(train) if i in chosen])
+  if not os.path.exists(partial):
+    _write(partial, train, keep_chunk=chosen)
+  return Files(paths["pool"], chunk, partial, paths["dev"], paths["test"], len(train)), n
+
+
+def run_flags_for(setting, variant, files, n, chunk_passes):
+  """(mtl-train flags, train steps) of one run: every setting gives the N chunk-labelled
+  sentences `chunk_passes` passes."""
+  chunk_steps = math.ceil(chunk_passes * math.ceil(n / BATCH_SIZE))
+  common_flags = [*TAGGER_FLAGS, f"--dev={files.dev}", f"--test={files.test}"]
+  if setting == "chunk_only":
+    return [*common_flags, "--mode=single", "--tasks=chunk", f"--train={files.chunk}"], chunk_steps
+  if setting == "alternate":
+    sizes = [math.ceil(files.pool_size / BATCH_SIZE), math.ceil(n / BATCH_SIZE)]
+    share = TaskSampler(["pos", "chunk"], kind=variant, sizes=sizes, total_steps=chunk_steps * 2,
+                        seed=0).expected_share()[1]
+    steps = math.ceil(chunk_steps / share)
+    return [*common_flags, "--mode=alternate", f"--sampler={variant}",
+            f"--train=pos:{files.pool},chunk:{files.chunk}"], steps
+  steps = math.ceil(chunk_passes * math.ceil(files.pool_size / BATCH_SIZE))
+  return [*common_flags, "--mode=joint", f"--weighting={variant}",
+          f"--train={files.partial}"], steps
+
+
+def train(name, seed, run_flags_list, steps):
+  model_dir = os.path.join(FLAGS.work_dir, f"{name}_seed{seed}")
+  metrics_file = ModelDir(model_dir).metrics_file
+  if os.path.exists(metrics_file):  # Finished in an earlier invocation: reuse it.
+    with open(metrics_file, encoding="utf-8") as f:
+      saved = json.load(f)
+    if saved.get("study", {}).get("steps") == steps:
+      return {"metrics": saved, "seconds": saved["study"]["seconds"]}
+  if os.path.exists(model_dir):
+    raise ConfigError(f"{model_dir} holds an unfinished or different run; remove it to rerun.")
+  args = [sys.executable, "-m", "mtlcore.trainers.cli.train", f"--model_dir={model_dir}",
+          f"--seed={seed}", f"--train_steps={steps}", f"--eval_every={max(50, steps // 12)}",
+          *run_flags_list]
+  start = time.time()
+  done = subprocess.run(args, capture_output=True, text=True, check=False)
+  if done.returncode != 0:
+    lines = done.stderr.strip().splitlines() or ["(no output)"]
+    raise ConfigError(f"run {model_dir} failed: {lines[-1]}")
+  seconds = time.time() - start
+  with open(metrics_file, encoding="utf-8") as f:
+    metrics = json.load(f)
+  metrics["study"] = {"seconds": seconds, "steps": steps}
+  with open(metrics_file, "w", encoding="utf-8") as f:
+    json.dump(metrics, f, indent=1)
+  return {"metrics": metrics, "seconds": seconds}
+
+
+def _stats(values):
+  if not values:
+    return "-"
+  std = statistics.stdev(values) if len(values) > 1 else 0.0
+  return f"{statistics.mean(values):.2f} ± {std:.2f}"
+
+
+def row_names():
+  names = []
+  for setting in FLAGS.settings:
+    variants = {"joint": FLAGS.weightings, "alternate": FLAGS.samplers}.get(setting, [None])
+    names += [(setting, v) for v in variants]
+  return names
+
+
+def label(setting, variant):
+  default = {"joint": "sum", "alternate": "uniform"}.get(setting)
+  return setting if variant in (None, default) else f"{setting} ({variant})"
+
+
+def table(outcomes, sizes, seeds):
+  """outcomes[(setting, variant, n)] = [train() result per seed]."""
+  lines = ["| chunk-labelled sentences | setting | test chunk F1 | test POS acc. | dev chunk F1 | "
+           "relative chunk F1 gain over chunk-only | steps | wall s per run |",
+           "|---|---|---|---|---|---|---|---|"]
+  for n in sizes:
+    single = outcomes.get(("chunk_only", None, n))
+    for setting, variant in row_names():
+      runs = outcomes.get((setting, variant, n))
+      if not runs:
+        continue
+      test_f1 = [r["metrics"]["test"]["chunk/f1"] for r in runs]
+      pos = [r["metrics"]["test"]["pos/accuracy"] for r in runs
+             if "pos/accuracy" in r["metrics"]["test"]]
+      dev_f1 = [r["metrics"]["dev"]["chunk/f1"] for r in runs]
+      gain = "-"
+      if single and setting != "chunk_only":
+        base = statistics.mean(r["metrics"]["test"]["chunk/f1"] for r in single)
+        gain = f"{100 * (statistics.mean(test_f1) - base) / base:+.2f}%"
+      lines.append(f"| {n} | {label(setting, variant)} | {_stats(test_f1)} | {_stats(pos)} | "
+                   f"{_stats(dev_f1)} | {gain} | {runs[0]['metrics']['study']['steps']} | "
+                   f"{statistics.mean(r['seconds'] for r in runs):.0f} |")
+  return "\n".join(lines)
+
+
+def paired_differences(outcomes, sizes):
+  """Test chunk F1 of every non-default variant minus its plain counterpart, paired by seed:
+  mean +- standard error."""
+  lines = []
+  for n in sizes:
+    for setting, variant in row_names():
+      plain_variant = {"joint": "sum", "alternate": "uniform"}.get(setting)
+      if variant in (None, plain_variant):
+        continue
+      a, b = outcomes.get((setting, variant, n)), outcomes.get((setting, plain_variant, n))
+      if not a or not b:
+        continue
+      diff = [x["metrics"]["test"]["chunk/f1"] - y["metrics"]["test"]["chunk/f1"]
+              for x, y in zip(a, b)]
+      se = (f"{statistics.stdev(diff) / math.sqrt(len(diff)):.2f}" if len(diff) > 1
+            else "- (one seed)")
+      lines.append(f"| {n} | {label(setting, variant)} - {label(setting, plain_variant)} | "
+                   f"{statistics.mean(diff):+.2f} ± {se} | {len(diff)} |")
+  if not lines:
+    return ""
+  return "\n".join(["| chunk-labelled sentences | paired by seed | test chunk F1 difference, "
+                    "mean ± standard error | seeds |", "|---|---|---|---|", *lines])
+
+
+def learning_curve_svg(outcomes, sizes):
+  """Chunk F1 (test) against chunk-labelled sentences (log scale), mean line and std band per
+  setting: a self-contained SVG string."""
+  width, height, margin = 640, 400, 60
+  settings = [(s, v) for s, v in row_names() if any((s, v, n) in outcomes for n in sizes)]
+  points = {}
+  for key in settings:
+    for n in sizes:
+      runs = outcomes.get((*key, n))
+      if runs:
+        f1 = [r["metrics"]["test"]["chunk/f1"] for r in runs]
+        points.setdefault(key, []).append(
+            (n, statistics.mean(f1), statistics.stdev(f1) if len(f1) > 1 else 0.0))
+  all_y = [m + d for p in points.values() for _, m, d in p] + [
+      m - d for p in points.values() for _, m, d in p]
+  if not all_y:
+    return None
+  y_lo, y_hi = math.floor(min(all_y)) - 1, math.ceil(max(all_y)) + 1
+  x_lo, x_hi = math.log(min(sizes)), math.log(max(sizes))
+  x_span = max(x_hi - x_lo, 1e-9)
+
+  def xy(n, y):
+    x = margin + (math.log(n) - x_lo) / x_span * (width - 2 * margin)
+    return x, height - margin - (y - y_lo) / (y_hi - y_lo) * (height - 2 * margin)
+
+  colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
+  out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+         f'font-family="sans-serif" font-size="12">',
+         f'<rect width="{width}" height="{height}" fill="white"/>',
+         f'<line x1="{margin}" y1="{height - margin}" x2="{width - margin}" '
+         f'y2="{height - margin}" stroke="black"/>',
+         f'<line x1="{margin}" y1="{margin}" x2="{margin}" y2="{height - margin}" stroke="black"/>',
+         f'<text x="{width / 2}" y="{height - 15}" text-anchor="middle">chunk-labelled training '
+         f'sentences (log scale; POS labels on all {max(sizes)})</text>',
+         f'<text x="15" y="{height / 2}" transform="rotate(-90 15 {height / 2})" '
+         f'text-anchor="middle">test chunk F1 (mean ± std over seeds)</text>']
+  for n in sizes:
+    x, _ = xy(n, y_lo)
+    out.append(f'<text x="{x:.1f}" y="{height - margin + 16}" text-anchor="middle">{n}</text>')
+  for y in range(int(y_lo), int(y_hi) + 1, max(1, (int(y_hi) - int(y_lo)) // 8)):
+    _, py = xy(min(sizes), y)
+    out.append(f'<text x="{margin - 6}" y="{py + 4:.1f}" text-anchor="end">{y}</text>')
+    out.append(f'<line x1="{margin}" y1="{py:.1f}" x2="{width - margin}" y2="{py:.1f}" '
+               f'stroke="#ddd"/>')
+  for i, (key, pts) in enumerate(points.items()):
+    colour = colours[i % len(colours)]
+    upper = [xy(n, m + d) for n, m, d in pts]
+    lower = [xy(n, m - d) for n, m, d in reversed(pts)]
+    band = " ".join(f"{x:.1f},{y:.1f}" for x, y in upper + lower)
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(n, m) for n, m, _ in pts))
+    out.append(f'<polygon points="{band}" fill="{colour}" fill-opacity="0.2" stroke="none"/>')
+    out.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2"/>')
+    out.append(f'<text x="{margin + 10}" y="{margin + 16 * i}" fill="{colour}">'
+               f'{label(*key)}</text>')
+  out.append("</svg>")
+  return "\n".join(out) + "\n"
+
+
+def _parse_sizes():
+  sizes = []
+  for s in FLAGS.sizes:
+    if s == "all":
+      sizes.append(None)
+      continue
+    try:
+      value = int(s)
+    except ValueError:
+      raise ConfigError(f"--sizes takes integers or 'all', got {s!r}.") from None
+    if value <= 0:
+      raise ConfigError(f"--sizes must be positive, got {value}.")
+    sizes.append(value)
+  return sizes
+
+
+def run():
+  unknown = [s for s in FLAGS.settings if s not in ("chunk_only", "alternate", "joint")]
+  if unknown:
+    raise ConfigError(f"--settings: unknown {unknown}; choose from chunk_only, alternate, joint.")
+  try:
+    seeds = [int(s) for s in FLAGS.seeds]
+  except ValueError:
+    raise ConfigError(f"--seeds must be integers, got {FLAGS.seeds}.") from None
+  if not FLAGS.chunk_passes > 0:
+    raise ConfigError(f"--chunk_passes must be positive, got {FLAGS.chunk_passes}.")
+  outcomes, sizes = {}, []
+  for size in _parse_sizes():
+    for seed in seeds:
+      files, n = prepare(size, seed)
+      for setting, variant in row_names():
+        run_flags_list, steps = run_flags_for(setting, variant, files, n, FLAGS.chunk_passes)
+        name = f"{n}_{setting}" + (f"_{variant}" if variant else "")
+        outcomes.setdefault((setting, variant, n), []).append(
+            train(name, seed, run_flags_list, steps))
+        result = outcomes[(setting, variant, n)][-1]
+        print(f"{name} seed {seed}: test chunk F1 {result['metrics']['test']['chunk/f1']:.2f} "
+              f"({result['seconds']:.0f} s)", flush=True)
+    sizes.append(n)
+  device = hardware.describe_device()
+  sections = [
+      "## Does sharing help where chunk labels are scarce? (CoNLL-2000)", "",
+      f"Generated by `python3 -m mtlcore.benchmarks.sharing {' '.join(sys.argv[1:])}` on "
+      f"{datetime.date.today().isoformat()}, {device['device']} {device['name']} "
+      f"({device.get('cores', '')} cores), TensorFlow {device['tensorflow']}. Seeds {seeds}; "
+      f"chunk labels on a seeded random N of the {files.pool_size} training sentences, POS "
+      f"on all; every setting sees each chunk-labelled sentence {FLAGS.chunk_passes:g} times; "
+      f"best-on-dev checkpoint (dev: the last 1,000 training sentences), test reported. "
+      f"Default BiLSTM-CRF tagger, no language-model task.", "", table(outcomes, sizes, seeds)]
+  paired = paired_differences(outcomes, sizes)
+  if paired:
+    sections += ["", paired]
+  svg = learning_curve_svg(outcomes, sizes) if len(sizes) > 1 else None
+  svg_path = FLAGS.svg or (os.path.join(os.path.dirname(results.RESULTS_MD),
+                                        f"{FLAGS.section}.svg") if FLAGS.write_results else None)
+  if svg and svg_path:
+    with open(svg_path, "w", encoding="utf-8") as f:
+      f.write(svg)
+    sections += ["", f"![learning curve]({os.path.basename(svg_path)})"]
+  text = "\n".join(sections)
+  print(text)
+  if FLAGS.write_results:
+    results.replace_section(FLAGS.section, text)
+  return outcomes
+
+
+def console_main():
+  common.run("sharing", run)
+
+
+if __name__ == "__main__":
+  console_main()

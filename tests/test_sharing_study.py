@@ -1,0 +1,63 @@
+"""The learning-curve study's own parts (benchmarks/sharing.py): its data files, the chunk
+passes every setting gets, and its SVG. The study itself is run by hand (RESULTS.md)."""
+
+import math
+import xml.etree.ElementTree as ET
+
+from absl import flags
+
+from mtlcore.benchmarks import sharing
+from mtlcore.data.conll2000 import parse_conll
+from tests import fixtures
+
+
+def _sentences(count, seed):
+  return parse_conll(fixtures.conll_text(fixtures.synthetic_sentences(count, seed=seed)).encode())
+
+
+def _read(path):
+  return [block.split("\n") for block in open(path, encoding="utf-8").read().strip().split("\n\n")]
+
+
+def test_the_chunk_subset_is_a_seeded_draw_and_the_joint_file_hides_the_rest(tmp_path):
+  train, dev, test = _sentences(60, 0), _sentences(10, 1), _sentences(10, 2)
+  files, n = sharing.write_study_files(train, dev, test, 20, 3, str(tmp_path / "a"))
+  again, _ = sharing.write_study_files(train, dev, test, 20, 3, str(tmp_path / "b"))
+  other, _ = sharing.write_study_files(train, dev, test, 20, 4, str(tmp_path / "c"))
+  assert n == 20 and files.pool_size == 60
+  chunk = _read(files.chunk)
+  assert len(chunk) == 20 and chunk == _read(again.chunk) and chunk != _read(other.chunk)
+  partial = _read(files.partial)
+  assert len(partial) == 60 and len(_read(files.pool)) == 60
+  labelled = [s for s in partial if s[0].split()[2] != "_"]
+  assert len(labelled) == 20 and labelled == chunk  # The same 20, in pool order, POS everywhere.
+  assert all(line.split()[1] != "_" for s in partial for line in s)
+  assert all(all(line.split()[2] == "_" for line in s) for s in partial if s not in chunk)
+
+
+def test_every_setting_gives_the_chunk_sentences_the_same_passes(tmp_path):
+  flags.FLAGS(["sharing"])  # Parsed defaults.
+  files, n = sharing.write_study_files(_sentences(100, 0), _sentences(5, 1), _sentences(5, 2),
+                                       40, 0, str(tmp_path))
+  passes = 10
+  chunk_batches = math.ceil(40 / 32)
+  _, single = sharing.run_flags_for("chunk_only", None, files, n, passes)
+  _, alternate = sharing.run_flags_for("alternate", "uniform", files, n, passes)
+  joint_flags, joint = sharing.run_flags_for("joint", "pcgrad", files, n, passes)
+  assert single == passes * chunk_batches
+  assert alternate == 2 * single  # Uniform: half the steps are chunk steps.
+  assert joint == passes * math.ceil(100 / 32)  # Each joint epoch holds each chunk sentence.
+  assert "--weighting=pcgrad" in joint_flags and f"--train={files.partial}" in joint_flags
+
+
+def test_the_learning_curve_is_an_svg_with_a_line_and_band_per_setting():
+  def runs(f1s):
+    return [{"metrics": {"test": {"chunk/f1": f}}} for f in f1s]
+  flags.FLAGS(["sharing"])
+  outcomes = {("chunk_only", None, 250): runs([80.0, 81.0]),
+              ("chunk_only", None, 1000): runs([86.0, 85.5]),
+              ("joint", "sum", 250): runs([85.0, 84.0]),
+              ("joint", "sum", 1000): runs([90.0, 90.4])}
+  root = ET.fromstring(sharing.learning_curve_svg(outcomes, [250, 1000]))
+  tags = [e.tag.split("}")[-1] for e in root.iter()]
+  assert tags.count("polyline") == 2 and tags.count("polygon") == 2
