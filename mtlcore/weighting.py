@@ -274,7 +274,8 @@ class Weighting(tf.Module):
 
   def after_step(self, losses, labelled, layer_norms=None):
     """Updates the method's running state after an applied step (DWA's averages, GradNorm's
-    weights)."""
+    weights); fixed weights keep none."""
+    del losses, labelled, layer_norms
 
   def task_variables(self):
     """{task: its own trained variables}: a step where the task has no label leaves them
