@@ -175,10 +175,12 @@ def _stats(values):
   return f"{statistics.mean(values):.2f} ± {std:.2f}"
 
 
-def row_names():
+def row_names(settings, weightings, samplers):
+  """[(setting, variant)] of the study's rows: a joint row per weighting method, an alternate
+  row per sampler, one chunk-only row (variant None)."""
   names = []
-  for setting in FLAGS.settings:
-    variants = {"joint": FLAGS.weightings, "alternate": FLAGS.samplers}.get(setting, [None])
+  for setting in settings:
+    variants = {"joint": weightings, "alternate": samplers}.get(setting, [None])
     names += [(setting, v) for v in variants]
   return names
 
@@ -188,14 +190,14 @@ def label(setting, variant):
   return setting if variant in (None, default) else f"{setting} ({variant})"
 
 
-def table(outcomes, sizes, seeds):
-  """outcomes[(setting, variant, n)] = [train() result per seed]."""
+def table(outcomes, sizes, rows):
+  """outcomes[(setting, variant, n)] = [train() result per seed]; rows from row_names."""
   lines = ["| chunk-labelled sentences | setting | test chunk F1 | test POS acc. | dev chunk F1 | "
            "relative chunk F1 gain over chunk-only | steps | wall s per run |",
            "|---|---|---|---|---|---|---|---|"]
   for n in sizes:
     single = outcomes.get(("chunk_only", None, n))
-    for setting, variant in row_names():
+    for setting, variant in rows:
       runs = outcomes.get((setting, variant, n))
       if not runs:
         continue
@@ -213,12 +215,12 @@ def table(outcomes, sizes, seeds):
   return "\n".join(lines)
 
 
-def paired_differences(outcomes, sizes):
+def paired_differences(outcomes, sizes, rows):
   """Test chunk F1 of every non-default variant minus its plain counterpart, paired by seed:
   mean +- standard error."""
   lines = []
   for n in sizes:
-    for setting, variant in row_names():
+    for setting, variant in rows:
       plain_variant = {"joint": "sum", "alternate": "uniform"}.get(setting)
       if variant in (None, plain_variant):
         continue
@@ -237,11 +239,11 @@ def paired_differences(outcomes, sizes):
                     "mean ± standard error | seeds |", "|---|---|---|---|", *lines])
 
 
-def learning_curve_svg(outcomes, sizes):
+def learning_curve_svg(outcomes, sizes, rows):
   """Chunk F1 (test) against chunk-labelled sentences (log scale), mean line and std band per
   setting: a self-contained SVG string."""
   width, height, margin = 640, 400, 60
-  settings = [(s, v) for s, v in row_names() if any((s, v, n) in outcomes for n in sizes)]
+  settings = [(s, v) for s, v in rows if any((s, v, n) in outcomes for n in sizes)]
   points = {}
   for key in settings:
     for n in sizes:
@@ -321,11 +323,12 @@ def run():
     raise ConfigError(f"--seeds must be integers, got {FLAGS.seeds}.") from None
   if not FLAGS.chunk_passes > 0:
     raise ConfigError(f"--chunk_passes must be positive, got {FLAGS.chunk_passes}.")
+  rows = row_names(FLAGS.settings, FLAGS.weightings, FLAGS.samplers)
   outcomes, sizes = {}, []
   for size in _parse_sizes():
     for seed in seeds:
       files, n = prepare(size, seed)
-      for setting, variant in row_names():
+      for setting, variant in rows:
         run_flags_list, steps = run_flags_for(setting, variant, files, n, FLAGS.chunk_passes)
         name = f"{n}_{setting}" + (f"_{variant}" if variant else "")
         outcomes.setdefault((setting, variant, n), []).append(
@@ -343,11 +346,11 @@ def run():
       f"chunk labels on a seeded random N of the {files.pool_size} training sentences, POS "
       f"on all; every setting sees each chunk-labelled sentence {FLAGS.chunk_passes:g} times; "
       f"best-on-dev checkpoint (dev: the last 1,000 training sentences), test reported. "
-      f"Default BiLSTM-CRF tagger, no language-model task.", "", table(outcomes, sizes, seeds)]
-  paired = paired_differences(outcomes, sizes)
+      f"Default BiLSTM-CRF tagger, no language-model task.", "", table(outcomes, sizes, rows)]
+  paired = paired_differences(outcomes, sizes, rows)
   if paired:
     sections += ["", paired]
-  svg = learning_curve_svg(outcomes, sizes) if len(sizes) > 1 else None
+  svg = learning_curve_svg(outcomes, sizes, rows) if len(sizes) > 1 else None
   svg_path = FLAGS.svg or (os.path.join(os.path.dirname(results.RESULTS_MD),
                                         f"{FLAGS.section}.svg") if FLAGS.write_results else None)
   if svg and svg_path:

@@ -4,8 +4,6 @@ passes every setting gets, and its SVG. The study itself is run by hand (RESULTS
 import math
 import xml.etree.ElementTree as ET
 
-from absl import flags
-
 from mtlcore.benchmarks import sharing
 from mtlcore.data.conll2000 import parse_conll
 from tests import fixtures
@@ -36,7 +34,6 @@ def test_the_chunk_subset_is_a_seeded_draw_and_the_joint_file_hides_the_rest(tmp
 
 
 def test_every_setting_gives_the_chunk_sentences_the_same_passes(tmp_path):
-  flags.FLAGS(["sharing"])  # Parsed defaults.
   files, n = sharing.write_study_files(_sentences(100, 0), _sentences(5, 1), _sentences(5, 2),
                                        40, 0, str(tmp_path))
   passes = 10
@@ -53,11 +50,26 @@ def test_every_setting_gives_the_chunk_sentences_the_same_passes(tmp_path):
 def test_the_learning_curve_is_an_svg_with_a_line_and_band_per_setting():
   def runs(f1s):
     return [{"metrics": {"test": {"chunk/f1": f}}} for f in f1s]
-  flags.FLAGS(["sharing"])
   outcomes = {("chunk_only", None, 250): runs([80.0, 81.0]),
               ("chunk_only", None, 1000): runs([86.0, 85.5]),
               ("joint", "sum", 250): runs([85.0, 84.0]),
               ("joint", "sum", 1000): runs([90.0, 90.4])}
-  root = ET.fromstring(sharing.learning_curve_svg(outcomes, [250, 1000]))
+  rows = sharing.row_names(["chunk_only", "joint"], ["sum"], ["uniform"])
+  root = ET.fromstring(sharing.learning_curve_svg(outcomes, [250, 1000], rows))
   tags = [e.tag.split("}")[-1] for e in root.iter()]
   assert tags.count("polyline") == 2 and tags.count("polygon") == 2
+
+
+def test_the_table_reports_relative_gains_and_paired_differences():
+  def runs(f1s):
+    return [{"metrics": {"test": {"chunk/f1": f, "pos/accuracy": 97.0}, "dev": {"chunk/f1": f},
+                         "study": {"steps": 100}}, "seconds": 10.0} for f in f1s]
+  outcomes = {("chunk_only", None, 250): runs([80.0, 82.0]),
+              ("joint", "sum", 250): runs([88.0, 90.0]),
+              ("joint", "pcgrad", 250): runs([89.0, 90.5])}
+  rows = sharing.row_names(["chunk_only", "joint"], ["sum", "pcgrad"], ["uniform"])
+  text = sharing.table(outcomes, [250], rows)
+  assert "| 250 | joint | 89.00 ± 1.41 |" in text and "+9.88%" in text  # (89 - 81) / 81
+  paired = sharing.paired_differences(outcomes, [250], rows)
+  # Differences 1.0 and 0.5: mean 0.75, standard error 0.3536 / sqrt(2) = 0.25.
+  assert "| 250 | joint (pcgrad) - joint | +0.75 ± 0.25 | 2 |" in paired
