@@ -239,9 +239,9 @@ def paired_differences(outcomes, sizes, rows):
                     "mean ± standard error | seeds |", "|---|---|---|---|", *lines])
 
 
-def learning_curve_svg(outcomes, sizes, rows):
+def learning_curve_svg(outcomes, sizes, rows, pool_size):
   """Chunk F1 (test) against chunk-labelled sentences (log scale), mean line and std band per
-  setting: a self-contained SVG string."""
+  setting: a self-contained SVG string. pool_size: the POS-labelled training sentences."""
   width, height, margin = 640, 400, 60
   settings = [(s, v) for s, v in rows if any((s, v, n) in outcomes for n in sizes)]
   points = {}
@@ -272,7 +272,7 @@ def learning_curve_svg(outcomes, sizes, rows):
          f'y2="{height - margin}" stroke="black"/>',
          f'<line x1="{margin}" y1="{margin}" x2="{margin}" y2="{height - margin}" stroke="black"/>',
          f'<text x="{width / 2}" y="{height - 15}" text-anchor="middle">chunk-labelled training '
-         f'sentences (log scale; POS labels on all {max(sizes)})</text>',
+         f'sentences (log scale; POS labels on all {pool_size})</text>',
          f'<text x="15" y="{height / 2}" transform="rotate(-90 15 {height / 2})" '
          f'text-anchor="middle">test chunk F1 (mean ± std over seeds)</text>']
   for n in sizes:
@@ -350,7 +350,7 @@ def run():
   paired = paired_differences(outcomes, sizes, rows)
   if paired:
     sections += ["", paired]
-  svg = learning_curve_svg(outcomes, sizes, rows) if len(sizes) > 1 else None
+  svg = learning_curve_svg(outcomes, sizes, rows, files.pool_size) if len(sizes) > 1 else None
   svg_path = FLAGS.svg or (os.path.join(os.path.dirname(results.RESULTS_MD),
                                         f"{FLAGS.section}.svg") if FLAGS.write_results else None)
   if svg and svg_path:

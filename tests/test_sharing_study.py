@@ -55,7 +55,9 @@ def test_the_learning_curve_is_an_svg_with_a_line_and_band_per_setting():
               ("joint", "sum", 250): runs([85.0, 84.0]),
               ("joint", "sum", 1000): runs([90.0, 90.4])}
   rows = sharing.row_names(["chunk_only", "joint"], ["sum"], ["uniform"])
-  root = ET.fromstring(sharing.learning_curve_svg(outcomes, [250, 1000], rows))
+  svg = sharing.learning_curve_svg(outcomes, [250, 1000], rows, 7936)
+  assert "POS labels on all 7936" in svg
+  root = ET.fromstring(svg)
   tags = [e.tag.split("}")[-1] for e in root.iter()]
   assert tags.count("polyline") == 2 and tags.count("polygon") == 2
 
