@@ -1,7 +1,7 @@
 """Does sharing help where chunk labels are scarce? The learning-curve study.
 
   python3 -m mtlcore.benchmarks.sharing --data_dir=../shared/data/conll2000 \
-      --sizes=250,1000,4000,all --settings=chunk_only,alternate,joint --seeds=0,1,2 \
+      --sizes=250,1000,4000,all --study_settings=chunk_only,alternate,joint --study_seeds=0,1,2 \
       --write_results
 
 Chunk labels on a seeded random N of CoNLL-2000's training sentences (a fresh draw per seed,
@@ -21,7 +21,7 @@ that over the sampler's expected chunk share; joint passes x ceil(pool / 32) ste
 joint epoch over the pool holds each chunk-labelled sentence once. The network is the default
 BiLSTM-CRF tagger of `mtl-train` (CRF chunk head, POS head on the first layer); no
 language-model task is in any setting. Each run is an `mtl-train` subprocess (what a user
-gets); its data files are written under --work_dir/data (never committed).
+gets); its data files are written under --study_dir/data (never committed).
 
 Reports mean +- std over seeds of test chunk F1 and POS accuracy, the mean relative gain of
 each multi-task setting over chunk-only in chunk F1, wall time per run, and (with
@@ -53,14 +53,15 @@ from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=unused-im
 from mtlcore.trainers.model_dir import ModelDir
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("work_dir", "runs/sharing", "Where the data files and model directories go.")
+flags.DEFINE_string("study_dir", "runs/sharing", "Where the data files and model directories go.")
 flags.DEFINE_list("sizes", ["250", "1000", "4000", "all"], "Chunk-labelled training sentences "
                   "(an integer or 'all').")
-flags.DEFINE_list("settings", ["chunk_only", "alternate", "joint"], "Settings to train.")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds: of the chunk subset, weights, order, dropout.")
+flags.DEFINE_list("study_settings", ["chunk_only", "alternate", "joint"], "Settings to train.")
+flags.DEFINE_list("study_seeds", ["0", "1", "2"], "Seeds: of the chunk subset, weights, order "
+                  "and dropout.")
 flags.DEFINE_float("chunk_passes", 40.0, "Times every setting sees each chunk-labelled sentence.")
-flags.DEFINE_list("weightings", ["sum"], "Joint setting: one row per --weighting method.")
-flags.DEFINE_list("samplers", ["uniform"], "Alternate setting: one row per --sampler.")
+flags.DEFINE_list("joint_weightings", ["sum"], "Joint setting: one row per --weighting method.")
+flags.DEFINE_list("alternate_samplers", ["uniform"], "Alternate setting: one row per --sampler.")
 flags.DEFINE_string("section", "sharing", "RESULTS.md section (and SVG name) to write.")
 flags.DEFINE_string("svg", None, "Write the learning curve here (default: beside RESULTS.md "
                     "as SECTION.svg when --write_results).")
@@ -94,10 +95,10 @@ def _write(path, sentences, keep_chunk=None):
 
 def prepare(size, seed):
   """The study's files for chunk size `size` (int, or None for all) and `seed`, from the
-  CoNLL-2000 splits (written once under --work_dir/data)."""
+  CoNLL-2000 splits (written once under --study_dir/data)."""
   splits = conll2000.load_splits(FLAGS.data_dir)
   return write_study_files(splits.train, splits.dev, splits.test, size, seed,
-                           os.path.join(FLAGS.work_dir, "data"))
+                           os.path.join(FLAGS.study_dir, "data"))
 
 
 def write_study_files(train, dev, test, size, seed, directory):
@@ -142,7 +143,7 @@ def run_flags_for(setting, variant, files, n, chunk_passes):
 
 
 def train(name, seed, run_flags_list, steps):
-  model_dir = os.path.join(FLAGS.work_dir, f"{name}_seed{seed}")
+  model_dir = os.path.join(FLAGS.study_dir, f"{name}_seed{seed}")
   metrics_file = ModelDir(model_dir).metrics_file
   if os.path.exists(metrics_file):  # Finished in an earlier invocation: reuse it.
     with open(metrics_file, encoding="utf-8") as f:
@@ -314,16 +315,17 @@ def _parse_sizes():
 
 
 def run():
-  unknown = [s for s in FLAGS.settings if s not in ("chunk_only", "alternate", "joint")]
+  unknown = [s for s in FLAGS.study_settings if s not in ("chunk_only", "alternate", "joint")]
   if unknown:
-    raise ConfigError(f"--settings: unknown {unknown}; choose from chunk_only, alternate, joint.")
+    raise ConfigError(f"--study_settings: unknown {unknown}; choose from chunk_only, "
+                      f"alternate, joint.")
   try:
-    seeds = [int(s) for s in FLAGS.seeds]
+    seeds = [int(s) for s in FLAGS.study_seeds]
   except ValueError:
-    raise ConfigError(f"--seeds must be integers, got {FLAGS.seeds}.") from None
+    raise ConfigError(f"--study_seeds must be integers, got {FLAGS.study_seeds}.") from None
   if not FLAGS.chunk_passes > 0:
     raise ConfigError(f"--chunk_passes must be positive, got {FLAGS.chunk_passes}.")
-  rows = row_names(FLAGS.settings, FLAGS.weightings, FLAGS.samplers)
+  rows = row_names(FLAGS.study_settings, FLAGS.joint_weightings, FLAGS.alternate_samplers)
   outcomes, sizes = {}, []
   for size in _parse_sizes():
     for seed in seeds:

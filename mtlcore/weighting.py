@@ -10,9 +10,9 @@ Two families, one interface (`Weighting`):
   own task's gradient as usual.
 
 The math is in pure functions on tensors (`uncertainty_total`, `dwa_weights`,
-`gradnorm_weight_gradient`, `pcgrad`, `cagrad`, `upgrad`), checked against numpy references in tests/test_weighting.py. The modules around
-them hold what must survive a restart (learned log-variances, DWA's loss averages) as
-variables, so a checkpoint of the trainer holds them and resume stays exact. Everything runs
+`gradnorm_weight_gradient`, `pcgrad`, `cagrad`, `upgrad`), checked against numpy references
+in tests/test_weighting.py. The modules around them hold what must survive a restart (learned
+log-variances, DWA's loss averages, GradNorm's weights) as variables, so a checkpoint of the trainer holds them and resume stays exact. Everything runs
 inside the compiled step. Every method reports per task the weight it gave the task's loss
 (`weights`), and the gradient methods the cosine between the task's gradient and the sum of
 the others' (`cosines`); the joint trainer logs both per task (TASK/weight, TASK/cosine).

@@ -70,7 +70,7 @@ def test_each_module_has_one_import_name_and_all_binaries_import_together():
   together = _python(
       "import mtlcore.trainers.cli.train, mtlcore.trainers.cli.eval, mtlcore.trainers.cli.tag\n"
       "import mtlcore.benchmarks.throughput, mtlcore.benchmarks.compiles\n"
-      "import mtlcore.benchmarks.quality\n"
+      "import mtlcore.benchmarks.quality, mtlcore.benchmarks.sharing\n"
       "import sys\n"
       "print(sorted(m for m in sys.modules if m.split('.')[0] in ('trainers', 'benchmarks')))")
   assert together.returncode == 0, together.stderr

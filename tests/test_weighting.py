@@ -98,8 +98,8 @@ def test_cagrad_with_radius_zero_is_the_gradient_of_the_sum():
 
 def test_gradnorm_weight_gradient_matches_its_formula():
   w, norms, ratios = np.array([1.2, 0.8]), np.array([2.0, 0.5]), np.array([0.9, 0.6])
-  got = weighting.gradnorm_weight_gradient(*(tf.constant(a, tf.float32) for a in (w, norms, ratios)),
-                                           1.5).numpy()
+  got = weighting.gradnorm_weight_gradient(
+      *(tf.constant(a, tf.float32) for a in (w, norms, ratios)), 1.5).numpy()
   g = w * norms
   target = g.mean() * (ratios / ratios.mean()) ** 1.5
   np.testing.assert_allclose(got, np.sign(g - target) * norms, rtol=1e-6)
