@@ -3,7 +3,7 @@
 By default the total loss is sum_t w_t * loss_t (w_t = 1 unless `loss_weights` says
 otherwise), where loss_t is task t's Ratio divided out (e.g. per labelled token); a
 `weighting` (mtlcore.weighting) may instead learn or adapt the weights, or combine the tasks'
-gradients on the shared variables (PCGrad, CAGrad). The trunk runs once per batch
+gradients on the shared variables (PCGrad, CAGrad, UPGrad). The trunk runs once per batch
 and every head reads it; one optimizer holds the state of all variables. Labels may be missing
 (the task's loss counts only what is labelled); a head whose task has no label in a batch,
 and its optimizer slots, are left bitwise unchanged by that step.
