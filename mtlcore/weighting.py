@@ -3,7 +3,7 @@
 Two families, one interface (`Weighting`):
 - loss weighting (`sum`, `static`, `uncertainty`, `dwa`, `gradnorm`): the update is the
   gradient of sum_k w_k L_k (+ a regulariser for `uncertainty`); one backward pass, as plain
-  `sum` (`gradnorm` adds one per task through the heads and the last shared layer only).
+  `sum` (`gradnorm` adds one per task, from the loss down to the last shared layer only).
 - gradient methods (`pcgrad`, `cagrad`, `upgrad`): each task's gradient on the shared variables
   is computed separately (one backward pass through the trunk per task), the K gradients,
   flattened to a [K, P] matrix, are combined into one [P] direction, and each head gets its
@@ -12,8 +12,9 @@ Two families, one interface (`Weighting`):
 The math is in pure functions on tensors (`uncertainty_total`, `dwa_weights`,
 `gradnorm_weight_gradient`, `pcgrad`, `cagrad`, `upgrad`), checked against numpy references
 in tests/test_weighting.py. The modules around them hold what must survive a restart (learned
-log-variances, DWA's loss averages, GradNorm's weights) as variables, so a checkpoint of the trainer holds them and resume stays exact. Everything runs
-inside the compiled step. Every method reports per task the weight it gave the task's loss
+log-variances, DWA's loss averages, GradNorm's weights) as variables, so a checkpoint of the
+trainer holds them and resume stays exact. Everything runs inside the compiled step. Every
+method reports per task the weight it gave the task's loss
 (`weights`), and the gradient methods the cosine between the task's gradient and the sum of
 the others' (`cosines`); the joint trainer logs both per task (TASK/weight, TASK/cosine).
 
