@@ -30,7 +30,8 @@ ENGINE_DEFAULTS = {"batch_size": 32, "learning_rate": 1e-3, "epochs": 10.0, "cli
 RESUME_POLICY = {
     "task_set": "refuse", "mode": "refuse", "tasks": "refuse", "options": "refuse",
     "seed": "refuse", "batch_size": "refuse", "task_weights": "refuse", "sampler": "refuse",
-    "weighting": "refuse", "sampler_temperature": "refuse", "per_task_optimizer": "refuse", "init_from": "refuse",
+    "weighting": "refuse", "sampler_temperature": "refuse", "per_task_optimizer": "refuse",
+    "init_from": "refuse",
     "freeze_trunk": "refuse", "precision": "refuse",
     "average_decay": "refuse", "lr_decay_start": "refuse", "lr_final": "refuse",
     "learning_rate": "apply", "train_steps": "apply", "epochs": "apply", "clip_norm": "apply",
@@ -70,7 +71,8 @@ class RunConfig:
       proportional to each task's corpus, temperature, annealed, weighted, round_robin.
     sampler_temperature: T of the temperature sampler.
     weighting: joint mode's way of combining the task losses (mtlcore.weighting.METHODS):
-      sum (default; static with --task_weights), uncertainty, dwa, pcgrad, cagrad.
+      sum (default; static with --task_weights), uncertainty, dwa, gradnorm, pcgrad, cagrad,
+      upgrad.
     per_task_optimizer: alternate mode: one Adam per task (separate trunk moments per task),
       or one shared by all tasks (one set of trunk moments, one update count).
     init_from: a model directory whose trunk (and heads of the same task names and shapes)

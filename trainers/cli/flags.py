@@ -15,6 +15,7 @@ from absl import flags
 
 from mtlcore.errors import ConfigError
 from mtlcore.trainers.config import MODES, RunConfig
+from mtlcore.weighting import METHODS as WEIGHTINGS
 
 FLAGS = flags.FLAGS
 
@@ -33,10 +34,11 @@ flags.DEFINE_enum("sampler", None, ["uniform", "proportional", "temperature", "a
                   "to each task's corpus; temperature: p ~ size^(1/T); annealed: p ~ size^a, a "
                   "from 1 to 0.2 over training; weighted: --task_weights; round_robin.")
 flags.DEFINE_float("sampler_temperature", 2.0, "T of --sampler=temperature.")
-flags.DEFINE_enum("weighting", "sum", ["sum", "static", "uncertainty", "dwa", "pcgrad", "cagrad"],
+flags.DEFINE_enum("weighting", "sum", list(WEIGHTINGS),
                   "Joint mode: how task losses combine. sum; static (--task_weights); "
                   "uncertainty (learned, Kendall et al. 2018); dwa (Dynamic Weight Average, "
-                  "period one epoch); pcgrad (gradient surgery); cagrad (c=0.5).")
+                  "period one epoch); gradnorm (Chen et al. 2018); pcgrad (gradient surgery); "
+                  "cagrad (c=0.5); upgrad (Quinton & Rey 2024).")
 flags.DEFINE_boolean("per_task_optimizer", True, "Alternate mode: one Adam per task (each keeps "
                      "its own moments of the shared trunk); false: one Adam shared by all tasks.")
 flags.DEFINE_string("init_from", None, "Start a new run from this model directory's trunk, and "
