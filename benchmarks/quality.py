@@ -13,12 +13,9 @@ benchmarks/RESULTS.md (section "quality"), with the command, machine and date.
 """
 
 import datetime
-import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 
 from absl import flags
 from tensorboard.backend.event_processing import event_accumulator
@@ -46,18 +43,12 @@ RUNS = {"joint": [("joint", ["--mode=joint"])],
 
 def train(name, seed, flags_for_run):
   model_dir = os.path.join(FLAGS.work_dir, f"{name}_seed{seed}")
-  args = [sys.executable, "-m", "mtlcore.trainers.cli.train", f"--model_dir={model_dir}",
-          f"--seed={seed}", f"--epochs={FLAGS.epochs or DEFAULT_EPOCHS}", *flags_for_run,
+  args = [f"--seed={seed}", f"--epochs={FLAGS.epochs or DEFAULT_EPOCHS}", *flags_for_run,
           *FLAGS.extra_flags]
   if FLAGS.data_dir:
     args.append(f"--data_dir={FLAGS.data_dir}")
-  start = time.time()
-  done = subprocess.run(args, capture_output=True, text=True, check=False)
-  if done.returncode != 0:
-    raise ConfigError(f"run {model_dir} failed: {done.stderr.strip().splitlines()[-1]}")
-  with open(ModelDir(model_dir).metrics_file, encoding="utf-8") as f:
-    metrics = json.load(f)
-  return {"metrics": metrics, "seconds": time.time() - start, "curve": dev_curve(model_dir)}
+  metrics, seconds = report.run_mtl_train(model_dir, args)
+  return {"metrics": metrics, "seconds": seconds, "curve": dev_curve(model_dir)}
 
 
 def dev_curve(model_dir):
@@ -67,13 +58,6 @@ def dev_curve(model_dir):
   acc.Reload()
   tag = "chunk/f1" if "chunk/f1" in acc.Tags()["tensors"] else "pos/accuracy"
   return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
-
-
-def _mean_std(values):
-  if not values:
-    return "-"
-  std = statistics.stdev(values) if len(values) > 1 else 0.0
-  return f"{statistics.mean(values):.2f} ± {std:.2f}"
 
 
 def table(outcomes):
@@ -88,10 +72,10 @@ def table(outcomes):
     seconds = [sum(r["seconds"] for r in seed_runs.values()) for seed_runs in per_seed]
     curve_run = per_seed[0].get("chunk_only") or next(iter(per_seed[0].values()))
     curve = " ".join(f"{s}:{v:.1f}" for s, v in curve_run["curve"][::2])
-    lines.append(f"| {setting} | {_mean_std(values('test', 'chunk/f1'))} | "
-                 f"{_mean_std(values('test', 'pos/accuracy'))} | "
-                 f"{_mean_std(values('dev', 'chunk/f1'))} | "
-                 f"{_mean_std(values('dev', 'pos/accuracy'))} | "
+    lines.append(f"| {setting} | {report.mean_std(values('test', 'chunk/f1'))} | "
+                 f"{report.mean_std(values('test', 'pos/accuracy'))} | "
+                 f"{report.mean_std(values('dev', 'chunk/f1'))} | "
+                 f"{report.mean_std(values('dev', 'pos/accuracy'))} | "
                  f"{statistics.mean(seconds):.0f} | {curve} |")
   return "\n".join(lines)
 

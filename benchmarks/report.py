@@ -1,8 +1,16 @@
-"""Flags and helpers the benchmark binaries share: where their results go."""
+"""Flags and helpers the benchmark binaries share: where their results go, how a study runs
+one training run, how it states a mean."""
 
 import json
+import statistics
+import subprocess
+import sys
+import time
 
 from absl import flags
+
+from mtlcore.errors import ConfigError
+from mtlcore.trainers.model_dir import ModelDir
 
 flags.DEFINE_string("output_json", None, "Write the benchmark's result here as JSON.")
 flags.DEFINE_boolean("write_results", False, "Write the benchmark's table into "
@@ -12,3 +20,27 @@ flags.DEFINE_boolean("write_results", False, "Write the benchmark's table into "
 def write_json(path, data):
   with open(path, "w", encoding="utf-8") as f:
     json.dump(data, f, indent=2)
+
+
+def run_mtl_train(model_dir, args):
+  """Trains one run as an `mtl-train` subprocess (what a user gets) into `model_dir`, with
+  the further flags `args`. Returns (its metrics.json, wall seconds); a failed run is a
+  ConfigError naming the directory and the run's last line on stderr."""
+  start = time.time()
+  done = subprocess.run([sys.executable, "-m", "mtlcore.trainers.cli.train",
+                         f"--model_dir={model_dir}", *args],
+                        capture_output=True, text=True, check=False)
+  if done.returncode != 0:
+    lines = done.stderr.strip().splitlines() or ["(no output)"]
+    raise ConfigError(f"run {model_dir} failed: {lines[-1]}")
+  seconds = time.time() - start
+  with open(ModelDir(model_dir).metrics_file, encoding="utf-8") as f:
+    return json.load(f), seconds
+
+
+def mean_std(values):
+  """"mean ± std" of `values` to 2 decimals (std 0 for one value), "-" for none."""
+  if not values:
+    return "-"
+  std = statistics.stdev(values) if len(values) > 1 else 0.0
+  return f"{statistics.mean(values):.2f} ± {std:.2f}"

@@ -36,9 +36,7 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
-import time
 
 import numpy as np
 from absl import flags
@@ -93,14 +91,6 @@ def _write(path, sentences, keep_chunk=None):
   os.replace(tmp, path)
 
 
-def prepare(size, seed):
-  """The study's files for chunk size `size` (int, or None for all) and `seed`, from the
-  CoNLL-2000 splits (written once under --study_dir/data)."""
-  splits = conll2000.load_splits(FLAGS.data_dir)
-  return write_study_files(splits.train, splits.dev, splits.test, size, seed,
-                           os.path.join(FLAGS.study_dir, "data"))
-
-
 def write_study_files(train, dev, test, size, seed, directory):
   """(Files, N): the POS pool (all of `train`), the chunk subset (a random N of `train` drawn
   from (seed, N)), the pool with chunk labels on the N only, dev and test; files that exist
@@ -152,28 +142,13 @@ def train(name, seed, run_flags_list, steps):
       return {"metrics": saved, "seconds": saved["study"]["seconds"]}
   if os.path.exists(model_dir):
     raise ConfigError(f"{model_dir} holds an unfinished or different run; remove it to rerun.")
-  args = [sys.executable, "-m", "mtlcore.trainers.cli.train", f"--model_dir={model_dir}",
-          f"--seed={seed}", f"--train_steps={steps}", f"--eval_every={max(50, steps // 12)}",
-          *run_flags_list]
-  start = time.time()
-  done = subprocess.run(args, capture_output=True, text=True, check=False)
-  if done.returncode != 0:
-    lines = done.stderr.strip().splitlines() or ["(no output)"]
-    raise ConfigError(f"run {model_dir} failed: {lines[-1]}")
-  seconds = time.time() - start
-  with open(metrics_file, encoding="utf-8") as f:
-    metrics = json.load(f)
+  metrics, seconds = report.run_mtl_train(
+      model_dir, [f"--seed={seed}", f"--train_steps={steps}",
+                  f"--eval_every={max(50, steps // 12)}", *run_flags_list])
   metrics["study"] = {"seconds": seconds, "steps": steps}
   with open(metrics_file, "w", encoding="utf-8") as f:
     json.dump(metrics, f, indent=1)
   return {"metrics": metrics, "seconds": seconds}
-
-
-def _stats(values):
-  if not values:
-    return "-"
-  std = statistics.stdev(values) if len(values) > 1 else 0.0
-  return f"{statistics.mean(values):.2f} ± {std:.2f}"
 
 
 def row_names(settings, weightings, samplers):
@@ -210,8 +185,8 @@ def table(outcomes, sizes, rows):
       if single and setting != "chunk_only":
         base = statistics.mean(r["metrics"]["test"]["chunk/f1"] for r in single)
         gain = f"{100 * (statistics.mean(test_f1) - base) / base:+.2f}%"
-      lines.append(f"| {n} | {label(setting, variant)} | {_stats(test_f1)} | {_stats(pos)} | "
-                   f"{_stats(dev_f1)} | {gain} | {runs[0]['metrics']['study']['steps']} | "
+      lines.append(f"| {n} | {label(setting, variant)} | {report.mean_std(test_f1)} | {report.mean_std(pos)} | "
+                   f"{report.mean_std(dev_f1)} | {gain} | {runs[0]['metrics']['study']['steps']} | "
                    f"{statistics.mean(r['seconds'] for r in runs):.0f} |")
   return "\n".join(lines)
 
@@ -326,10 +301,12 @@ def run():
   if not FLAGS.chunk_passes > 0:
     raise ConfigError(f"--chunk_passes must be positive, got {FLAGS.chunk_passes}.")
   rows = row_names(FLAGS.study_settings, FLAGS.joint_weightings, FLAGS.alternate_samplers)
+  splits = conll2000.load_splits(FLAGS.data_dir)  # Read once; each (N, seed) writes its files.
   outcomes, sizes = {}, []
   for size in _parse_sizes():
     for seed in seeds:
-      files, n = prepare(size, seed)
+      files, n = write_study_files(splits.train, splits.dev, splits.test, size, seed,
+                                   os.path.join(FLAGS.study_dir, "data"))
       for setting, variant in rows:
         run_flags_list, steps = run_flags_for(setting, variant, files, n, FLAGS.chunk_passes)
         name = f"{n}_{setting}" + (f"_{variant}" if variant else "")
