@@ -71,7 +71,7 @@ def dwa_weights(previous_means, temperature):
   return k * tf.nn.softmax(rates / temperature)
 
 
-def gradnorm_weight_gradient(weights, layer_norms, loss_ratios, alpha):
+def gradnorm_weight_gradient(weights, layer_norms, loss_ratios, alpha, labelled=None):
   """GradNorm (Chen et al. 2018): the gradient of its loss with respect to the task weights.
 
   L_grad = sum_k |G_k - Gbar r_k^alpha|, G_k = w_k |grad_W L_k| the weighted task gradient's
@@ -82,13 +82,22 @@ def gradnorm_weight_gradient(weights, layer_norms, loss_ratios, alpha):
   Args:
     weights, layer_norms (|grad_W L_k|), loss_ratios (L_k / L_k(0)): float32 [K].
     alpha: the asymmetry, >= 0.
+    labelled: bool [K] or None (all): the sums and means run over these tasks only (a task
+      with no label in the batch has no loss and no gradient to compare); the others get 0.
   Returns:
     dL_grad / dw [K].
   """
+  if labelled is None:
+    labelled = tf.ones_like(weights, tf.bool)
+  count = tf.maximum(tf.reduce_sum(tf.cast(labelled, tf.float32)), 1.0)
+
+  def mean(x):
+    return tf.reduce_sum(tf.where(labelled, x, 0.0)) / count
+
   norms = weights * layer_norms
-  rates = loss_ratios / tf.maximum(tf.reduce_mean(loss_ratios), 1e-12)
-  target = tf.stop_gradient(tf.reduce_mean(norms) * rates**alpha)
-  return tf.sign(norms - target) * layer_norms
+  rates = loss_ratios / tf.maximum(mean(loss_ratios), 1e-12)
+  target = tf.stop_gradient(mean(norms) * rates**alpha)
+  return tf.where(labelled, tf.sign(norms - target) * layer_norms, 0.0)
 
 
 def pcgrad(grads, orders):
@@ -349,7 +358,8 @@ class GradNorm(Weighting):
 
   W, the last shared layer, is chosen by the joint trainer: the trunk layer that outputs the
   first representation any head reads (mtlcore.model.SharedTrunk.variables_of).
-  L_k(0) is task k's loss at its first labelled step. Only labelled tasks move.
+  L_k(0) is task k's loss at its first labelled step. Only labelled tasks move, and only
+  they enter GradNorm's means (a batch without chunk labels compares nothing for chunk).
   """
 
   needs_layer_norms = True
@@ -373,8 +383,10 @@ class GradNorm(Weighting):
     self.initial_losses.assign(tf.where(first, losses, self.initial_losses))
     self.started.assign(self.started | labelled)
     ratios = losses / tf.maximum(self.initial_losses, 1e-12)
-    gradient = gradnorm_weight_gradient(self.weights, layer_norms, ratios, self.alpha)
-    scale = tf.maximum(tf.reduce_mean(layer_norms), 1e-12)
+    gradient = gradnorm_weight_gradient(self.weights, layer_norms, ratios, self.alpha,
+                                        labelled)
+    count = tf.maximum(tf.reduce_sum(tf.cast(labelled, tf.float32)), 1.0)
+    scale = tf.maximum(tf.reduce_sum(tf.where(labelled, layer_norms, 0.0)) / count, 1e-12)
     moved = self.weights - self.learning_rate * gradient / scale
     weights = tf.maximum(tf.where(labelled, moved, self.weights), 1e-3)
     k = float(len(self.task_names))

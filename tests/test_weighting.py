@@ -107,6 +107,17 @@ def test_gradnorm_weight_gradient_matches_its_formula():
   assert got[0] > 0 > got[1]
 
 
+def test_gradnorm_leaves_an_unlabelled_task_out_of_its_means():
+  w, norms, ratios = [1.2, 0.8, 1.0], [2.0, 0.5, 0.0], [0.9, 0.6, 0.0]
+  got = weighting.gradnorm_weight_gradient(
+      *(tf.constant(a, tf.float32) for a in (w, norms, ratios)), 1.5,
+      tf.constant([True, True, False])).numpy()
+  alone = weighting.gradnorm_weight_gradient(
+      *(tf.constant(a[:2], tf.float32) for a in (w, norms, ratios)), 1.5).numpy()
+  np.testing.assert_allclose(got[:2], alone, rtol=1e-6)  # As if task 3 were not there.
+  assert got[2] == 0.0
+
+
 def _check_box_qp(q, lower, u):
   """KKT conditions of min u^T q u s.t. u >= lower."""
   gradient = q @ u
