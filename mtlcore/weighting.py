@@ -103,7 +103,7 @@ def gradnorm_weight_gradient(weights, layer_norms, loss_ratios, alpha, labelled=
 def pcgrad(grads, orders):
   """Gradient surgery (Yu et al. 2020): PCGrad's combined direction.
 
-  For each task i, its gradient g_i is projected, task by task in `orders[i]`, off the normal
+  For each task i, its gradient g_i is projected, task by task in `orders[i]`, onto the normal
   plane of every other task's (original) gradient g_j it conflicts with (g_i . g_j < 0):
   g_i <- g_i - (g_i . g_j) / |g_j|^2 g_j. The result is the sum of the projected gradients:
   the gradient of the sum of the losses when no two tasks conflict.

@@ -110,8 +110,9 @@ class JointTrainer(Trainer):
       total, losses, reports, (vector, labelled, weights) = self._losses(
           features, labels, training=True, seed=self.step_seed())
       task_losses = [losses[n] for n in self.tasks]  # Each taken on the tape.
-      plain_sum = tf.add_n(task_losses)
-    if self.weighting.needs_task_gradients:
+      if w.needs_task_gradients:
+        plain_sum = tf.add_n(task_losses)
+    if w.needs_task_gradients:
       grads, reached, finite, weights, cosines = self._combined_gradients(
           tape, task_losses, plain_sum, variables)
     else:
