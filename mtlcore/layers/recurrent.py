@@ -77,7 +77,7 @@ def _recurrence(projected, recurrent_kernel):
     activations_read = array(steps, 4 * h).unstack(activations)
     kernel_t = tf.transpose(recurrent_kernel, [0, 2, 1])
     # d sigmoid = a (1 - a); d tanh = 1 - a^2 = (1 - a)(1 + a): (1 - a)(a + is_g).
-    is_g = tf.concat([tf.zeros([2 * h]), tf.ones([h]), tf.zeros([h])], axis=0)
+    is_g = scale - 1.0  # 1 on the g block, 0 elsewhere.
 
     def back(t, dh_next, dc_next, d_gates):
       a = activations_read.read(t)
