@@ -5,13 +5,21 @@ CRF head's forward algorithm, over the padded batch (the work actually done). A 
 pass (backward costs about twice the forward), the usual estimate.
 """
 
+from mtlcore.networks.language_model import LM_TASK
 
-def tagger_forward_flops(config, *, batch, seq_len, max_chars, num_tags, tasks):
+
+def tagger_forward_flops(config, *, batch, seq_len, max_chars, num_tags, tasks, lm=None):
   """Forward FLOPs of the layers that `tasks` need (a POS-only step on a tagger whose POS
-  head reads the first layer needs only that layer)."""
+  head reads the first layer needs only that layer). The language-model task (LM_TASK in
+  `tasks`, `lm` its LanguageModelConfig) reads the first layer; per token and direction a
+  tanh layer and a softmax over vocab_size + 1 classes."""
   tokens = batch * seq_len
   flops = 2 * tokens * max_chars * config.char_width * config.char_dim * config.char_filters
-  layers = max(config.layer_of(t) for t in tasks)
+  if LM_TASK in tasks:
+    p = lm.projection_size
+    flops += 2 * 2 * tokens * (config.hidden_size * p + p * (lm.vocab_size + 1))
+    tasks = [t for t in tasks if t != LM_TASK]
+  layers = max((config.layer_of(t) for t in tasks), default=1)
   size = config.word_dim + config.char_filters
   for _ in range(layers):
     h = config.hidden_size

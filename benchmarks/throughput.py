@@ -18,7 +18,10 @@ one line and exits 1 without writing RESULTS.md. Step times are medians (and p90
 calls after warm-up; compile time (the warm-up call) is reported apart. FLOPs are counted at
 the fixed benchmark shape (padded tokens). It prints a Markdown table and ratios, and writes
 JSON with --output_json. The chunk head is a softmax, as Keras has no CRF layer, except in the
-`default` rows: the joint step mtl-train runs by default (CRF chunk head, word dropout).
+`default` rows: the joint step mtl-train runs by default (CRF chunk head, word dropout), and
+the `default_lm` rows (BiLSTM only): that step with the auxiliary language-model task
+(mtlcore.networks.language_model) over --lm_vocab words, so its share of the step's time and
+FLOPs is a ratio of two rows.
 """
 
 import datetime
@@ -41,6 +44,7 @@ from mtlcore.benchmarks.keras_baseline import build_keras_tagger, keras_step_tim
 from mtlcore.data.vocab import Vocabularies
 from mtlcore.errors import ConfigError
 from mtlcore.networks import tagger
+from mtlcore.networks.language_model import LM_TASK, LanguageModelConfig
 from mtlcore.task_sets import tagging
 from mtlcore.trainers import build
 from mtlcore.trainers.cli import common
@@ -53,9 +57,11 @@ flags.DEFINE_boolean("quick", False, "Tiny sizes and few steps: a smoke run.")
 flags.DEFINE_boolean("large", False, "Also time a larger size (2x embeddings and hidden).")
 flags.DEFINE_list("trunks", ["bilstm", "conv"], "Trunks to time.")
 flags.DEFINE_list("executions", ["eager", "function", "xla"], "Executions to time.")
-flags.DEFINE_list("modes", ["joint", "alternate", "pos", "chunk", "default"],
+MODES = ("joint", "alternate", "pos", "chunk", "default", "default_lm")
+flags.DEFINE_list("modes", list(MODES),
                   "Training modes to time; default: the joint step mtl-train runs by default "
-                  "(CRF chunk head, word dropout), which Keras cannot express.")
+                  "(CRF chunk head, word dropout), which Keras cannot express; default_lm: that "
+                  "step with the language-model task over --lm_vocab words (BiLSTM trunk).")
 flags.DEFINE_boolean("keras", True, "Time the Keras model.fit baseline.")
 flags.DEFINE_list("precisions", ["fp32"], "Compute types of the mtlcore rows (fp32, bf16, "
                   "fp16: mtl-train's --precision); Keras runs in fp32.")
@@ -71,15 +77,23 @@ TASKS = ("pos", "chunk")
 DEFAULT_BATCH_SIZE = 32
 
 
-def synthetic_vocabularies():
-  """Vocabularies of CoNLL-2000's sizes (ids 0 and 1 are padding and unknown)."""
+def lm_config():
+  """The LM task the default_lm rows time: --lm_vocab words, the other settings default."""
+  return LanguageModelConfig(**({"vocab_size": FLAGS.lm_vocab} if FLAGS.lm_vocab else {}))
+
+
+def synthetic_vocabularies(lm_vocab=LanguageModelConfig.vocab_size):
+  """Vocabularies of CoNLL-2000's sizes (ids 0 and 1 are padding and unknown), with `lm_vocab`
+  words for the LM task."""
+  tags = {t: tuple(f"{t}{i}" for i in range(n)) for t, n in NUM_TAGS.items()}
+  tags[LM_TASK] = tuple(f"w{i}" for i in range(lm_vocab))
   return Vocabularies(words=tuple(f"w{i}" for i in range(NUM_WORDS - 2)),
-                      chars=tuple(chr(0x100 + i) for i in range(NUM_CHARS - 2)),
-                      tags={t: tuple(f"{t}{i}" for i in range(n)) for t, n in NUM_TAGS.items()})
+                      chars=tuple(chr(0x100 + i) for i in range(NUM_CHARS - 2)), tags=tags)
 
 
-def synthetic_batches(count, batch, seq_len, seed=0):
-  """`count` batches shaped like CoNLL-2000 ones; lengths uniform in [seq_len/2, seq_len]."""
+def synthetic_batches(count, batch, seq_len, seed=0, lm_vocab=LanguageModelConfig.vocab_size):
+  """`count` batches shaped like CoNLL-2000 ones; lengths uniform in [seq_len/2, seq_len].
+  The LM task's labels are word classes in [0, lm_vocab] (lm_vocab: unknown)."""
   rng = np.random.default_rng(seed)
   out = []
   for _ in range(count):
@@ -88,7 +102,7 @@ def synthetic_batches(count, batch, seq_len, seed=0):
     words = np.where(mask, rng.integers(1, NUM_WORDS, size=(batch, seq_len)), 0)
     chars = np.where(mask[:, :, None], rng.integers(1, NUM_CHARS, (batch, seq_len, MAX_CHARS)), 0)
     labels = {t: np.where(mask, rng.integers(0, n, size=(batch, seq_len)), 0)
-              for t, n in NUM_TAGS.items()}
+              for t, n in {**NUM_TAGS, LM_TASK: lm_vocab + 1}.items()}
     out.append(({"words": words.astype(np.int32), "chars": chars.astype(np.int32),
                  "length": length}, {t: v.astype(np.int32) for t, v in labels.items()}))
   return out
@@ -103,11 +117,13 @@ def as_dataset(batches, tasks=TASKS):
 def bench_config(mode, *, options, jit_compile, batch_size, steps, precision="fp32",
                  weighting="sum"):
   """The RunConfig of a benchmark row: mode "joint" or "alternate" over both tasks ("default"
-  is joint), or a task name for `--mode=single --tasks=NAME`."""
+  is joint; "default_lm" joint with the LM task as well, `options` holding its lm_*), or a
+  task name for `--mode=single --tasks=NAME`."""
   single = mode in TASKS
-  mode = "joint" if mode == "default" else mode
+  tasks = (mode,) if single else (*TASKS, LM_TASK) if mode == "default_lm" else TASKS
+  mode = "joint" if mode in ("default", "default_lm") else mode
   return RunConfig(task_set="conll2000", mode="single" if single else mode,
-                   tasks=(mode,) if single else TASKS, options=options, xla=jit_compile,
+                   tasks=tasks, options=options, xla=jit_compile,
                    batch_size=batch_size, train_steps=steps, seed=0, precision=precision,
                    weighting=weighting)
 
@@ -119,8 +135,9 @@ def build_bench_trainer(config, dataset_for, vocabularies=None):
   """
   resolved = build.resolve(config)
   config, task_set = resolved.config, resolved.task_set
-  model = task_set.build_model_for(config.tasks, vocabularies or synthetic_vocabularies(),
-                                   seed=config.seed)
+  lm_vocab = task_set.lm.vocab_size if task_set.lm else LanguageModelConfig.vocab_size
+  vocabularies = vocabularies or synthetic_vocabularies(lm_vocab)
+  model = task_set.build_model_for(config.tasks, vocabularies, seed=config.seed)
   model.set_compute_dtype(precision_lib.compute_dtype(config.precision))
   tasks = task_set.make_tasks(model, config.tasks)
   if config.mode == "alternate":
@@ -168,8 +185,10 @@ def _row(trunk, size, execution, mode, seconds, batch, real_tokens, config, comp
          peak=None, precision="fp32", weighting="sum"):
   median, p90 = float(np.median(seconds)), float(np.percentile(seconds, 90))
   tasks = TASKS if mode in ("joint", "alternate", "keras", "default") else (mode,)
+  tasks = (*TASKS, LM_TASK) if mode == "default_lm" else tasks
   flop = flops_lib.tagger_train_flops(config, batch=batch, seq_len=FLAGS.seq_len,
-                                      max_chars=MAX_CHARS, num_tags=NUM_TAGS, tasks=tasks)
+                                      max_chars=MAX_CHARS, num_tags=NUM_TAGS, tasks=tasks,
+                                      lm=lm_config())
   if mode == "alternate":  # One task per step: on average half the heads, the trunk once.
     flop = statistics.mean(flops_lib.tagger_train_flops(
         config, batch=batch, seq_len=FLAGS.seq_len, max_chars=MAX_CHARS, num_tags=NUM_TAGS,
@@ -180,7 +199,7 @@ def _row(trunk, size, execution, mode, seconds, batch, real_tokens, config, comp
           "compile_s": compile_s, "examples_per_sec": batch / median,
           "padded_tokens_per_sec": batch * FLAGS.seq_len / median,
           "tokens_per_sec": real_tokens / median, "gflops": gflops, "precision": precision,
-          "weighting": weighting,
+          "weighting": weighting, "flop_per_step": flop,
           "fraction_of_peak": gflops / peak if peak else None}
 
 
@@ -191,7 +210,7 @@ def run():
     if value <= 0:
       raise ConfigError(f"--{name} must be positive, got {value}.")
   for flag, allowed in (("trunks", tagger.TRUNKS), ("executions", ("eager", "function", "xla")),
-                        ("modes", ("joint", "alternate", "pos", "chunk", "default")),
+                        ("modes", MODES),
                         ("weightings", [m for m in weighting_lib.METHODS if m != "static"])):
     unknown = [v for v in getattr(FLAGS, flag) if v not in allowed]
     if unknown:
@@ -200,7 +219,8 @@ def run():
   device = hardware.describe_device()
   peaks = hardware.matmul_peaks((256, 512) if FLAGS.quick else (1024, 2048, 4096),
                                 trials=2 if FLAGS.quick else 5)
-  batches = synthetic_batches(8, batch_size, FLAGS.seq_len)
+  lm = lm_config()
+  batches = synthetic_batches(8, batch_size, FLAGS.seq_len, lm_vocab=lm.vocab_size)
   reads = {"pos": 1} if FLAGS.reads is None else tagging.parse_task_map("reads", FLAGS.reads,
                                                                          int)
   real_tokens = float(np.mean([b[0]["length"].sum() for b in batches]))
@@ -221,17 +241,22 @@ def run():
         print(_line(rows[-1]), flush=True)
       # The default step: CRF chunk head and word dropout, as mtl-train runs it.
       default = dict(trunk=trunk, reads=reads, crf=("chunk",), **overrides)
+      with_lm = dict(default, lm_vocab=lm.vocab_size, lm_projection=lm.projection_size,
+                     lm_weight=lm.weight)
       for precision, execution, mode, method in itertools.product(
           FLAGS.precisions, FLAGS.executions, FLAGS.modes, FLAGS.weightings):
         if method != "sum" and mode not in ("joint", "default"):
           continue  # Weighting methods are joint mode's.
+        if mode == "default_lm" and trunk != "bilstm":
+          continue  # The LM task reads the BiLSTM's directions.
         run_steps = min(steps, 10) if execution == "eager" else steps
-        mode_options = default if mode == "default" else options
+        mode_options = {"default": default, "default_lm": with_lm}.get(mode, options)
         compile_s, seconds, retraces = time_mtlcore(
             mode_options, mode, execution, batches, run_steps, FLAGS.steps_per_call, precision,
             method)
+        tagger_options = {k: v for k, v in mode_options.items() if not k.startswith("lm_")}
         rows.append(_row(trunk, size, execution, mode, seconds, batch_size, real_tokens,
-                         tagger.TaggerConfig(**mode_options), compile_s=compile_s,
+                         tagger.TaggerConfig(**tagger_options), compile_s=compile_s,
                          peak=peaks["peak"].get(precision), precision=precision,
                          weighting=method))
         rows[-1]["traces_per_step_function"] = retraces
@@ -286,6 +311,12 @@ def ratios(rows):
     if execution == "xla" and function:
       out[f"{trunk}/{size}/{precision}/{mode}: xla tokens/s vs tf.function"] = (
           r["tokens_per_sec"] / function["tokens_per_sec"])
+    default = get.get((trunk, size, execution, "default", precision))
+    if mode == "default_lm" and default:
+      out[f"{name}: default_lm step / default step (time)"] = (
+          r["step_ms_median"] / default["step_ms_median"])
+      out[f"{name}: default_lm step / default step (FLOPs)"] = (
+          r["flop_per_step"] / default["flop_per_step"])
     fp32 = get.get((trunk, size, execution, mode, "fp32"))
     if precision != "fp32" and fp32:
       out[f"{trunk}/{size}/{execution}/{mode}: {precision} tokens/s vs fp32"] = (

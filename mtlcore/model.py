@@ -102,6 +102,14 @@ class MultiTaskModel(tf.Module):
     The variables stay float32."""
     self.compute_dtype = self.trunk.compute_dtype = tf.as_dtype(dtype)
 
+  def with_tasks(self, tasks):
+    """A MultiTaskModel of this trunk and the heads of `tasks` (the same modules, not copies),
+    in this compute type: e.g. the model an export serves, without an auxiliary task's head
+    and its variables."""
+    tasks = self.check_tasks(tasks)
+    return MultiTaskModel(self.trunk, {t: self.heads[t] for t in tasks}, name=self.name,
+                          compute_dtype=self.compute_dtype)
+
   @property
   def task_names(self):
     return tuple(self.heads)

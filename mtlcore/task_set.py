@@ -95,8 +95,10 @@ class TaskSet(abc.ABC):
     """Writes a SavedModel that serves `tasks` to export_dir."""
     raise ConfigError(f"{type(self).__name__} has no export; drop --export_dir.")
 
-  def has_export(self):
-    return type(self).export is not TaskSet.export
+  def export_problem(self, tasks):
+    """Why `export` cannot serve a run of `tasks` (checked before training), or None."""
+    del tasks
+    return None if type(self).export is not TaskSet.export else "this task set has no export"
 
   def write_predictions(self, model, data, tasks, split, path):
     """Writes the model's predictions on `split` to `path` (mtl-eval --output)."""

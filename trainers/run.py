@@ -135,8 +135,9 @@ def train(config):
   config, task_set = resolved.config, resolved.task_set
   if not config.model_dir:
     raise ConfigError("--model_dir is required: checkpoints and logs go there.")
-  if config.export_dir and not task_set.has_export():
-    raise ConfigError(f"--export_dir: --task_set={config.task_set} has no export.")
+  problem = task_set.export_problem(config.tasks) if config.export_dir else None
+  if problem:
+    raise ConfigError(f"--export_dir with --task_set={config.task_set}: {problem}.")
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
     tf.random.set_seed(config.seed)
@@ -207,7 +208,7 @@ def _finish(config, task_set, model, data, loop, model_dir, total, train_seconds
     with loop.trainer.evaluation_weights() if not best else contextlib.nullcontext():
       with model_dir.guarded(f"the export to {config.export_dir}"):
         task_set.export(model, config.tasks, config.export_dir)
-    logging.info("Exported the model (tasks %s) to %s.", list(config.tasks), config.export_dir)
+    logging.info("Exported the model to %s.", config.export_dir)
   return metrics
 
 

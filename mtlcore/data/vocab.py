@@ -36,6 +36,8 @@ class Vocabularies:
   words: tuple
   chars: tuple
   tags: dict
+  _tag_index: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
+                                       compare=False)
 
   @classmethod
   def build(cls, sentences, tasks, *, min_word_count=2, min_char_count=1):
@@ -53,7 +55,9 @@ class Vocabularies:
   def tag_ids(self, task, tags):
     """Maps tag strings to ids: unseen tags get len(vocabulary), missing ones (None)
     MISSING."""
-    index = {t: i for i, t in enumerate(self.tags[task])}
+    if task not in self._tag_index:  # Built once per task: the LM task's list is long.
+      self._tag_index[task] = {t: i for i, t in enumerate(self.tags[task])}
+    index = self._tag_index[task]
     return [MISSING if t is None else index.get(t, len(index)) for t in tags]
 
   def save(self, path):

@@ -227,7 +227,7 @@ class CRFTagHead(TokenClassifierHead):
     return {}
 
 
-def build_tagger(config, *, num_words, num_chars, num_tags, seed):
+def build_tagger(config, *, num_words, num_chars, num_tags, seed, extra_heads=None):
   """A MultiTaskModel with the tagger trunk and one softmax or CRF head per task.
 
   Args:
@@ -236,6 +236,8 @@ def build_tagger(config, *, num_words, num_chars, num_tags, seed):
     num_tags: task name -> number of tags; the model has a head for each.
     seed: int; all initial weights are a function of it (head i, in sorted task order, of
       seed + 1000 + i).
+    extra_heads: task name -> a TaskHead of another kind (e.g. the language-model head of
+      mtlcore.networks.language_model), added as it is.
   """
   trunk = TaggerTrunk(config, num_words=num_words, num_chars=num_chars, seed=seed, name="trunk")
   heads = {}
@@ -243,6 +245,7 @@ def build_tagger(config, *, num_words, num_chars, num_tags, seed):
     head_class = CRFTagHead if task in config.crf else TokenClassifierHead
     heads[task] = head_class(config.output_size, n, reads=config.layer_read_by(task),
                              seed=seed + 1000 + i, name=f"{task}_head")
+  heads.update(extra_heads or {})
   return MultiTaskModel(trunk, heads, name="tagger")
 
 

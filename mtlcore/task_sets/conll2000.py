@@ -40,7 +40,7 @@ class Conll2000TaskSet(TaggingTaskSet):
 
   def load_data(self, data_dir):
     splits = conll2000.load_splits(data_dir)
-    corpus = lambda path, sentences: [Corpus(path, self.task_names, sentences)]
+    corpus = lambda path, sentences: [Corpus(path, self.label_tasks, sentences)]
     return TaggingData({"train": corpus(splits.train_path, splits.train),
                         "dev": corpus(splits.train_path, splits.dev),
                         "test": corpus(splits.test_path, splits.test)}, dict(self.scoring))

@@ -18,9 +18,16 @@ no loss, no gradient, no metric). Without `dev`, each training corpus gives its 
 the model directory's assets (`vocab.json`), so a resumed run, mtl-eval and the export use the
 ids the checkpoint was trained with.
 
+With `lm_vocab` > 0 the task set also offers the task "lm", the auxiliary language model of
+mtlcore.networks.language_model (the first BiLSTM layer predicts each next and previous word
+of the training sentences, over the lm_vocab most frequent words): in joint mode it rides on
+every batch, in alternate mode its own stream holds every training sentence. It is trained
+only: evaluation, predictions and the export leave it out.
+
 Options: columns, train, dev, test, placeholder (the string marking a missing label, e.g. "_"),
-scoring (task:span|accuracy), the fields of TaggerConfig (trunk, crf, reads, hidden_size ...)
-and buckets (the pipeline's padded lengths).
+scoring (task:span|accuracy), the fields of TaggerConfig (trunk, crf, reads, hidden_size ...),
+buckets (the pipeline's padded lengths), and lm_vocab (0: no LM task), lm_projection,
+lm_weight (LanguageModelConfig).
 """
 
 import dataclasses
@@ -31,10 +38,14 @@ from mtlcore.data import columns as columns_lib
 from mtlcore.data import pipeline
 from mtlcore.data.vocab import Featurizer, Vocabularies
 from mtlcore.errors import ConfigError, DataError
-from mtlcore.networks import tagger
+from mtlcore.tasks import Task
+from mtlcore.networks import language_model, tagger
+from mtlcore.networks.language_model import LM_TASK
 
 VOCABULARY_FILE = "vocab.json"
 TAGGER_OPTIONS = tuple(f.name for f in dataclasses.fields(tagger.TaggerConfig))
+LM_OPTIONS = {"lm_vocab": "vocab_size", "lm_projection": "projection_size",
+              "lm_weight": "weight"}  # option -> LanguageModelConfig field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,23 +122,43 @@ class TaggingTaskSet(task_set.TaskSet):
 
   def __init__(self, options, *, eval_batch_size=128):
     task_set.reject_unknown_options(self.name, options,
-                                    (*self.file_options, *TAGGER_OPTIONS, "buckets"))
+                                    (*self.file_options, *TAGGER_OPTIONS, "buckets", *LM_OPTIONS))
     options = dict(options)
     self._init_files(options)
+    self.label_tasks = self.task_names
+    self.lm = self._lm_config(options)
     self.buckets = pipeline.check_buckets(options.pop("buckets", pipeline.DEFAULT_BUCKETS))
     for key, kind in (("crf", None), ("reads", int)):
       if key in options:
         options[key] = (_as_list(key, options[key]) if kind is None
                         else parse_task_map(key, options[key], kind))
-        unknown = sorted(set(options[key]) - set(self.task_names))
+        unknown = sorted(set(options[key]) - set(self.label_tasks))
         if unknown:
-          raise ConfigError(f"--{key} names unknown task(s) {unknown}; the tasks are "
-                            f"{list(self.task_names)}.")
+          raise ConfigError(f"--{key} names unknown task(s) {unknown}; the tagging tasks are "
+                            f"{list(self.label_tasks)}.")
     self.config = tagger.TaggerConfig(**options)
+    if self.lm is not None:
+      if self.config.trunk != "bilstm":
+        raise ConfigError(f"--lm_vocab needs --trunk=bilstm: the language-model task reads the "
+                          f"first layer's forward and backward states, and a {self.config.trunk} "
+                          f"layer's window sees the words it would predict.")
+      self.task_names = (*self.label_tasks, LM_TASK)
     self.eval_batch_size = eval_batch_size
     self.scoring = dict(self.declared_scoring)
     self.vocabularies = self.featurizer = None
     self._predictors, self._predictor_model = {}, None
+
+  def _lm_config(self, options):
+    """The LanguageModelConfig the lm_* options (popped from `options`) give, or None when
+    lm_vocab is 0 or unset."""
+    given = {field: options.pop(option) for option, field in LM_OPTIONS.items()
+             if option in options}
+    if not given.get("vocab_size"):
+      return None
+    if LM_TASK in self.label_tasks:
+      raise ConfigError(f"--columns names a column {LM_TASK!r}, the name of the language-model "
+                        f"task --lm_vocab adds; rename the column.")
+    return language_model.LanguageModelConfig(**given)
 
   def _init_files(self, options):
     """Reads the file options out of `options` (a dict it pops from)."""
@@ -158,7 +189,7 @@ class TaggingTaskSet(task_set.TaskSet):
   @property
   def selection(self):
     """Span F1 before accuracy; among equals, later columns (higher-level tasks) first."""
-    order = sorted(reversed(self.task_names), key=lambda t: self.scoring.get(t) != "span")
+    order = sorted(reversed(self.label_tasks), key=lambda t: self.scoring.get(t) != "span")
     return tuple(f"{t}/f1" if self.scoring.get(t) == "span" else f"{t}/accuracy"
                  for t in order)
 
@@ -167,7 +198,12 @@ class TaggingTaskSet(task_set.TaskSet):
             **{split: dict(files) for split, files in self.files.items()},
             "placeholder": self.placeholder, "scoring": dict(self.declared_scoring),
             **dataclasses.asdict(self.config), "crf": list(self.config.crf),
-            "buckets": list(self.buckets)}
+            "buckets": list(self.buckets), **self._lm_options()}
+
+  def _lm_options(self):
+    if self.lm is None:
+      return {"lm_vocab": 0}
+    return {option: getattr(self.lm, field) for option, field in LM_OPTIONS.items()}
 
   # Data.
 
@@ -237,17 +273,31 @@ class TaggingTaskSet(task_set.TaskSet):
     return train, dev
 
   def _vocabularies(self, assets_dir, data):
-    """The vocabularies kept in assets_dir, or new ones built from the training split."""
+    """The vocabularies kept in assets_dir, or new ones built from the training split (with
+    the LM task's words, when it is on and they are missing: e.g. copied by --init_from from a
+    run without it)."""
     path = os.path.join(assets_dir, VOCABULARY_FILE)
     if os.path.exists(path):
-      return Vocabularies.load(path)
-    if data is None:
+      vocabularies = Vocabularies.load(path)
+      if self.lm is None or LM_TASK in vocabularies.tags or data is None:
+        return vocabularies
+    elif data is None:
       raise ConfigError(f"{path} does not exist; is this a model directory written by "
                         f"mtl-train?")
-    vocabularies = Vocabularies.build(data.sentences("train", self.task_names),
-                                      self.task_names)
+    else:
+      vocabularies = Vocabularies.build(self._training_sentences(data), self.label_tasks)
+    if self.lm is not None:
+      words = language_model.frequent_words(self._training_sentences(data), self.lm.vocab_size)
+      vocabularies = dataclasses.replace(vocabularies, tags={**vocabularies.tags, LM_TASK: words})
     vocabularies.save(path)
     return vocabularies
+
+  def _training_sentences(self, data, tasks=None):
+    """The training sentences of every corpus holding labels of one of `tasks` (default, or
+    with the LM task among them: every corpus, all of which the LM task learns from)."""
+    if not tasks or LM_TASK in tasks:
+      tasks = self.label_tasks
+    return data.sentences("train", tasks)
 
   # The model.
 
@@ -260,14 +310,28 @@ class TaggingTaskSet(task_set.TaskSet):
     missing = [t for t in tasks if t not in vocabularies.tags]
     if missing:
       raise ConfigError(f"the vocabularies have no tags for task(s) {missing}.")
+    extra = {}
+    if LM_TASK in tasks:
+      extra[LM_TASK] = language_model.LanguageModelHead(
+          self.config.hidden_size, len(vocabularies.tags[LM_TASK]), self.lm, seed=seed + 2000,
+          name=f"{LM_TASK}_head")
     return tagger.build_tagger(
         self.config, num_words=self.featurizer.num_words, num_chars=self.featurizer.num_chars,
-        num_tags={t: len(vocabularies.tags[t]) for t in tasks}, seed=seed)
+        num_tags={t: len(vocabularies.tags[t]) for t in tasks if t != LM_TASK}, seed=seed,
+        extra_heads=extra)
 
   def make_tasks(self, model, tasks):
-    return tagger.tagging_tasks(model, tasks)
+    by_name = {t.name: t for t in tagger.tagging_tasks(model, [t for t in tasks if t != LM_TASK])}
+    if LM_TASK in tasks:
+      head = model.heads[LM_TASK]
+      by_name[LM_TASK] = Task(LM_TASK, loss=head.loss, metrics=head.metrics(), units="words",
+                              count_units=language_model.count_predicted_words)
+    return [by_name[t] for t in tasks]
 
   def _stream(self, sentences, tasks, batch_size, seed):
+    if LM_TASK in tasks:
+      sentences = language_model.with_word_labels(sentences)
+
     def make_dataset(start):
       return pipeline.training_dataset(
           sentences, featurizer=self.featurizer, vocabularies=self.vocabularies, tasks=tasks,
@@ -277,10 +341,12 @@ class TaggingTaskSet(task_set.TaskSet):
 
   def joint_dataset(self, data, tasks, *, batch_size, seed):
     """The training corpora of `tasks`, merged; each sentence keeps its own corpus' labels."""
-    return self._stream(data.sentences("train", tasks), tuple(tasks), batch_size, seed)
+    return self._stream(self._training_sentences(data, tasks), tuple(tasks), batch_size, seed)
 
   def task_dataset(self, data, task, *, batch_size, seed):
-    return self._stream(data.corpus("train", task).sentences, (task,), batch_size, seed)
+    sentences = (self._training_sentences(data) if task == LM_TASK
+                 else data.corpus("train", task).sentences)
+    return self._stream(sentences, (task,), batch_size, seed)
 
   # Evaluation and export.
 
@@ -319,5 +385,13 @@ class TaggingTaskSet(task_set.TaskSet):
                   sentence.words, sentence.tags[task], predicted))
               f.write("\n")
 
+  def export_problem(self, tasks):
+    if not [t for t in tasks if t != LM_TASK]:
+      return f"the {LM_TASK!r} task alone has nothing to serve (train a tagging task too)"
+    return None
+
   def export(self, model, tasks, export_dir):
-    return export.export_tagger(export_dir, model, self.featurizer, self.vocabularies, tasks)
+    """Serves the tagging tasks of `tasks`; the LM task's head is not exported."""
+    served = [t for t in tasks if t != LM_TASK]
+    return export.export_tagger(export_dir, model.with_tasks(served), self.featurizer,
+                                self.vocabularies, served)

@@ -121,10 +121,17 @@ flags.DEFINE_float("word_dropout", None, "tagger: probability of replacing a tra
                    "by the unknown word (default 0.1).")
 flags.DEFINE_list("buckets", None, "tagger: the pipeline's padded sentence lengths "
                   "(default 12,24,36,52,80).")
+flags.DEFINE_integer("lm_vocab", None, "tagger: >0 adds the auxiliary language-model task "
+                     "'lm' (the first BiLSTM layer predicts the next and the previous word, over "
+                     "this many most frequent training words plus an unknown class); 0: none.")
+flags.DEFINE_integer("lm_projection", None, "tagger: the LM task's tanh layer between a "
+                     "direction's state and its softmax (default 64).")
+flags.DEFINE_float("lm_weight", None, "tagger: the LM task's loss multiplier (default 0.1).")
 
 MODEL_OPTION_FLAGS = ("columns", "train", "dev", "test", "placeholder", "scoring", "trunk",
                       "crf", "reads", "word_dim", "char_filters", "hidden_size", "num_layers",
-                      "dropout", "word_dropout", "buckets")
+                      "dropout", "word_dropout", "buckets", "lm_vocab", "lm_projection",
+                      "lm_weight")
 
 
 def _numbers(name, values, kind=float):

@@ -1,0 +1,129 @@
+"""The tagger's auxiliary language-model task (Rei 2017): the text teaches the trunk.
+
+From the *first* BiLSTM layer, its forward direction at token t predicts word t+1 and its
+backward direction word t-1, on the training sentences themselves (no other data). The first
+layer, because a deeper forward state has already seen the future through the first layer's
+backward half: that task would read its own targets and teach nothing. The conv trunk has no
+such split (a centred window sees both neighbours), so the task needs the BiLSTM trunk.
+
+Vocabulary: the `vocab_size` most frequent normalised training words (mtlcore.data.vocab
+.normalize_word; ties by the word), kept as the task's tag list, so a word's class is its tag
+id and any other word is the unknown class `vocab_size` (the id the tag vocabulary gives an
+unseen tag). A batch's labels for the task are the class of each token, int32 [B, T]; the loss
+shifts them. Padding and sentence ends (and the ends of the pieces long sentences are split
+into) have no target.
+
+Per token and direction the head is a tanh layer (H -> projection_size) and a softmax over
+vocab_size + 1 classes: 2 x (H x projection + projection x (vocab_size + 1)) forward FLOPs. The
+loss is `weight` x the mean cross-entropy over the predicted positions of both directions; the
+unweighted mean is logged as lm/cross_entropy (nats per word). Evaluation and the export run
+the tagging heads only, so the task costs nothing after training.
+"""
+
+import collections
+import dataclasses
+
+import tensorflow as tf
+
+from mtlcore.data.vocab import normalize_word
+from mtlcore.errors import ConfigError
+from mtlcore.layers import Linear
+from mtlcore.model import TaskHead
+from mtlcore.tasks import Ratio
+
+LM_TASK = "lm"
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModelConfig:
+  """vocab_size: words predicted (plus one unknown class); projection_size: the tanh layer
+  between a direction's state and its softmax; weight: the loss's multiplier (> 0)."""
+  vocab_size: int = 2000
+  projection_size: int = 64
+  weight: float = 0.1
+
+  def __post_init__(self):
+    for name in ("vocab_size", "projection_size"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"--lm_{name.split('_')[0]} must be a positive integer, got {value!r}.")
+    if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or not (
+        0 < self.weight < float("inf")):
+      raise ConfigError(f"--lm_weight must be a positive number, got {self.weight!r}.")
+
+
+def frequent_words(sentences, size):
+  """The `size` most frequent normalised words of `sentences` (most frequent first; ties in
+  word order), as a tuple: the LM task's tag list."""
+  counts = collections.Counter(normalize_word(w) for s in sentences for w in s.words)
+  ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+  return tuple(word for word, _ in ranked[:size])
+
+
+def with_word_labels(sentences):
+  """The sentences, each with a label column LM_TASK holding its normalised words (the tag
+  vocabulary turns them into class ids)."""
+  return [dataclasses.replace(s, tags={**s.tags, LM_TASK: tuple(map(normalize_word, s.words))})
+          for s in sentences]
+
+
+def shifted_targets(labels, lengths):
+  """(targets int32 [B, T, 2], valid bool [B, T, 2]) from word classes [B, T]: direction 0
+  (forward) at t targets the class at t+1, valid when t+1 < length; direction 1 (backward) at
+  t the class at t-1, valid when 1 <= t < length."""
+  labels = tf.cast(labels, tf.int32)
+  pad = tf.zeros_like(labels[:, :1])
+  targets = tf.stack([tf.concat([labels[:, 1:], pad], axis=1),
+                      tf.concat([pad, labels[:, :-1]], axis=1)], axis=2)
+  positions = tf.range(tf.shape(labels)[1])[None, :]
+  lengths = tf.cast(lengths, tf.int32)[:, None]
+  valid = tf.stack([positions + 1 < lengths, (positions >= 1) & (positions < lengths)], axis=2)
+  return targets, valid
+
+
+class LanguageModelHead(TaskHead):
+  """First-layer states [B, T, 2H] (forward half, then backward) -> logits [B, T, 2, V + 1]:
+  direction 0 scores the next word, direction 1 the previous one."""
+
+  def __init__(self, state_size, num_words, config, *, seed, reads="layer1", name=None):
+    """state_size: H, the units of one direction; num_words: V, the words the task predicts
+    (its tag list; V + 1 classes with the unknown one)."""
+    super().__init__(reads=reads, name=name)
+    self.config = config
+    self.num_classes = num_words + 1
+    p = config.projection_size
+    self.projections = [Linear(state_size, p, seed=seed + d, name=f"projection_{d}")
+                        for d in range(2)]
+    self.outputs = [Linear(p, self.num_classes, seed=seed + 2 + d, name=f"output_{d}")
+                    for d in range(2)]
+
+  def __call__(self, representation, features, *, training, seed):
+    del features, training, seed
+    halves = tf.split(representation, 2, axis=-1)
+    return tf.stack([out(tf.tanh(proj(h))) for h, proj, out in
+                     zip(halves, self.projections, self.outputs)], axis=2)
+
+  def token_losses(self, labels, logits, features):
+    """(cross-entropy float32 [B, T, 2], 0 where there is no target; valid bool [B, T, 2])."""
+    targets, valid = shifted_targets(labels, features["length"])
+    targets = tf.clip_by_value(targets, 0, self.num_classes - 1)
+    entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
+    return tf.where(valid, entropy, 0.0), valid
+
+  def _cross_entropy(self, labels, logits, features):
+    entropy, valid = self.token_losses(labels, logits, features)
+    return Ratio(tf.reduce_sum(entropy), tf.reduce_sum(tf.cast(valid, tf.float32)))
+
+  def loss(self, labels, logits, features):
+    """Ratio(weight x cross-entropy summed over predicted words, their number)."""
+    total, count = self._cross_entropy(labels, logits, features)
+    return Ratio(self.config.weight * total, count)
+
+  def metrics(self):
+    return {"cross_entropy": self._cross_entropy}
+
+
+def count_predicted_words(labels, features):
+  """The LM task's unit: the words it predicts in a batch (both directions)."""
+  _, valid = shifted_targets(labels, features["length"])
+  return tf.reduce_sum(tf.cast(valid, tf.float32))
