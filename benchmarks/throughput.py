@@ -20,8 +20,8 @@ the fixed benchmark shape (padded tokens). It prints a Markdown table and ratios
 JSON with --output_json. The chunk head is a softmax, as Keras has no CRF layer, except in the
 `default` rows: the joint step mtl-train runs by default (CRF chunk head, word dropout), and
 the `default_lm` rows (BiLSTM only): that step with the auxiliary language-model task
-(mtlcore.networks.language_model) over --lm_vocab words, so its share of the step's time and
-FLOPs is a ratio of two rows.
+(mtlcore.networks.language_model) over --lm_vocab words (the conv trunk's first layer then
+directional), so its share of the step's time and FLOPs is a ratio of two rows.
 """
 
 import datetime
@@ -61,7 +61,7 @@ MODES = ("joint", "alternate", "pos", "chunk", "default", "default_lm")
 flags.DEFINE_list("modes", list(MODES),
                   "Training modes to time; default: the joint step mtl-train runs by default "
                   "(CRF chunk head, word dropout), which Keras cannot express; default_lm: that "
-                  "step with the language-model task over --lm_vocab words (BiLSTM trunk).")
+                  "step with the language-model task over --lm_vocab words.")
 flags.DEFINE_boolean("keras", True, "Time the Keras model.fit baseline.")
 flags.DEFINE_list("precisions", ["fp32"], "Compute types of the mtlcore rows (fp32, bf16, "
                   "fp16: mtl-train's --precision); Keras runs in fp32.")
@@ -247,8 +247,6 @@ def run():
           FLAGS.precisions, FLAGS.executions, FLAGS.modes, FLAGS.weightings):
         if method != "sum" and mode not in ("joint", "default"):
           continue  # Weighting methods are joint mode's.
-        if mode == "default_lm" and trunk != "bilstm":
-          continue  # The LM task reads the BiLSTM's directions.
         run_steps = min(steps, 10) if execution == "eager" else steps
         mode_options = {"default": default, "default_lm": with_lm}.get(mode, options)
         compile_s, seconds, retraces = time_mtlcore(

@@ -68,12 +68,16 @@ def test_the_loss_is_the_weighted_mean_cross_entropy_over_predicted_words():
   assert float(language_model.count_predicted_words(labels, features)) == 6
 
 
+@pytest.mark.parametrize("trunk", ["bilstm", "conv"])
 @pytest.mark.parametrize("direction", [0, 1], ids=["forward", "backward"])
-def test_a_direction_never_sees_the_words_it_predicts(direction):
+def test_a_direction_never_sees_the_words_it_predicts(direction, trunk):
   """Gradient of the LM loss at position t w.r.t. the trunk's input vectors: exactly zero at
   t+1 and later (forward) or t-1 and earlier (backward), non-zero somewhere on the other side.
-  Through the whole tagger in training mode (dropout on), so it also pins the layer read."""
-  config = tagger.TaggerConfig(**SMALL, word_dropout=0.0, dropout=0.3)
+  Through the whole tagger in training mode (dropout on), so it also pins the layer read; on
+  the conv trunk through its directional first layer."""
+  # 16 units per direction: enough that some ReLU filter of a conv half is alive at every t.
+  config = tagger.TaggerConfig(**{**SMALL, "hidden_size": 16}, word_dropout=0.0, dropout=0.3,
+                               trunk=trunk, directional_first_layer=trunk == "conv")
   lm = LanguageModelConfig(vocab_size=6, projection_size=4)
   head = LanguageModelHead(config.hidden_size, 6, lm, seed=7)
   model = tagger.build_tagger(config, num_words=20, num_chars=5, num_tags={"pos": 3}, seed=0,
@@ -143,7 +147,10 @@ def test_the_export_serves_the_same_signature_and_holds_no_lm_variable(tmp_path)
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--lm_vocab=20", "--trunk=conv"], "--lm_vocab needs --trunk=bilstm"),
+    (["--lm_vocab=20", "--trunk=conv", "--task_set_options=directional_first_layer=false"],
+     "--lm_vocab with --trunk=conv needs directional_first_layer"),
+    (["--task_set_options=directional_first_layer=true"],
+     "directional_first_layer applies to the conv trunk only"),
     (["--lm_vocab=20", "--lm_weight=0"], "--lm_weight must be a positive number"),
     (["--lm_vocab=20", "--lm_projection=-3"], "--lm_projection must be a positive integer"),
     (["--lm_vocab=20", "--tasks=lm", "--export_dir=EXPORT"], "nothing to serve"),

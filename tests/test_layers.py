@@ -54,6 +54,23 @@ def test_conv1d_output_ignores_padding_content():
   np.testing.assert_array_equal(a[1, 3:], 0.0)
 
 
+@pytest.mark.parametrize("window", ["centred", "causal", "anticausal"])
+def test_a_conv_window_sees_exactly_its_tokens(window):
+  """Changing input t' moves output t iff t' is in t's window: t-1..t+1 (centred, width 3),
+  t-2..t (causal), t..t+2 (anticausal), padding and sentence ends included."""
+  conv = Conv1D(3, 4, 3, seed=0, activation=None, window=window)
+  x = tf.random.stateless_normal([1, 7, 3], seed=[3, 4])
+  mask = tf.sequence_mask([6], 7, dtype=tf.float32)
+  base = conv(x, mask).numpy()[0]
+  offsets = {"centred": (-1, 1), "causal": (-2, 0), "anticausal": (0, 2)}[window]
+  for changed in range(6):
+    moved = conv(x + tf.one_hot(changed, 7)[None, :, None], mask).numpy()[0]
+    for t in range(6):
+      sees = offsets[0] <= changed - t <= offsets[1]
+      assert np.any(moved[t] != base[t]) == sees, (window, changed, t)
+    np.testing.assert_array_equal(moved[6], 0.0)
+
+
 def _numpy_lstm(x, kernel_x, kernel_h, bias):
   """Reference single-direction LSTM over x [T, D] (gates i, f, g, o)."""
   sig = lambda z: 1 / (1 + np.exp(-z))

@@ -3,8 +3,10 @@
 From the *first* BiLSTM layer, its forward direction at token t predicts word t+1 and its
 backward direction word t-1, on the training sentences themselves (no other data). The first
 layer, because a deeper forward state has already seen the future through the first layer's
-backward half: that task would read its own targets and teach nothing. The conv trunk has no
-such split (a centred window sees both neighbours), so the task needs the BiLSTM trunk.
+backward half: that task would read its own targets and teach nothing. On the conv trunk the
+first layer is then directional (TaggerConfig.directional_first_layer): half its filters see
+tokens t-w+1..t, half t..t+w-1, and the halves play the two directions' parts (a centred window
+sees both neighbours, so it cannot).
 
 Vocabulary: the `vocab_size` most frequent normalised training words (mtlcore.data.vocab
 .normalize_word; ties by the word), kept as the task's tag list, so a word's class is its tag

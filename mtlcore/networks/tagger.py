@@ -20,6 +20,7 @@ from mtlcore import losses
 from mtlcore.errors import ConfigError, require_positive, require_probability
 from mtlcore.layers import BiLSTM, Conv1D, Dropout, Embed, Linear
 from mtlcore.data.vocab import PAD, UNK
+from mtlcore.layers.conv import DirectionalConv1D
 from mtlcore.layers.crf import CRF
 from mtlcore.layers.dropout import hash_uniform
 from mtlcore.model import MultiTaskModel, SharedTrunk, TaskHead
@@ -43,6 +44,9 @@ class TaggerConfig:
       both trunks give representations of the same size.
     num_layers: trunk layers (>= 2, so that a task can read a lower layer than the top).
     conv_width: window of the conv trunk's layers, in tokens.
+    directional_first_layer: conv trunk: the first layer's filters are half causal (the output
+      at t sees tokens t-w+1..t) and half anti-causal (t..t+w-1), like a BiLSTM's two
+      directions (mtlcore.layers.conv.DirectionalConv1D); the language-model task needs it.
     dropout: dropout rate on the embeddings and after every trunk layer.
     word_dropout: in training, each word id is replaced by the unknown-word id with this
       probability, so the unknown-word embedding learns to stand for rare and unseen words.
@@ -58,6 +62,7 @@ class TaggerConfig:
   hidden_size: int = 128
   num_layers: int = 2
   conv_width: int = 5
+  directional_first_layer: bool = False
   dropout: float = 0.5
   word_dropout: float = 0.1
   crf: tuple = ()
@@ -71,6 +76,8 @@ class TaggerConfig:
       require_positive(name, getattr(self, name))
     if require_positive("num_layers", self.num_layers) < 2:
       raise ConfigError(f"num_layers must be at least 2, got {self.num_layers}.")
+    if self.directional_first_layer and self.trunk != "conv":
+      raise ConfigError("directional_first_layer applies to the conv trunk only.")
     require_probability("dropout", self.dropout)
     require_probability("word_dropout", self.word_dropout)
     object.__setattr__(self, "crf", tuple(self.crf))
@@ -130,8 +137,9 @@ class TaggerTrunk(SharedTrunk):
       if config.trunk == "bilstm":
         layer = BiLSTM(size, config.hidden_size, seed=seed + 100 + i, name=f"bilstm_{i}")
       else:
-        layer = Conv1D(size, config.output_size, config.conv_width, seed=seed + 100 + i,
-                       name=f"conv_{i}")
+        conv = DirectionalConv1D if i == 0 and config.directional_first_layer else Conv1D
+        layer = conv(size, config.output_size, config.conv_width, seed=seed + 100 + i,
+                     name=f"conv_{i}")
       self.layers.append(layer)
       size = config.output_size
     self.dropouts = [Dropout(config.dropout, site=i, name=f"dropout_{i}")

@@ -136,12 +136,13 @@ class TaggingTaskSet(task_set.TaskSet):
         if unknown:
           raise ConfigError(f"--{key} names unknown task(s) {unknown}; the tagging tasks are "
                             f"{list(self.label_tasks)}.")
+    if self.lm is not None and options.get("trunk") == "conv":
+      options.setdefault("directional_first_layer", True)
     self.config = tagger.TaggerConfig(**options)
     if self.lm is not None:
-      if self.config.trunk != "bilstm":
-        raise ConfigError(f"--lm_vocab needs --trunk=bilstm: the language-model task reads the "
-                          f"first layer's forward and backward states, and a {self.config.trunk} "
-                          f"layer's window sees the words it would predict.")
+      if self.config.trunk == "conv" and not self.config.directional_first_layer:
+        raise ConfigError("--lm_vocab with --trunk=conv needs directional_first_layer (the "
+                          "default then): a centred window sees the words the task predicts.")
       self.task_names = (*self.label_tasks, LM_TASK)
     self.eval_batch_size = eval_batch_size
     self.scoring = dict(self.declared_scoring)
