@@ -60,7 +60,6 @@ flags.DEFINE_list("study_seeds", ["0", "1", "2"], "Seeds: of the chunk subset, w
 flags.DEFINE_float("chunk_passes", 40.0, "Times every setting sees each chunk-labelled sentence.")
 flags.DEFINE_list("joint_weightings", ["sum"], "Joint setting: one row per --weighting method.")
 flags.DEFINE_list("alternate_samplers", ["uniform"], "Alternate setting: one row per --sampler.")
-flags.DEFINE_string("section", "sharing", "RESULTS.md section (and SVG name) to write.")
 flags.DEFINE_string("svg", None, "Write the learning curve here (default: beside RESULTS.md "
                     "as SECTION.svg when --write_results).")
 
@@ -330,8 +329,9 @@ def run():
   if paired:
     sections += ["", paired]
   svg = learning_curve_svg(outcomes, sizes, rows, files.pool_size) if len(sizes) > 1 else None
-  svg_path = FLAGS.svg or (os.path.join(os.path.dirname(results.RESULTS_MD),
-                                        f"{FLAGS.section}.svg") if FLAGS.write_results else None)
+  section = FLAGS.section or "sharing"
+  svg_path = FLAGS.svg or (os.path.join(os.path.dirname(results.RESULTS_MD), f"{section}.svg")
+                           if FLAGS.write_results else None)
   if svg and svg_path:
     with open(svg_path, "w", encoding="utf-8") as f:
       f.write(svg)
@@ -339,7 +339,7 @@ def run():
   text = "\n".join(sections)
   print(text)
   if FLAGS.write_results:
-    results.replace_section(FLAGS.section, text)
+    results.replace_section(section, text)
   return outcomes
 
 
