@@ -18,10 +18,11 @@ one line and exits 1 without writing RESULTS.md. Step times are medians (and p90
 calls after warm-up; compile time (the warm-up call) is reported apart. FLOPs are counted at
 the fixed benchmark shape (padded tokens). It prints a Markdown table and ratios, and writes
 JSON with --output_json. The chunk head is a softmax, as Keras has no CRF layer, except in the
-`default` rows: the joint step mtl-train runs by default (CRF chunk head, word dropout), and
-the `default_lm` rows (BiLSTM only): that step with the auxiliary language-model task
-(mtlcore.networks.language_model) over --lm_vocab words (the conv trunk's first layer then
-directional), so its share of the step's time and FLOPs is a ratio of two rows.
+`default` rows (CRF chunk head, word dropout: the joint step mtl-train ran by default before
+the language-model task) and the `default_lm` rows: that step with the auxiliary
+language-model task (mtlcore.networks.language_model) over --lm_vocab words (the conv trunk's
+first layer then directional), the step mtl-train runs by default now; the LM's share of the
+step's time and FLOPs is the ratio of the two rows.
 """
 
 import datetime
@@ -59,9 +60,9 @@ flags.DEFINE_list("trunks", ["bilstm", "conv"], "Trunks to time.")
 flags.DEFINE_list("executions", ["eager", "function", "xla"], "Executions to time.")
 MODES = ("joint", "alternate", "pos", "chunk", "default", "default_lm")
 flags.DEFINE_list("modes", list(MODES),
-                  "Training modes to time; default: the joint step mtl-train runs by default "
-                  "(CRF chunk head, word dropout), which Keras cannot express; default_lm: that "
-                  "step with the language-model task over --lm_vocab words.")
+                  "Training modes to time; default: the joint step with a CRF chunk head and "
+                  "word dropout, which Keras cannot express; default_lm: that step with the "
+                  "language-model task over --lm_vocab words (mtl-train's default step).")
 flags.DEFINE_boolean("keras", True, "Time the Keras model.fit baseline.")
 flags.DEFINE_list("precisions", ["fp32"], "Compute types of the mtlcore rows (fp32, bf16, "
                   "fp16: mtl-train's --precision); Keras runs in fp32.")

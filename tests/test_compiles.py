@@ -17,10 +17,12 @@ def test_alternating_training_compiles_tasks_times_buckets_then_nothing(tmp_path
   assert result.returncode == 0, result.stderr
   report = json.loads(output.read_text())
   check = report["after_check"]
-  # The synthetic sentences (3 to 25 tokens) reach all three buckets for both tasks.
-  assert {t: len(s) for t, s in check["shapes_fed"].items()} == {"pos": 3, "chunk": 3}
-  assert check["compiles"] == {"pos": 3, "chunk": 3}
-  assert report["total_compiles"] == report["tasks_x_buckets"] == 6
-  assert check["traces"] == {"pos": 1, "chunk": 1}
+  # The synthetic sentences (3 to 25 tokens) reach all three buckets for the three tasks (the
+  # default trains the language-model task too).
+  tasks = ("pos", "chunk", "lm")
+  assert {t: len(s) for t, s in check["shapes_fed"].items()} == {t: 3 for t in tasks}
+  assert check["compiles"] == {t: 3 for t in tasks}
+  assert report["total_compiles"] == report["tasks_x_buckets"] == 9
+  assert check["traces"] == {t: 1 for t in tasks}
   assert report["compiles_equal_shapes_fed"] and report["no_retraces"]
-  assert "XLA compilations of the alternating step functions: 6" in result.stdout
+  assert "XLA compilations of the alternating step functions: 9" in result.stdout

@@ -26,7 +26,7 @@ def conll_run(tmp_path_factory):
   data = fixtures.write_dataset(root / "data", train=60, test=10)
   result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={root / 'm'}",
                       "--mode=alternate", "--train_steps=60", "--eval_every=20",
-                      "--lr_decay_start=0.5", *SMALL)
+                      "--lr_decay_start=0.5", "--lm_vocab=0", *SMALL)  # Two tasks, 30 steps each.
   assert result.returncode == 0, result.stderr
   return root / "m"
 

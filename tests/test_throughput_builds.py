@@ -18,7 +18,7 @@ MODES = {"joint": ["--mode=joint"], "alternate": ["--mode=alternate"],
 def _train_config(data_dir, mode):
   """The RunConfig mtl-train builds from the flags a user would give for this bench row."""
   argv = ["mtl-train", f"--data_dir={data_dir}", "--model_dir=unused", "--batch_size=8",
-          "--train_steps=600", "--crf=", "--word_dropout=0", "--word_dim=8",
+          "--train_steps=600", "--crf=", "--word_dropout=0", "--lm_vocab=0", "--word_dim=8",
           "--char_filters=4", "--hidden_size=8", *MODES[mode]]
   try:
     absl_flags.FLAGS(argv)

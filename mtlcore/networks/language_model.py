@@ -123,9 +123,3 @@ class LanguageModelHead(TaskHead):
 
   def metrics(self):
     return {"cross_entropy": self._cross_entropy}
-
-
-def count_predicted_words(labels, features):
-  """The LM task's unit: the words it predicts in a batch (both directions)."""
-  _, valid = shifted_targets(labels, features["length"])
-  return tf.reduce_sum(tf.cast(valid, tf.float32))

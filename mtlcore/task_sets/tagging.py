@@ -325,8 +325,10 @@ class TaggingTaskSet(task_set.TaskSet):
     by_name = {t.name: t for t in tagger.tagging_tasks(model, [t for t in tasks if t != LM_TASK])}
     if LM_TASK in tasks:
       head = model.heads[LM_TASK]
-      by_name[LM_TASK] = Task(LM_TASK, loss=head.loss, metrics=head.metrics(), units="words",
-                              count_units=language_model.count_predicted_words)
+      # Its unit is the token, as the tagging tasks' (throughput stays in tokens/s); its loss
+      # is normalised by the words it predicts.
+      by_name[LM_TASK] = Task(LM_TASK, loss=head.loss, metrics=head.metrics(), units="tokens",
+                              count_units=tagger.count_tokens)
     return [by_name[t] for t in tasks]
 
   def _stream(self, sentences, tasks, batch_size, seed):
