@@ -4,9 +4,9 @@ The columns are fixed (`word pos chunk`): "pos" is scored by accuracy and "chunk
 F1. The train and test files are found by mtlcore.data.conll2000 (a directory, $MTL_DATA_DIR,
 or a verified download); dev is the last 1,000 sentences of the training file. The defaults
 are the tuned CoNLL-2000 ones: a CRF chunk head, a POS head that reads the first trunk layer
-(Søgaard & Goldberg 2016), the auxiliary language-model task over the 2,000 most frequent
-training words (Rei 2017; `lm_vocab=0` turns it off) and 30 epochs (README, "the default
-run": what the dev split said, within the time budget).
+(Søgaard & Goldberg 2016) and the auxiliary language-model task over the 2,000 most frequent
+training words (Rei 2017; `lm_vocab=0` turns it off), 24 epochs (README, "the default run":
+what the dev split said, within the time budget).
 
 Options: the fields of TaggerConfig (trunk, crf, reads, word_dim, hidden_size, ...),
 `buckets` and the lm_* options of the tagging task set.
@@ -23,7 +23,6 @@ class Conll2000TaskSet(TaggingTaskSet):
   """POS tagging ("pos") and chunking ("chunk") on CoNLL-2000."""
 
   name = "conll2000"
-  defaults = {**TaggingTaskSet.defaults, "epochs": 30.0}
   file_options = ()
   splits = ("dev", "test")
 
