@@ -154,6 +154,7 @@ def test_the_export_serves_the_same_signature_and_holds_no_lm_variable(tmp_path)
     (["--lm_vocab=20", "--lm_projection=-3"], "--lm_projection must be a positive integer"),
     (["--lm_vocab=20", "--tasks=lm", "--export_dir=EXPORT"], "nothing to serve"),
     (["--lm_vocab=20", "--crf=lm"], "--crf names unknown task(s) ['lm']"),
+    (["--lm_vocab=0", "--lm_weight=0.5"], "--lm_weight applies only with the language-model"),
 ])
 def test_bad_lm_settings_fail_with_one_line(tmp_path, flags, message):
   data_dir = fixtures.write_dataset(tmp_path / "data", train=30, test=5)

@@ -155,6 +155,11 @@ class TaggingTaskSet(task_set.TaskSet):
     given = {field: options.pop(option) for option, field in LM_OPTIONS.items()
              if option in options}
     if not given.get("vocab_size"):
+      stray = [option for option, field in LM_OPTIONS.items() if field in given and
+               field != "vocab_size"]
+      if stray:
+        raise ConfigError(f"--{stray[0]} applies only with the language-model task; set "
+                          f"--lm_vocab > 0 or drop it.")
       return None
     if LM_TASK in self.label_tasks:
       raise ConfigError(f"--columns names a column {LM_TASK!r}, the name of the language-model "
