@@ -184,7 +184,8 @@ def table(outcomes, sizes, rows):
       if single and setting != "chunk_only":
         base = statistics.mean(r["metrics"]["test"]["chunk/f1"] for r in single)
         gain = f"{100 * (statistics.mean(test_f1) - base) / base:+.2f}%"
-      lines.append(f"| {n} | {label(setting, variant)} | {report.mean_std(test_f1)} | {report.mean_std(pos)} | "
+      lines.append(f"| {n} | {label(setting, variant)} | {report.mean_std(test_f1)} | "
+                   f"{report.mean_std(pos)} | "
                    f"{report.mean_std(dev_f1)} | {gain} | {runs[0]['metrics']['study']['steps']} | "
                    f"{statistics.mean(r['seconds'] for r in runs):.0f} |")
   return "\n".join(lines)

@@ -115,13 +115,21 @@ def as_dataset(batches, tasks=TASKS):
   return tf.data.Dataset.from_tensor_slices((features, labels)).repeat().prefetch(4)
 
 
+def mode_tasks(mode):
+  """The tasks a row's step trains: POS and chunking (joint, alternate, default, keras), with
+  the LM task as well (default_lm), or the one task a single-task row names."""
+  if mode in TASKS:
+    return (mode,)
+  return (*TASKS, LM_TASK) if mode == "default_lm" else TASKS
+
+
 def bench_config(mode, *, options, jit_compile, batch_size, steps, precision="fp32",
                  weighting="sum"):
   """The RunConfig of a benchmark row: mode "joint" or "alternate" over both tasks ("default"
   is joint; "default_lm" joint with the LM task as well, `options` holding its lm_*), or a
   task name for `--mode=single --tasks=NAME`."""
   single = mode in TASKS
-  tasks = (mode,) if single else (*TASKS, LM_TASK) if mode == "default_lm" else TASKS
+  tasks = mode_tasks(mode)
   mode = "joint" if mode in ("default", "default_lm") else mode
   return RunConfig(task_set="conll2000", mode="single" if single else mode,
                    tasks=tasks, options=options, xla=jit_compile,
@@ -185,8 +193,7 @@ def _sizes():
 def _row(trunk, size, execution, mode, seconds, batch, real_tokens, config, compile_s=None,
          peak=None, precision="fp32", weighting="sum"):
   median, p90 = float(np.median(seconds)), float(np.percentile(seconds, 90))
-  tasks = TASKS if mode in ("joint", "alternate", "keras", "default") else (mode,)
-  tasks = (*TASKS, LM_TASK) if mode == "default_lm" else tasks
+  tasks = mode_tasks(mode)
   flop = flops_lib.tagger_train_flops(config, batch=batch, seq_len=FLAGS.seq_len,
                                       max_chars=MAX_CHARS, num_tags=NUM_TAGS, tasks=tasks,
                                       lm=lm_config())

@@ -38,7 +38,6 @@ from mtlcore.data import columns as columns_lib
 from mtlcore.data import pipeline
 from mtlcore.data.vocab import Featurizer, Vocabularies
 from mtlcore.errors import ConfigError, DataError
-from mtlcore.tasks import Task
 from mtlcore.networks import language_model, tagger
 from mtlcore.networks.language_model import LM_TASK
 
@@ -283,17 +282,16 @@ class TaggingTaskSet(task_set.TaskSet):
     the LM task's words, when it is on and they are missing: e.g. copied by --init_from from a
     run without it)."""
     path = os.path.join(assets_dir, VOCABULARY_FILE)
-    if os.path.exists(path):
-      vocabularies = Vocabularies.load(path)
-      if self.lm is None or LM_TASK in vocabularies.tags or data is None:
-        return vocabularies
-    elif data is None:
+    kept = Vocabularies.load(path) if os.path.exists(path) else None
+    if kept is not None and (self.lm is None or LM_TASK in kept.tags or data is None):
+      return kept
+    if data is None:
       raise ConfigError(f"{path} does not exist; is this a model directory written by "
                         f"mtl-train?")
-    else:
-      vocabularies = Vocabularies.build(self._training_sentences(data), self.label_tasks)
+    sentences = self._training_sentences(data)  # Read once for both vocabularies.
+    vocabularies = kept if kept is not None else Vocabularies.build(sentences, self.label_tasks)
     if self.lm is not None:
-      words = language_model.frequent_words(self._training_sentences(data), self.lm.vocab_size)
+      words = language_model.frequent_words(sentences, self.lm.vocab_size)
       vocabularies = dataclasses.replace(vocabularies, tags={**vocabularies.tags, LM_TASK: words})
     vocabularies.save(path)
     return vocabularies
@@ -327,14 +325,9 @@ class TaggingTaskSet(task_set.TaskSet):
         extra_heads=extra)
 
   def make_tasks(self, model, tasks):
-    by_name = {t.name: t for t in tagger.tagging_tasks(model, [t for t in tasks if t != LM_TASK])}
-    if LM_TASK in tasks:
-      head = model.heads[LM_TASK]
-      # Its unit is the token, as the tagging tasks' (throughput stays in tokens/s); its loss
-      # is normalised by the words it predicts.
-      by_name[LM_TASK] = Task(LM_TASK, loss=head.loss, metrics=head.metrics(), units="tokens",
-                              count_units=tagger.count_tokens)
-    return [by_name[t] for t in tasks]
+    # The LM head has a loss and metrics like a tagging head; its unit is the token too
+    # (throughput stays in tokens/s), while its loss is normalised by the words it predicts.
+    return tagger.tagging_tasks(model, tasks)
 
   def _stream(self, sentences, tasks, batch_size, seed):
     if LM_TASK in tasks:
