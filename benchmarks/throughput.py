@@ -3,6 +3,7 @@
   mtl-bench                       # CoNLL-2000 default sizes, both trunks, all modes
   mtl-bench --quick               # tiny sizes, a smoke run
   mtl-bench --large --output_json=bench.json
+  mtl-bench --strategy=mirrored --num_logical_cpus=2   # 1 replica against 2 (benchmarks/replicas.py)
 
 In one invocation, for each trunk (BiLSTM, conv) and size, it times:
   - Keras 3 model.fit on the identical architecture (the baseline), fed the same batches;
@@ -212,6 +213,9 @@ def _row(trunk, size, execution, mode, seconds, batch, real_tokens, config, comp
 
 
 def run():
+  if FLAGS.strategy != "default":  # 1 replica against several (mtlcore.benchmarks.replicas).
+    from mtlcore.benchmarks import replicas  # pylint: disable=import-outside-toplevel
+    return replicas.run()
   batch_size = FLAGS.batch_size or DEFAULT_BATCH_SIZE
   for name, value in (("batch_size", batch_size), ("seq_len", FLAGS.seq_len),
                       ("steps", FLAGS.steps), ("steps_per_call", FLAGS.steps_per_call)):

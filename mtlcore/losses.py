@@ -26,6 +26,12 @@ def _labelled(labels, mask, num_classes):
   return tf.clip_by_value(labels, 0, num_classes - 1), mask  # Defined values where mask is 0.
 
 
+def labelled_count(labels, mask, num_classes):
+  """The count of masked_sparse_cross_entropy and masked_accuracy, from the labels alone:
+  real positions (mask [B, T] 1.0) whose id lies in [0, num_classes)."""
+  return tf.reduce_sum(_labelled(labels, mask, num_classes)[1])
+
+
 def masked_sparse_cross_entropy(labels, logits, mask):
   """Token-level softmax cross-entropy, summed over the real tokens with a known label.
 

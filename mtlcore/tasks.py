@@ -30,6 +30,8 @@ class Ratio(NamedTuple):
 RatioFn = Callable
 # (labels, features) -> float32 scalar: how many units (tokens, examples) a batch holds.
 UnitCounter = Callable
+# (labels, features) -> float32 scalar: the count of the loss's Ratio, without predictions.
+LossCounter = Callable
 
 
 def count_examples(labels, features):
@@ -51,6 +53,11 @@ class Task:
     units: what `count_units` counts, e.g. "tokens"; throughput is reported per unit.
     count_units: (labels, features) -> float32 scalar, the units of a batch this task learns
       from (labelled tokens, examples). Default: examples.
+    loss_count: optional (labels, features) -> float32 scalar, the `count` of the loss's Ratio
+      on that batch, computed from the batch alone (no predictions). Joint training of
+      several tasks under a tf.distribute strategy needs it: each replica's loss is divided
+      by the count over all replicas *before* its backward pass (mtlcore.trainers.replicas).
+      The trainer checks it against the loss's own count at every such step.
   """
 
   name: str
@@ -58,6 +65,7 @@ class Task:
   metrics: Mapping[str, RatioFn] = dataclasses.field(default_factory=dict)
   units: str = "examples"
   count_units: UnitCounter = count_examples
+  loss_count: LossCounter | None = None
 
   def __post_init__(self):
     if not self.name or not self.name.isidentifier():

@@ -41,3 +41,13 @@ def wait_for(predicate, proc, timeout=300):
     assert proc.poll() is None, proc.communicate()[1]
     assert time.time() < deadline, "timed out"
     time.sleep(0.05)
+
+
+def kill_at_checkpoint_then_resume(args, model_dir, step):
+  """Starts mtl-train with `args`, SIGKILLs it once its checkpoint at `step` is written, and
+  runs the same command again; returns the second run's CompletedProcess."""
+  proc = popen_binary(TRAIN, *args)
+  wait_for(lambda: (model_dir / "checkpoints" / f"ckpt-{step}.index").exists(), proc)
+  proc.kill()
+  proc.wait()
+  return run_binary(TRAIN, *args)

@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from tests import fixtures
-from tests.binaries import TRAIN, error_line, popen_binary, run_binary, wait_for
+from tests.binaries import (TRAIN, error_line, kill_at_checkpoint_then_resume, popen_binary,
+                            run_binary, wait_for)
 
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
         "--log_every=10", "--learning_rate=0.01", "--eval_every=0"]
@@ -59,11 +60,8 @@ def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_result(dat
 
   kill_after = int(np.random.default_rng().choice([20, 40, 60]))
   model_dir = tmp_path / "killed"
-  proc = popen_binary(TRAIN, *_train_args(data_dir, model_dir, *common))
-  wait_for(lambda: (model_dir / "checkpoints" / f"ckpt-{kill_after}.index").exists(), proc)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  resumed = run_binary(TRAIN, *_train_args(data_dir, model_dir, *common))
+  resumed = kill_at_checkpoint_then_resume(_train_args(data_dir, model_dir, *common), model_dir,
+                                           kill_after)
   assert resumed.returncode == 0, resumed.stderr
   assert "Resumed from" in resumed.stderr
   _assert_same_state(_state(tmp_path / "whole"), _state(model_dir))

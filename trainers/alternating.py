@@ -68,6 +68,7 @@ class AlternatingTrainer(Trainer):
       variables.update({v.ref(): v for v in self.trained(model.variables_for(n))})
     for optimizer, variables in served.values():
       optimizer.build(variables.values())
+    self._jit_compile = jit_compile
     self._set_inputs({n: datasets[n] for n in names}, self.task_steps)
     self._steps = {n: tf.function(functools.partial(self._task_step, n), jit_compile=jit_compile)
                    for n in names}
@@ -83,11 +84,19 @@ class AlternatingTrainer(Trainer):
     return self.log_layout.step_vector(features, {name: report}), bad
 
   def _run_task(self, name):
+    """One step of task `name` on its next batch: (log vector, 1 if skipped as non-finite);
+    under a strategy, each replica on its own batch."""
     features, labels = next(self._inputs.iterators[name])
+    if self._replicas.distributed:
+      optimizer = self.optimizers[name]
+      log, bad, _, _ = self._distributed_step(
+          name, [name], self.trained(self.model.variables_for(name)), optimizer, features,
+          labels, count_first=False)
+      return log, bad
     return self._steps[name](features, labels)
 
   def _loop_impl(self, num_steps):
-    sums, counts, nonfinite, first_bad = self._initial_accumulators()
+    sums, counts, nonfinite, first_bad, mismatched = self._initial_accumulators()
     branches = [functools.partial(self._run_task, n) for n in self.tasks]
     for _ in tf.range(num_steps):
       step = self.global_step.read_value()
@@ -97,9 +106,12 @@ class AlternatingTrainer(Trainer):
       counts += tf.one_hot(k, len(self.tasks))
       nonfinite += bad
       first_bad = self._note_first_bad(first_bad, bad, k, step)
-    return sums, counts, nonfinite, first_bad
+    return sums, counts, nonfinite, first_bad, mismatched
 
   def step_functions(self):
+    if self._replicas.distributed:
+      return {f"{n}/{i}": f for n in self.tasks
+              for i, f in enumerate(self._replicas.functions(n))}
     return dict(self._steps)
 
   def optimizer_map(self):

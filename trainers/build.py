@@ -3,12 +3,14 @@
 mtl-train, mtl-eval, mtl-bench, mtl-compiles and the quality study all build through here, so
 a benchmark times exactly the step that training runs:
 
+  strategy = make_strategy(config)                    # first: it may set up devices
   config = resolve(config)                           # task set found, defaults filled in
   data = task_set.load_data(config.data_dir)          # read and checked before any write
-  model, tasks = build_model(config, task_set, assets_dir=..., data=data)
-  streams = make_streams(config, task_set, data)      # or a benchmark's own batches
-  trainer = build_trainer(config, model=model, tasks=tasks, streams=streams,
-                          total_steps=total_steps(config, streams))
+  with strategy.scope():                              # every variable is made in it
+    model, tasks = build_model(config, task_set, assets_dir=..., data=data)
+    streams = make_streams(config, task_set, data, replicas=strategy.num_replicas_in_sync)
+    trainer = build_trainer(config, model=model, tasks=tasks, streams=streams,
+                            total_steps=total_steps(config, streams))
 
 Modes: "joint" is a JointTrainer over one stream carrying every task's labels; "alternate" an
 AlternatingTrainer with one stream and one optimizer per task and a TaskSampler; "single" a
@@ -16,6 +18,9 @@ JointTrainer over one task (the model then has only that task's head).
 """
 
 import dataclasses
+import math
+
+import tensorflow as tf
 
 from mtlcore import precision
 from mtlcore import task_set as task_set_lib
@@ -26,6 +31,8 @@ from mtlcore.sampling import TaskSampler
 from mtlcore.schedules import LinearDecay
 from mtlcore.trainers.alternating import AlternatingTrainer
 from mtlcore.trainers.joint import JointTrainer
+from mtlcore.trainers import workers
+from mtlcore.trainers.replicas import configure_logical_cpus, per_replica_batch_size
 from mtlcore.weighting import make_weighting
 
 
@@ -55,6 +62,26 @@ def resolve(config):
   return Resolved(config, task_set)
 
 
+def make_strategy(config):
+  """The tf.distribute strategy `config.strategy` names (the default one: a single device).
+
+  Splits the CPU into `config.num_logical_cpus` devices first; "mirrored" then runs a replica
+  on each of them (or on every GPU, when there are GPUs and no logical CPUs were asked for).
+  """
+  configure_logical_cpus(config.num_logical_cpus)
+  if config.strategy == "default":
+    if config.num_logical_cpus > 1:
+      raise ConfigError(f"--num_logical_cpus={config.num_logical_cpus} only makes sense with "
+                        f"--strategy=mirrored or multi_worker.")
+    return tf.distribute.get_strategy()
+  if config.strategy == "mirrored":
+    devices = None
+    if config.num_logical_cpus:
+      devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices)
+  return workers.multi_worker_strategy(config.worker_timeout)
+
+
 def build_model(config, task_set, *, assets_dir, data=None):
   """(model with a head per trained task, [Task]) as the task set builds them."""
   model = task_set.build_model(config.tasks, seed=config.seed, assets_dir=assets_dir,
@@ -69,14 +96,25 @@ def stream_seed(config, task_index=None):
   return config.seed if task_index is None else config.seed + 1 + task_index
 
 
-def make_streams(config, task_set, data):
-  """{"joint": Stream} (joint and single mode) or {task: Stream} (alternate mode)."""
+def make_streams(config, task_set, data, *, replicas=1):
+  """{"joint": Stream} (joint and single mode) or {task: Stream} (alternate mode).
+
+  Over `replicas` replicas each stream yields per-replica batches (--batch_size / replicas
+  examples) and a global step takes `replicas` of them, so each Stream's steps_per_epoch is
+  given in global steps.
+  """
+  batch_size = per_replica_batch_size(config.batch_size, replicas)
+
+  def global_steps(stream):
+    return dataclasses.replace(stream, steps_per_epoch=math.ceil(stream.steps_per_epoch
+                                                                 / replicas))
+
   if config.mode == "alternate":
-    return {t: task_set.task_dataset(data, t, batch_size=config.batch_size,
-                                     seed=stream_seed(config, i))
+    return {t: global_steps(task_set.task_dataset(data, t, batch_size=batch_size,
+                                                  seed=stream_seed(config, i)))
             for i, t in enumerate(config.tasks)}
-  return {"joint": task_set.joint_dataset(data, config.tasks, batch_size=config.batch_size,
-                                          seed=stream_seed(config))}
+  return {"joint": global_steps(task_set.joint_dataset(data, config.tasks, batch_size=batch_size,
+                                                       seed=stream_seed(config)))}
 
 
 def total_steps(config, streams):

@@ -20,6 +20,7 @@ from mtlcore.sampling import KINDS as SAMPLERS
 from mtlcore.weighting import METHODS as WEIGHTINGS
 
 MODES = ("joint", "alternate", "single")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 # Values the engine uses when neither the user nor the task set sets one.
 ENGINE_DEFAULTS = {"batch_size": 32, "learning_rate": 1e-3, "epochs": 10.0, "clip_norm": 0.0,
@@ -33,8 +34,10 @@ RESUME_POLICY = {
     "weighting": "refuse", "sampler_temperature": "refuse", "per_task_optimizer": "refuse",
     "init_from": "refuse",
     "freeze_trunk": "refuse", "precision": "refuse",
+    # The replicas set the per-replica batch, so the data order: a run resumes under its own.
+    "strategy": "refuse", "num_logical_cpus": "refuse",
     "average_decay": "refuse", "lr_decay_start": "refuse", "lr_final": "refuse",
-    "learning_rate": "apply", "train_steps": "apply", "epochs": "apply", "clip_norm": "apply",
+    "worker_timeout": "apply", "learning_rate": "apply", "train_steps": "apply", "epochs": "apply", "clip_norm": "apply",
     "skip_nonfinite_steps": "apply", "xla": "apply", "deterministic": "apply",
     "steps_per_loop": "apply", "log_every": "apply", "eval_every": "apply",
     "checkpoint_every": "apply", "keep_checkpoints": "apply", "summaries": "apply",
@@ -81,6 +84,13 @@ class RunConfig:
       trunk).
     precision: the model's compute type, "fp32", "bf16" or "fp16" (mtlcore.precision); the
       variables, losses and optimizer state stay float32; fp16 adds dynamic loss scaling.
+    strategy: the tf.distribute strategy to train under (trainers.replicas): "default" (one
+      device), "mirrored" (every local GPU, or the logical CPUs of num_logical_cpus) or
+      "multi_worker" (MultiWorkerMirroredStrategy over the machines TF_CONFIG names).
+    num_logical_cpus: split the CPU into this many logical devices (0: leave it whole), to
+      run a strategy's replicas on one CPU.
+    worker_timeout: multi_worker: seconds to wait for every worker to join, and for a peer
+      inside a collective (trainers.workers); past it the worker exits with one line.
     options: the task set's own options (e.g. {"trunk": "conv"}).
     data_dir: where the task set reads its data (None: its default place).
     export_dir: export the best model here after training.
@@ -114,6 +124,9 @@ class RunConfig:
   init_from: str | None = None
   freeze_trunk: bool = False
   precision: str = "fp32"
+  strategy: str = "default"
+  num_logical_cpus: int = 0
+  worker_timeout: int = 600
   options: Mapping = dataclasses.field(default_factory=dict)
   data_dir: str | None = None
   export_dir: str | None = None
@@ -189,7 +202,7 @@ class RunConfig:
             and math.isfinite(self.sampler_temperature) and self.sampler_temperature > 0):
       raise ConfigError(f"--sampler_temperature must be positive, got "
                         f"{self.sampler_temperature!r}.")
-    for name in ("batch_size", "train_steps", "steps_per_loop", "log_every",
+    for name in ("batch_size", "train_steps", "steps_per_loop", "log_every", "worker_timeout",
                  "checkpoint_every", "keep_checkpoints"):
       if getattr(self, name) is not None:
         _positive_int(name, getattr(self, name))
@@ -209,6 +222,11 @@ class RunConfig:
     if self.eval_every is not None and not (isinstance(self.eval_every, int)
                                             and self.eval_every >= 0):
       raise ConfigError(f"--eval_every must be 0 or positive, got {self.eval_every!r}.")
+    if self.strategy not in STRATEGIES:
+      raise ConfigError(f"--strategy must be one of {list(STRATEGIES)}, got {self.strategy!r}.")
+    if isinstance(self.num_logical_cpus, bool) or not isinstance(self.num_logical_cpus, int) \
+        or self.num_logical_cpus < 0:
+      raise ConfigError(f"--num_logical_cpus must be >= 0, got {self.num_logical_cpus!r}.")
     if self.precision not in PRECISIONS:
       raise ConfigError(f"--precision must be one of {list(PRECISIONS)}, got "
                         f"{self.precision!r}.")

@@ -62,6 +62,9 @@ class JointTrainer(Trainer):
       raise ConfigError(f"The weighting is over tasks {list(weighting.task_names)}, the "
                         f"trainer's are {list(self.tasks)}.")
     self.weighting = weighting
+    self._jit_compile = jit_compile
+    if self._replicas.distributed:
+      self._check_distributable()
     if weighting.needs_layer_norms:  # The first representation any head reads, in trunk order.
       read = {model.heads[n].reads for n in self.tasks}
       first = next(r for r in model.trunk.output_sizes if r in read)
@@ -74,6 +77,22 @@ class JointTrainer(Trainer):
     self.optimizer.build(self._variables())
     self._set_inputs({"joint": dataset}, {"joint": self.global_step})
     self._step = tf.function(self._joint_step, jit_compile=jit_compile)
+
+  def _check_distributable(self):
+    """What joint training under a strategy needs: a weighting linear in the task losses
+    (each replica differentiates its share of the total), and with several tasks each task's
+    loss_count (the global counts are summed before the backward pass)."""
+    if type(self.weighting) is not weighting_lib.Weighting:
+      raise ConfigError(f"--weighting={self.weighting.name} does not run under a tf.distribute "
+                        f"strategy; use sum or static (fixed weights) there.")
+    if len(self.tasks) > 1:
+      missing = [n for n, t in self.tasks.items() if t.loss_count is None]
+      if missing:
+        raise ConfigError(f"Task '{missing[0]}' has no loss_count: joint training of several "
+                          f"tasks under a strategy needs each task's (mtlcore.tasks.Task).")
+
+  def _objective(self, losses, labelled):
+    return self.weighting.total(losses, labelled)[0]
 
   def _variables(self):
     """What the optimizer updates: the model's trained variables, then the weighting's."""
@@ -128,8 +147,9 @@ class JointTrainer(Trainer):
       extra = {"weight": weights[k], "cosine": None if cosines is None else cosines[k]}
       reports[n][0].update({m: Ratio(extra[m], tf.constant(1.0))
                             for m in self.log_layout.extra_metrics})
+    has_label = {n: ratios["loss"].count > 0 for n, (ratios, _) in reports.items()}
     bad = self._apply_if_finite(finite, self.optimizer, grads, reached, list(self.tasks),
-                                self._active(reached, reports),
+                                self._active(reached, has_label),
                                 on_apply=lambda: w.after_step(vector, labelled, layer_norms))
     loss_finite = tf.stack([tf.math.is_finite(losses[n]) for n in self.tasks] + [False])
     culprit = tf.argmin(tf.cast(loss_finite, tf.int32), output_type=tf.int32)
@@ -160,27 +180,43 @@ class JointTrainer(Trainer):
         shared_grads + head_grads, [shared[i] for i in reached] + own, plain_sum)
     return grads, reached_vars, finite, weights, weighting_lib.cosines_to_the_rest(flat)
 
-  def _active(self, variables, reports):
+  def _active(self, variables, labelled):
     """Per variable, whether this batch moves it: a head only if its task has a label in the
-    batch (partial labels); None (always) for the trunk, which some task's loss reaches."""
-    labelled = {n: ratios["loss"].count > 0 for n, (ratios, _) in reports.items()}
+    batch (`labelled`: task -> bool scalar; partial labels); None (always) for the trunk,
+    which some task's loss reaches."""
     owner = {v.ref(): n for n in self.tasks for v in self.model.heads[n].trainable_variables}
     owner.update({v.ref(): n for n, vs in self.weighting.task_variables().items() for v in vs})
     return [labelled[owner[v.ref()]] if v.ref() in owner else None for v in variables]
 
   def _loop_impl(self, num_steps):
-    sums, counts, nonfinite, first_bad = self._initial_accumulators()
+    sums, counts, nonfinite, first_bad, mismatched = self._initial_accumulators()
     for _ in tf.range(num_steps):
       step = self.global_step.read_value()
       features, labels = next(self._inputs.iterators["joint"])
-      log, bad, culprit = self._step(features, labels)
+      log, bad, culprit, mismatch = self._run_step(features, labels)
       sums += log
       counts += 1.0
       nonfinite += bad
       first_bad = self._note_first_bad(first_bad, bad, culprit, step)
-    return sums, counts, nonfinite, first_bad
+      mismatched += mismatch
+    return sums, counts, nonfinite, first_bad, mismatched
+
+  def _run_step(self, features, labels):
+    """One step (compiled; under a strategy, per replica): (log vector, 1 if skipped as
+    non-finite, culprit, per task 1 if its loss_count disagreed)."""
+    names = list(self.tasks)
+    if self._replicas.distributed:
+      return self._distributed_step(
+          "joint", names, self._variables(), self.optimizer, features, labels,
+          count_first=len(names) > 1,
+          active=lambda variables, counts: self._active(
+              variables, {n: counts[i] > 0 for i, n in enumerate(names)}))
+    log, bad, culprit = self._step(features, labels)
+    return log, bad, culprit, tf.zeros([len(names)], tf.int64)
 
   def step_functions(self):
+    if self._replicas.distributed:
+      return {f"joint/{i}": f for i, f in enumerate(self._replicas.functions("joint"))}
     return {"joint": self._step}
 
   def optimizer_map(self):

@@ -69,13 +69,19 @@ class TrainingLoop:
   """
 
   def __init__(self, *, trainer, model_dir, options, evaluate: Callable | None = None,
-               selection_metric=None, callbacks=()):
+               selection_metric=None, callbacks=(), restore_from=None, agree_to_stop=None):
+    """restore_from: a checkpoint directory to restore from instead of the model directory's
+    own (a multi-worker chief's, for the other workers). agree_to_stop: `asked -> bool`,
+    called after every loop with whether this process was asked to stop; the loop stops when
+    it returns True (trainers.workers.StopAgreement: all workers stop at the same step)."""
     self.trainer = trainer
     self.model_dir = model_dir
     self.options = options
     self.evaluate = evaluate
     self.selection_metric = selection_metric
     self.callbacks = list(callbacks)
+    self.restore_from = restore_from
+    self.agree_to_stop = agree_to_stop
     self._stop_reason = None
     self._restored = False
     self.restored_path = None
@@ -94,7 +100,11 @@ class TrainingLoop:
     with a warning, and the one before it is used.
     """
     self._restored = True
-    for path in reversed(self.manager.checkpoints):
+    candidates = self.manager.checkpoints
+    if self.restore_from is not None:
+      state = tf.train.get_checkpoint_state(self.restore_from)
+      candidates = list(state.all_model_checkpoint_paths) if state else []
+    for path in reversed(candidates):
       try:
         self.checkpoint.restore(path).assert_existing_objects_matched()
       except (tf.errors.OpError, ValueError, AssertionError, IndexError, OSError) as e:
@@ -104,9 +114,9 @@ class TrainingLoop:
       logging.info("Resumed from %s at step %d.", path, int(self.trainer.global_step.numpy()))
       self.restored_path = path
       return path
-    if self.manager.checkpoints:
-      raise ConfigError(f"No checkpoint in {self.manager.directory} can be read; move them "
-                        f"away to start afresh.")
+    if candidates:
+      raise ConfigError(f"No checkpoint in {self.restore_from or self.manager.directory} can "
+                        f"be read; move them away to start afresh.")
     return None
 
   def request_stop(self, reason):
@@ -159,6 +169,8 @@ class TrainingLoop:
       previous, step = step, logs.step
       for callback in self.callbacks:
         callback.on_loop_end(logs)
+      if self.agree_to_stop is not None and self.agree_to_stop(self._stop_reason is not None):
+        self._stop_reason = self._stop_reason or "another worker was asked to stop"
       if _due(step, previous, opts.eval_every):
         metrics, last_eval = self._evaluate(step), step
       if _due(step, previous, opts.checkpoint_every) or self._stop_reason:

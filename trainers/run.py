@@ -12,19 +12,22 @@
 
 import contextlib
 import dataclasses
+import shutil
 import signal
+import tempfile
 import time
 
 import tensorflow as tf
 from absl import logging
 
 from mtlcore.errors import ConfigError, MtlError
-from mtlcore.trainers import build, warm_start
+from mtlcore.trainers import build, warm_start, workers
 from mtlcore.trainers.config import RunConfig
 from mtlcore.trainers.loop import LoopOptions, TrainingLoop
 from mtlcore.trainers.model_dir import ModelDir
 from mtlcore.trainers.profiling import GraphTrace, ProfileWindow
 from mtlcore.trainers.progress import ProgressLogger
+from mtlcore.trainers.replicas import per_replica_batch_size
 from mtlcore.trainers.summaries import Summaries
 
 
@@ -131,10 +134,12 @@ def _stop_on_signals(loop):
 
 def train(config):
   """Trains as `config` says; returns a TrainResult. Errors a user can fix are MtlError."""
+  strategy = build.make_strategy(config)  # First: it may split the CPU into devices.
   resolved = build.resolve(config)
   config, task_set = resolved.config, resolved.task_set
   if not config.model_dir:
     raise ConfigError("--model_dir is required: checkpoints and logs go there.")
+  per_replica_batch_size(config.batch_size, strategy.num_replicas_in_sync)  # Before any write.
   problem = task_set.export_problem(config.tasks) if config.export_dir else None
   if problem:
     raise ConfigError(f"--export_dir with --task_set={config.task_set}: {problem}.")
@@ -145,24 +150,44 @@ def train(config):
     raise ConfigError(f"--init_from={config.init_from} is not a model directory written by "
                       f"mtl-train (no config.json).")
   data = task_set.load_data(config.data_dir)  # Read and checked before anything is written.
-  model_dir = ModelDir(config.model_dir).prepare()
+  role = workers.role_of(strategy)
+  if role.chief:
+    model_dir, restore_from = ModelDir(config.model_dir).prepare(), None
+  else:  # Trains in step with the chief; its writes go to a directory removed at exit.
+    model_dir = ModelDir(tempfile.mkdtemp(prefix=f"mtl-train-{role.task_type}{role.index}-"))
+    model_dir.prepare()
+    restore_from = ModelDir(config.model_dir).checkpoints
+  try:
+    return _train(config, task_set, data, strategy, role, model_dir, restore_from)
+  finally:
+    if not role.chief:
+      shutil.rmtree(model_dir.path, ignore_errors=True)
+
+
+def _train(config, task_set, data, strategy, role, model_dir, restore_from):
   with model_dir:
-    _check_resume(model_dir, config)
-    fresh = tf.train.latest_checkpoint(model_dir.checkpoints) is None
+    if role.chief:
+      _check_resume(model_dir, config)
+    else:
+      config = dataclasses.replace(config, summaries=False, trace_graph=False,
+                                   profile_steps=None, export_dir=None)
+    fresh = tf.train.latest_checkpoint(restore_from or model_dir.checkpoints) is None
     if config.init_from and fresh:
       warm_start.copy_assets(config.init_from, model_dir)
-    with model_dir.guarded("the task set's assets"):
-      model, tasks = build.build_model(config, task_set, assets_dir=model_dir.assets,
-                                       data=data)
-    if config.init_from and fresh:
-      warm_start.warm_start(model, config.init_from)
-    streams = build.make_streams(config, task_set, data)
-    total = build.total_steps(config, streams)
-    trainer = build.build_trainer(config, model=model, tasks=tasks, streams=streams,
-                                  total_steps=total)
+    with strategy.scope():  # Every variable (model, optimizer slots, counters) is made in it.
+      with model_dir.guarded("the task set's assets"):
+        model, tasks = build.build_model(config, task_set, assets_dir=model_dir.assets,
+                                         data=data)
+      if config.init_from and fresh:
+        warm_start.warm_start(model, config.init_from)
+      streams = build.make_streams(config, task_set, data,
+                                   replicas=strategy.num_replicas_in_sync)
+      total = build.total_steps(config, streams)
+      trainer = build.build_trainer(config, model=model, tasks=tasks, streams=streams,
+                                    total_steps=total)
     selection = task_set.selection_metric(config.tasks)
     evaluate = None
-    if task_set.splits:
+    if task_set.splits and role.chief:
       evaluate = lambda: task_set.evaluate(model, data, config.tasks, task_set.splits[0])
     options = LoopOptions(total_steps=total, steps_per_loop=config.steps_per_loop,
                           eval_every=config.eval_every, checkpoint_every=config.checkpoint_every,
@@ -170,14 +195,26 @@ def train(config):
     metric_keys = task_set.selection_keys(config.tasks)
     per_epoch = build.steps_per_epoch(config, streams)
     callbacks = _callbacks(config, model_dir, trainer, total, metric_keys, per_epoch)
-    loop = TrainingLoop(trainer=trainer, model_dir=model_dir, options=options,
-                        evaluate=evaluate, selection_metric=selection, callbacks=callbacks)
+    agree = None
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+      agree = workers.StopAgreement(strategy)
+    with strategy.scope():
+      loop = TrainingLoop(trainer=trainer, model_dir=model_dir, options=options,
+                          evaluate=evaluate, selection_metric=selection, callbacks=callbacks,
+                          restore_from=restore_from, agree_to_stop=agree)
     if loop.restore():
       _apply_learning_rate(trainer, config.learning_rate)
     start = time.time()
     try:
       with _stop_on_signals(loop):
         logs, _ = loop.run()
+    except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:
+      with contextlib.suppress(MtlError):
+        _close_summaries(callbacks)
+      raise workers.PeerTimeout(
+          f"{role.name}: a peer worker stopped answering near step "
+          f"{int(trainer.global_step.numpy())} ({type(e).__name__}); the last checkpoint is "
+          f"intact: restart every worker to resume.") from None
     except BaseException:
       with contextlib.suppress(MtlError):  # The error already on its way is the one to tell.
         _close_summaries(callbacks)
@@ -187,7 +224,7 @@ def train(config):
         f"{t} {int(trainer.task_steps[t].numpy()) / per_epoch[t]:.2f}" for t in config.tasks))
     result = TrainResult(config=config, total_steps=total, logs=logs, metrics={},
                          stopped_early=loop.stopped_early)
-    if not loop.stopped_early:
+    if not loop.stopped_early and role.chief:
       result.metrics = _finish(config, task_set, model, data, loop, model_dir, total,
                                time.time() - start)
     return result

@@ -23,6 +23,13 @@ steps, `train` checks that its iterators stand where the counters say and rebuil
 (the first call, or after a checkpoint was restored), so a checkpoint stays the same size
 whatever the corpus, and resume is exact. A plain tf.data.Dataset is accepted as well; it is
 then rebuilt with `dataset.skip(start)`: exact too, but it reads `start` batches to get there.
+
+A trainer built inside a tf.distribute strategy's scope trains under it
+(trainers.replicas): each replica runs the forward and backward pass on its own batch
+(compiled with XLA per device), and the sum over replicas of gradients and (total, count)
+pairs feeds one guarded update outside the compiled part. Each replica's dropout masks come
+from (seed, global step x replicas + replica index), so replicas never share masks, and one
+replica trains exactly as a single device does.
 """
 
 import contextlib
@@ -31,6 +38,7 @@ import tensorflow as tf
 
 from mtlcore.errors import ConfigError, NonFiniteError, require_positive
 from mtlcore.trainers.logs import LogLayout
+from mtlcore.trainers.replicas import Replicas
 
 
 def input_maker(dataset):
@@ -87,6 +95,9 @@ class Trainer(tf.Module):
     self._frozen = {v.ref() for v in frozen_variables}
     # A mtlcore.precision.LossScale for fp16, shared by every task's steps; None otherwise.
     self.loss_scale = loss_scale
+    # The strategy whose scope the trainer (and so its variables) was built in.
+    self._replicas = Replicas()
+    self._jit_compile = True  # Set by the subclass.
 
   def _set_inputs(self, datasets, counters):
     """datasets: {stream: dataset or start -> dataset}; counters: {stream: the int64 variable
@@ -102,7 +113,12 @@ class Trainer(tf.Module):
     stand where the step counters say."""
     positions = self._positions()
     if positions != self._inputs.positions:
-      self._inputs.iterators = {k: iter(self._inputs.makers[k](p)) for k, p in positions.items()}
+      if self._replicas.distributed:
+        self._inputs.iterators = {k: self._replicas.iterator(self._inputs.makers[k], p)
+                                  for k, p in positions.items()}
+      else:
+        self._inputs.iterators = {k: iter(self._inputs.makers[k](p))
+                                  for k, p in positions.items()}
       self._inputs.positions = positions
       self._loop = tf.function(self._loop_impl)
 
@@ -111,8 +127,13 @@ class Trainer(tf.Module):
     return [v for v in variables if v.ref() not in self._frozen]
 
   def step_seed(self):
-    """The int64 [2] dropout seed of the current step: (trainer seed, global step)."""
-    return tf.stack([tf.constant(self._seed, tf.int64), self.global_step])
+    """The int64 [2] dropout seed of the current step and replica: (trainer seed, global step
+    x replicas + replica index); on one device (trainer seed, global step)."""
+    if not self._replicas.distributed:
+      return tf.stack([tf.constant(self._seed, tf.int64), self.global_step])
+    replica = tf.cast(self._replicas.replica_index(), tf.int64)
+    return tf.stack([tf.constant(self._seed, tf.int64),
+                     self.global_step * self._replicas.count + replica])
 
   def _gradients(self, tape, loss, variables):
     """Gradients of `loss` for the variables it reaches, clipped to `clip_norm` if set.
@@ -191,10 +212,12 @@ class Trainer(tf.Module):
     return ratios["loss"].value(), (ratios, task.count_units(labels[name], features))
 
   def _initial_accumulators(self):
-    """Loop accumulators: log sums [slots], steps per task [tasks], non-finite count, and
-    the (task index, global step) of the first non-finite step, or (-1, -1)."""
+    """Loop accumulators: log sums [slots], steps per task [tasks], non-finite count, the
+    (task index, global step) of the first non-finite step, or (-1, -1), and per task the
+    steps where its loss_count disagreed with its loss's count (distributed joint steps)."""
     return (self.log_layout.zeros(), tf.zeros([len(self.tasks)]),
-            tf.constant(0, tf.int64), tf.constant([-1, -1], tf.int64))
+            tf.constant(0, tf.int64), tf.constant([-1, -1], tf.int64),
+            tf.zeros([len(self.tasks)], tf.int64))
 
   @staticmethod
   def _note_first_bad(first_bad, bad, task_index, step):
@@ -210,6 +233,75 @@ class Trainer(tf.Module):
           f"{int(step)}; the update was not applied ({int(self.nonfinite_steps.numpy())} such "
           f"steps in all, {self.max_nonfinite_steps} allowed).")
 
+  def _replica_share(self, key, names, variables, features, labels, scales, labelled):
+    """One replica's part of a distributed step (compiled per device): the forward pass on its
+    batch and the gradients of objective(scales x loss totals [K], labelled [K]) for the
+    `variables` it reaches (their indices kept in Replicas.reached[key]).
+
+    Returns (gradients of the reached variables, loss totals [K], loss counts [K], log
+    vector), all of this replica's batch, to be summed over replicas.
+    """
+    with tf.GradientTape() as tape:
+      predictions = self.model(features, tasks=names, training=True, seed=self.step_seed())
+      reports = {n: self._task_report(n, labels, predictions, features)[1] for n in names}
+      totals = tf.stack([reports[n][0]["loss"].total for n in names])
+      objective = self._objective(totals * scales, labelled)
+    grads = self._unscaled_gradient(tape, objective, variables)
+    reached = self._replicas.reached[key] = [i for i, g in enumerate(grads) if g is not None]
+    counts = tf.stack([reports[n][0]["loss"].count for n in names])
+    return ([tf.convert_to_tensor(grads[i]) for i in reached], totals, counts,
+            self.log_layout.step_vector(features, reports))
+
+  def _objective(self, losses, labelled):
+    """What a distributed step differentiates, from the task losses [K]: their sum (one
+    task); a joint trainer's weighting (linear in the losses)."""
+    del labelled
+    return tf.reduce_sum(losses)
+
+  def _distributed_step(self, key, names, variables, optimizer, features, labels, *,
+                        count_first, active=None):
+    """A step over all replicas: each replica's share (`_replica_share`), summed; then the
+    non-finite guard, clipping and one update, outside the compiled part.
+
+    Each task's loss is its summed total over the summed count. With `count_first` the
+    counts come first from the tasks' loss_count and divide each replica's totals before
+    its backward pass (needed for several tasks); else (one task) the summed gradient is
+    divided afterwards. `active(counts [K]) -> one bool or None per variable` says which
+    variables a step with those counts moves.
+
+    Returns (log vector, 1 if skipped as non-finite, culprit index, per task 1 where
+    loss_count disagreed with the loss's count).
+    """
+    replicas = self._replicas
+    k = len(names)
+    if count_first:
+      counted = replicas.sum(replicas.run(
+          lambda f, l: tf.stack([self.tasks[n].loss_count(l[n], f) for n in names]),
+          (features, labels)))
+      scales = 1.0 / tf.maximum(counted, 1.0)
+    else:
+      scales = tf.ones([k])
+    labelled = counted > 0 if count_first else tf.ones([k], tf.bool)
+    share = replicas.compiled(
+        lambda f, l, s, m: self._replica_share(key, names, variables, f, l, s, m),
+        jit_compile=self._jit_compile, name=key)
+    grads, totals, counts, log = replicas.sum(replicas.run(
+        share, (features, labels, scales, labelled)))
+    if count_first:
+      mismatched = tf.cast(tf.not_equal(counts, counted), tf.int64)
+    else:
+      scales = 1.0 / tf.maximum(counts, 1.0)
+      grads = [g * scales[0] for g in grads]
+      mismatched = tf.zeros([k], tf.int64)
+    losses = totals * scales
+    reached = [variables[i] for i in replicas.reached[key]]
+    grads, reached, finite = self._checked(grads, reached, self._objective(losses, counts > 0))
+    bad = self._apply_if_finite(finite, optimizer, grads, reached, names,
+                                None if active is None else active(reached, counts))
+    loss_finite = tf.concat([tf.math.is_finite(losses), [False]], 0)
+    culprit = tf.argmin(tf.cast(loss_finite, tf.int32), output_type=tf.int32)
+    return log, bad, culprit, mismatched
+
   def evaluation_weights(self):
     """A context in which the model holds the weights to evaluate and export: the weight
     average if the trainer keeps one, else the trained weights as they are (eager only)."""
@@ -222,8 +314,13 @@ class Trainer(tf.Module):
     require_positive("num_steps", num_steps)
     self._sync_inputs()
     self._inputs.positions = None  # Unknown until the loop has returned.
-    sums, counts, nonfinite, first_bad = self._loop(tf.constant(num_steps, tf.int32))
+    sums, counts, nonfinite, first_bad, mismatched = self._loop(
+        tf.constant(num_steps, tf.int32))
     self._inputs.positions = self._positions()
+    for name, steps in zip(self.tasks, mismatched.numpy()):
+      if steps:
+        raise ConfigError(f"Task '{name}': its loss_count disagrees with the count of its loss "
+                          f"in {steps} step(s); under a strategy they must be equal.")
     nonfinite = int(nonfinite)
     self._raise_if_nonfinite(nonfinite, first_bad.numpy())
     return self.log_layout.to_logs(sums.numpy(), counts.numpy(), steps=num_steps,

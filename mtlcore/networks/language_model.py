@@ -121,5 +121,10 @@ class LanguageModelHead(TaskHead):
     total, count = self._cross_entropy(labels, logits, features)
     return Ratio(self.config.weight * total, count)
 
+  def loss_count(self, labels, features):
+    """The loss's count from the batch alone: words with a target (next or previous word)."""
+    _, valid = shifted_targets(labels, features["length"])
+    return tf.reduce_sum(tf.cast(valid, tf.float32))
+
   def metrics(self):
     return {"cross_entropy": self._cross_entropy}

@@ -189,6 +189,11 @@ class TokenClassifierHead(TaskHead):
     training are left out of both."""
     return losses.masked_sparse_cross_entropy(labels, logits, sequence_mask(features))
 
+  def loss_count(self, labels, features):
+    """The loss's count from the batch alone: real tokens whose tag id is in [0, num_tags)
+    (the CRF's loss counts the same)."""
+    return losses.labelled_count(labels, sequence_mask(features), self.num_tags)
+
   def metrics(self):
     def accuracy(labels, logits, features):
       return losses.masked_accuracy(labels, logits, sequence_mask(features))
@@ -266,4 +271,4 @@ def count_tokens(labels, features):
 def tagging_tasks(model, names):
   """One Task per name, whose loss and metrics are its head's, counting tokens."""
   return [Task(n, loss=model.heads[n].loss, metrics=model.heads[n].metrics(), units="tokens",
-               count_units=count_tokens) for n in names]
+               count_units=count_tokens, loss_count=model.heads[n].loss_count) for n in names]

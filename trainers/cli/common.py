@@ -4,6 +4,7 @@ A user's mistake (a bad flag, a malformed file, an impossible option) ends the p
 one line on stderr, `PROGRAM: error: MESSAGE`, and exit status 1: never a traceback.
 """
 
+import os
 import sys
 
 from absl import app, flags
@@ -33,6 +34,9 @@ def run(program, main):
     try:
       main()
     except MtlError as e:
+      if getattr(e, "exit_now", False):  # A thread is blocked in TensorFlow: do not wait.
+        print(f"{program}: error: {e}", file=sys.stderr, flush=True)
+        os._exit(1)
       _fail(program, e)
 
   app.run(wrapped, flags_parser=parse)

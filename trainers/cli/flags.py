@@ -48,6 +48,14 @@ flags.DEFINE_boolean("freeze_trunk", False, "No step changes the trunk (e.g. wit
 flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16", "fp16"], "The model's compute type; "
                   "variables, losses, the CRF and optimizer state stay fp32. fp16 adds dynamic "
                   "loss scaling (for GPUs; this CPU has no fp16 arithmetic).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                  "tf.distribute strategy: default (one device); mirrored (every local GPU, or "
+                  "--num_logical_cpus CPU devices); multi_worker (the machines TF_CONFIG names; "
+                  "see BUILD.md). --batch_size is the global batch, split evenly.")
+flags.DEFINE_integer("num_logical_cpus", 0, "Split the CPU into this many logical devices "
+                     "(e.g. 2 to run --strategy=mirrored on one CPU); 0: leave it whole.")
+flags.DEFINE_integer("worker_timeout", 600, "--strategy=multi_worker: seconds to wait for "
+                     "every worker to join, and for a peer inside a collective; then exit 1.")
 flags.DEFINE_boolean("xla", True, "Compile each training step with XLA (jit_compile=True).")
 flags.DEFINE_integer("batch_size", None, "Examples (sentences) per batch. Default: the task "
                      "set's (32); mtl-tag: 64.")
@@ -182,6 +190,8 @@ def run_config():
       weighting=FLAGS.weighting,
       per_task_optimizer=FLAGS.per_task_optimizer, init_from=FLAGS.init_from,
       freeze_trunk=FLAGS.freeze_trunk, precision=FLAGS.precision,
+      strategy=FLAGS.strategy, num_logical_cpus=FLAGS.num_logical_cpus,
+      worker_timeout=FLAGS.worker_timeout,
       options=task_set_options(), data_dir=FLAGS.data_dir, export_dir=FLAGS.export_dir,
       batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
       lr_decay_start=FLAGS.lr_decay_start, lr_final=FLAGS.lr_final,

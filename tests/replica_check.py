@@ -1,0 +1,217 @@
+"""Run in a subprocess by test_replicas.py: `python -m tests.replica_check MODE DATA_DIR`.
+
+MODE joint or alternate: the step check below. MODE restore: a checkpoint written on one
+device restores under the strategy (both replicas' copies) and the other way round; prints
+the largest difference. MODE seeds: each replica's dropout seed in one step. MODE errors:
+the one-line errors a strategy adds, one per line.
+
+Splits the CPU into 2 logical devices (before TensorFlow starts), builds the same tagger
+(CoNLL-2000 task set with the language-model task, BiLSTM-CRF, dropout off) twice from one
+seed, once under MirroredStrategy over the 2 devices and once on a single device, and feeds
+them the same data: each distributed step gets two per-replica batches from the per-replica
+stream, the single-device step gets both in one global batch (padded to the longer one).
+Prints one JSON line:
+
+  grad_diff: the largest |difference| between the all-reduced gradients of the first
+    distributed step (alternating: of each task's first step) and the gradients of the
+    single-device step, over every variable;
+  grad_scale: the largest |gradient| (to see the difference is small against it);
+  weight_diff: the largest |difference| between the variables after `STEPS` Adam steps
+    (rate 1e-2);
+  uneven: steps (of every stream) whose two replica batches differ in their longest sentence.
+"""
+
+import dataclasses
+import json
+import sys
+import tempfile
+
+import numpy as np
+
+from mtlcore.trainers import replicas
+
+replicas.configure_logical_cpus(2)
+
+import tensorflow as tf  # pylint: disable=wrong-import-position
+
+from mtlcore.errors import ConfigError  # pylint: disable=wrong-import-position
+from mtlcore.optimizers import Adam  # pylint: disable=wrong-import-position
+from mtlcore.sampling import TaskSampler  # pylint: disable=wrong-import-position
+from mtlcore.trainers import build  # pylint: disable=wrong-import-position
+from mtlcore.trainers.alternating import AlternatingTrainer  # pylint: disable=wrong-import-position
+from mtlcore.trainers.config import RunConfig  # pylint: disable=wrong-import-position
+from mtlcore.trainers.joint import JointTrainer  # pylint: disable=wrong-import-position
+
+STEPS = 4
+PER_REPLICA = 4
+TINY = {"word_dim": 8, "char_filters": 4, "hidden_size": 8, "dropout": 0.0,
+        "word_dropout": 0.0, "lm_vocab": 50}
+
+
+class RecordingAdam(Adam):
+  """Adam that also keeps the gradients of its first update, per variable."""
+
+  def build(self, variables):
+    variables = list(variables)
+    super().build(variables)
+    self.first = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+
+  def apply(self, grads, variables, active=None):
+    grads = [tf.convert_to_tensor(g) for g in grads]
+    for g, v in zip(grads, variables):
+      slot = self.first[self._index[v.ref()]]
+      slot.assign(tf.where(self.iterations == 0, g, slot))
+    super().apply(grads, variables, active)
+
+
+def pad_concat(a, b):
+  """Two batches (nests of [B, ...] arrays) as one, each array zero-padded to the larger."""
+  def join(x, y):
+    x, y = np.asarray(x), np.asarray(y)
+    shape = np.maximum(x.shape[1:], y.shape[1:])
+    pad = lambda t: np.pad(t, [(0, 0)] + [(0, s - d) for s, d in zip(shape, t.shape[1:])])
+    return np.concatenate([pad(x), pad(y)])
+  return tf.nest.map_structure(join, a, b)
+
+
+def as_maker(batches):
+  """`start -> dataset` over a fixed list of batches."""
+  def make(start):
+    rest = batches[start:]
+    return tf.data.Dataset.from_generator(
+        lambda: iter(rest), output_signature=tf.nest.map_structure(
+            lambda t: tf.TensorSpec([None] * np.ndim(t), tf.as_dtype(np.asarray(t).dtype)),
+            rest[0]))
+  return make
+
+
+def build_pair(mode, data_dir, strategy):
+  """(distributed trainer, single-device trainer, replica batches of step 0)."""
+  config = build.resolve(RunConfig(task_set="conll2000", mode=mode, data_dir=data_dir,
+                                   options=TINY, batch_size=2 * PER_REPLICA)).config
+  task_set = build.resolve(config).task_set
+  data = task_set.load_data(data_dir)
+  tasks = list(config.tasks)
+  assets = tempfile.mkdtemp()
+  build.build_model(config, task_set, assets_dir=assets, data=data)  # Makes the vocabularies.
+
+  def per_replica_batches(task=None, seed=0):
+    stream = (task_set.joint_dataset(data, tasks, batch_size=PER_REPLICA, seed=seed)
+              if task is None else
+              task_set.task_dataset(data, task, batch_size=PER_REPLICA, seed=seed))
+    return [tf.nest.map_structure(lambda t: t.numpy(), b)
+            for b in stream.make_dataset(0).take(2 * STEPS)]
+
+  streams = {None: per_replica_batches()} if mode == "joint" else {
+      t: per_replica_batches(t, i + 1) for i, t in enumerate(tasks)}
+  trainers = []
+  for scope in (strategy.scope(), tf.distribute.get_strategy().scope()):
+    with scope:
+      model, task_objects = build.build_model(config, task_set, assets_dir=assets,
+                                              data=data)
+      global_batches = {k: [pad_concat(b[2 * i], b[2 * i + 1]) for i in range(STEPS)]
+                        for k, b in streams.items()}
+      distributed = not trainers  # The first is built under the strategy.
+      source = streams if distributed else global_batches
+      if mode == "joint":
+        trainers.append(JointTrainer(model=model, tasks=task_objects,
+                                     optimizer=RecordingAdam(1e-2), dataset=as_maker(source[None])))
+      else:
+        trainers.append(AlternatingTrainer(
+            model=model, tasks=task_objects, optimizers={t: RecordingAdam(1e-2) for t in tasks},
+            datasets={t: as_maker(source[t]) for t in tasks},
+            sampler=TaskSampler(tasks, kind="round_robin", seed=0)))
+  longest = lambda batch: int(batch[0]["length"].max())
+  uneven = sum(longest(b[2 * i]) != longest(b[2 * i + 1])
+               for b in streams.values() for i in range(STEPS))
+  return trainers[0], trainers[1], uneven
+
+
+def max_diff(a, b):
+  return max(float(np.max(np.abs(x.numpy() - y.numpy()))) for x, y in zip(a, b))
+
+
+def main(mode, data_dir):
+  strategy = mirrored()
+  distributed, single, uneven = build_pair(mode, data_dir, strategy)
+  first = 1 if mode == "joint" else len(single.tasks)  # Round robin: one step of each task.
+  for trainer in (distributed, single):
+    trainer.train(first)
+  grads = lambda t: [g for o in dict.fromkeys(t.optimizers.values() if mode != "joint"
+                                               else [t.optimizer]) for g in o.first]
+  grad_diff = max_diff(grads(distributed), grads(single))
+  grad_scale = max(float(np.max(np.abs(g.numpy()))) for g in grads(single))
+  for trainer in (distributed, single):
+    trainer.train(STEPS - first)
+  weight_diff = max_diff(distributed.model.trainable_variables, single.model.trainable_variables)
+  print(json.dumps({"grad_diff": grad_diff, "grad_scale": grad_scale,
+                    "weight_diff": weight_diff, "uneven": uneven,
+                    "steps": int(distributed.global_step.numpy())}))
+
+
+def restore(data_dir):
+  """Largest |difference| after a single-device -> mirrored and a mirrored -> single-device
+  checkpoint round trip, over every variable and every replica's copy."""
+  strategy = mirrored()
+  config = build.resolve(RunConfig(task_set="conll2000", data_dir=data_dir, options=TINY)).config
+  task_set = build.resolve(config).task_set
+  data, assets = task_set.load_data(data_dir), tempfile.mkdtemp()
+  diffs = []
+  for writer_seed, write_scope, read_scope in ((1, None, strategy), (2, strategy, None)):
+    models = []
+    for seed, scope in ((writer_seed, write_scope), (0, read_scope)):
+      with (scope or tf.distribute.get_strategy()).scope():
+        models.append(build.build_model(dataclasses.replace(config, seed=seed), task_set,
+                                        assets_dir=assets, data=data)[0])
+    path = tf.train.Checkpoint(model=models[0]).save(tempfile.mkdtemp() + "/ckpt")
+    tf.train.Checkpoint(model=models[1]).restore(path).assert_existing_objects_matched()
+    for a, b in zip(models[0].variables, models[1].variables):
+      copies = [v.numpy() for v in getattr(b, "values", [b])] + [
+          v.numpy() for v in getattr(a, "values", [a])]
+      diffs.append(max(float(np.max(np.abs(c - copies[0]))) for c in copies))
+  print(json.dumps({"restore_diff": max(diffs), "variables": len(diffs)}))
+
+
+def seeds(data_dir):
+  """Each replica's dropout seed at global step 0, as strategy.run gives it."""
+  strategy = mirrored()
+  distributed, _, _ = build_pair("joint", data_dir, strategy)
+  per_replica = strategy.run(tf.function(distributed.step_seed))
+  print(json.dumps({"seeds": [v.numpy().tolist() for v in per_replica.values]}))
+
+
+def errors(data_dir):
+  """The ConfigError a strategy adds, for: a gradient method; a task without loss_count."""
+  strategy = mirrored()
+  config = build.resolve(RunConfig(task_set="conll2000", data_dir=data_dir, options=TINY,
+                                   weighting="pcgrad")).config
+  task_set = build.resolve(config).task_set
+  data = task_set.load_data(data_dir)
+  stream = task_set.joint_dataset(data, config.tasks, batch_size=PER_REPLICA, seed=0)
+  with strategy.scope():
+    model, tasks = build.build_model(config, task_set, assets_dir=tempfile.mkdtemp(), data=data)
+    for make in (
+        lambda: build.build_trainer(config, model=model, tasks=tasks,
+                                    streams={"joint": stream}, total_steps=10),
+        lambda: JointTrainer(model=model, tasks=[dataclasses.replace(t, loss_count=None)
+                                                 if t.name == "chunk" else t for t in tasks],
+                             optimizer=Adam(), dataset=stream.make_dataset)):
+      try:
+        make()
+        print("no error")
+      except ConfigError as e:
+        print(e)
+
+
+def mirrored():
+  strategy = tf.distribute.MirroredStrategy([d.name for d in
+                                             tf.config.list_logical_devices("CPU")])
+  assert strategy.num_replicas_in_sync == 2
+  return strategy
+
+
+if __name__ == "__main__":
+  if sys.argv[1] in ("joint", "alternate"):
+    main(sys.argv[1], sys.argv[2])
+  else:
+    globals()[sys.argv[1]](sys.argv[2])
