@@ -1,7 +1,9 @@
 """What training under a tf.distribute strategy costs against the single-device step.
 
-  mtl-bench --strategy=mirrored --num_logical_cpus=2
-  python3 -m mtlcore.benchmarks.replicas --num_logical_cpus=4 --strategy_modes=default_lm
+  mtl-bench --strategy=mirrored --num_logical_cpus=2 --modes=default_lm,alternate
+  mtl-bench --strategy=mirrored --num_logical_cpus=4 --modes=default_lm --steps=100
+
+mtl-bench's --modes, --steps (timed steps per build) and --steps_per_call apply.
 
 In one process it builds, for each mode, the step mtl-train runs (mtl-bench's synthetic
 CoNLL-2000-shaped batches, the same global batch) twice: on one device (the whole step one XLA
@@ -23,15 +25,10 @@ import tensorflow as tf
 from absl import flags
 
 from mtlcore.benchmarks import hardware
-from mtlcore.benchmarks import throughput as bench
 from mtlcore.errors import ConfigError
 from mtlcore.trainers import replicas as replicas_lib
-from mtlcore.trainers.cli import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("strategy_modes", ["default_lm", "alternate"], "mtl-bench modes to time.")
-flags.DEFINE_integer("rounds", 12, "Timed rounds (one call of each build per round).")
-flags.DEFINE_integer("calls_steps", 5, "Steps per call into the compiled loop.")
 
 
 def _split(batch, parts):
@@ -43,14 +40,14 @@ def _split(batch, parts):
   return pieces
 
 
-def _trainer(mode, batches, strategy):
-  config = bench.bench_config(mode, options=_options(mode), jit_compile=True,
+def _trainer(bench, mode, batches, strategy):
+  config = bench.bench_config(mode, options=_options(bench, mode), jit_compile=True,
                               batch_size=len(batches[0][0]["length"]), steps=10_000)
   with strategy.scope():
     return bench.build_bench_trainer(config, lambda tasks: bench.as_dataset(batches, tasks))
 
 
-def _options(mode):
+def _options(bench, mode):
   lm = bench.lm_config()
   default = dict(trunk="bilstm", reads={"pos": 1}, crf=("chunk",))
   if mode == "default_lm":
@@ -60,7 +57,9 @@ def _options(mode):
   return dict(trunk="bilstm", crf=(), word_dropout=0.0, reads={"pos": 1})
 
 
-def run():
+def run(bench):
+  """Times the modes; `bench` is mtl-bench's module (mtlcore.benchmarks.throughput), whose
+  flags, batches and builders it uses."""
   replicas_lib.configure_logical_cpus(FLAGS.num_logical_cpus or 2)  # mtl-train's flag.
   devices = [d.name for d in tf.config.list_logical_devices("CPU")]
   if len(devices) < 2:
@@ -73,28 +72,21 @@ def run():
   tokens = float(np.mean([b[0]["length"].sum() for b in global_batches]))
   print(f"device: {hardware.describe_device()}; replicas: {len(devices)} logical CPUs; "
         f"global batch {batch_size} x 36 tokens")
-  for mode in FLAGS.strategy_modes:
-    builds = {"one device": _trainer(mode, global_batches, tf.distribute.get_strategy()),
-              f"mirrored x{len(devices)}": _trainer(mode, per_replica, strategy)}
+  calls = FLAGS.steps_per_call
+  for mode in FLAGS.modes:
+    builds = {"one device": _trainer(bench, mode, global_batches, tf.distribute.get_strategy()),
+              f"mirrored x{len(devices)}": _trainer(bench, mode, per_replica, strategy)}
     times = {name: [] for name in builds}
     for name, trainer in builds.items():
-      trainer.train(FLAGS.calls_steps)  # Trace and compile.
-      trainer.train(FLAGS.calls_steps)
-    for _ in range(FLAGS.rounds):
+      trainer.train(calls)  # Trace and compile.
+      trainer.train(calls)
+    for _ in range(max(FLAGS.steps // calls, 3)):
       for name, trainer in builds.items():
         start = time.perf_counter()
-        trainer.train(FLAGS.calls_steps)
-        times[name].append((time.perf_counter() - start) / FLAGS.calls_steps)
+        trainer.train(calls)
+        times[name].append((time.perf_counter() - start) / calls)
     medians = {name: 1000 * statistics.median(t) for name, t in times.items()}
     one, mirrored = medians.values()
     print(f"{mode}: " + ", ".join(f"{n} {m:.1f} ms/step ({1000 * tokens / m:.0f} tokens/s)"
                                   for n, m in medians.items())
           + f"; step time mirrored / one device {mirrored / one:.2f}x")
-
-
-def console_main():
-  common.run("mtl-bench", run)
-
-
-if __name__ == "__main__":
-  console_main()

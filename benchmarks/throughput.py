@@ -215,7 +215,7 @@ def _row(trunk, size, execution, mode, seconds, batch, real_tokens, config, comp
 def run():
   if FLAGS.strategy != "default":  # 1 replica against several (mtlcore.benchmarks.replicas).
     from mtlcore.benchmarks import replicas  # pylint: disable=import-outside-toplevel
-    return replicas.run()
+    return replicas.run(sys.modules[__name__])
   batch_size = FLAGS.batch_size or DEFAULT_BATCH_SIZE
   for name, value in (("batch_size", batch_size), ("seq_len", FLAGS.seq_len),
                       ("steps", FLAGS.steps), ("steps_per_call", FLAGS.steps_per_call)):

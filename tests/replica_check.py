@@ -87,8 +87,11 @@ def as_maker(batches):
 
 def build_pair(mode, data_dir, strategy):
   """(distributed trainer, single-device trainer, replica batches of step 0)."""
+  # Alternating: POS and chunking (each task's step compiles per device; the LM task and
+  # its loss_count are the joint check's).
+  options = TINY if mode == "joint" else dict(TINY, lm_vocab=0)
   config = build.resolve(RunConfig(task_set="conll2000", mode=mode, data_dir=data_dir,
-                                   options=TINY, batch_size=2 * PER_REPLICA)).config
+                                   options=options, batch_size=2 * PER_REPLICA)).config
   task_set = build.resolve(config).task_set
   data = task_set.load_data(data_dir)
   tasks = list(config.tasks)
