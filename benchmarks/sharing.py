@@ -60,6 +60,9 @@ flags.DEFINE_list("study_seeds", ["0", "1", "2"], "Seeds: of the chunk subset, w
 flags.DEFINE_float("chunk_passes", 40.0, "Times every setting sees each chunk-labelled sentence.")
 flags.DEFINE_list("joint_weightings", ["sum"], "Joint setting: one row per --weighting method.")
 flags.DEFINE_list("alternate_samplers", ["uniform"], "Alternate setting: one row per --sampler.")
+flags.DEFINE_boolean("finished_only", False, "Train nothing: report the runs earlier "
+                     "invocations finished in --study_dir; a cell missing a seed is left out "
+                     "and named.")
 flags.DEFINE_string("svg", None, "Write the learning curve here (default: beside RESULTS.md "
                     "as SECTION.svg when --write_results).")
 
@@ -131,14 +134,23 @@ def run_flags_for(setting, variant, files, n, chunk_passes):
           f"--train={files.partial}"], steps
 
 
-def train(name, seed, run_flags_list, steps):
-  model_dir = os.path.join(FLAGS.study_dir, f"{name}_seed{seed}")
-  metrics_file = ModelDir(model_dir).metrics_file
-  if os.path.exists(metrics_file):  # Finished in an earlier invocation: reuse it.
+def finished(study_dir, name, seed, steps):
+  """The result of a run an earlier invocation finished with `steps` steps, or None."""
+  metrics_file = ModelDir(os.path.join(study_dir, f"{name}_seed{seed}")).metrics_file
+  if os.path.exists(metrics_file):
     with open(metrics_file, encoding="utf-8") as f:
       saved = json.load(f)
     if saved.get("study", {}).get("steps") == steps:
       return {"metrics": saved, "seconds": saved["study"]["seconds"]}
+  return None
+
+
+def train(name, seed, run_flags_list, steps):
+  model_dir = os.path.join(FLAGS.study_dir, f"{name}_seed{seed}")
+  metrics_file = ModelDir(model_dir).metrics_file
+  done = finished(FLAGS.study_dir, name, seed, steps)  # Finished in an earlier invocation: reuse it.
+  if done:
+    return done
   if os.path.exists(model_dir):
     raise ConfigError(f"{model_dir} holds an unfinished or different run; remove it to rerun.")
   metrics, seconds = report.run_mtl_train(
@@ -302,7 +314,7 @@ def run():
     raise ConfigError(f"--chunk_passes must be positive, got {FLAGS.chunk_passes}.")
   rows = row_names(FLAGS.study_settings, FLAGS.joint_weightings, FLAGS.alternate_samplers)
   splits = conll2000.load_splits(FLAGS.data_dir)  # Read once; each (N, seed) writes its files.
-  outcomes, sizes = {}, []
+  outcomes, sizes, missing = {}, [], []
   for size in _parse_sizes():
     for seed in seeds:
       files, n = write_study_files(splits.train, splits.dev, splits.test, size, seed,
@@ -310,12 +322,18 @@ def run():
       for setting, variant in rows:
         run_flags_list, steps = run_flags_for(setting, variant, files, n, FLAGS.chunk_passes)
         name = f"{n}_{setting}" + (f"_{variant}" if variant else "")
-        outcomes.setdefault((setting, variant, n), []).append(
-            train(name, seed, run_flags_list, steps))
-        result = outcomes[(setting, variant, n)][-1]
+        result = (finished(FLAGS.study_dir, name, seed, steps) if FLAGS.finished_only
+                  else train(name, seed, run_flags_list, steps))
+        if result is None:
+          missing.append(f"{name} seed {seed}")
+          continue
+        outcomes.setdefault((setting, variant, n), []).append(result)
         print(f"{name} seed {seed}: test chunk F1 {result['metrics']['test']['chunk/f1']:.2f} "
               f"({result['seconds']:.0f} s)", flush=True)
     sizes.append(n)
+  incomplete = [k for k, runs in outcomes.items() if len(runs) < len(seeds)]
+  for key in incomplete:  # Never a mean over fewer seeds than the table says.
+    del outcomes[key]
   device = hardware.describe_device()
   sections = [
       "## Does sharing help where chunk labels are scarce? (CoNLL-2000)", "",
@@ -326,6 +344,10 @@ def run():
       f"on all; every setting sees each chunk-labelled sentence {FLAGS.chunk_passes:g} times; "
       f"best-on-dev checkpoint (dev: the last 1,000 training sentences), test reported. "
       f"Default BiLSTM-CRF tagger, no language-model task.", "", table(outcomes, sizes, rows)]
+  if missing:
+    sections += ["", f"Not run yet, so left out: {', '.join(missing)}" + (
+        f" (and the other seeds of {', '.join(f'{n} {label(s, v)}' for s, v, n in incomplete)})"
+        if incomplete else "") + "."]
   paired = paired_differences(outcomes, sizes, rows)
   if paired:
     sections += ["", paired]

@@ -155,7 +155,10 @@ def test_two_workers_on_one_machine_train_as_two_mirrored_replicas_and_only_the_
   for p, (_, err) in zip(procs, outputs):
     assert p.returncode == 0, err
   _assert_same_state(_state(tmp_path / "mirrored"), _state(tmp_path / "chief"))
-  assert (tmp_path / "chief" / "metrics.json").exists()
+  stored = json.loads((tmp_path / "chief" / "metrics.json").read_text())
+  evaluated = run_binary(EVAL, f"--model_dir={tmp_path / 'chief'}", f"--data_dir={data_dir}")
+  assert evaluated.returncode == 0, evaluated.stderr  # The chief's checkpoint restores alone.
+  assert f"{stored['test']['chunk/f1']:.2f}" in evaluated.stdout + evaluated.stderr
   assert not any(scratch[1].iterdir())  # The worker's checkpoints went, with its directory.
 
 

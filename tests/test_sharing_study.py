@@ -75,3 +75,14 @@ def test_the_table_reports_relative_gains_and_paired_differences():
   paired = sharing.paired_differences(outcomes, [250], rows)
   # Differences 1.0 and 0.5: mean 0.75, standard error 0.3536 / sqrt(2) = 0.25.
   assert "| 250 | joint (pcgrad) - joint | +0.75 ± 0.25 | 2 |" in paired
+
+
+def test_a_finished_run_is_reused_only_with_the_same_steps(tmp_path):
+  run_dir = tmp_path / "1000_joint_sum_seed2"
+  run_dir.mkdir()
+  (run_dir / "metrics.json").write_text(
+      '{"test": {"chunk/f1": 91.0}, "study": {"steps": 9920, "seconds": 300.5}}')
+  done = sharing.finished(str(tmp_path), "1000_joint_sum", 2, 9920)
+  assert done["metrics"]["test"]["chunk/f1"] == 91.0 and done["seconds"] == 300.5
+  assert sharing.finished(str(tmp_path), "1000_joint_sum", 2, 5000) is None  # Other length.
+  assert sharing.finished(str(tmp_path), "1000_joint_sum", 1, 9920) is None  # Not run.
