@@ -266,8 +266,8 @@ class Trainer(tf.Module):
     Each task's loss is its summed total over the summed count. With `count_first` the
     counts come first from the tasks' loss_count and divide each replica's totals before
     its backward pass (needed for several tasks); else (one task) the summed gradient is
-    divided afterwards. `active(counts [K]) -> one bool or None per variable` says which
-    variables a step with those counts moves.
+    divided afterwards. `active(reached variables, counts [K]) -> one bool or None per
+    variable` says which variables a step with those summed counts moves.
 
     Returns (log vector, 1 if skipped as non-finite, culprit index, per task 1 where
     loss_count disagreed with the loss's count).
