@@ -1,13 +1,17 @@
 """One training run from a RunConfig: what mtl-train does, callable in-process as `train`.
 
-  1. resolve the config (task set, defaults) and read the data: a bad flag or file stops the
+  1. make the tf.distribute strategy (--strategy; the default one is a single device),
+     resolve the config (task set, defaults) and read the data: a bad flag or file stops the
      run before anything is written;
   2. take the model directory (trainers.model_dir.ModelDir): create it, lock it, and on a
-     resumed run compare the stored config with this one (trainers.config.RESUME_POLICY);
-  3. build everything through trainers.build, restore the latest checkpoint, apply a changed
-     learning rate, and train with the outer loop (checkpoints, evaluation, summaries,
-     progress); SIGTERM/SIGINT checkpoint and stop;
-  4. evaluate the best checkpoint on every held-out split into metrics.json and export it.
+     resumed run compare the stored config with this one (trainers.config.RESUME_POLICY); a
+     multi-worker run's other workers use a scratch directory instead (trainers.workers);
+  3. build everything through trainers.build inside the strategy's scope, restore the latest
+     checkpoint, apply a changed learning rate, and train with the outer loop (checkpoints,
+     evaluation, summaries, progress); SIGTERM/SIGINT checkpoint and stop (every worker at
+     the same step);
+  4. evaluate the best checkpoint on every held-out split into metrics.json and export it
+     (the chief only).
 """
 
 import contextlib
