@@ -41,20 +41,11 @@ def _split(batch, parts):
 
 
 def _trainer(bench, mode, batches, strategy):
-  config = bench.bench_config(mode, options=_options(bench, mode), jit_compile=True,
+  options = bench.row_options(mode, trunk="bilstm", reads={"pos": 1})
+  config = bench.bench_config(mode, options=options, jit_compile=True,
                               batch_size=len(batches[0][0]["length"]), steps=10_000)
   with strategy.scope():
     return bench.build_bench_trainer(config, lambda tasks: bench.as_dataset(batches, tasks))
-
-
-def _options(bench, mode):
-  lm = bench.lm_config()
-  default = dict(trunk="bilstm", reads={"pos": 1}, crf=("chunk",))
-  if mode == "default_lm":
-    return dict(default, lm_vocab=lm.vocab_size)
-  if mode == "default":
-    return default
-  return dict(trunk="bilstm", crf=(), word_dropout=0.0, reads={"pos": 1})
 
 
 def run(bench):

@@ -124,6 +124,21 @@ def mode_tasks(mode):
   return (*TASKS, LM_TASK) if mode == "default_lm" else TASKS
 
 
+def row_options(mode, *, trunk, reads, **overrides):
+  """The task-set options of a row's step: a softmax chunk head and no word dropout (what the
+  Keras model can express too); for "default" the step mtl-train ran by default before the
+  LM task (CRF chunk head, word dropout); for "default_lm" that step with the LM task over
+  --lm_vocab words."""
+  if mode not in ("default", "default_lm"):
+    return dict(trunk=trunk, crf=(), word_dropout=0.0, reads=reads, **overrides)
+  default = dict(trunk=trunk, reads=reads, crf=("chunk",), **overrides)
+  if mode == "default":
+    return default
+  lm = lm_config()
+  return dict(default, lm_vocab=lm.vocab_size, lm_projection=lm.projection_size,
+              lm_weight=lm.weight)
+
+
 def bench_config(mode, *, options, jit_compile, batch_size, steps, precision="fp32",
                  weighting="sum"):
   """The RunConfig of a benchmark row: mode "joint" or "alternate" over both tasks ("default"
@@ -239,9 +254,8 @@ def run():
   rows = []
   for size, overrides in _sizes().items():
     for trunk in FLAGS.trunks:
-      # Softmax chunk head and no word dropout: what the Keras model can express too.
-      options = dict(trunk=trunk, crf=(), word_dropout=0.0, reads=reads, **overrides)
-      config = tagger.TaggerConfig(**options)
+      config = tagger.TaggerConfig(**row_options("joint", trunk=trunk, reads=reads,
+                                                 **overrides))
       if FLAGS.keras:
         model = build_keras_tagger(config, num_words=NUM_WORDS, num_chars=NUM_CHARS,
                                    num_tags=NUM_TAGS, max_chars=MAX_CHARS)
@@ -251,16 +265,12 @@ def run():
         rows.append(_row(trunk, size, "keras_fit", "keras", seconds, batch_size,
                          real_tokens, config, peak=peaks["peak"].get("fp32")))
         print(_line(rows[-1]), flush=True)
-      # The default step: CRF chunk head and word dropout, as mtl-train runs it.
-      default = dict(trunk=trunk, reads=reads, crf=("chunk",), **overrides)
-      with_lm = dict(default, lm_vocab=lm.vocab_size, lm_projection=lm.projection_size,
-                     lm_weight=lm.weight)
       for precision, execution, mode, method in itertools.product(
           FLAGS.precisions, FLAGS.executions, FLAGS.modes, FLAGS.weightings):
         if method != "sum" and mode not in ("joint", "default"):
           continue  # Weighting methods are joint mode's.
         run_steps = min(steps, 10) if execution == "eager" else steps
-        mode_options = {"default": default, "default_lm": with_lm}.get(mode, options)
+        mode_options = row_options(mode, trunk=trunk, reads=reads, **overrides)
         compile_s, seconds, retraces = time_mtlcore(
             mode_options, mode, execution, batches, run_steps, FLAGS.steps_per_call, precision,
             method)

@@ -90,9 +90,9 @@ def build_pair(mode, data_dir, strategy):
   # Alternating: POS and chunking (each task's step compiles per device; the LM task and
   # its loss_count are the joint check's).
   options = TINY if mode == "joint" else dict(TINY, lm_vocab=0)
-  config = build.resolve(RunConfig(task_set="conll2000", mode=mode, data_dir=data_dir,
-                                   options=options, batch_size=2 * PER_REPLICA)).config
-  task_set = build.resolve(config).task_set
+  resolved = build.resolve(RunConfig(task_set="conll2000", mode=mode, data_dir=data_dir,
+                                     options=options, batch_size=2 * PER_REPLICA))
+  config, task_set = resolved.config, resolved.task_set
   data = task_set.load_data(data_dir)
   tasks = list(config.tasks)
   assets = tempfile.mkdtemp()
@@ -156,8 +156,8 @@ def restore(data_dir):
   """Largest |difference| after a single-device -> mirrored and a mirrored -> single-device
   checkpoint round trip, over every variable and every replica's copy."""
   strategy = mirrored()
-  config = build.resolve(RunConfig(task_set="conll2000", data_dir=data_dir, options=TINY)).config
-  task_set = build.resolve(config).task_set
+  resolved = build.resolve(RunConfig(task_set="conll2000", data_dir=data_dir, options=TINY))
+  config, task_set = resolved.config, resolved.task_set
   data, assets = task_set.load_data(data_dir), tempfile.mkdtemp()
   diffs, before = [], []
   for writer_seed, write_scope, read_scope in ((1, None, strategy), (2, strategy, None)):
@@ -189,9 +189,9 @@ def seeds(data_dir):
 def errors(data_dir):
   """The ConfigError a strategy adds, for: a gradient method; a task without loss_count."""
   strategy = mirrored()
-  config = build.resolve(RunConfig(task_set="conll2000", data_dir=data_dir, options=TINY,
-                                   weighting="pcgrad")).config
-  task_set = build.resolve(config).task_set
+  resolved = build.resolve(RunConfig(task_set="conll2000", data_dir=data_dir, options=TINY,
+                                     weighting="pcgrad"))
+  config, task_set = resolved.config, resolved.task_set
   data = task_set.load_data(data_dir)
   stream = task_set.joint_dataset(data, config.tasks, batch_size=PER_REPLICA, seed=0)
   with strategy.scope():

@@ -46,7 +46,7 @@ class AlternatingTrainer(Trainer):
       name: module name.
     """
     super().__init__(model=model, tasks=tasks, seed=seed, clip_norm=clip_norm,
-                     max_nonfinite_steps=max_nonfinite_steps,
+                     max_nonfinite_steps=max_nonfinite_steps, jit_compile=jit_compile,
                      weight_average=weight_average, frozen_variables=frozen_variables,
                      loss_scale=loss_scale, name=name)
     names = list(self.tasks)
@@ -68,7 +68,6 @@ class AlternatingTrainer(Trainer):
       variables.update({v.ref(): v for v in self.trained(model.variables_for(n))})
     for optimizer, variables in served.values():
       optimizer.build(variables.values())
-    self._jit_compile = jit_compile
     self._set_inputs({n: datasets[n] for n in names}, self.task_steps)
     self._steps = {n: tf.function(functools.partial(self._task_step, n), jit_compile=jit_compile)
                    for n in names}

@@ -41,7 +41,7 @@ class JointTrainer(Trainer):
         loss_scale, name: as for AlternatingTrainer.
     """
     super().__init__(model=model, tasks=tasks, seed=seed, clip_norm=clip_norm,
-                     max_nonfinite_steps=max_nonfinite_steps,
+                     max_nonfinite_steps=max_nonfinite_steps, jit_compile=jit_compile,
                      weight_average=weight_average, frozen_variables=frozen_variables,
                      loss_scale=loss_scale, name=name)
     loss_weights = dict(loss_weights or {})
@@ -62,7 +62,6 @@ class JointTrainer(Trainer):
       raise ConfigError(f"The weighting is over tasks {list(weighting.task_names)}, the "
                         f"trainer's are {list(self.tasks)}.")
     self.weighting = weighting
-    self._jit_compile = jit_compile
     if self._replicas.distributed:
       self._check_distributable()
     if weighting.needs_layer_norms:  # The first representation any head reads, in trunk order.

@@ -93,15 +93,19 @@ class Replicas:
     """The sum over replicas of a nest of per-replica tensors (a nest of tensors), in one
     batched all-reduce (packed into few collectives, not one per tensor)."""
     flat = tf.nest.flatten(per_replica)
-    destination = tf.identity(0).device or "/device:CPU:0"
+    # Reduced onto the replicas' own devices: TensorFlow packs a batch into few collectives
+    # only when each value's destination is where it lives (else one all-reduce per tensor).
     reduced = self.strategy.extended.batch_reduce_to(
-        tf.distribute.ReduceOp.SUM, [(v, destination) for v in flat])
+        tf.distribute.ReduceOp.SUM, [(v, v) for v in flat])
     return tf.nest.pack_sequence_as(
         per_replica, [self.strategy.experimental_local_results(r)[0] for r in reduced])
 
   def iterator(self, make_dataset, position):
     """An iterator of per-replica batches from global step `position` on, over a stream
-    `start -> dataset` of per-replica batches (see the module docstring)."""
+    `start -> dataset` of per-replica batches (see the module docstring); on one device, the
+    stream's own iterator from batch `position`."""
+    if not self.distributed:
+      return iter(make_dataset(position))
     replicas = self.count
 
     def dataset_fn(context):

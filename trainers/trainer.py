@@ -64,8 +64,8 @@ class _Inputs:
 class Trainer(tf.Module):
   """Base class: step counters, the dropout seed, the non-finite guard and log bookkeeping."""
 
-  def __init__(self, *, model, tasks, seed, clip_norm, max_nonfinite_steps, weight_average=None,
-               frozen_variables=(), loss_scale=None, name=None):
+  def __init__(self, *, model, tasks, seed, clip_norm, max_nonfinite_steps, jit_compile,
+               weight_average=None, frozen_variables=(), loss_scale=None, name=None):
     super().__init__(name=name)
     if not tasks:
       raise ConfigError("A trainer needs at least one task.")
@@ -97,7 +97,7 @@ class Trainer(tf.Module):
     self.loss_scale = loss_scale
     # The strategy whose scope the trainer (and so its variables) was built in.
     self._replicas = Replicas()
-    self._jit_compile = True  # Set by the subclass.
+    self._jit_compile = jit_compile
 
   def _set_inputs(self, datasets, counters):
     """datasets: {stream: dataset or start -> dataset}; counters: {stream: the int64 variable
@@ -113,12 +113,8 @@ class Trainer(tf.Module):
     stand where the step counters say."""
     positions = self._positions()
     if positions != self._inputs.positions:
-      if self._replicas.distributed:
-        self._inputs.iterators = {k: self._replicas.iterator(self._inputs.makers[k], p)
-                                  for k, p in positions.items()}
-      else:
-        self._inputs.iterators = {k: iter(self._inputs.makers[k](p))
-                                  for k, p in positions.items()}
+      self._inputs.iterators = {k: self._replicas.iterator(self._inputs.makers[k], p)
+                                for k, p in positions.items()}
       self._inputs.positions = positions
       self._loop = tf.function(self._loop_impl)
 
@@ -278,10 +274,9 @@ class Trainer(tf.Module):
       counted = replicas.sum(replicas.run(
           lambda f, l: tf.stack([self.tasks[n].loss_count(l[n], f) for n in names]),
           (features, labels)))
-      scales = 1.0 / tf.maximum(counted, 1.0)
+      scales, labelled = 1.0 / tf.maximum(counted, 1.0), counted > 0
     else:
-      scales = tf.ones([k])
-    labelled = counted > 0 if count_first else tf.ones([k], tf.bool)
+      scales, labelled = tf.ones([k]), tf.ones([k], tf.bool)
     share = replicas.compiled(
         lambda f, l, s, m: self._replica_share(key, names, variables, f, l, s, m),
         jit_compile=self._jit_compile, name=key)
