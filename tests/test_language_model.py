@@ -57,7 +57,7 @@ def test_the_vocabulary_is_the_most_frequent_words_and_the_rest_is_one_unknown_c
 def test_the_loss_is_the_weighted_mean_cross_entropy_over_predicted_words():
   config = LanguageModelConfig(vocab_size=4, projection_size=3, weight=0.25)
   head = LanguageModelHead(5, 4, config, seed=0)
-  logits = tf.zeros([2, 4, 2, 5])  # Uniform: log(5) nats for every predicted word.
+  logits = tf.zeros([2, 2, 4, 5])  # [direction, B, T, V + 1], uniform: log(5) nats a word.
   features = {"length": tf.constant([4, 1])}
   labels = tf.constant([[1, 2, 3, 4], [2, 0, 0, 0]])
   total, count = head.loss(labels, logits, features)
@@ -65,6 +65,23 @@ def test_the_loss_is_the_weighted_mean_cross_entropy_over_predicted_words():
   np.testing.assert_allclose(float(total), 0.25 * 6 * math.log(5), rtol=1e-6)
   entropy = head.metrics()["cross_entropy"](labels, logits, features)
   np.testing.assert_allclose(float(entropy.value()), math.log(5), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_the_head_is_a_tanh_layer_and_a_linear_layer_per_direction(dtype):
+  """The batched head (both directions in one matmul, output biases as weight rows) computes
+  what its modules say: logits[d] = output_d(tanh(projection_d(half d of the states)))."""
+  head = LanguageModelHead(6, 9, LanguageModelConfig(vocab_size=9, projection_size=4), seed=3)
+  for d in range(2):  # Non-zero biases, so that their place in the matmul is checked too.
+    for layer in (head.projections[d], head.outputs[d]):
+      layer.b.assign(tf.random.stateless_normal(layer.b.shape, seed=[d, layer.b.shape[0]]))
+  states = tf.random.stateless_normal([3, 5, 12], seed=[1, 2])
+  logits = head(tf.cast(states, dtype), {}, training=True, seed=None)
+  assert logits.shape == (2, 3, 5, 10) and logits.dtype == dtype
+  for d, half in enumerate(tf.split(states, 2, axis=-1)):
+    want = head.outputs[d](tf.tanh(head.projections[d](half)))
+    np.testing.assert_allclose(tf.cast(logits[d], tf.float32).numpy(), want.numpy(),
+                               atol=1e-5 if dtype == tf.float32 else 0.1)
 
 
 @pytest.mark.parametrize("trunk", ["bilstm", "conv"])
