@@ -13,6 +13,9 @@ run is an ordinary `mtl-train` subprocess, so what is measured is what a user ge
 mean +- std of test chunk F1 and POS accuracy (of the best-on-dev checkpoint), the dev curve
 of the selection metric and the wall time, as a Markdown table written into
 benchmarks/RESULTS.md (section "quality", or --section), with the command, machine and date.
+A run that an earlier invocation finished in --work_dir with the same flags is reused, not
+trained again, so an interrupted invocation resumes; its wall time is the one it took then.
+Reuse goes by the flags, not the code: after changing the code, give a fresh --work_dir.
 
 The settings `default` and `default_without_lm` are the README's mtl-train command as it is
 (the task set's epochs; --epochs does not apply) and the same with --lm_vocab=0.
@@ -58,8 +61,8 @@ def train(name, seed, flags_for_run):
   args = [f"--seed={seed}", *epochs, *flags_for_run, *FLAGS.extra_flags]
   if FLAGS.data_dir:
     args.append(f"--data_dir={FLAGS.data_dir}")
-  metrics, seconds = report.run_mtl_train(model_dir, args)
-  return {"metrics": metrics, "seconds": seconds, "curve": dev_curve(model_dir)}
+  done = report.train_once(model_dir, args, "quality", {"args": args})
+  return {**done, "curve": dev_curve(model_dir)}
 
 
 def dev_curve(model_dir):

@@ -1,7 +1,8 @@
 """Flags and helpers the benchmark binaries share: where their results go, how a study runs
-one training run, how it states a mean."""
+one training run (or reuses it), how it states a mean."""
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from absl import flags
 
 from mtlcore.errors import ConfigError
+from mtlcore.files import write_json_atomically
 from mtlcore.trainers.model_dir import ModelDir
 
 flags.DEFINE_string("output_json", None, "Write the benchmark's result here as JSON.")
@@ -38,6 +40,37 @@ def run_mtl_train(model_dir, args):
   seconds = time.time() - start
   with open(ModelDir(model_dir).metrics_file, encoding="utf-8") as f:
     return json.load(f), seconds
+
+
+def finished_run(model_dir, record, expected):
+  """{"metrics", "seconds"} of the run an earlier invocation finished in `model_dir` whose
+  metrics.json holds, under `record`, every item of `expected` (e.g. the same train steps or
+  the same mtl-train flags), else None."""
+  metrics_file = ModelDir(model_dir).metrics_file
+  if not os.path.exists(metrics_file):
+    return None
+  with open(metrics_file, encoding="utf-8") as f:
+    saved = json.load(f)
+  held = saved.get(record, {})
+  if any(held.get(key) != value for key, value in expected.items()):
+    return None
+  return {"metrics": saved, "seconds": held["seconds"]}
+
+
+def train_once(model_dir, args, record, expected):
+  """run_mtl_train(model_dir, args) unless finished_run(model_dir, record, expected) finds
+  that run already done: a study interrupted half-way resumes where it stopped. The run's
+  wall seconds and `expected` are kept in its metrics.json under `record`; a directory that
+  holds an unfinished or different run is a ConfigError (the run is not overwritten)."""
+  done = finished_run(model_dir, record, expected)
+  if done:
+    return done
+  if os.path.exists(model_dir):
+    raise ConfigError(f"{model_dir} holds an unfinished or different run; remove it to rerun.")
+  metrics, seconds = run_mtl_train(model_dir, args)
+  metrics[record] = {**expected, "seconds": seconds}
+  write_json_atomically(ModelDir(model_dir).metrics_file, metrics, indent=1)
+  return {"metrics": metrics, "seconds": seconds}
 
 
 def mean_std(values):

@@ -32,7 +32,6 @@ band) beside RESULTS.md.
 
 import dataclasses
 import datetime
-import json
 import math
 import os
 import statistics
@@ -48,7 +47,6 @@ from mtlcore.errors import ConfigError
 from mtlcore.sampling import TaskSampler
 from mtlcore.trainers.cli import common
 from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=unused-import
-from mtlcore.trainers.model_dir import ModelDir
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("study_dir", "runs/sharing", "Where the data files and model directories go.")
@@ -136,30 +134,15 @@ def run_flags_for(setting, variant, files, n, chunk_passes):
 
 def finished(study_dir, name, seed, steps):
   """The result of a run an earlier invocation finished with `steps` steps, or None."""
-  metrics_file = ModelDir(os.path.join(study_dir, f"{name}_seed{seed}")).metrics_file
-  if os.path.exists(metrics_file):
-    with open(metrics_file, encoding="utf-8") as f:
-      saved = json.load(f)
-    if saved.get("study", {}).get("steps") == steps:
-      return {"metrics": saved, "seconds": saved["study"]["seconds"]}
-  return None
+  return report.finished_run(os.path.join(study_dir, f"{name}_seed{seed}"), "study",
+                             {"steps": steps})
 
 
 def train(name, seed, run_flags_list, steps):
-  model_dir = os.path.join(FLAGS.study_dir, f"{name}_seed{seed}")
-  metrics_file = ModelDir(model_dir).metrics_file
-  done = finished(FLAGS.study_dir, name, seed, steps)  # Finished in an earlier invocation: reuse it.
-  if done:
-    return done
-  if os.path.exists(model_dir):
-    raise ConfigError(f"{model_dir} holds an unfinished or different run; remove it to rerun.")
-  metrics, seconds = report.run_mtl_train(
-      model_dir, [f"--seed={seed}", f"--train_steps={steps}",
-                  f"--eval_every={max(50, steps // 12)}", *run_flags_list])
-  metrics["study"] = {"seconds": seconds, "steps": steps}
-  with open(metrics_file, "w", encoding="utf-8") as f:
-    json.dump(metrics, f, indent=1)
-  return {"metrics": metrics, "seconds": seconds}
+  return report.train_once(
+      os.path.join(FLAGS.study_dir, f"{name}_seed{seed}"),
+      [f"--seed={seed}", f"--train_steps={steps}", f"--eval_every={max(50, steps // 12)}",
+       *run_flags_list], "study", {"steps": steps})
 
 
 def row_names(settings, weightings, samplers):
