@@ -24,8 +24,9 @@ language-model task is in any setting. Each run is an `mtl-train` subprocess (wh
 gets); its data files are written under --study_dir/data (never committed).
 
 Reports mean +- std over seeds of test chunk F1 and POS accuracy, the mean relative gain of
-each multi-task setting over chunk-only in chunk F1, wall time per run, and (with
---compare_seeds) the paired test difference between two settings +- its standard error; the
+each multi-task setting over chunk-only in chunk F1, wall time per run, the paired test
+difference of each sampler or weighting method against its plain counterpart (uniform, sum)
++- its standard error, and per setting the variant with the best mean dev chunk F1; the
 learning curve is drawn as an SVG (chunk F1 against N, one line per setting, the std as a
 band) beside RESULTS.md.
 """
@@ -210,6 +211,27 @@ def paired_differences(outcomes, sizes, rows):
                     "mean ± standard error | seeds |", "|---|---|---|---|", *lines])
 
 
+def chosen_on_dev(outcomes, sizes, rows):
+  """Per size and multi-task setting with more than one variant, the variant with the best
+  mean dev chunk F1 (the test split plays no part): the one to confirm on fresh seeds."""
+  lines = []
+  for n in sizes:
+    for setting in dict.fromkeys(s for s, _ in rows):
+      dev = {v: statistics.mean(r["metrics"]["dev"]["chunk/f1"]
+                                for r in outcomes[(setting, v, n)])
+             for s, v in rows if s == setting and (s, v, n) in outcomes}
+      if len(dev) < 2:
+        continue
+      best = max(dev, key=dev.get)
+      runner_up = max((v for v in dev if v != best), key=dev.get)
+      lines.append(f"| {n} | {setting} | {best} ({dev[best]:.2f}) | "
+                   f"{runner_up} ({dev[runner_up]:.2f}) | {len(dev)} |")
+  if not lines:
+    return ""
+  return "\n".join(["| chunk-labelled sentences | setting | chosen on dev (mean dev chunk F1) | "
+                    "runner-up | variants compared |", "|---|---|---|---|---|", *lines])
+
+
 def learning_curve_svg(outcomes, sizes, rows, pool_size):
   """Chunk F1 (test) against chunk-labelled sentences (log scale), mean line and std band per
   setting: a self-contained SVG string. pool_size: the POS-labelled training sentences."""
@@ -334,6 +356,9 @@ def run():
   paired = paired_differences(outcomes, sizes, rows)
   if paired:
     sections += ["", paired]
+  chosen = chosen_on_dev(outcomes, sizes, rows)
+  if chosen:
+    sections += ["", chosen]
   svg = learning_curve_svg(outcomes, sizes, rows, files.pool_size) if len(sizes) > 1 else None
   section = FLAGS.section or "sharing"
   svg_path = FLAGS.svg or (os.path.join(os.path.dirname(results.RESULTS_MD), f"{section}.svg")

@@ -86,3 +86,17 @@ def test_a_finished_run_is_reused_only_with_the_same_steps(tmp_path):
   assert done["metrics"]["test"]["chunk/f1"] == 91.0 and done["seconds"] == 300.5
   assert sharing.finished(str(tmp_path), "1000_joint_sum", 2, 5000) is None  # Other length.
   assert sharing.finished(str(tmp_path), "1000_joint_sum", 1, 9920) is None  # Not run.
+
+
+def test_the_variant_is_chosen_on_dev_not_on_test():
+  def runs(dev, test):
+    return [{"metrics": {"dev": {"chunk/f1": d}, "test": {"chunk/f1": t}}}
+            for d, t in zip(dev, test)]
+  outcomes = {("joint", "sum", 1000): runs([91.0, 91.2], [92.0, 92.0]),
+              ("joint", "cagrad", 1000): runs([91.9, 92.1], [91.0, 91.0]),  # Best dev, worst test.
+              ("joint", "dwa", 1000): runs([91.5, 91.5], [93.0, 93.0]),
+              ("alternate", "uniform", 1000): runs([90.0], [90.0])}  # One variant: no choice.
+  rows = sharing.row_names(["alternate", "joint"], ["sum", "cagrad", "dwa"], ["uniform"])
+  text = sharing.chosen_on_dev(outcomes, [1000], rows)
+  assert "| 1000 | joint | cagrad (92.00) | dwa (91.50) | 3 |" in text
+  assert "alternate" not in text
