@@ -205,10 +205,8 @@ def paired_differences(outcomes, sizes, rows):
             else "- (one seed)")
       lines.append(f"| {n} | {label(setting, variant)} - {label(setting, plain_variant)} | "
                    f"{statistics.mean(diff):+.2f} ± {se} | {len(diff)} |")
-  if not lines:
-    return ""
-  return "\n".join(["| chunk-labelled sentences | paired by seed | test chunk F1 difference, "
-                    "mean ± standard error | seeds |", "|---|---|---|---|", *lines])
+  return _markdown_table(["chunk-labelled sentences", "paired by seed",
+                          "test chunk F1 difference, mean ± standard error", "seeds"], lines)
 
 
 def chosen_on_dev(outcomes, sizes, rows):
@@ -226,10 +224,16 @@ def chosen_on_dev(outcomes, sizes, rows):
       runner_up = max((v for v in dev if v != best), key=dev.get)
       lines.append(f"| {n} | {setting} | {best} ({dev[best]:.2f}) | "
                    f"{runner_up} ({dev[runner_up]:.2f}) | {len(dev)} |")
+  return _markdown_table(["chunk-labelled sentences", "setting",
+                          "chosen on dev (mean dev chunk F1)", "runner-up", "variants compared"],
+                         lines)
+
+
+def _markdown_table(columns, lines):
+  """A Markdown table of `columns` over the row `lines`; "" when there are none."""
   if not lines:
     return ""
-  return "\n".join(["| chunk-labelled sentences | setting | chosen on dev (mean dev chunk F1) | "
-                    "runner-up | variants compared |", "|---|---|---|---|---|", *lines])
+  return "\n".join([f"| {' | '.join(columns)} |", "|" + "---|" * len(columns), *lines])
 
 
 def learning_curve_svg(outcomes, sizes, rows, pool_size):
