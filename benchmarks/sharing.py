@@ -133,15 +133,18 @@ def run_flags_for(setting, variant, files, n, chunk_passes):
           f"--train={files.partial}"], steps
 
 
+def _run_dir(study_dir, name, seed):
+  return os.path.join(study_dir, f"{name}_seed{seed}")
+
+
 def finished(study_dir, name, seed, steps):
   """The result of a run an earlier invocation finished with `steps` steps, or None."""
-  return report.finished_run(os.path.join(study_dir, f"{name}_seed{seed}"), "study",
-                             {"steps": steps})
+  return report.finished_run(_run_dir(study_dir, name, seed), "study", {"steps": steps})
 
 
 def train(name, seed, run_flags_list, steps):
   return report.train_once(
-      os.path.join(FLAGS.study_dir, f"{name}_seed{seed}"),
+      _run_dir(FLAGS.study_dir, name, seed),
       [f"--seed={seed}", f"--train_steps={steps}", f"--eval_every={max(50, steps // 12)}",
        *run_flags_list], "study", {"steps": steps})
 
