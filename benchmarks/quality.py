@@ -15,7 +15,8 @@ of the selection metric and the wall time, as a Markdown table written into
 benchmarks/RESULTS.md (section "quality", or --section), with the command, machine and date.
 A run that an earlier invocation finished in --work_dir with the same flags is reused, not
 trained again, so an interrupted invocation resumes; its wall time is the one it took then.
-Reuse goes by the flags, not the code: after changing the code, give a fresh --work_dir.
+Reuse goes by the flags, not the code: after changing the code, give a fresh --work_dir (the
+report names the commit each run was trained with).
 
 The settings `default` and `default_without_lm` are the README's mtl-train command as it is
 (the task set's epochs; --epochs does not apply) and the same with --lm_vocab=0.
@@ -109,6 +110,8 @@ def run():
     print(f"{setting}: done", flush=True)
   device = hardware.describe_device()
   as_is = all(s in AS_IS for s in FLAGS.settings)
+  code = report.code_versions(run for per_seed in outcomes.values() for runs in per_seed
+                              for run in runs.values())
   title = ("The default run, with and without the language-model task" if as_is
            else "Jointly vs alternately vs separately")
   length = ("the task set's epochs (the README command)" if as_is else
@@ -119,7 +122,8 @@ def run():
       f"{datetime.date.today().isoformat()}, {device['device']} {device['name']} "
       f"({device.get('cores', '')} cores), TensorFlow {device['tensorflow']}. Seeds {seeds}, "
       f"{length}; test scores are those of each run's best-on-dev checkpoint; POS-only runs "
-      f"give the separate setting's POS column, chunk-only runs its chunk column.", "",
+      f"give the separate setting's POS column, chunk-only runs its chunk column. Code that "
+      f"trained the runs: {code}.", "",
       table(outcomes)])
   print(text)
   if FLAGS.write_results:

@@ -355,7 +355,9 @@ def run():
       f"chunk labels on a seeded random N of the {files.pool_size} training sentences, POS "
       f"on all; every setting sees each chunk-labelled sentence {FLAGS.chunk_passes:g} times; "
       f"best-on-dev checkpoint (dev: the last 1,000 training sentences), test reported. "
-      f"Default BiLSTM-CRF tagger, no language-model task.", "", table(outcomes, sizes, rows)]
+      f"Default BiLSTM-CRF tagger, no language-model task. Code that trained the runs: "
+      f"{report.code_versions(r for runs in outcomes.values() for r in runs) or 'none'}.", "",
+      table(outcomes, sizes, rows)]
   if missing:
     sections += ["", f"Not run yet, so left out: {', '.join(missing)}" + (
         f" (and the other seeds of {', '.join(f'{n} {label(s, v)}' for s, v, n in incomplete)})"

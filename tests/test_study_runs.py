@@ -32,7 +32,23 @@ def test_a_finished_run_is_reused_with_its_own_wall_time(tmp_path, trained):
   again = report.train_once(run_dir, ["--seed=0"], "quality", {"args": ["--seed=0"]})
   assert trained == [["--seed=0"]]  # Trained once.
   assert first == again and again["seconds"] == 12.5
-  assert again["metrics"]["quality"] == {"args": ["--seed=0"], "seconds": 12.5}
+  assert again["metrics"]["quality"] == {"args": ["--seed=0"], "seconds": 12.5,
+                                         "code": report.code_version()}
+
+
+def test_a_report_names_the_code_that_trained_its_runs(tmp_path, trained, monkeypatch):
+  version = report.code_version()  # This checkout's commit, e.g. "11976ec" or "...-dirty".
+  assert version == "unknown" or len(version.split("-")[0]) >= 7
+  runs = [report.train_once(str(tmp_path / f"new_seed{s}"), [f"--seed={s}"], "quality",
+                            {"args": [f"--seed={s}"]}) for s in (0, 1)]
+  monkeypatch.setattr(report, "code_version", lambda: "abc1234")
+  runs.append(report.train_once(str(tmp_path / "later_seed0"), ["--seed=0"], "quality",
+                                {"args": ["--seed=0"]}))
+  old = tmp_path / "old_seed0"  # Trained before runs kept their code version.
+  old.mkdir()
+  (old / "metrics.json").write_text('{"quality": {"args": [], "seconds": 1.0}}')
+  runs.append(report.finished_run(str(old), "quality", {"args": []}))
+  assert report.code_versions(runs) == f"{version} (2 runs), abc1234 (1 run), unrecorded (1 run)"
 
 
 def test_a_directory_with_another_or_an_unfinished_run_is_refused(tmp_path, trained):
