@@ -13,6 +13,8 @@ sentences (as mtl-train's conll2000 task set carves it) and makes every decision
 keeps its best-on-dev checkpoint); test is only reported. Settings:
 
 - chunk_only: one chunk tagger trained on the N chunk-labelled sentences;
+- pos_only: one POS tagger trained on all the sentences, as many steps as joint (it does not
+  depend on N: one run per seed serves every size); the POS baseline of the relative gains;
 - alternate: the POS corpus (all sentences) and the chunk corpus (the N) alternate, a task per
   step, drawn by `--sampler` (default uniform: 0.5 / 0.5);
 - joint: one corpus, every sentence POS-labelled, chunk labels on the N only (partial labels),
@@ -26,8 +28,9 @@ BiLSTM-CRF tagger of `mtl-train` (CRF chunk head, POS head on the first layer); 
 language-model task is in any setting. Each run is an `mtl-train` subprocess (what a user
 gets); its data files are written under --study_dir/data (never committed).
 
-Reports mean +- std over seeds of test chunk F1 and POS accuracy, the mean relative gain of
-each multi-task setting over chunk-only in chunk F1, wall time per run, the paired test
+Reports mean +- std over seeds of test chunk F1 and POS accuracy, the relative gain of each
+multi-task setting over the single-task models (chunk F1 over chunk-only, POS accuracy over
+pos_only, and their mean, the literature's Delta_m, Maninis et al. 2019), wall time per run, the paired test
 difference of each sampler or weighting method against its plain counterpart (uniform, sum)
 +- its standard error, and per setting the variant with the best mean dev chunk F1; the
 learning curve is drawn as an SVG (chunk F1 against N, one line per setting, the std as a
@@ -56,7 +59,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("study_dir", "runs/sharing", "Where the data files and model directories go.")
 flags.DEFINE_list("sizes", ["250", "1000", "4000", "all"], "Chunk-labelled training sentences "
                   "(an integer or 'all').")
-flags.DEFINE_list("study_settings", ["chunk_only", "alternate", "joint"], "Settings to train.")
+flags.DEFINE_list("study_settings", ["chunk_only", "pos_only", "alternate", "joint"],
+                  "Settings to train.")
 flags.DEFINE_list("study_seeds", ["0", "1", "2"], "Seeds: of the chunk subset, weights, order "
                   "and dropout.")
 flags.DEFINE_float("chunk_passes", 40.0, "Times every setting sees each chunk-labelled sentence.")
@@ -124,6 +128,9 @@ def run_flags_for(setting, variant, files, n, chunk_passes):
   common_flags = [*TAGGER_FLAGS, f"--dev={files.dev}", f"--test={files.test}"]
   if setting == "chunk_only":
     return [*common_flags, "--mode=single", "--tasks=chunk", f"--train={files.chunk}"], chunk_steps
+  pool_steps = math.ceil(chunk_passes * math.ceil(files.pool_size / BATCH_SIZE))
+  if setting == "pos_only":
+    return [*common_flags, "--mode=single", "--tasks=pos", f"--train={files.pool}"], pool_steps
   if setting == "alternate":
     sizes = [math.ceil(files.pool_size / BATCH_SIZE), math.ceil(n / BATCH_SIZE)]
     share = TaskSampler(["pos", "chunk"], kind=variant, sizes=sizes, total_steps=chunk_steps * 2,
@@ -131,9 +138,15 @@ def run_flags_for(setting, variant, files, n, chunk_passes):
     steps = math.ceil(chunk_steps / share)
     return [*common_flags, "--mode=alternate", f"--sampler={variant}",
             f"--train=pos:{files.pool},chunk:{files.chunk}"], steps
-  steps = math.ceil(chunk_passes * math.ceil(files.pool_size / BATCH_SIZE))
   return [*common_flags, "--mode=joint", f"--weighting={variant}",
-          f"--train={files.partial}"], steps
+          f"--train={files.partial}"], pool_steps
+
+
+def run_name(setting, variant, n):
+  """A run's directory name without the seed: "1000_joint_cagrad"; "pos_only" for every N."""
+  if setting == "pos_only":
+    return setting
+  return f"{n}_{setting}" + (f"_{variant}" if variant else "")
 
 
 def _run_dir(study_dir, name, seed):
@@ -170,27 +183,53 @@ def label(setting, variant):
 def table(outcomes, sizes, rows):
   """outcomes[(setting, variant, n)] = [train() result per seed]; rows from row_names."""
   lines = ["| chunk-labelled sentences | setting | test chunk F1 | test POS acc. | dev chunk F1 | "
-           "relative chunk F1 gain over chunk-only | steps | wall s per run |",
-           "|---|---|---|---|---|---|---|---|"]
+           "relative gain: chunk F1 over chunk-only | POS acc. over POS-only | mean (Δm) | "
+           "steps | wall s per run |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
   for n in sizes:
-    single = outcomes.get(("chunk_only", None, n))
     for setting, variant in rows:
       runs = outcomes.get((setting, variant, n))
-      if not runs:
+      if not runs or setting == "pos_only":  # Not a row per N: see pos_only_line.
         continue
-      test_f1 = [r["metrics"]["test"]["chunk/f1"] for r in runs]
-      pos = [r["metrics"]["test"]["pos/accuracy"] for r in runs
-             if "pos/accuracy" in r["metrics"]["test"]]
-      dev_f1 = [r["metrics"]["dev"]["chunk/f1"] for r in runs]
-      gain = "-"
-      if single and setting != "chunk_only":
-        base = statistics.mean(r["metrics"]["test"]["chunk/f1"] for r in single)
-        gain = f"{100 * (statistics.mean(test_f1) - base) / base:+.2f}%"
+      test_f1 = _scores(runs, "test", "chunk/f1")
+      gains = [_relative_gain(runs, outcomes.get((single, None, n)), metric)
+               for single, metric in (("chunk_only", "chunk/f1"), ("pos_only", "pos/accuracy"))
+               if setting != "chunk_only"]
+      shown = [f"{100 * g:+.2f}%" if g is not None else "-" for g in gains] or ["-", "-"]
+      both = None not in gains and gains
+      shown.append(f"{100 * statistics.mean(gains):+.2f}%" if both else "-")
       lines.append(f"| {n} | {label(setting, variant)} | {report.mean_std(test_f1)} | "
-                   f"{report.mean_std(pos)} | "
-                   f"{report.mean_std(dev_f1)} | {gain} | {runs[0]['metrics']['study']['steps']} | "
+                   f"{report.mean_std(_scores(runs, 'test', 'pos/accuracy'))} | "
+                   f"{report.mean_std(_scores(runs, 'dev', 'chunk/f1'))} | {' | '.join(shown)} | "
+                   f"{runs[0]['metrics']['study']['steps']} | "
                    f"{statistics.mean(r['seconds'] for r in runs):.0f} |")
   return "\n".join(lines)
+
+
+def _scores(runs, split, metric):
+  """The runs' `metric` on `split`, those that have it (a chunk-only run has no POS score)."""
+  return [r["metrics"][split][metric] for r in runs if metric in r["metrics"][split]]
+
+
+def _relative_gain(runs, single_task_runs, metric):
+  """(mean test `metric` of runs - that of the single-task runs) / the latter; None without
+  single-task runs."""
+  if not single_task_runs:
+    return None
+  base = statistics.mean(_scores(single_task_runs, "test", metric))
+  return (statistics.mean(_scores(runs, "test", metric)) - base) / base
+
+
+def pos_only_line(outcomes, sizes):
+  """One sentence on the POS-only baseline (the same runs serve every N), or ""."""
+  runs = next((outcomes[("pos_only", None, n)] for n in sizes if ("pos_only", None, n) in outcomes),
+              None)
+  if not runs:
+    return ""
+  return (f"POS-only (every training sentence, {runs[0]['metrics']['study']['steps']} steps, the "
+          f"same runs for every N): test POS accuracy "
+          f"{report.mean_std(_scores(runs, 'test', 'pos/accuracy'))}, "
+          f"{statistics.mean(r['seconds'] for r in runs):.0f} s per run.")
 
 
 def paired_differences(outcomes, sizes, rows):
@@ -220,7 +259,7 @@ def chosen_on_dev(outcomes, sizes, rows):
   mean dev chunk F1 (the test split plays no part): the one to confirm on fresh seeds."""
   lines = []
   for n in sizes:
-    for setting in dict.fromkeys(s for s, _ in rows):
+    for setting in dict.fromkeys(s for s, _ in rows if s != "pos_only"):
       dev = {v: statistics.mean(r["metrics"]["dev"]["chunk/f1"]
                                 for r in outcomes[(setting, v, n)])
              for s, v in rows if s == setting and (s, v, n) in outcomes}
@@ -246,7 +285,8 @@ def learning_curve_svg(outcomes, sizes, rows, pool_size):
   """Chunk F1 (test) against chunk-labelled sentences (log scale), mean line and std band per
   setting: a self-contained SVG string. pool_size: the POS-labelled training sentences."""
   width, height, margin = 640, 400, 60
-  settings = [(s, v) for s, v in rows if any((s, v, n) in outcomes for n in sizes)]
+  settings = [(s, v) for s, v in rows
+              if s != "pos_only" and any((s, v, n) in outcomes for n in sizes)]
   points = {}
   for key in settings:
     for n in sizes:
@@ -317,10 +357,11 @@ def _parse_sizes():
 
 
 def run():
-  unknown = [s for s in FLAGS.study_settings if s not in ("chunk_only", "alternate", "joint")]
+  unknown = [s for s in FLAGS.study_settings
+             if s not in ("chunk_only", "pos_only", "alternate", "joint")]
   if unknown:
     raise ConfigError(f"--study_settings: unknown {unknown}; choose from chunk_only, "
-                      f"alternate, joint.")
+                      f"pos_only, alternate, joint.")
   try:
     seeds = [int(s) for s in FLAGS.study_seeds]
   except ValueError:
@@ -329,27 +370,36 @@ def run():
     raise ConfigError(f"--chunk_passes must be positive, got {FLAGS.chunk_passes}.")
   rows = row_names(FLAGS.study_settings, FLAGS.joint_weightings, FLAGS.alternate_samplers)
   splits = conll2000.load_splits(FLAGS.data_dir)  # Read once; each (N, seed) writes its files.
-  outcomes, sizes, missing = {}, [], []
+  outcomes, sizes, missing, results_by_run = {}, [], [], {}
   for size in _parse_sizes():
     for seed in seeds:
       files, n = write_study_files(splits.train, splits.dev, splits.test, size, seed,
                                    os.path.join(FLAGS.study_dir, "data"))
       for setting, variant in rows:
         run_flags_list, steps = run_flags_for(setting, variant, files, n, FLAGS.chunk_passes)
-        name = f"{n}_{setting}" + (f"_{variant}" if variant else "")
+        name = run_name(setting, variant, n)
+        if (name, seed) in results_by_run:  # pos_only: one run serves every N.
+          result = results_by_run[(name, seed)]
+          if result is not None:
+            outcomes.setdefault((setting, variant, n), []).append(result)
+          continue
         result = (finished(FLAGS.study_dir, name, seed, steps) if FLAGS.finished_only
                   else train(name, seed, run_flags_list, steps))
+        results_by_run[(name, seed)] = result
         if result is None:
           missing.append(f"{name} seed {seed}")
           continue
         outcomes.setdefault((setting, variant, n), []).append(result)
-        print(f"{name} seed {seed}: test chunk F1 {result['metrics']['test']['chunk/f1']:.2f} "
-              f"({result['seconds']:.0f} s)", flush=True)
+        test = result["metrics"]["test"]
+        score = (f"test chunk F1 {test['chunk/f1']:.2f}" if "chunk/f1" in test else
+                 f"test POS accuracy {test['pos/accuracy']:.2f}")
+        print(f"{name} seed {seed}: {score} ({result['seconds']:.0f} s)", flush=True)
     sizes.append(n)
   incomplete = [k for k, runs in outcomes.items() if len(runs) < len(seeds)]
   for key in incomplete:  # Never a mean over fewer seeds than the table says.
     del outcomes[key]
   device = hardware.describe_device()
+  trained = {id(r): r for runs in outcomes.values() for r in runs}.values()  # pos_only: once.
   sections = [
       "## Does sharing help where chunk labels are scarce? (CoNLL-2000)", "",
       f"Generated by `python3 -m mtlcore.benchmarks.sharing {' '.join(sys.argv[1:])}` on "
@@ -359,8 +409,10 @@ def run():
       f"on all; every setting sees each chunk-labelled sentence {FLAGS.chunk_passes:g} times; "
       f"best-on-dev checkpoint (dev: the last 1,000 training sentences), test reported. "
       f"Default BiLSTM-CRF tagger, no language-model task. Code that trained the runs: "
-      f"{report.code_versions(r for runs in outcomes.values() for r in runs) or 'none'}.", "",
+      f"{report.code_versions(trained) or 'none'}.", "",
       table(outcomes, sizes, rows)]
+  if pos_only_line(outcomes, sizes):
+    sections += ["", pos_only_line(outcomes, sizes)]
   if missing:
     sections += ["", f"Not run yet, so left out: {', '.join(missing)}" + (
         f" (and the other seeds of {', '.join(f'{n} {label(s, v)}' for s, v, n in incomplete)})"

@@ -45,6 +45,10 @@ def test_every_setting_gives_the_chunk_sentences_the_same_passes(tmp_path):
   assert alternate == 2 * single  # Uniform: half the steps are chunk steps.
   assert joint == passes * math.ceil(100 / 32)  # Each joint epoch holds each chunk sentence.
   assert "--weighting=pcgrad" in joint_flags and f"--train={files.partial}" in joint_flags
+  pos_flags, pos_only = sharing.run_flags_for("pos_only", None, files, n, passes)
+  assert pos_only == joint and f"--train={files.pool}" in pos_flags  # POS as many passes.
+  assert sharing.run_name("pos_only", None, n) == "pos_only"  # One run for every N.
+  assert sharing.run_name("joint", "pcgrad", n) == "40_joint_pcgrad"
 
 
 def test_the_learning_curve_is_an_svg_with_a_line_and_band_per_setting():
@@ -75,6 +79,28 @@ def test_the_table_reports_relative_gains_and_paired_differences():
   paired = sharing.paired_differences(outcomes, [250], rows)
   # Differences 1.0 and 0.5: mean 0.75, standard error 0.3536 / sqrt(2) = 0.25.
   assert "| 250 | joint (pcgrad) - joint | +0.75 ± 0.25 | 2 |" in paired
+
+
+def test_the_relative_gain_is_over_both_single_task_models_and_their_mean():
+  def runs(chunk, pos):
+    test = [{"chunk/f1": c} if p is None else {"chunk/f1": c, "pos/accuracy": p}
+            for c, p in zip(chunk, pos)]
+    return [{"metrics": {"test": t, "dev": {"chunk/f1": t.get("chunk/f1", 0.0)},
+                         "study": {"steps": 100}}, "seconds": 10.0} for t in test]
+  pos_only = [{"metrics": {"test": {"pos/accuracy": 95.0}, "dev": {"pos/accuracy": 95.0},
+                           "study": {"steps": 300}}, "seconds": 20.0}] * 2
+  outcomes = {("chunk_only", None, 250): runs([80.0, 80.0], [None, None]),
+              ("pos_only", None, 250): pos_only,
+              ("joint", "sum", 250): runs([88.0, 88.0], [96.9, 96.9])}
+  rows = sharing.row_names(["chunk_only", "pos_only", "joint"], ["sum"], ["uniform"])
+  text = sharing.table(outcomes, [250], rows)
+  # Chunk (88 - 80) / 80 = +10%, POS (96.9 - 95) / 95 = +2%, their mean +6%.
+  assert "| 250 | joint | 88.00 ± 0.00 | 96.90 ± 0.00 | 88.00 ± 0.00 | +10.00% | +2.00% | +6.00% |" \
+      in text
+  assert "| 250 | chunk_only | 80.00 ± 0.00 | - | 80.00 ± 0.00 | - | - | - |" in text
+  assert "pos_only" not in text  # Not a row per N: one sentence instead.
+  assert "test POS accuracy 95.00 ± 0.00, 20 s per run" in sharing.pos_only_line(outcomes, [250])
+  assert sharing.chosen_on_dev(outcomes, [250], rows) == ""  # One variant each: nothing chosen.
 
 
 def test_a_finished_run_is_reused_only_with_the_same_steps(tmp_path):
