@@ -246,12 +246,17 @@ def paired_differences(outcomes, sizes, rows):
         continue
       diff = [x["metrics"]["test"]["chunk/f1"] - y["metrics"]["test"]["chunk/f1"]
               for x, y in zip(a, b)]
-      se = (f"{statistics.stdev(diff) / math.sqrt(len(diff)):.2f}" if len(diff) > 1
-            else "- (one seed)")
+      mean = statistics.mean(diff)
+      se = statistics.stdev(diff) / math.sqrt(len(diff)) if len(diff) > 1 else None
+      if se is None:
+        shown = f"{mean:+.2f} ± - (one seed) | -"
+      else:
+        shown = f"{mean:+.2f} ± {se:.2f} | " + (f"{mean / se:+.1f}" if se > 0 else "-")
       lines.append(f"| {n} | {label(setting, variant)} - {label(setting, plain_variant)} | "
-                   f"{statistics.mean(diff):+.2f} ± {se} | {len(diff)} |")
+                   f"{shown} | {len(diff)} |")
   return _markdown_table(["chunk-labelled sentences", "paired by seed",
-                          "test chunk F1 difference, mean ± standard error", "seeds"], lines)
+                          "test chunk F1 difference, mean ± standard error",
+                          "in standard errors", "seeds"], lines)
 
 
 def chosen_on_dev(outcomes, sizes, rows):

@@ -78,7 +78,7 @@ def test_the_table_reports_relative_gains_and_paired_differences():
   assert "| 250 | joint | 89.00 ± 1.41 |" in text and "+9.88%" in text  # (89 - 81) / 81
   paired = sharing.paired_differences(outcomes, [250], rows)
   # Differences 1.0 and 0.5: mean 0.75, standard error 0.3536 / sqrt(2) = 0.25.
-  assert "| 250 | joint (pcgrad) - joint | +0.75 ± 0.25 | 2 |" in paired
+  assert "| 250 | joint (pcgrad) - joint | +0.75 ± 0.25 | +3.0 | 2 |" in paired
 
 
 def test_the_relative_gain_is_over_both_single_task_models_and_their_mean():
