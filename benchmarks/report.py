@@ -84,8 +84,9 @@ def code_version():
   --dirty`: e.g. "806520f", or "806520f-dirty" with uncommitted changes), or "unknown" when
   it is not a git checkout (an installed wheel)."""
   try:
-    done = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "describe", "--always", "--dirty",
-                           "--abbrev=7"], capture_output=True, text=True, check=False)
+    done = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "describe",
+                           "--always", "--dirty", "--abbrev=7"],
+                          capture_output=True, text=True, check=False)
   except OSError:  # No git on this machine.
     return "unknown"
   return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"

@@ -30,11 +30,11 @@ gets); its data files are written under --study_dir/data (never committed).
 
 Reports mean +- std over seeds of test chunk F1 and POS accuracy, the relative gain of each
 multi-task setting over the single-task models (chunk F1 over chunk-only, POS accuracy over
-pos_only, and their mean, the literature's Delta_m, Maninis et al. 2019), wall time per run, the paired test
-difference of each sampler or weighting method against its plain counterpart (uniform, sum)
-+- its standard error, and per setting the variant with the best mean dev chunk F1; the
-learning curve is drawn as an SVG (chunk F1 against N, one line per setting, the std as a
-band) beside RESULTS.md.
+pos_only, and their mean, the literature's Delta_m, Maninis et al. 2019), wall time per run,
+the paired test difference of each sampler or weighting method against its plain counterpart
+(uniform, sum) +- its standard error (also in standard errors), and per setting the variant
+with the best mean dev chunk F1; the learning curve is drawn as an SVG (chunk F1 against N,
+one line per setting, the std as a band) beside RESULTS.md.
 """
 
 import dataclasses

@@ -95,8 +95,8 @@ def test_the_relative_gain_is_over_both_single_task_models_and_their_mean():
   rows = sharing.row_names(["chunk_only", "pos_only", "joint"], ["sum"], ["uniform"])
   text = sharing.table(outcomes, [250], rows)
   # Chunk (88 - 80) / 80 = +10%, POS (96.9 - 95) / 95 = +2%, their mean +6%.
-  assert "| 250 | joint | 88.00 ± 0.00 | 96.90 ± 0.00 | 88.00 ± 0.00 | +10.00% | +2.00% | +6.00% |" \
-      in text
+  assert ("| 250 | joint | 88.00 ± 0.00 | 96.90 ± 0.00 | 88.00 ± 0.00 | +10.00% | +2.00% | "
+          "+6.00% |") in text
   assert "| 250 | chunk_only | 80.00 ± 0.00 | - | 80.00 ± 0.00 | - | - | - |" in text
   assert "pos_only" not in text  # Not a row per N: one sentence instead.
   assert "test POS accuracy 95.00 ± 0.00, 20 s per run" in sharing.pos_only_line(outcomes, [250])
