@@ -110,8 +110,8 @@ def run():
     print(f"{setting}: done", flush=True)
   device = hardware.describe_device()
   as_is = all(s in AS_IS for s in FLAGS.settings)
-  code = report.code_versions(run for per_seed in outcomes.values() for runs in per_seed
-                              for run in runs.values())
+  code = report.code_versions(result for per_seed in outcomes.values() for runs in per_seed
+                              for result in runs.values())
   title = ("The default run, with and without the language-model task" if as_is
            else "Jointly vs alternately vs separately")
   length = ("the task set's epochs (the README command)" if as_is else

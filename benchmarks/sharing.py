@@ -192,12 +192,11 @@ def table(outcomes, sizes, rows):
       if not runs or setting == "pos_only":  # Not a row per N: see pos_only_line.
         continue
       test_f1 = _scores(runs, "test", "chunk/f1")
-      gains = [_relative_gain(runs, outcomes.get((single, None, n)), metric)
-               for single, metric in (("chunk_only", "chunk/f1"), ("pos_only", "pos/accuracy"))
-               if setting != "chunk_only"]
-      shown = [f"{100 * g:+.2f}%" if g is not None else "-" for g in gains] or ["-", "-"]
-      both = None not in gains and gains
-      shown.append(f"{100 * statistics.mean(gains):+.2f}%" if both else "-")
+      gains = [None if setting == "chunk_only" else
+               _relative_gain(runs, outcomes.get((single, None, n)), metric)
+               for single, metric in (("chunk_only", "chunk/f1"), ("pos_only", "pos/accuracy"))]
+      gains.append(None if None in gains else statistics.mean(gains))  # Delta_m.
+      shown = [f"{100 * g:+.2f}%" if g is not None else "-" for g in gains]
       lines.append(f"| {n} | {label(setting, variant)} | {report.mean_std(test_f1)} | "
                    f"{report.mean_std(_scores(runs, 'test', 'pos/accuracy'))} | "
                    f"{report.mean_std(_scores(runs, 'dev', 'chunk/f1'))} | {' | '.join(shown)} | "
@@ -416,8 +415,9 @@ def run():
       f"Default BiLSTM-CRF tagger, no language-model task. Code that trained the runs: "
       f"{report.code_versions(trained) or 'none'}.", "",
       table(outcomes, sizes, rows)]
-  if pos_only_line(outcomes, sizes):
-    sections += ["", pos_only_line(outcomes, sizes)]
+  pos_only = pos_only_line(outcomes, sizes)
+  if pos_only:
+    sections += ["", pos_only]
   if missing:
     sections += ["", f"Not run yet, so left out: {', '.join(missing)}" + (
         f" (and the other seeds of {', '.join(f'{n} {label(s, v)}' for s, v, n in incomplete)})"
