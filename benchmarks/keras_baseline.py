@@ -61,9 +61,17 @@ class StepTimer(keras.callbacks.Callback):
     self.times.append(time.perf_counter() - self._start)
 
 
+def keras_steps(model, dataset):
+  """`steps(n)`: per-step seconds [n] of one model.fit call over n batches of `dataset`."""
+  def steps(n):
+    timer = StepTimer()
+    model.fit(dataset, steps_per_epoch=n, epochs=1, verbose=0, callbacks=[timer])
+    return np.array(timer.times)
+  return steps
+
+
 def keras_step_times(model, dataset, *, warmup, steps):
   """Per-step seconds of model.fit over `steps` batches after `warmup` batches."""
-  model.fit(dataset, steps_per_epoch=warmup, epochs=1, verbose=0)
-  timer = StepTimer()
-  model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
-  return np.array(timer.times)
+  run = keras_steps(model, dataset)
+  run(warmup)
+  return run(steps)

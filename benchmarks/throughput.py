@@ -12,6 +12,10 @@ In one invocation, for each trunk (BiLSTM, conv) and size, it times:
     as mtl-train builds them for the same flags (the POS-only row is `--mode=single
     --tasks=pos`), over the conll2000 task set's tagger with vocabularies of CoNLL-2000's
     sizes;
+  - Keras fit against the XLA joint step (fp32) once more, interleaved: --head_to_head_rounds
+    rounds of a block of steps of each, the order reversed every other round, so that the
+    machine's drifts between fast and slow phases reach both (the rows above run one after
+    another, and Keras' own step read 65-89 ms in different invocations here);
 and the machine's limit: matmul peaks for fp32 and bf16, several sizes, with and without XLA,
 best of repeated trials after a warm-up, in this process (mtlcore.benchmarks.hardware). A row
 above the peak of its own precision means the measurement is wrong: the benchmark says so in
@@ -42,7 +46,7 @@ from mtlcore import weighting as weighting_lib
 from mtlcore.benchmarks import flops as flops_lib
 from mtlcore.benchmarks import hardware, results
 from mtlcore.benchmarks import report as report_lib
-from mtlcore.benchmarks.keras_baseline import build_keras_tagger, keras_step_times
+from mtlcore.benchmarks.keras_baseline import build_keras_tagger, keras_step_times, keras_steps
 from mtlcore.data.vocab import Vocabularies
 from mtlcore.errors import ConfigError
 from mtlcore.networks import tagger
@@ -72,6 +76,11 @@ flags.DEFINE_list("weightings", ["sum"], "Joint-mode weighting methods (mtlcore.
 flags.DEFINE_integer("seq_len", 36, "Padded tokens per sentence (a middle CoNLL bucket).")
 flags.DEFINE_integer("steps", 60, "Timed steps per configuration.")
 flags.DEFINE_integer("steps_per_call", 5, "Steps per call into the compiled loop.")
+flags.DEFINE_integer("head_to_head_rounds", 8,
+                     "Rounds of the interleaved comparison of Keras fit with the XLA joint "
+                     "step (fp32), each --steps/rounds steps of both (at least 2 calls), "
+                     "alternating which runs first; 0: none. Runs when Keras, xla, joint and "
+                     "fp32 are all timed.")
 
 NUM_WORDS, NUM_CHARS, MAX_CHARS = 7875, 82, 20
 NUM_TAGS = {"pos": 44, "chunk": 22}
@@ -173,28 +182,76 @@ def build_bench_trainer(config, dataset_for, vocabularies=None):
                              total_steps=config.train_steps)
 
 
+def mtlcore_steps(options, mode, execution, batches, per_call, total_steps, precision="fp32",
+                  weighting="sum"):
+  """(trainer, steps) for one configuration, its schedules set for `total_steps`; `steps(n)`
+  trains about n steps in calls of `per_call` and returns the per-step seconds of each call."""
+  config = bench_config(mode, options=options, jit_compile=execution == "xla",
+                        batch_size=len(batches[0][0]["length"]), steps=total_steps,
+                        precision=precision, weighting=weighting)
+  trainer = build_bench_trainer(config, lambda tasks: as_dataset(batches, tasks))
+
+  def steps(n):
+    tf.config.run_functions_eagerly(execution == "eager")
+    try:
+      times = []
+      for _ in range(max(n // per_call, 1)):
+        start = time.perf_counter()
+        trainer.train(per_call)
+        times.append((time.perf_counter() - start) / per_call)
+    finally:
+      tf.config.run_functions_eagerly(False)
+    return np.array(times)
+  return trainer, steps
+
+
 def time_mtlcore(options, mode, execution, batches, steps, per_call, precision="fp32",
                  weighting="sum"):
   """(compile seconds, per-step seconds array, traces) for one configuration."""
-  config = bench_config(mode, options=options, jit_compile=execution == "xla",
-                        batch_size=len(batches[0][0]["length"]), steps=10 * steps,
-                        precision=precision, weighting=weighting)
-  trainer = build_bench_trainer(config, lambda tasks: as_dataset(batches, tasks))
-  tf.config.run_functions_eagerly(execution == "eager")
-  try:
-    start = time.perf_counter()
-    trainer.train(per_call)  # Traces and compiles (the alternating loop may need 2 calls).
-    compile_seconds = time.perf_counter() - start
-    trainer.train(per_call)
-    times = []
-    for _ in range(max(steps // per_call, 3)):
-      start = time.perf_counter()
-      trainer.train(per_call)
-      times.append((time.perf_counter() - start) / per_call)
-  finally:
-    tf.config.run_functions_eagerly(False)
-  retraces = trainer.step_trace_counts()
-  return compile_seconds, np.array(times), retraces
+  trainer, run_steps = mtlcore_steps(options, mode, execution, batches, per_call, 10 * steps,
+                                     precision, weighting)
+  start = time.perf_counter()
+  run_steps(per_call)  # Traces and compiles (the alternating loop may need 2 calls).
+  compile_seconds = time.perf_counter() - start
+  run_steps(per_call)
+  times = run_steps(max(steps, 3 * per_call))
+  return compile_seconds, times, trainer.step_trace_counts()
+
+
+def interleave(runs, *, rounds, block):
+  """Times several configurations side by side: `rounds` rounds, each running `block` steps of
+  every run in `runs` (name -> steps(n), which returns per-step seconds), in the given order
+  on even rounds and reversed on odd ones, so that a drift of the machine's speed reaches all
+  alike. The first timing of every block is dropped: it carries the switch (a new model.fit
+  call's iterator, caches the other run filled). Returns (name -> per-step seconds over all
+  rounds, [per round: name -> median])."""
+  names = list(runs)
+  times = {name: [] for name in names}
+  per_round = []
+  for r in range(rounds):
+    medians = {}
+    for name in (names if r % 2 == 0 else names[::-1]):
+      seconds = runs[name](block)[1:]
+      times[name].extend(seconds)
+      medians[name] = float(np.median(seconds))
+    per_round.append(medians)
+  return {name: np.array(t) for name, t in times.items()}, per_round
+
+
+def head_to_head(trunk, size, keras_steps_fn, options, batches, *, rounds, block):
+  """Keras fit against mtlcore's XLA joint step (fp32), interleaved (see `interleave`)."""
+  _, ours = mtlcore_steps(options, "joint", "xla", batches, FLAGS.steps_per_call,
+                          10 * rounds * block)
+  runs = {"keras": keras_steps_fn, "mtlcore": ours}
+  for run_steps in runs.values():  # Compiles, then warms up.
+    run_steps(FLAGS.steps_per_call)
+    run_steps(block)
+  times, per_round = interleave(runs, rounds=rounds, block=block)
+  keras_ms, ours_ms = (1000 * float(np.median(times[n])) for n in ("keras", "mtlcore"))
+  round_ratios = [m["keras"] / m["mtlcore"] for m in per_round]
+  return {"trunk": trunk, "size": size, "rounds": rounds, "block": block,
+          "keras_ms": keras_ms, "mtlcore_ms": ours_ms, "ratio": keras_ms / ours_ms,
+          "round_ratios": round_ratios}
 
 
 def _sizes():
@@ -251,7 +308,7 @@ def run():
   reads = {"pos": 1} if FLAGS.reads is None else tagging.parse_task_map("reads", FLAGS.reads,
                                                                          int)
   real_tokens = float(np.mean([b[0]["length"].sum() for b in batches]))
-  rows = []
+  rows, contests = [], []
   for size, overrides in _sizes().items():
     for trunk in FLAGS.trunks:
       config = tagger.TaggerConfig(**row_options("joint", trunk=trunk, reads=reads,
@@ -281,9 +338,17 @@ def run():
                          weighting=method))
         rows[-1]["traces_per_step_function"] = retraces
         print(_line(rows[-1]), flush=True)
+      if (FLAGS.keras and FLAGS.head_to_head_rounds > 0 and "xla" in FLAGS.executions
+          and "joint" in FLAGS.modes and "fp32" in FLAGS.precisions):
+        contests.append(head_to_head(
+            trunk, size, keras_steps(model, keras_data),
+            row_options("joint", trunk=trunk, reads=reads, **overrides), batches,
+            rounds=FLAGS.head_to_head_rounds,
+            block=max(steps // FLAGS.head_to_head_rounds, 2 * FLAGS.steps_per_call)))
+        print(_contest_line(contests[-1]), flush=True)
   report = {"device": device, "peaks": peaks, "batch_size": batch_size,
-            "seq_len": FLAGS.seq_len, "rows": rows, "ratios": ratios(rows),
-            "argv": sys.argv[1:]}
+            "seq_len": FLAGS.seq_len, "rows": rows, "head_to_head": contests,
+            "ratios": ratios(rows, contests), "argv": sys.argv[1:]}
   text = markdown(report)
   print(text)
   if FLAGS.output_json:
@@ -300,15 +365,22 @@ def run():
   return report
 
 
+def _contest_line(contest):
+  return (f"{contest['trunk']:6s} {contest['size']:7s} interleaved: Keras fit "
+          f"{contest['keras_ms']:.1f} ms/step, XLA joint {contest['mtlcore_ms']:.1f} ms/step: "
+          f"{contest['ratio']:.2f}x")
+
+
 def _line(row):
   return (f"{row['trunk']:6s} {row['size']:7s} {row['execution']:9s} {row['precision']:4s} "
           f"{row['mode']:9s} {row['weighting']:11s} "
           f"{row['step_ms_median']:8.1f} ms/step  {row['tokens_per_sec']:9.0f} tokens/s")
 
 
-def ratios(rows):
+def ratios(rows, contests=()):
   """The targets of the benchmark issue, as measured ratios."""
-  out = {}
+  out = {f"{c['trunk']}/{c['size']}/xla/fp32: joint tokens/s vs keras fit, interleaved":
+         c["ratio"] for c in contests}
   for r in rows:
     if r["weighting"] != "sum":
       plain = [s for s in rows if s["weighting"] == "sum" and all(
@@ -374,6 +446,17 @@ def markdown(report):
         f"{r['tokens_per_sec']:.0f} | {r['padded_tokens_per_sec']:.0f} | "
         f"{r['examples_per_sec']:.0f} | {r['gflops']:.1f} | "
         f"{100 * (r['fraction_of_peak'] or 0):.1f}% |")
+  if report.get("head_to_head"):
+    first = report["head_to_head"][0]
+    lines += ["", f"Keras fit against the XLA joint step (fp32), interleaved: {first['rounds']} "
+              f"rounds of {first['block']} steps of each, the order reversed every other round, "
+              "the first timing of each block dropped; medians over all timed steps, and the "
+              "ratio of each round's medians:", "",
+              "| trunk | size | Keras fit ms/step | XLA joint ms/step | tokens/s ratio | "
+              "per-round ratios (min-max) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {c['trunk']} | {c['size']} | {c['keras_ms']:.1f} | {c['mtlcore_ms']:.1f} | "
+              f"{c['ratio']:.2f}x | {min(c['round_ratios']):.2f}-{max(c['round_ratios']):.2f} |"
+              for c in report["head_to_head"]]
   lines += ["", "| ratio | value |", "|---|---|"]
   lines += [f"| {k} | {v:.2f} |" for k, v in report["ratios"].items()]
   return "\n".join(lines)

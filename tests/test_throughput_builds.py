@@ -74,3 +74,23 @@ def test_bench_and_train_build_the_same_step_and_it_moves_the_same_variables(tmp
   assert graphs[0] == graphs[1]
   assert trained.step_trace_counts() == benched.step_trace_counts()
   assert trained.step_trace_counts()[step_name] == 1
+
+
+def test_interleaving_alternates_the_order_and_keeps_every_step():
+  calls = []
+
+  def fake(name, seconds):
+    def steps(n):
+      calls.append(name)
+      return np.full(n, seconds)
+    return steps
+
+  times, per_round = throughput.interleave({"keras": fake("keras", 0.09),
+                                            "mtlcore": fake("mtlcore", 0.03)},
+                                           rounds=4, block=5)
+  assert calls == ["keras", "mtlcore", "mtlcore", "keras"] * 2  # Reversed every other round.
+  assert [len(t) for t in times.values()] == [16, 16]  # Each block's first timing dropped.
+  assert per_round == [{"keras": 0.09, "mtlcore": 0.03}] * 4
+  contest = {"trunk": "bilstm", "size": "default", "ratio": 3.0}
+  assert throughput.ratios([], [contest]) == {
+      "bilstm/default/xla/fp32: joint tokens/s vs keras fit, interleaved": 3.0}
