@@ -1,10 +1,14 @@
-"""What the benchmarks ran on, and the machine's measured matmul peak.
+"""What the benchmarks ran on, the machine's measured matmul peak, and what bf16 buys per op.
 
 The peak is measured the way training runs: in the same process and with the same thread
 settings, on square matmuls of several sizes, in fp32 and bf16, compiled with XLA and without.
 Each configuration is warmed up (its first call traces and compiles, untimed) and then timed
 over repeated trials, keeping the best: the peak is what the machine can do, not what it
 usually does. The peak of a precision is the best of its configurations.
+
+`op_speeds` times the tagger step's heaviest ops at the benchmark's shape the same way, forward
+and backward, in both precisions, with and without XLA: a square matmul's bf16 speed-up is not
+a convolution's, and a step can gain from bf16 at most what its heavy ops gain.
 """
 
 import os
@@ -72,6 +76,67 @@ def matmul_peaks(sizes=(1024, 2048, 4096), *, trials=5):
     if row["gflops"] is not None:
       peak[row["precision"]] = max(peak.get(row["precision"], 0.0), row["gflops"])
   return {"table": table, "peak": peak}
+
+
+def _best_ms(fn, args, *, trials, calls=3):
+  fn(*args)  # Traces and compiles, untimed.
+  best = float("inf")
+  for _ in range(trials):
+    start = time.perf_counter()
+    for _ in range(calls):
+      for out in fn(*args):
+        out.numpy()
+    best = min(best, (time.perf_counter() - start) / calls)
+  return 1000 * best
+
+
+def _forward_backward(op):
+  """(x, w, upstream) -> [dx, dw] of sum(op(x, w) * upstream), the loss in float32."""
+  def grads(x, w, upstream):
+    with tf.GradientTape() as tape:
+      tape.watch([x, w])
+      loss = tf.reduce_sum(tf.cast(op(x, w), tf.float32) * upstream)
+    return tape.gradient(loss, [x, w])
+  return grads
+
+
+def heavy_ops(config, *, batch, seq_len, max_chars):
+  """name -> (op, x shape, w shape, output shape): the tagger step's heaviest ops at this shape
+  (config: a mtlcore.networks.tagger.TaggerConfig)."""
+  conv = lambda x, w: tf.nn.conv1d(x, w, 1, "SAME")
+  words, hidden = batch * seq_len, 2 * config.hidden_size
+  first = config.word_dim + config.char_filters
+  return {
+      f"trunk conv [{batch}, {seq_len}, {hidden}] -> {hidden}, width {config.conv_width}":
+          (conv, [batch, seq_len, hidden], [config.conv_width, hidden, hidden],
+           [batch, seq_len, hidden]),
+      f"char conv [{words}, {max_chars}, {config.char_dim}] -> {config.char_filters}, width "
+      f"{config.char_width}":
+          (conv, [words, max_chars, config.char_dim],
+           [config.char_width, config.char_dim, config.char_filters],
+           [words, max_chars, config.char_filters]),
+      f"BiLSTM input projection [{words}, {first}] x [{first}, {4 * hidden}]":
+          (tf.linalg.matmul, [words, first], [first, 4 * hidden], [words, 4 * hidden]),
+  }
+
+
+def op_speeds(ops, *, trials=5):
+  """[{op, precision, xla, ms}]: forward + backward of each of `ops` (heavy_ops' form), best
+  of `trials` after a warm-up; ms None where a precision is not supported here."""
+  table = []
+  for name, (op, x_shape, w_shape, out_shape) in ops.items():
+    x = tf.random.stateless_normal(x_shape, seed=[1, 2])
+    w = tf.random.stateless_normal(w_shape, seed=[3, 4]) * 0.05
+    upstream = tf.random.stateless_normal(out_shape, seed=[5, 6])
+    for precision, dtype in DTYPES.items():
+      for xla in (False, True):
+        fn = tf.function(_forward_backward(op), jit_compile=xla)
+        try:
+          ms = _best_ms(fn, (tf.cast(x, dtype), tf.cast(w, dtype), upstream), trials=trials)
+        except (tf.errors.OpError, TypeError, ValueError):
+          ms = None
+        table.append({"op": name, "precision": precision, "xla": xla, "ms": ms})
+  return table
 
 
 def check_below_peak(rows, peak):

@@ -17,7 +17,9 @@ In one invocation, for each trunk (BiLSTM, conv) and size, it times:
     machine's drifts between fast and slow phases reach both (the rows above run one after
     another, and Keras' own step read 65-89 ms in different invocations here);
 and the machine's limit: matmul peaks for fp32 and bf16, several sizes, with and without XLA,
-best of repeated trials after a warm-up, in this process (mtlcore.benchmarks.hardware). A row
+best of repeated trials after a warm-up, in this process (mtlcore.benchmarks.hardware), and,
+when bf16 is among --precisions, the step's heaviest ops (trunk conv, char conv, the BiLSTM's
+input projection) forward and backward in fp32 and bf16, with and without XLA. A row
 above the peak of its own precision means the measurement is wrong: the benchmark says so in
 one line and exits 1 without writing RESULTS.md. Step times are medians (and p90) over timed
 calls after warm-up; compile time (the warm-up call) is reported apart. FLOPs are counted at
@@ -303,6 +305,12 @@ def run():
   device = hardware.describe_device()
   peaks = hardware.matmul_peaks((256, 512) if FLAGS.quick else (1024, 2048, 4096),
                                 trials=2 if FLAGS.quick else 5)
+  op_table = []
+  if "bf16" in FLAGS.precisions:  # What bf16 buys op by op, at the first size's shape.
+    op_table = hardware.op_speeds(
+        hardware.heavy_ops(tagger.TaggerConfig(**next(iter(_sizes().values()))),
+                           batch=batch_size, seq_len=FLAGS.seq_len, max_chars=MAX_CHARS),
+        trials=2 if FLAGS.quick else 5)
   lm = lm_config()
   batches = synthetic_batches(8, batch_size, FLAGS.seq_len, lm_vocab=lm.vocab_size)
   reads = {"pos": 1} if FLAGS.reads is None else tagging.parse_task_map("reads", FLAGS.reads,
@@ -348,7 +356,8 @@ def run():
         print(_contest_line(contests[-1]), flush=True)
   report = {"device": device, "peaks": peaks, "batch_size": batch_size,
             "seq_len": FLAGS.seq_len, "rows": rows, "head_to_head": contests,
-            "ratios": ratios(rows, contests), "argv": sys.argv[1:]}
+            "op_speeds": op_table, "ratios": ratios(rows, contests, op_table),
+            "argv": sys.argv[1:]}
   text = markdown(report)
   print(text)
   if FLAGS.output_json:
@@ -377,10 +386,23 @@ def _line(row):
           f"{row['step_ms_median']:8.1f} ms/step  {row['tokens_per_sec']:9.0f} tokens/s")
 
 
-def ratios(rows, contests=()):
+def _best_per_precision(op_table):
+  """op -> {precision: best ms over XLA and not} (only measured cells)."""
+  best = {}
+  for r in op_table:
+    if r["ms"] is not None:
+      cell = best.setdefault(r["op"], {})
+      cell[r["precision"]] = min(cell.get(r["precision"], float("inf")), r["ms"])
+  return best
+
+
+def ratios(rows, contests=(), op_table=()):
   """The targets of the benchmark issue, as measured ratios."""
   out = {f"{c['trunk']}/{c['size']}/xla/fp32: joint tokens/s vs keras fit, interleaved":
          c["ratio"] for c in contests}
+  for op, best in _best_per_precision(op_table).items():
+    if "fp32" in best and "bf16" in best:
+      out[f"{op}: best bf16 vs best fp32 (speed)"] = best["fp32"] / best["bf16"]
   for r in rows:
     if r["weighting"] != "sum":
       plain = [s for s in rows if s["weighting"] == "sum" and all(
@@ -446,6 +468,18 @@ def markdown(report):
         f"{r['tokens_per_sec']:.0f} | {r['padded_tokens_per_sec']:.0f} | "
         f"{r['examples_per_sec']:.0f} | {r['gflops']:.1f} | "
         f"{100 * (r['fraction_of_peak'] or 0):.1f}% |")
+  if report.get("op_speeds"):
+    lines += ["", "The step's heaviest ops at this shape, forward + backward, best of repeated "
+              "trials after a warm-up (ms):", "",
+              "| op | fp32 | fp32 XLA | bf16 | bf16 XLA | best bf16 vs best fp32 |",
+              "|---|---|---|---|---|---|"]
+    cells = {(r["op"], r["precision"], r["xla"]): r["ms"] for r in report["op_speeds"]}
+    for op, best in _best_per_precision(report["op_speeds"]).items():
+      shown = [cells.get((op, p, x)) for p in ("fp32", "bf16") for x in (False, True)]
+      speedup = (f"{best['fp32'] / best['bf16']:.2f}x" if "fp32" in best and "bf16" in best
+                 else "-")
+      lines.append(f"| {op} | " + " | ".join(f"{ms:.2f}" if ms else "-" for ms in shown)
+                   + f" | {speedup} |")
   if report.get("head_to_head"):
     first = report["head_to_head"][0]
     lines += ["", f"Keras fit against the XLA joint step (fp32), interleaved: {first['rounds']} "

@@ -1,10 +1,12 @@
-"""The machine's limit as mtl-bench measures it: matmul peaks per precision, and a training
-row above the peak of its own precision rejected as a wrong measurement."""
+"""The machine's limit as mtl-bench measures it: matmul peaks per precision, a training row
+above the peak of its own precision rejected as a wrong measurement, and the heavy ops timed
+in both precisions."""
 
 import pytest
 
 from mtlcore.benchmarks import hardware
 from mtlcore.errors import MtlError
+from mtlcore.networks.tagger import TaggerConfig
 
 
 def _row(gflops, precision="fp32"):
@@ -30,3 +32,13 @@ def test_peaks_cover_every_size_precision_and_compilation():
     assert best == max(r["gflops"] for r in peaks["table"]
                        if r["precision"] == precision and r["gflops"])
   assert peaks["peak"]["fp32"] > 0
+
+
+def test_op_speeds_time_every_heavy_op_in_both_precisions_with_and_without_xla():
+  config = TaggerConfig(word_dim=4, char_dim=4, char_filters=4, hidden_size=4)
+  ops = hardware.heavy_ops(config, batch=2, seq_len=5, max_chars=3)
+  assert len(ops) == 3
+  table = hardware.op_speeds(ops, trials=1)
+  assert {(r["op"], r["precision"], r["xla"]) for r in table} == {
+      (op, p, x) for op in ops for p in ("fp32", "bf16") for x in (False, True)}
+  assert all(r["ms"] > 0 for r in table)
