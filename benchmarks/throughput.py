@@ -15,7 +15,7 @@ In one invocation, for each trunk (BiLSTM, conv) and size, it times:
   - Keras fit against the XLA joint step (fp32) once more, interleaved: --head_to_head_rounds
     rounds of a block of steps of each, the order reversed every other round, so that the
     machine's drifts between fast and slow phases reach both (the rows above run one after
-    another, and Keras' own step read 65-89 ms in different invocations here);
+    another, and Keras' own step read 65-93 ms in different invocations here);
 and the machine's limit: matmul peaks for fp32 and bf16, several sizes, with and without XLA,
 best of repeated trials after a warm-up, in this process (mtlcore.benchmarks.hardware), and,
 when bf16 is among --precisions, the step's heaviest ops (trunk conv, char conv, the BiLSTM's
