@@ -76,7 +76,7 @@ def test_bench_and_train_build_the_same_step_and_it_moves_the_same_variables(tmp
   assert trained.step_trace_counts()[step_name] == 1
 
 
-def test_interleaving_alternates_the_order_and_keeps_every_step():
+def test_interleaving_alternates_the_order_and_drops_each_blocks_first_timing():
   calls = []
 
   def fake(name, seconds):
