@@ -43,6 +43,19 @@ def describe_device():
           "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads() or "default"}
 
 
+def _best_seconds(call, *, trials, calls=3):
+  """Best-of-`trials` seconds per call of `call()` (each trial `calls` back-to-back calls),
+  after one untimed call that traces and compiles."""
+  call()
+  best = float("inf")
+  for _ in range(trials):
+    start = time.perf_counter()
+    for _ in range(calls):
+      call()
+    best = min(best, (time.perf_counter() - start) / calls)
+  return best
+
+
 def matmul_gflops(n, dtype=tf.float32, *, xla=True, trials=5, calls=3):
   """Best-of-`trials` GFLOP/s of an n x n x n matmul (each trial `calls` back-to-back calls,
   after one untimed warm-up call); None if the dtype is not supported here."""
@@ -51,13 +64,7 @@ def matmul_gflops(n, dtype=tf.float32, *, xla=True, trials=5, calls=3):
     a, b = tf.cast(a, dtype), tf.cast(tf.transpose(a), dtype)
     matmul = tf.function(lambda x, y: tf.reduce_sum(tf.cast(tf.linalg.matmul(x, y)[:1, :1],
                                                             tf.float32)), jit_compile=xla)
-    matmul(a, b).numpy()
-    best = float("inf")
-    for _ in range(trials):
-      start = time.perf_counter()
-      for _ in range(calls):
-        matmul(a, b).numpy()
-      best = min(best, (time.perf_counter() - start) / calls)
+    best = _best_seconds(lambda: matmul(a, b).numpy(), trials=trials, calls=calls)
   except (tf.errors.OpError, TypeError, ValueError):
     return None
   return 2.0 * n**3 / best / 1e9
@@ -76,18 +83,6 @@ def matmul_peaks(sizes=(1024, 2048, 4096), *, trials=5):
     if row["gflops"] is not None:
       peak[row["precision"]] = max(peak.get(row["precision"], 0.0), row["gflops"])
   return {"table": table, "peak": peak}
-
-
-def _best_ms(fn, args, *, trials, calls=3):
-  fn(*args)  # Traces and compiles, untimed.
-  best = float("inf")
-  for _ in range(trials):
-    start = time.perf_counter()
-    for _ in range(calls):
-      for out in fn(*args):
-        out.numpy()
-    best = min(best, (time.perf_counter() - start) / calls)
-  return 1000 * best
 
 
 def _forward_backward(op):
@@ -132,7 +127,8 @@ def op_speeds(ops, *, trials=5):
       for xla in (False, True):
         fn = tf.function(_forward_backward(op), jit_compile=xla)
         try:
-          ms = _best_ms(fn, (tf.cast(x, dtype), tf.cast(w, dtype), upstream), trials=trials)
+          args = (tf.cast(x, dtype), tf.cast(w, dtype), upstream)
+          ms = 1000 * _best_seconds(lambda: [out.numpy() for out in fn(*args)], trials=trials)
         except (tf.errors.OpError, TypeError, ValueError):
           ms = None
         table.append({"op": name, "precision": precision, "xla": xla, "ms": ms})

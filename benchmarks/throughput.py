@@ -82,7 +82,7 @@ flags.DEFINE_integer("head_to_head_rounds", 8,
                      "Rounds of the interleaved comparison of Keras fit with the XLA joint "
                      "step (fp32), each --steps/rounds steps of both (at least 2 calls), "
                      "alternating which runs first; 0: none. Runs when Keras, xla, joint and "
-                     "fp32 are all timed.")
+                     "fp32 (with sum) are all timed.")
 
 NUM_WORDS, NUM_CHARS, MAX_CHARS = 7875, 82, 20
 NUM_TAGS = {"pos": 44, "chunk": 22}
@@ -184,16 +184,17 @@ def build_bench_trainer(config, dataset_for, vocabularies=None):
                              total_steps=config.train_steps)
 
 
-def mtlcore_steps(options, mode, execution, batches, per_call, total_steps, precision="fp32",
-                  weighting="sum"):
-  """(trainer, steps) for one configuration, its schedules set for `total_steps`; `steps(n)`
-  trains about n steps in calls of `per_call` and returns the per-step seconds of each call."""
+def time_mtlcore(options, mode, execution, batches, steps, per_call, precision="fp32",
+                 weighting="sum"):
+  """(compile seconds, per-step seconds array, traces, steps) for one configuration; `steps(n)`
+  trains the same trainer about n steps more, in calls of `per_call`, and returns the per-step
+  seconds of each call (the interleaved comparison times the row's trainer through it)."""
   config = bench_config(mode, options=options, jit_compile=execution == "xla",
-                        batch_size=len(batches[0][0]["length"]), steps=total_steps,
+                        batch_size=len(batches[0][0]["length"]), steps=10 * steps,
                         precision=precision, weighting=weighting)
   trainer = build_bench_trainer(config, lambda tasks: as_dataset(batches, tasks))
 
-  def steps(n):
+  def run_steps(n):
     tf.config.run_functions_eagerly(execution == "eager")
     try:
       times = []
@@ -204,20 +205,13 @@ def mtlcore_steps(options, mode, execution, batches, per_call, total_steps, prec
     finally:
       tf.config.run_functions_eagerly(False)
     return np.array(times)
-  return trainer, steps
 
-
-def time_mtlcore(options, mode, execution, batches, steps, per_call, precision="fp32",
-                 weighting="sum"):
-  """(compile seconds, per-step seconds array, traces) for one configuration."""
-  trainer, run_steps = mtlcore_steps(options, mode, execution, batches, per_call, 10 * steps,
-                                     precision, weighting)
   start = time.perf_counter()
   run_steps(per_call)  # Traces and compiles (the alternating loop may need 2 calls).
   compile_seconds = time.perf_counter() - start
   run_steps(per_call)
   times = run_steps(max(steps, 3 * per_call))
-  return compile_seconds, times, trainer.step_trace_counts()
+  return compile_seconds, times, trainer.step_trace_counts(), run_steps
 
 
 def interleave(runs, *, rounds, block):
@@ -240,13 +234,11 @@ def interleave(runs, *, rounds, block):
   return {name: np.array(t) for name, t in times.items()}, per_round
 
 
-def head_to_head(trunk, size, keras_steps_fn, options, batches, *, rounds, block):
-  """Keras fit against mtlcore's XLA joint step (fp32), interleaved (see `interleave`)."""
-  _, ours = mtlcore_steps(options, "joint", "xla", batches, FLAGS.steps_per_call,
-                          10 * rounds * block)
-  runs = {"keras": keras_steps_fn, "mtlcore": ours}
-  for run_steps in runs.values():  # Compiles, then warms up.
-    run_steps(FLAGS.steps_per_call)
+def head_to_head(trunk, size, keras_steps_fn, mtlcore_steps_fn, *, rounds, block):
+  """Keras fit against mtlcore's XLA joint step (fp32), interleaved (see `interleave`); both
+  runs are the rows' own, already compiled, and get one untimed block first."""
+  runs = {"keras": keras_steps_fn, "mtlcore": mtlcore_steps_fn}
+  for run_steps in runs.values():
     run_steps(block)
   times, per_round = interleave(runs, rounds=rounds, block=block)
   keras_ms, ours_ms = (1000 * float(np.median(times[n])) for n in ("keras", "mtlcore"))
@@ -330,15 +322,18 @@ def run():
         rows.append(_row(trunk, size, "keras_fit", "keras", seconds, batch_size,
                          real_tokens, config, peak=peaks["peak"].get("fp32")))
         print(_line(rows[-1]), flush=True)
+      xla_joint_steps = None  # The XLA joint fp32 row's trainer, for the interleaved timing.
       for precision, execution, mode, method in itertools.product(
           FLAGS.precisions, FLAGS.executions, FLAGS.modes, FLAGS.weightings):
         if method != "sum" and mode not in ("joint", "default"):
           continue  # Weighting methods are joint mode's.
         run_steps = min(steps, 10) if execution == "eager" else steps
         mode_options = row_options(mode, trunk=trunk, reads=reads, **overrides)
-        compile_s, seconds, retraces = time_mtlcore(
+        compile_s, seconds, retraces, row_steps = time_mtlcore(
             mode_options, mode, execution, batches, run_steps, FLAGS.steps_per_call, precision,
             method)
+        if (execution, mode, precision, method) == ("xla", "joint", "fp32", "sum"):
+          xla_joint_steps = row_steps
         tagger_options = {k: v for k, v in mode_options.items() if not k.startswith("lm_")}
         rows.append(_row(trunk, size, execution, mode, seconds, batch_size, real_tokens,
                          tagger.TaggerConfig(**tagger_options), compile_s=compile_s,
@@ -346,11 +341,9 @@ def run():
                          weighting=method))
         rows[-1]["traces_per_step_function"] = retraces
         print(_line(rows[-1]), flush=True)
-      if (FLAGS.keras and FLAGS.head_to_head_rounds > 0 and "xla" in FLAGS.executions
-          and "joint" in FLAGS.modes and "fp32" in FLAGS.precisions):
+      if FLAGS.keras and FLAGS.head_to_head_rounds > 0 and xla_joint_steps:
         contests.append(head_to_head(
-            trunk, size, keras_steps(model, keras_data),
-            row_options("joint", trunk=trunk, reads=reads, **overrides), batches,
+            trunk, size, keras_steps(model, keras_data), xla_joint_steps,
             rounds=FLAGS.head_to_head_rounds,
             block=max(steps // FLAGS.head_to_head_rounds, 2 * FLAGS.steps_per_call)))
         print(_contest_line(contests[-1]), flush=True)
