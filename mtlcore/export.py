@@ -1,7 +1,9 @@
 """SavedModel exports that serve exactly the tasks a run trained, written atomically.
 
-`save_atomically` writes into a staging directory beside `export_dir` and swaps it in only
-once it is complete, so a failed export never leaves half a model where a good one was.
+`save_atomically` writes into a staging directory beside `export_dir` and moves it in only
+once it is complete (mtlcore.files.write_output_directory), so a failed export never leaves
+half a model where a good one was, and never replaces a directory of the user's. `save`
+writes into a directory as it is: a TaskSet's `export`, whose directory the engine stages.
 
 `ExportedTagger` (signature `serving_default`) tags raw string tokens; it carries the
 vocabularies as lookup tables and the tag names as constants, so serving needs nothing but the
@@ -15,30 +17,27 @@ The object's `task_order` (a string variable) lists the served tasks in the run'
 (as `feature_specs` says), the outputs each task head's predictions.
 """
 
-import os
-import shutil
-import tempfile
-
 import tensorflow as tf
 
 from mtlcore.errors import ConfigError
-from mtlcore.files import replace_directory
+from mtlcore.files import write_output_directory
 
 
-def save_atomically(module, signatures, export_dir):
-  """tf.saved_model.save into a staging directory, then an atomic swap into export_dir."""
-  parent = os.path.dirname(os.path.abspath(export_dir)) or "."
+def save(module, signatures, directory):
+  """tf.saved_model.save into `directory` (new or empty) as it is, with no staging."""
+  tf.saved_model.save(module, directory, signatures=signatures)
+  return directory
+
+
+def save_atomically(module, signatures, export_dir, *, source=None, overwrite=False):
+  """`save` into a staging directory, then moved into export_dir, which must be new, empty or
+  an earlier export (of `source`, or any with `overwrite`): mtlcore.files' rules."""
   try:
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=".export-")
+    return write_output_directory(export_dir, lambda d: save(module, signatures, d),
+                                  kind="export", source=source, overwrite=overwrite,
+                                  flag="--export_dir")
   except OSError as e:
     raise ConfigError(f"--export_dir={export_dir}: cannot write there ({e.strerror}).") from None
-  try:
-    tf.saved_model.save(module, staging, signatures=signatures)
-  except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
-    raise
-  return replace_directory(staging, export_dir)
 
 
 class ExportedTagger(tf.Module):
@@ -67,10 +66,12 @@ class ExportedTagger(tf.Module):
     return outputs
 
 
-def export_tagger(export_dir, model, featurizer, vocabularies, tasks):
-  """Writes the tagger's SavedModel (tasks: the heads to serve) to export_dir."""
+def export_tagger(export_dir, model, featurizer, vocabularies, tasks, *, atomically=True):
+  """Writes the tagger's SavedModel (tasks: the heads to serve) to export_dir: staged and
+  moved in (save_atomically), or, with atomically=False, into export_dir as it is (save)."""
   module = ExportedTagger(model, featurizer, vocabularies, tasks)
-  return save_atomically(module, {"serving_default": module.tag}, export_dir)
+  return (save_atomically if atomically else save)(
+      module, {"serving_default": module.tag}, export_dir)
 
 
 class ExportedModel(tf.Module):
@@ -85,8 +86,9 @@ class ExportedModel(tf.Module):
         input_signature=[dict(feature_specs)])
 
 
-def export_model(export_dir, model, tasks, feature_specs):
+def export_model(export_dir, model, tasks, feature_specs, *, atomically=True):
   """Writes a SavedModel whose `serving_default` maps features {name: TensorSpec} to
-  {task: predictions} for `tasks`."""
+  {task: predictions} for `tasks`; `atomically` as export_tagger's."""
   module = ExportedModel(model, tasks, feature_specs)
-  return save_atomically(module, {"serving_default": module.serve}, export_dir)
+  return (save_atomically if atomically else save)(
+      module, {"serving_default": module.serve}, export_dir)

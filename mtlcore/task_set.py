@@ -92,7 +92,9 @@ class TaskSet(abc.ABC):
     raise NotImplementedError
 
   def export(self, model, tasks, export_dir):
-    """Writes a SavedModel that serves `tasks` to export_dir."""
+    """Writes a SavedModel that serves `tasks` into export_dir, a new empty directory that
+    the engine then moves into place (so a half-written export never replaces a good one);
+    mtlcore.export's functions with atomically=False write one."""
     raise ConfigError(f"{type(self).__name__} has no export; drop --export_dir.")
 
   def export_problem(self, tasks):
@@ -101,7 +103,8 @@ class TaskSet(abc.ABC):
     return None if type(self).export is not TaskSet.export else "this task set has no export"
 
   def write_predictions(self, model, data, tasks, split, path):
-    """Writes the model's predictions on `split` to `path` (mtl-eval --output)."""
+    """Writes the model's predictions on `split` into directory `path` (mtl-eval --output: a
+    new empty directory, moved into place when complete)."""
     raise ConfigError(f"{type(self).__name__} cannot write predictions; drop --output.")
 
   def selection_keys(self, tasks):

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from mtlcore.data.conll2000 import read_conll
 from tests import fixtures
-from tests.binaries import EVAL, TAG, TRAIN, error_line, run_binary
+from tests.binaries import EVAL, TAG, TRAIN, error_line, run_binary, run_in_process
 
 SMALL = ["--word_dim=16", "--char_filters=8", "--hidden_size=16", "--steps_per_loop=10",
          "--log_every=20", "--checkpoint_every=40", "--learning_rate=0.01"]
@@ -80,7 +80,14 @@ def test_eval_writes_conlleval_input_and_matches_the_export(trained, tmp_path):
                       f"--output={output}")
   assert result.returncode == 0, result.stderr
   assert "chunk/f1" in result.stdout
-  assert sorted(p.name for p in output.iterdir()) == ["chunk.txt", "pos.txt"]
+  assert sorted(p.name for p in output.iterdir()) == [".mtlcore-output", "chunk.txt", "pos.txt"]
+  again = run_in_process(EVAL, f"--model_dir={model_dir}", f"--data_dir={data}",
+                         f"--output={output}", "--split=dev")  # Its own output: replaced.
+  assert again.returncode == 0, again.stderr
+  assert len(_blocks((output / "pos.txt").read_text())) == 30  # dev: a fifth of 150.
+  again = run_in_process(EVAL, f"--model_dir={model_dir}", f"--data_dir={data}",
+                         f"--output={output}")
+  assert again.returncode == 0, again.stderr
   gold = read_conll(data / "test.txt.gz")
   blocks = {t: _blocks((output / f"{t}.txt").read_text()) for t in ("pos", "chunk")}
   predicted = {}

@@ -88,7 +88,7 @@ _LIMITED_RUN = textwrap.dedent("""
     elif site == "metrics":
       before(model_dir.ModelDir, "write_metrics")
     elif site == "export":
-      before(export, "save_atomically")
+      before(export, "save")
     sys.argv = ["mtl-train", *argv]
     train.console_main()
 """)

@@ -42,7 +42,7 @@ RESUME_POLICY = {
     "steps_per_loop": "apply", "log_every": "apply", "eval_every": "apply",
     "checkpoint_every": "apply", "keep_checkpoints": "apply", "summaries": "apply",
     "trace_graph": "apply", "profile_steps": "apply", "data_dir": "apply",
-    "export_dir": "apply", "model_dir": "apply",
+    "export_dir": "apply", "overwrite": "apply", "model_dir": "apply",
 }
 
 
@@ -93,7 +93,9 @@ class RunConfig:
       inside a collective (trainers.workers); past it the worker exits with one line.
     options: the task set's own options (e.g. {"trunk": "conv"}).
     data_dir: where the task set reads its data (None: its default place).
-    export_dir: export the best model here after training.
+    export_dir: export the best model here after training (a new or empty directory, or
+      this run's earlier export; mtlcore.files).
+    overwrite: the export may replace an earlier export of another run.
     batch_size: examples per batch.
     learning_rate: Adam's base learning rate.
     lr_decay_start, lr_final: the rate is constant for the first lr_decay_start of training,
@@ -130,6 +132,7 @@ class RunConfig:
   options: Mapping = dataclasses.field(default_factory=dict)
   data_dir: str | None = None
   export_dir: str | None = None
+  overwrite: bool = False
   batch_size: int | None = None
   learning_rate: float | None = None
   lr_decay_start: float | None = None
@@ -265,8 +268,9 @@ class RunConfig:
       (refused, applied): lists of (field, stored value, new value).
     """
     refused, applied = [], []
+    defaults = RunConfig(task_set=self.task_set).to_json()
     for name, new in self.to_json().items():
-      old = stored.get(name)
+      old = stored.get(name, defaults[name])  # A field newer than the stored config.
       if name == "options" and isinstance(old, dict):
         # Options are flags of their own (e.g. --hidden_size): name each that changed.
         refused += [(k, old.get(k), new.get(k)) for k in sorted({*old, *new})

@@ -16,6 +16,7 @@
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import signal
 import tempfile
@@ -24,6 +25,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
+from mtlcore import files
 from mtlcore.errors import ConfigError, MtlError
 from mtlcore.trainers import build, warm_start, workers
 from mtlcore.trainers.config import RunConfig
@@ -147,6 +149,8 @@ def train(config):
   problem = task_set.export_problem(config.tasks) if config.export_dir else None
   if problem:
     raise ConfigError(f"--export_dir with --task_set={config.task_set}: {problem}.")
+  if config.export_dir:  # Refused now, not after training.
+    files.check_output_directory(config.export_dir, **_export_rules(config))
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
     tf.random.set_seed(config.seed)
@@ -234,6 +238,12 @@ def _train(config, task_set, data, strategy, role, model_dir, restore_from):
     return result
 
 
+def _export_rules(config):
+  """The rules of mtlcore.files for the run's export: it replaces its own earlier export."""
+  return {"kind": "export", "source": os.path.realpath(config.model_dir),
+          "overwrite": config.overwrite, "flag": "--export_dir"}
+
+
 def _finish(config, task_set, model, data, loop, model_dir, total, train_seconds):
   """Evaluates the best-on-dev checkpoint (the last weights, with no held-out data) on every
   split into metrics.json, and exports it."""
@@ -248,7 +258,9 @@ def _finish(config, task_set, model, data, loop, model_dir, total, train_seconds
   if config.export_dir:
     with loop.trainer.evaluation_weights() if not best else contextlib.nullcontext():
       with model_dir.guarded(f"the export to {config.export_dir}"):
-        task_set.export(model, config.tasks, config.export_dir)
+        files.write_output_directory(
+            config.export_dir, lambda directory: task_set.export(model, config.tasks, directory),
+            **_export_rules(config))
     logging.info("Exported the model to %s.", config.export_dir)
   return metrics
 

@@ -395,4 +395,4 @@ class TaggingTaskSet(task_set.TaskSet):
     """Serves the tagging tasks of `tasks`; the LM task's head is not exported."""
     served = [t for t in tasks if t != LM_TASK]
     return export.export_tagger(export_dir, model.with_tasks(served), self.featurizer,
-                                self.vocabularies, served)
+                                self.vocabularies, served, atomically=False)

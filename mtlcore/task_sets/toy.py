@@ -51,4 +51,4 @@ class ToyTaskSet(task_set.TaskSet):
 
   def export(self, model, tasks, export_dir):
     spec = tf.TensorSpec([None, toy_data.NUM_FEATURES], tf.float32, name="x")
-    return export.export_model(export_dir, model, tasks, {"x": spec})
+    return export.export_model(export_dir, model, tasks, {"x": spec}, atomically=False)

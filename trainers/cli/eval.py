@@ -6,17 +6,17 @@ Rebuilds the model that --model_dir's config.json describes (through the same bu
 mtl-train), restores the best-on-dev (or latest) checkpoint and prints the task set's metrics
 for the tasks the run trained. --output is a directory that receives what the task set writes
 for predictions (tagging and conll2000: TASK.txt per trained task, conlleval's input `word
-gold pred`); it is written in full beside the target and then swapped in.
+gold pred`); it is written in full beside the target and then moved in. It must be new, empty
+or mtl-eval's earlier output for the same --model_dir (--overwrite: for any model directory);
+a file or a directory of other files is refused and left as it is (mtlcore.files).
 """
 
 import os
-import shutil
-import tempfile
 
 from absl import flags
 
+from mtlcore import files
 from mtlcore.errors import ConfigError
-from mtlcore.files import replace_directory
 from mtlcore.trainers import run
 from mtlcore.trainers.cli import common
 # The run flags define --model_dir and --data_dir, which mtl-eval reads.
@@ -37,19 +37,19 @@ def format_metrics(metrics):
                    + [f"  {k:<22s} {metrics[k]:7.2f}" for k in by_type])
 
 
-def write_predictions(task_set, model, data, tasks, split, path):
-  """The task set's predictions, written into a staging directory and swapped in as `path`."""
-  parent = os.path.dirname(os.path.abspath(path))
+def output_rules(model_dir, overwrite):
+  """mtlcore.files' rules for --output: it replaces mtl-eval's earlier output of the same
+  model directory, another's only with --overwrite."""
+  return {"kind": "predictions", "source": os.path.realpath(model_dir), "overwrite": overwrite,
+          "flag": "--output"}
+
+
+def write_predictions(task_set, model, data, tasks, split, path, rules):
+  """The task set's predictions, written into a staging directory and moved in as `path`."""
   try:
-    if os.path.exists(path) and not os.path.isdir(path):
-      raise NotADirectoryError(20, "exists and is not a directory")
-    staging = tempfile.mkdtemp(dir=parent, prefix=".predictions-")
-    try:
-      task_set.write_predictions(model, data, tasks, split, staging)
-    except BaseException:
-      shutil.rmtree(staging, ignore_errors=True)
-      raise
-    replace_directory(staging, path)
+    files.write_output_directory(
+        path, lambda directory: task_set.write_predictions(model, data, tasks, split, directory),
+        **rules)
   except OSError as e:
     raise ConfigError(f"--output={path}: cannot write there ({e.strerror}).") from None
 
@@ -57,6 +57,9 @@ def write_predictions(task_set, model, data, tasks, split, path):
 def main():
   if not FLAGS.model_dir:
     raise ConfigError("--model_dir is required.")
+  rules = output_rules(FLAGS.model_dir, FLAGS.overwrite)
+  if FLAGS.output:  # Refused before the model is built.
+    files.check_output_directory(FLAGS.output, **rules)
   config, task_set, model, data, path = run.restore(FLAGS.model_dir, which=FLAGS.checkpoint,
                                                     data_dir=FLAGS.data_dir)
   if FLAGS.split not in task_set.splits:
@@ -66,7 +69,7 @@ def main():
   print(f"checkpoint {path}\nsplit {FLAGS.split}, tasks {', '.join(config.tasks)}")
   print(format_metrics(metrics))
   if FLAGS.output:
-    write_predictions(task_set, model, data, config.tasks, FLAGS.split, FLAGS.output)
+    write_predictions(task_set, model, data, config.tasks, FLAGS.split, FLAGS.output, rules)
   return metrics
 
 

@@ -96,7 +96,11 @@ flags.DEFINE_string("data_dir", None, "Where the task set reads its data. taggin
                     "--train/--dev/--test files are read under it. conll2000: a "
                     "directory with train.txt(.gz) and test.txt(.gz); default $MTL_DATA_DIR, "
                     "else a cache filled by download.")
-flags.DEFINE_string("export_dir", None, "Export the best model as a SavedModel here.")
+flags.DEFINE_string("export_dir", None, "Export the best model as a SavedModel here: a new or "
+                    "empty directory, or this run's earlier export (replaced).")
+flags.DEFINE_boolean("overwrite", False, "--export_dir (mtl-train), --output (mtl-eval) may "
+                     "replace an earlier output of mtlcore's from another run; a directory of "
+                     "other files is never replaced.")
 flags.DEFINE_list("task_set_options", [], "KEY=VALUE,... options of the task set (values read "
                   "as JSON where they parse).")
 
@@ -193,6 +197,7 @@ def run_config():
       strategy=FLAGS.strategy, num_logical_cpus=FLAGS.num_logical_cpus,
       worker_timeout=FLAGS.worker_timeout,
       options=task_set_options(), data_dir=FLAGS.data_dir, export_dir=FLAGS.export_dir,
+      overwrite=FLAGS.overwrite,
       batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
       lr_decay_start=FLAGS.lr_decay_start, lr_final=FLAGS.lr_final,
       average_decay=FLAGS.average_decay, clip_norm=FLAGS.clip_norm,
