@@ -13,6 +13,7 @@ import tensorflow as tf
 from absl import logging
 
 from mtlcore.errors import ConfigError, require_positive
+from mtlcore.trainers import model_dir as model_dir_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +98,8 @@ class TrainingLoop:
     calls it unless it was called before.
 
     A checkpoint that cannot be read (e.g. its files were cut short by a crash) is skipped
-    with a warning, and the one before it is used.
+    with a warning, and the one before it is used; the candidates are the checkpoints on
+    disk (ModelDir.recover_checkpoint_state), so a lost state file never restarts at step 0.
     """
     self._restored = True
     candidates = self.manager.checkpoints
@@ -105,11 +107,16 @@ class TrainingLoop:
       state = tf.train.get_checkpoint_state(self.restore_from)
       candidates = list(state.all_model_checkpoint_paths) if state else []
     for path in reversed(candidates):
-      try:
-        self.checkpoint.restore(path).assert_existing_objects_matched()
-      except (tf.errors.OpError, ValueError, AssertionError, IndexError, OSError) as e:
+      # Read in full first: a restore that fails part-way has assigned some variables.
+      problem = model_dir_lib.readable(path)
+      if problem is None:
+        try:
+          self.checkpoint.restore(path).assert_existing_objects_matched()
+        except (tf.errors.OpError, ValueError, AssertionError, IndexError, OSError) as e:
+          problem = str(e).splitlines()[0][:200]
+      if problem is not None:
         logging.warning("Checkpoint %s is unreadable (%s); trying the one before it.", path,
-                        str(e).splitlines()[0][:200])
+                        problem)
         continue
       logging.info("Resumed from %s at step %d.", path, int(self.trainer.global_step.numpy()))
       self.restored_path = path

@@ -15,6 +15,14 @@ process that dies, so a lock left by a killed run is taken over (and logged). `f
 reliable on local file systems only; on NFS and other network file systems two machines may
 both acquire it.
 
+The checkpoint files are the truth, not TensorFlow's `checkpoint` state file beside them:
+when that file is missing or unreadable, or a complete checkpoint on disk is newer than the
+newest it lists, the run rebuilds it from the `ckpt-N.index` files (logged), so it resumes
+from the newest readable one and `max_to_keep` still sees the older ones; a checkpoint is
+read in full (`readable`) before it is restored, so a damaged one is skipped before any of
+its values is assigned. Staging directories of a checkpoint write that was killed
+(`ckpt-N_temp/`) are removed when the directory is taken.
+
 Every write goes through `guarded(what)`: a full disk, a file-size limit or an unwritable file
 becomes one StorageError line naming what could not be written, and the last good checkpoint
 is left intact (TensorFlow writes a checkpoint under a temporary name and updates the
@@ -90,7 +98,8 @@ class ModelDir:
     return self
 
   def lock(self):
-    """Takes the directory for this process, or raises ModelDirInUse naming the holder."""
+    """Takes the directory for this process, or raises ModelDirInUse naming the holder;
+    then removes what a killed checkpoint write left (`ckpt-N_temp/`)."""
     fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -114,7 +123,14 @@ class ModelDir:
       raise StorageError(f"could not write the lock file {self.lock_file} "
                          f"({_reason(e)}).") from None
     self._lock_fd = fd
+    for temporary in self._temporaries():
+      logging.info("Removed %s, left by a checkpoint write that did not finish.", temporary)
+      shutil.rmtree(temporary, ignore_errors=True)
     return self
+
+  def _temporaries(self):
+    return sorted(glob.glob(os.path.join(self.checkpoints, "*_temp"))
+                  + glob.glob(os.path.join(self.best, "*_temp")))
 
   @staticmethod
   def _describe(holder):
@@ -151,7 +167,7 @@ class ModelDir:
       if isinstance(e, MtlError):
         raise
       # A checkpoint that failed half-way leaves its temporary directory behind.
-      for temporary in glob.glob(os.path.join(self.checkpoints, "*_temp")):
+      for temporary in self._temporaries():
         shutil.rmtree(temporary, ignore_errors=True)
       latest = tf.train.latest_checkpoint(self.checkpoints)
       kept = (f"the last good checkpoint {os.path.basename(latest)} is intact and a restart "
@@ -177,29 +193,124 @@ class ModelDir:
   # Checkpoints: the object graph lives here and nowhere else.
 
   def training_checkpoint(self, trainer, best_metric, *, max_to_keep):
-    """The manager of training checkpoints: the trainer and the best metric so far."""
+    """The manager of training checkpoints: the trainer and the best metric so far (the
+    state file recovered first, see the module docstring)."""
+    self.recover_checkpoint_state(self.checkpoints)
     checkpoint = tf.train.Checkpoint(trainer=trainer, best_metric=best_metric)
     return tf.train.CheckpointManager(checkpoint, self.checkpoints, max_to_keep=max_to_keep,
                                       step_counter=trainer.global_step)
 
   def best_checkpoint(self, model, step_counter):
     """The manager of the best-on-dev weights."""
+    self.recover_checkpoint_state(self.best)
     return tf.train.CheckpointManager(tf.train.Checkpoint(model=model), self.best,
                                       max_to_keep=1, step_counter=step_counter)
 
+  def recover_checkpoint_state(self, directory):
+    """Rewrites `directory`'s state file from the checkpoints on disk when it is missing,
+    unreadable or behind them; returns the checkpoints it lists, oldest first."""
+    listed = checkpoint_paths(directory)
+    on_disk = checkpoints_on_disk(directory)
+    if not on_disk or (listed and _number(listed[-1]) >= _number(on_disk[-1])):
+      return listed
+    state_file = os.path.join(directory, "checkpoint")
+    why = ("behind the checkpoints on disk" if listed else
+           "unreadable" if os.path.exists(state_file) else "missing")
+    logging.warning("%s is %s; rebuilt it from the %d checkpoint(s) there (newest %s).",
+                    state_file, why, len(on_disk), os.path.basename(on_disk[-1]))
+    # The CheckpointState text proto; the manager keeps (and max_to_keep counts) only the
+    # checkpoints whose timestamp is after last_preserved_timestamp.
+    names = [os.path.basename(p) for p in on_disk]
+    times = [os.path.getmtime(p + ".index") for p in on_disk]
+    text = "".join([f'model_checkpoint_path: "{names[-1]}"\n']
+                   + [f'all_model_checkpoint_paths: "{n}"\n' for n in names]
+                   + [f"all_model_checkpoint_timestamps: {t!r}\n" for t in times]
+                   + [f"last_preserved_timestamp: {min(times) - 1.0!r}\n"])
+    with self.guarded(f"the checkpoint state file {state_file}"):
+      fd, tmp = tempfile.mkstemp(dir=directory, prefix=".checkpoint.")
+      with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+      os.replace(tmp, state_file)
+    return on_disk
+
   def restore_model(self, model, which="best"):
-    """Restores `model`'s weights: "best" (falls back to the latest training checkpoint when
-    there is none) or "latest". Returns the checkpoint path."""
-    best = tf.train.latest_checkpoint(self.best)
-    if which == "best" and best:
-      tf.train.Checkpoint(model=model).restore(best).assert_existing_objects_matched()
-      return best
-    latest = tf.train.latest_checkpoint(self.checkpoints)
-    if latest:
-      proxy = tf.train.Checkpoint(trainer=tf.train.Checkpoint(model=model))
-      proxy.restore(latest).expect_partial().assert_existing_objects_matched()
-      return latest
+    """Restores `model`'s weights from the newest readable checkpoint of best/ ("best"; then
+    of checkpoints/, saying so) or of checkpoints/ ("latest"). Only reads, and goes by the
+    files on disk, not the state file. Returns the checkpoint path; ConfigError when
+    none can be read or the checkpoints hold another model."""
+    sources = [(self.best, tf.train.Checkpoint(model=model))] if which == "best" else []
+    sources.append((self.checkpoints,
+                    tf.train.Checkpoint(trainer=tf.train.Checkpoint(model=model))))
+    unreadable = []
+    for directory, checkpoint in sources:
+      for path in reversed(checkpoints_on_disk(directory)):
+        problem = readable(path)
+        if problem is None:
+          mismatch = restore_matched(checkpoint, path)
+          if mismatch:  # Read in full, yet not this model's.
+            raise ConfigError(f"{path} holds another model than {self.config_file} describes "
+                              f"({mismatch}); was the directory's config.json replaced?")
+          if unreadable:
+            logging.warning("Restored %s instead: %s.", path, "; ".join(unreadable))
+          return path
+        unreadable.append(f"{path} is unreadable ({problem})")
+    if unreadable:
+      raise ConfigError(f"No checkpoint of {self.path} can be read: {'; '.join(unreadable)}.")
     raise ConfigError(f"{self.path} has no checkpoint to restore.")
+
+
+_CHECKPOINT = re.compile(r"^ckpt-(\d+)\.index$")
+
+
+def _number(path):
+  match = re.search(r"ckpt-(\d+)$", path)
+  return int(match.group(1)) if match else -1
+
+
+def checkpoint_paths(directory):
+  """The checkpoint prefixes `directory`'s state file lists, oldest first ([] when it is
+  missing or unreadable)."""
+  try:
+    state = tf.train.get_checkpoint_state(directory)
+  except (tf.errors.OpError, ValueError, UnicodeDecodeError):
+    state = None
+  return list(state.all_model_checkpoint_paths) if state else []
+
+
+def checkpoints_on_disk(directory):
+  """The prefixes of the complete-looking checkpoints (ckpt-N.index present) in `directory`,
+  by step."""
+  try:
+    names = os.listdir(directory)
+  except OSError:
+    return []
+  numbers = sorted(int(m.group(1)) for m in map(_CHECKPOINT.match, names) if m)
+  return [os.path.join(directory, f"ckpt-{n}") for n in numbers]
+
+
+def readable(path):
+  """None if every tensor of checkpoint `path` can be read, else the first line of why."""
+  try:
+    reader = tf.train.load_checkpoint(path)
+    for key in reader.get_variable_to_shape_map():
+      reader.get_tensor(key)
+  except (tf.errors.OpError, ValueError, IndexError, OSError) as e:  # IndexError: cut short.
+    return _first_line(e)
+  return None
+
+
+def restore_matched(checkpoint, path):
+  """Restores `path` into `checkpoint` (a tf.train.Checkpoint); None, or the first line of
+  why its objects do not match."""
+  try:
+    checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    return _first_line(e)
+  return None
+
+
+def _first_line(error):
+  return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
 def read_json(path):

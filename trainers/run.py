@@ -247,9 +247,9 @@ def _export_rules(config):
 def _finish(config, task_set, model, data, loop, model_dir, total, train_seconds):
   """Evaluates the best-on-dev checkpoint (the last weights, with no held-out data) on every
   split into metrics.json, and exports it."""
-  best = loop.best_manager.latest_checkpoint
-  if best:
-    tf.train.Checkpoint(model=model).restore(best).assert_existing_objects_matched()
+  best = None
+  if loop.best_manager.latest_checkpoint:
+    best = model_dir.restore_model(model, "best")
     logging.info("Evaluating the best-on-dev checkpoint %s.", best)
   metrics = {}
   if task_set.splits:
