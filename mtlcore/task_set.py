@@ -18,12 +18,16 @@ The builder calls, in this order:
 A task set is found by name: a built-in (`toy`, `tagging`, `conll2000`), one registered with
 `register(name, factory)`, or `package.module:function` for any importable factory. A factory
 takes the task set's options (a dict, e.g. {"hidden_size": 64}) and returns a TaskSet; it
-raises ConfigError for an option it does not know.
+raises ConfigError for an option it does not know. A registered factory must be importable
+(`import_path`): the run records where, so that mtl-eval, mtl-tag and a resumed run in another
+process find it; a lambda or a function defined inside another is refused at registration.
 """
 
 import abc
 import dataclasses
 import importlib
+import os
+import sys
 from collections.abc import Callable, Mapping
 
 from mtlcore.errors import ConfigError
@@ -60,6 +64,9 @@ class TaskSet(abc.ABC):
   defaults: Mapping = {}
   selection: tuple = ()
   splits: tuple = ()
+  # Options that choose held-out data only (e.g. a test file): mtl-eval may set them to score
+  # other data of the same form; every other option is fixed by the trained model.
+  evaluation_options: tuple = ()
 
   def load_data(self, data_dir):
     """Reads and checks the data (errors name file and line); returns it, or None."""
@@ -133,11 +140,44 @@ _BUILTIN = {"toy": "mtlcore.task_sets.toy:ToyTaskSet",
             "conll2000": "mtlcore.task_sets.conll2000:Conll2000TaskSet"}
 
 
+_IMPORT_PATHS: dict[str, str] = {}
+
+
+def _importable_path(factory):
+  """`package.module:Name` that imports `factory` in another process, or ConfigError. A
+  factory of the script being run (`__main__`) is named by the script's file."""
+  module = getattr(factory, "__module__", None)
+  qualname = getattr(factory, "__qualname__", "")
+  if module == "__main__":
+    main = sys.modules["__main__"]
+    spec = getattr(main, "__spec__", None)
+    stem = os.path.splitext(os.path.basename(getattr(main, "__file__", "") or ""))[0]
+    module = spec.name if spec is not None and spec.name != "__main__" else stem
+  if not module or not module.replace(".", "_").isidentifier() or "<" in qualname \
+      or not qualname:
+    raise ConfigError(f"register: the task set factory {factory!r} cannot be imported by "
+                      f"name (a lambda, a function defined inside another, or a script "
+                      f"without a file); define it at the top level of a module.")
+  return f"{module}:{qualname}"
+
+
 def register(name, factory):
-  """Makes `factory(options) -> TaskSet` available as task set `name`."""
+  """Makes `factory(options) -> TaskSet` available as task set `name`; `factory` must be
+  defined at the top level of a module (see import_path)."""
   if not name or ":" in name:
     raise ConfigError(f"A task set name must be non-empty and hold no ':', got {name!r}.")
+  path = _importable_path(factory)
   _REGISTRY[name] = factory
+  _IMPORT_PATHS[name] = path
+
+
+def import_path(name):
+  """How another process imports task set `name`: `package.module:Name` for a registered
+  one (its module must be on that process' PYTHONPATH), the name itself for a
+  package.module:Name, None for a built-in."""
+  if name in _REGISTRY:
+    return _IMPORT_PATHS[name]
+  return name if ":" in name else None
 
 
 def _import(path):
@@ -157,14 +197,25 @@ def names():
   return sorted({*_BUILTIN, *_REGISTRY})
 
 
-def resolve(name, options=None):
-  """The TaskSet called `name` (a registered name or package.module:factory) with options."""
+def resolve(name, options=None, *, recorded_path=None):
+  """The TaskSet called `name` (a registered name or package.module:factory) with options.
+
+  recorded_path: where a run recorded the factory of a registered `name` (import_path), for
+  a process in which `name` is not registered.
+  """
   if name in _REGISTRY:
     factory = _REGISTRY[name]
   elif name in _BUILTIN:
     factory = _import(_BUILTIN[name])
   elif ":" in name:
     factory = _import(name)
+  elif recorded_path:
+    try:
+      factory = _import(recorded_path)
+    except ConfigError as e:
+      raise ConfigError(f"{e} The run registered --task_set={name} from {recorded_path}: put "
+                        f"the directory of {recorded_path.partition(':')[0]} on PYTHONPATH."
+                        ) from None
   else:
     raise ConfigError(f"--task_set={name} is neither a known task set {names()} nor "
                       f"package.module:function.")

@@ -99,6 +99,8 @@ def test_a_span_column_with_a_bad_tag_fails_naming_its_line(tmp_path):
 @pytest.mark.parametrize("options, message", [
     ({"columns": ["pos", "chunk"]}, "--columns must name each column once, one of them 'word'"),
     ({"train": "pos:a.txt"}, "--train must give one file for every task"),
+    ({"train": "lemma:a.txt"}, "--train=lemma:a.txt: .lemma. is not a task; the tasks are "
+                               "\\[.pos., .chunk., .ner.\\]"),
     ({"train": "a.txt", "scoring": "ner:bio"}, "--scoring takes TASK:KIND"),
     ({"train": "a.txt", "crf": ["lemma"]}, "--crf names unknown task\\(s\\) \\['lemma'\\]"),
     ({"train": "a.txt", "reads": "pos:3"}, "pos' must read a layer from 1 to num_layers=2"),

@@ -14,7 +14,9 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from tests.binaries import TRAIN, run_binary
+from mtlcore import task_set
+from mtlcore.errors import ConfigError
+from tests.binaries import EVAL, TRAIN, error_line, run_binary, run_in_process
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 MARKER = "<!-- library example: shapes_example.py -->"
@@ -150,3 +152,37 @@ def test_round_robin_alternates_exactly(shapes_module, tmp_path):
   run.train(RunConfig(task_set=shapes_module, mode="alternate", sampler="round_robin",
                       model_dir=str(tmp_path / "m"), train_steps=100, eval_every=0))
   assert _task_steps(tmp_path / "m") == {"height": 34, "weight": 33, "kind": 33}
+
+
+def test_eval_finds_a_task_set_registered_by_name_through_the_recorded_import_path(
+    example_run, monkeypatch):
+  root, _ = example_run
+  model_dir = root / "runs" / "shapes_joint"
+  stored = json.loads((model_dir / "config.json").read_text())
+  assert stored["task_set"] == "shapes" and stored["task_set_import"] == "shapes_example:Shapes"
+  sys.modules.pop("shapes_example", None)  # Imported by the tests above.
+  missing = run_in_process(EVAL, f"--model_dir={model_dir}", "--split=dev")
+  line = error_line(missing)
+  assert "cannot import shapes_example" in line and "on PYTHONPATH" in line
+  monkeypatch.syspath_prepend(str(root))
+  try:
+    found = run_in_process(EVAL, f"--model_dir={model_dir}", "--split=dev")
+    assert found.returncode == 0, found.stderr
+    assert "kind/accuracy" in found.stdout
+    named = run_in_process(EVAL, f"--model_dir={model_dir}", "--split=dev",
+                           "--task_set=shapes_example:Shapes")
+    assert named.returncode == 0, named.stderr
+  finally:
+    sys.modules.pop("shapes_example", None)
+
+
+def test_a_factory_that_cannot_be_imported_by_name_is_refused_at_registration():
+  with pytest.raises(ConfigError, match="cannot be imported by name"):
+    task_set.register("anonymous", lambda options: None)
+
+  def local(options):
+    return options
+
+  with pytest.raises(ConfigError, match="define it at the top level of a module"):
+    task_set.register("local", local)
+  assert "anonymous" not in task_set.names() and "local" not in task_set.names()

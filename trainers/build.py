@@ -43,13 +43,15 @@ class Resolved:
   task_set: task_set_lib.TaskSet
 
 
-def resolve(config):
+def resolve(config, *, recorded_path=None):
   """Finds the task set, checks the tasks and weights against it, fills in the defaults.
 
   The returned config's `tasks` lists the trained tasks and its `options` every option of
   the task set (as TaskSet.options() reports them), so it can be stored and compared.
+  recorded_path: where the run that stored `config` imported a registered task set from
+  (mtlcore.task_set.import_path).
   """
-  task_set = task_set_lib.resolve(config.task_set, config.options)
+  task_set = task_set_lib.resolve(config.task_set, config.options, recorded_path=recorded_path)
   try:
     tasks = task_set.check_tasks(config.tasks)
   except ConfigError as e:

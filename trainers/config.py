@@ -12,6 +12,8 @@ from the first step of the resumed run, and the log says so).
 
 import dataclasses
 import math
+import types
+import typing
 from collections.abc import Mapping
 
 from mtlcore.errors import ConfigError
@@ -257,9 +259,27 @@ class RunConfig:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
   @classmethod
-  def from_json(cls, data):
-    known = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in known})
+  def from_json(cls, data, source="config.json"):
+    """The RunConfig of a stored dict (to_json's); every malformed shape or field is one
+    ConfigError naming `source` (the file) and the field."""
+    if not isinstance(data, dict):
+      raise ConfigError(f"{source}: holds a JSON {_json_kind(data)}, not the object of a "
+                        f"run's settings; is this a model directory written by mtl-train?")
+    if "task_set" not in data:
+      raise ConfigError(f"{source}: no field 'task_set'; is this a model directory written "
+                        f"by mtl-train?")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name, value in data.items():
+      kind = _ELEMENTS.get(name)
+      if name in fields and (not _json_matches(value, fields[name].type) or (
+          kind and value is not None and not all(
+              isinstance(v, kind) and not isinstance(v, bool) for v in value))):
+        raise ConfigError(f"{source}: field {name!r} holds {_json_kind(value)} {value!r:.60}, "
+                          f"not {_describe(fields[name].type)}.")
+    try:
+      return cls(**{k: v for k, v in data.items() if k in fields})
+    except ConfigError as e:
+      raise ConfigError(f"{source}: {e}") from None
 
   def resume_changes(self, stored):
     """Compares with a stored config (a dict as from to_json).
@@ -278,3 +298,44 @@ class RunConfig:
       elif old != new:
         (refused if RESUME_POLICY[name] == "refuse" else applied).append((name, old, new))
     return refused, applied
+
+
+# The elements of a stored config's arrays.
+_ELEMENTS = {"tasks": str, "task_weights": (int, float), "profile_steps": int}
+
+
+def _json_kind(value):
+  return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null",
+          int: "number", float: "number"}.get(type(value), type(value).__name__)
+
+
+def _json_matches(value, annotation):
+  """Whether a JSON value can stand for a field of type `annotation` (a tuple as an array of
+  strings or numbers, a Mapping as an object)."""
+  options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (
+      annotation,)
+  for option in options:
+    if option is type(None) and value is None:
+      return True
+    if option is bool and isinstance(value, bool):
+      return True
+    if option is int and isinstance(value, int) and not isinstance(value, bool):
+      return True
+    if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+      return True
+    if option is str and isinstance(value, str):
+      return True
+    if option is tuple and isinstance(value, list) and all(
+        isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+      return True
+    if option is Mapping and isinstance(value, dict):
+      return True
+  return False
+
+
+def _describe(annotation):
+  names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+           tuple: "an array", Mapping: "an object", type(None): "null"}
+  options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (
+      annotation,)
+  return " or ".join(names[o] for o in options)

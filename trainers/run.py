@@ -26,6 +26,7 @@ import tensorflow as tf
 from absl import logging
 
 from mtlcore import files
+from mtlcore import task_set as task_set_lib
 from mtlcore.errors import ConfigError, MtlError
 from mtlcore.trainers import build, warm_start, workers
 from mtlcore.trainers.config import RunConfig
@@ -56,13 +57,24 @@ class TrainResult:
   stopped_early: bool
 
 
+# The key of config.json beside the RunConfig's fields: where the task set is imported from
+# (mtlcore.task_set.import_path), for a task set registered by name.
+TASK_SET_IMPORT = "task_set_import"
+
+
+def _stored_config(config):
+  path = task_set_lib.import_path(config.task_set)
+  return {**config.to_json(), **({TASK_SET_IMPORT: path} if path else {})}
+
+
 def _check_resume(model_dir, config):
   """Refuses a resumed run whose config changes what its checkpoint fixed; logs (and stores)
   what it applies."""
   stored = model_dir.read_config()
   if stored is None:
-    model_dir.write_json(model_dir.config_file, config.to_json())
+    model_dir.write_json(model_dir.config_file, _stored_config(config))
     return
+  RunConfig.from_json(stored, model_dir.config_file)  # One line for any malformed field.
   refused, applied = config.resume_changes(stored)
   if refused:
     details = ", ".join(f"--{k}: {old!r} -> {new!r}" for k, old, new in refused)
@@ -73,7 +85,7 @@ def _check_resume(model_dir, config):
     logging.info("Resumed run: --%s changed from %r to %r; applied from the restored step on.",
                  name, old, new)
   if applied:
-    model_dir.write_json(model_dir.config_file, config.to_json())
+    model_dir.write_json(model_dir.config_file, _stored_config(config))
 
 
 def _apply_learning_rate(trainer, learning_rate):
@@ -278,8 +290,18 @@ def _write_metrics(config, task_set, model, data, loop, model_dir, total, train_
   return metrics
 
 
-def restore(model_dir_path, *, which="best", data_dir=None, load_data=True):
+def restore(model_dir_path, *, which="best", data_dir=None, load_data=True, tasks=(),
+            evaluation_options=None):
   """Rebuilds the model a model directory describes and restores its weights (mtl-eval).
+
+  Args:
+    model_dir_path: the run's directory.
+    which: "best" or "latest" (ModelDir.restore_model).
+    data_dir: where to read the data (default: the run's).
+    load_data: whether to read it.
+    tasks: a subset of the run's tasks to keep in the returned config (default: all).
+    evaluation_options: {option: value} replacing the run's, only among the task set's
+      `evaluation_options` (e.g. another test file); ConfigError for any other.
 
   Returns:
     (resolved config, task set, model, data or None, path of the restored checkpoint).
@@ -289,8 +311,29 @@ def restore(model_dir_path, *, which="best", data_dir=None, load_data=True):
   if stored is None:
     raise ConfigError(f"{model_dir.config_file} does not exist; is this a model directory "
                       f"written by mtl-train?")
-  resolved = build.resolve(RunConfig.from_json(stored))
+  stored_config = RunConfig.from_json(stored, model_dir.config_file)
+  recorded = stored.get(TASK_SET_IMPORT)
+  if not isinstance(recorded, (str, type(None))):
+    raise ConfigError(f"{model_dir.config_file}: field {TASK_SET_IMPORT!r} must be a string.")
+  resolved = build.resolve(stored_config, recorded_path=recorded)
+  if evaluation_options:
+    fixed = sorted(set(evaluation_options) - set(resolved.task_set.evaluation_options))
+    if fixed:
+      allowed = [f"--{o}" for o in resolved.task_set.evaluation_options] or "none"
+      raise ConfigError(f"{', '.join('--' + o for o in fixed)} cannot change the model "
+                        f"{model_dir.config_file} describes (of --task_set="
+                        f"{stored_config.task_set}, options that choose evaluation data: "
+                        f"{allowed}).")
+    resolved = build.resolve(dataclasses.replace(
+        resolved.config, options={**resolved.config.options, **evaluation_options}),
+                             recorded_path=recorded)
   config, task_set = resolved.config, resolved.task_set
+  if tasks:
+    unknown = [t for t in tasks if t not in config.tasks]
+    if unknown:
+      raise ConfigError(f"--tasks={','.join(tasks)}: the run trained {list(config.tasks)}, "
+                        f"not {unknown}.")
+    config = dataclasses.replace(config, tasks=tuple(t for t in config.tasks if t in tasks))
   data = task_set.load_data(data_dir or config.data_dir) if load_data else None
   model, _ = build.build_model(config, task_set, assets_dir=model_dir.assets, data=None)
   path = model_dir.restore_model(model, which)

@@ -24,6 +24,7 @@ class Conll2000TaskSet(TaggingTaskSet):
 
   name = "conll2000"
   file_options = ()
+  evaluation_options = ()
   splits = ("dev", "test")
 
   def __init__(self, options, *, eval_batch_size=128):

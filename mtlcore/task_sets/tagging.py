@@ -101,6 +101,11 @@ def parse_files(name, spec, tasks):
   if not spec:
     return {}
   if isinstance(spec, str) and "," not in spec and spec.partition(":")[0] not in tasks:
+    prefix, sep, _ = spec.partition(":")
+    if sep and prefix.isidentifier():  # TASK:FILE of a task that is not declared.
+      raise ConfigError(f"--{name}={spec}: {prefix!r} is not a task; the tasks are "
+                        f"{list(tasks)} (a file whose name holds ':' can be given as "
+                        f"./{spec}).")
     return {t: spec for t in tasks}
   files = parse_task_map(name, spec)
   unknown = sorted(set(files) - set(tasks))
@@ -118,6 +123,7 @@ class TaggingTaskSet(task_set.TaskSet):
   defaults = {"batch_size": 32, "learning_rate": 2e-3, "epochs": 24.0, "clip_norm": 5.0,
               "eval_every": 1000, "lr_decay_start": 0.33, "average_decay": 0.0}
   file_options = ("columns", "train", "dev", "test", "placeholder", "scoring")
+  evaluation_options = ("dev", "test")  # mtl-eval may score other files of the same columns.
 
   def __init__(self, options, *, eval_batch_size=128):
     task_set.reject_unknown_options(self.name, options,

@@ -17,6 +17,17 @@ def _fail(program, message):
   sys.exit(1)
 
 
+def refuse_flags(program, reads):
+  """ConfigError for the first run flag (trainers.cli.flags) given on the command line that
+  `program` does not read: nothing a user types is silently ignored."""
+  from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=g-import-not-at-top
+  given = [f.name for f in flags.FLAGS.get_flags_for_module(run_flags.__name__)
+           if f.present and f.name not in reads]
+  if given:
+    raise MtlError(f"--{given[0]} does not apply to {program}, which reads "
+                   f"{', '.join('--' + r for r in reads)} of mtl-train's flags.")
+
+
 def run(program, main):
   """Runs `main()` (no arguments) under absl with the one-line error contract."""
 

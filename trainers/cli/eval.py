@@ -19,6 +19,7 @@ from mtlcore import files
 from mtlcore.errors import ConfigError
 from mtlcore.trainers import run
 from mtlcore.trainers.cli import common
+from mtlcore.trainers.model_dir import ModelDir
 # The run flags define --model_dir and --data_dir, which mtl-eval reads.
 from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=unused-import
 
@@ -54,14 +55,34 @@ def write_predictions(task_set, model, data, tasks, split, path, rules):
     raise ConfigError(f"--output={path}: cannot write there ({e.strerror}).") from None
 
 
+# The run flags mtl-eval reads; the task set's options among them only where the task set
+# lets them choose evaluation data (TaskSet.evaluation_options, e.g. --test=FILE).
+READS = ("model_dir", "data_dir", "tasks", "task_set", "overwrite", "task_set_options",
+         *run_flags.MODEL_OPTION_FLAGS)
+
+
+def _same_task_set(given, config_file):
+  """Refuses a --task_set that is not the one the run trained (by name or import path)."""
+  stored = ModelDir(FLAGS.model_dir).read_config()
+  if isinstance(stored, dict) and given not in (stored.get("task_set"),
+                                                stored.get(run.TASK_SET_IMPORT)):
+    raise ConfigError(f"--task_set={given}: {config_file} holds a run of --task_set="
+                      f"{stored.get('task_set')}; mtl-eval scores a model with the task set "
+                      f"it was trained with (drop --task_set).")
+
+
 def main():
+  common.refuse_flags("mtl-eval", READS)
   if not FLAGS.model_dir:
     raise ConfigError("--model_dir is required.")
+  if FLAGS["task_set"].present:
+    _same_task_set(FLAGS.task_set, os.path.join(FLAGS.model_dir, "config.json"))
   rules = output_rules(FLAGS.model_dir, FLAGS.overwrite)
   if FLAGS.output:  # Refused before the model is built.
     files.check_output_directory(FLAGS.output, **rules)
-  config, task_set, model, data, path = run.restore(FLAGS.model_dir, which=FLAGS.checkpoint,
-                                                    data_dir=FLAGS.data_dir)
+  config, task_set, model, data, path = run.restore(
+      FLAGS.model_dir, which=FLAGS.checkpoint, data_dir=FLAGS.data_dir,
+      tasks=tuple(FLAGS.tasks or ()), evaluation_options=run_flags.task_set_options())
   if FLAGS.split not in task_set.splits:
     raise ConfigError(f"--split={FLAGS.split}: --task_set={config.task_set} has the held-out "
                       f"splits {list(task_set.splits)}.")

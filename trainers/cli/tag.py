@@ -50,9 +50,10 @@ def tag_batch(signature, sentences, tasks):
 
 
 def main():
+  common.refuse_flags("mtl-tag", ("batch_size",))
   if not FLAGS.model:
     raise ConfigError("--model is required (an export directory).")
-  batch_size = FLAGS.batch_size or DEFAULT_BATCH_SIZE
+  batch_size = DEFAULT_BATCH_SIZE if FLAGS.batch_size is None else FLAGS.batch_size
   if batch_size <= 0:
     raise ConfigError(f"--batch_size must be positive, got {batch_size}.")
   signature, tasks = load(FLAGS.model)
