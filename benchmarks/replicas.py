@@ -51,7 +51,9 @@ def _trainer(bench, mode, batches, strategy):
 def run(bench):
   """Times the modes; `bench` is mtl-bench's module (mtlcore.benchmarks.throughput), whose
   flags, batches and builders it uses."""
-  replicas_lib.configure_logical_cpus(FLAGS.num_logical_cpus or 2)  # mtl-train's flag.
+  # mtl-train's flag; unset, two devices (a value given, 0 included, is checked below).
+  replicas_lib.configure_logical_cpus(
+      FLAGS.num_logical_cpus if FLAGS["num_logical_cpus"].present else 2)
   devices = [d.name for d in tf.config.list_logical_devices("CPU")]
   if len(devices) < 2:
     raise ConfigError("--num_logical_cpus must be at least 2 to compare replicas.")

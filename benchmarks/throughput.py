@@ -282,11 +282,14 @@ def run():
   if FLAGS.strategy != "default":  # 1 replica against several (mtlcore.benchmarks.replicas).
     from mtlcore.benchmarks import replicas  # pylint: disable=import-outside-toplevel
     return replicas.run(sys.modules[__name__])
-  batch_size = FLAGS.batch_size or DEFAULT_BATCH_SIZE
+  batch_size = DEFAULT_BATCH_SIZE if FLAGS.batch_size is None else FLAGS.batch_size
   for name, value in (("batch_size", batch_size), ("seq_len", FLAGS.seq_len),
                       ("steps", FLAGS.steps), ("steps_per_call", FLAGS.steps_per_call)):
     if value <= 0:
       raise ConfigError(f"--{name} must be positive, got {value}.")
+  if FLAGS.head_to_head_rounds < 0:
+    raise ConfigError(f"--head_to_head_rounds must be >= 0 (0: none), got "
+                      f"{FLAGS.head_to_head_rounds}.")
   for flag, allowed in (("trunks", tagger.TRUNKS), ("executions", ("eager", "function", "xla")),
                         ("modes", MODES),
                         ("weightings", [m for m in weighting_lib.METHODS if m != "static"])):

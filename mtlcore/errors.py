@@ -51,3 +51,15 @@ def require_probability(what, value):
 class StorageError(MtlError, OSError):
   """A write failed (full disk, file-size limit, unwritable file); nothing half-written was
   left in the place of good data."""
+
+
+class Interrupted(KeyboardInterrupt):
+  """SIGINT or SIGTERM outside the part of a run that turns them into a checkpoint and a clean
+  stop; `state` says what was written and what a rerun does. A KeyboardInterrupt, so that no
+  `except Exception` swallows it."""
+
+  def __init__(self, signal_name, exit_code, state=None):
+    super().__init__(signal_name)
+    self.signal_name = signal_name
+    self.exit_code = exit_code
+    self.state = state

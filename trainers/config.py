@@ -235,6 +235,8 @@ class RunConfig:
     if self.precision not in PRECISIONS:
       raise ConfigError(f"--precision must be one of {list(PRECISIONS)}, got "
                         f"{self.precision!r}.")
+    if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+      raise ConfigError(f"--seed must be >= 0, got {self.seed!r}.")
     if not isinstance(self.skip_nonfinite_steps, int) or self.skip_nonfinite_steps < 0:
       raise ConfigError(f"--skip_nonfinite_steps must be >= 0, got "
                         f"{self.skip_nonfinite_steps!r}.")

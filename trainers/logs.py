@@ -39,6 +39,10 @@ class LoopLogs:
     nonfinite_steps: steps whose update was skipped as non-finite.
     tasks: task name -> TaskLogs, every task of the trainer (steps 0 if it was not trained).
     seconds: wall time of the call, set by the outer loop.
+    first_nonfinite: (what, global step) of the first non-finite step of the call, e.g.
+      ("task 'pos'", 1234); None without one.
+    overflow_steps: fp16 steps skipped because the scaled gradient overflowed (the loss
+      scale halves; not non-finite steps).
   """
   step: int
   steps: int
@@ -48,6 +52,8 @@ class LoopLogs:
   nonfinite_steps: int
   tasks: Mapping[str, TaskLogs]
   seconds: float = 0.0
+  first_nonfinite: tuple | None = None
+  overflow_steps: int = 0
 
   @property
   def seconds_per_step(self):

@@ -1,4 +1,5 @@
-"""Terminal progress: one log line per log interval, and a table after each evaluation.
+"""Terminal progress: one log line per log interval, a table after each evaluation, and a
+line for the first skipped non-finite step and every SkippedSteps.every-th after it.
 
 Nothing is printed per step: the line is formatted from the LoopLogs of finished loops. It
 shows every metric each task reports (TASK/loss and its in-step metrics, averaged over the
@@ -59,3 +60,30 @@ class ProgressLogger(Callback):
   def on_eval(self, step, metrics, is_best):
     rows = "\n".join(f"  {k:<28s} {v:8.2f}" for k, v in sorted(metrics.items()))
     self.write("evaluation at step %d%s:\n%s", step, "  (best so far)" if is_best else "", rows)
+
+
+class SkippedSteps(Callback):
+  """Logs skipped non-finite steps (their updates were not applied): the first, then each time
+  the run's count passes a multiple of `every`, naming the first skip of that loop. Counts
+  apart, in `overflows`, the fp16 steps skipped for a loss-scale overflow (the scale's normal
+  working, not a non-finite step)."""
+
+  def __init__(self, trainer, allowed, every=100, write=logging.warning):
+    self.trainer = trainer
+    self.allowed = allowed
+    self.every = every
+    self.write = write
+    self.overflows = 0
+
+  def on_loop_end(self, logs):
+    self.overflows += logs.overflow_steps
+    if not logs.nonfinite_steps:
+      return
+    total = int(self.trainer.nonfinite_steps.numpy())
+    before = total - logs.nonfinite_steps
+    if before == 0 or total // self.every > before // self.every:
+      what, step = logs.first_nonfinite
+      self.write("Skipped %d non-finite step(s) (NaN/Inf loss or gradient; not applied) up to "
+                 "step %d, the first in %s at step %d; %d skipped in all, "
+                 "--skip_nonfinite_steps=%d allowed.", logs.nonfinite_steps, logs.step, what,
+                 step, total, self.allowed)

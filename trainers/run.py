@@ -27,13 +27,13 @@ from absl import logging
 
 from mtlcore import files
 from mtlcore import task_set as task_set_lib
-from mtlcore.errors import ConfigError, MtlError
+from mtlcore.errors import ConfigError, Interrupted, MtlError, NonFiniteError
 from mtlcore.trainers import build, warm_start, workers
 from mtlcore.trainers.config import RunConfig
 from mtlcore.trainers.loop import LoopOptions, TrainingLoop
 from mtlcore.trainers.model_dir import ModelDir
 from mtlcore.trainers.profiling import GraphTrace, ProfileWindow
-from mtlcore.trainers.progress import ProgressLogger
+from mtlcore.trainers.progress import ProgressLogger, SkippedSteps
 from mtlcore.trainers.replicas import per_replica_batch_size
 from mtlcore.trainers.summaries import Summaries
 
@@ -99,7 +99,8 @@ def _apply_learning_rate(trainer, learning_rate):
 
 
 def _callbacks(config, model_dir, trainer, total_steps, metric_keys, steps_per_epoch):
-  callbacks = [ProgressLogger(total_steps, config.log_every)]
+  callbacks = [ProgressLogger(total_steps, config.log_every),
+               SkippedSteps(trainer, config.skip_nonfinite_steps)]
   if config.summaries:
     summaries = Summaries(model_dir, trainer, steps_per_epoch)
     with model_dir.guarded("the TensorBoard HParams"):
@@ -150,8 +151,36 @@ def _stop_on_signals(loop):
       signal.signal(signum, previous)
 
 
+# What a SIGINT/SIGTERM outside the training loop leaves (mtlcore.errors.Interrupted.state),
+# by the part of the run it came in.
+_STATES = {
+    "start": "before training; the model directory's checkpoints are as they were, and a "
+             "rerun of the same command starts or resumes the run",
+    "evaluation": "during the final evaluation; training is complete and checkpointed, "
+                  "metrics.json was not written: a rerun of the same command evaluates and "
+                  "exports without training",
+    "export": "during the export; metrics.json is written and an earlier export is intact: a "
+              "rerun of the same command exports without training",
+}
+
+
+class _Part:
+  """The part of the run going on, for the Interrupted error."""
+  now = "start"
+
+
 def train(config):
-  """Trains as `config` says; returns a TrainResult. Errors a user can fix are MtlError."""
+  """Trains as `config` says; returns a TrainResult. Errors a user can fix are MtlError; a
+  SIGINT/SIGTERM that a binary turned into mtlcore.errors.Interrupted outside the training
+  loop (which checkpoints and returns instead) comes back with what the run left."""
+  part = _Part()
+  try:
+    return _prepare_and_train(config, part)
+  except Interrupted as e:
+    raise Interrupted(e.signal_name, e.exit_code, _STATES[part.now]) from None
+
+
+def _prepare_and_train(config, part):
   strategy = build.make_strategy(config)  # First: it may split the CPU into devices.
   resolved = build.resolve(config)
   config, task_set = resolved.config, resolved.task_set
@@ -178,13 +207,13 @@ def train(config):
     model_dir.prepare()
     restore_from = ModelDir(config.model_dir).checkpoints
   try:
-    return _train(config, task_set, data, strategy, role, model_dir, restore_from)
+    return _train(config, task_set, data, strategy, role, model_dir, restore_from, part)
   finally:
     if not role.chief:
       shutil.rmtree(model_dir.path, ignore_errors=True)
 
 
-def _train(config, task_set, data, strategy, role, model_dir, restore_from):
+def _train(config, task_set, data, strategy, role, model_dir, restore_from, part):
   with model_dir:
     if role.chief:
       _check_resume(model_dir, config)
@@ -242,12 +271,30 @@ def _train(config, task_set, data, strategy, role, model_dir, restore_from):
     _close_summaries(callbacks)
     logging.info("Passes over each task's training data: %s.", ", ".join(
         f"{t} {int(trainer.task_steps[t].numpy()) / per_epoch[t]:.2f}" for t in config.tasks))
+    skipped = _check_skipped(trainer, next(c for c in callbacks if isinstance(c, SkippedSteps)))
     result = TrainResult(config=config, total_steps=total, logs=logs, metrics={},
                          stopped_early=loop.stopped_early)
     if not loop.stopped_early and role.chief:
       result.metrics = _finish(config, task_set, model, data, loop, model_dir, total,
-                               time.time() - start)
+                               time.time() - start, part)
+    logging.info("%s at step %d of %d: %s.", "Stopped" if loop.stopped_early else "Finished",
+                 int(trainer.global_step.numpy()), total, skipped)
     return result
+
+
+def _check_skipped(trainer, skipped_steps):
+  """The run's skipped steps in words; NonFiniteError when they are more than half of all
+  steps (the model did not train, whatever --skip_nonfinite_steps allowed)."""
+  step, skipped = int(trainer.global_step.numpy()), int(trainer.nonfinite_steps.numpy())
+  if step and 2 * skipped > step:
+    raise NonFiniteError(
+        f"{skipped} of the {step} steps were skipped as non-finite (NaN/Inf loss or gradient): "
+        f"more than half, so the model did not train; the checkpoint at step {step} is "
+        f"written, metrics and export are not. Lower --learning_rate or set --clip_norm.")
+  words = f"{skipped} step(s) skipped as non-finite"
+  if skipped_steps.overflows:
+    words += f", {skipped_steps.overflows} fp16 loss-scale overflow(s) skipped in this run"
+  return words
 
 
 def _export_rules(config):
@@ -256,9 +303,10 @@ def _export_rules(config):
           "overwrite": config.overwrite, "flag": "--export_dir"}
 
 
-def _finish(config, task_set, model, data, loop, model_dir, total, train_seconds):
+def _finish(config, task_set, model, data, loop, model_dir, total, train_seconds, part):
   """Evaluates the best-on-dev checkpoint (the last weights, with no held-out data) on every
   split into metrics.json, and exports it."""
+  part.now = "evaluation"
   best = None
   if loop.best_manager.latest_checkpoint:
     best = model_dir.restore_model(model, "best")
@@ -268,6 +316,7 @@ def _finish(config, task_set, model, data, loop, model_dir, total, train_seconds
     metrics = _write_metrics(config, task_set, model, data, loop, model_dir, total,
                              train_seconds, best)
   if config.export_dir:
+    part.now = "export"
     with loop.trainer.evaluation_weights() if not best else contextlib.nullcontext():
       with model_dir.guarded(f"the export to {config.export_dir}"):
         files.write_output_directory(

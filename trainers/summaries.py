@@ -9,7 +9,8 @@ Tags group by task in the UI: TASK/loss and every in-step metric a task declares
 (TASK/METRIC), its throughput TASK/UNITS_per_sec; the evaluation's keys as the task set names
 them; then throughput/examples_per_sec, throughput/UNITS_per_sec,
 throughput/step_time_ms, optimizer/learning_rate/NAME, steps/TASK (batches each task has
-received), epochs/TASK (passes over the data that task trains on) and train/nonfinite_steps.
+received), epochs/TASK (passes over the data that task trains on), train/nonfinite_steps (the
+run's skipped non-finite steps so far) and, with fp16, train/loss_scale_overflows (a loop's).
 """
 
 import os
@@ -61,6 +62,8 @@ class Summaries(Callback):
                               int(counter.numpy()) / self.steps_per_epoch[task])
         tf.summary.scalar("steps/global", logs.step)
         tf.summary.scalar("train/nonfinite_steps", self.trainer.nonfinite_steps)
+        if self.trainer.loss_scale is not None:
+          tf.summary.scalar("train/loss_scale_overflows", logs.overflow_steps)
       self.train_writer.flush()
 
   def on_eval(self, step, metrics, is_best):

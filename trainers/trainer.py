@@ -33,6 +33,7 @@ replica trains exactly as a single device does.
 """
 
 import contextlib
+import dataclasses
 
 import tensorflow as tf
 
@@ -59,6 +60,13 @@ class _Inputs:
     self.makers = makers
     self.iterators = None
     self.positions = None
+
+
+class _Uncheckpointed:
+  """Holds variables that neither tf.Module nor a checkpoint tracks (a plain object)."""
+
+  def __init__(self, **variables):
+    self.__dict__.update(variables)
 
 
 class Trainer(tf.Module):
@@ -95,6 +103,10 @@ class Trainer(tf.Module):
     self._frozen = {v.ref() for v in frozen_variables}
     # A mtlcore.precision.LossScale for fp16, shared by every task's steps; None otherwise.
     self.loss_scale = loss_scale
+    # fp16 steps skipped because the scaled gradient overflowed: logged, not a non-finite
+    # step, and not in the checkpoint (whose layout stays that of earlier versions).
+    self._overflows = _Uncheckpointed(count=tf.Variable(0, dtype=tf.int64, trainable=False,
+                                                        name="loss_scale_overflows"))
     # The strategy whose scope the trainer (and so its variables) was built in.
     self._replicas = Replicas()
     self._jit_compile = jit_compile
@@ -189,6 +201,7 @@ class Trainer(tf.Module):
     def skip():
       bad = tf.where(overflow, tf.constant(0, tf.int64), 1)
       self.nonfinite_steps.assign_add(bad)
+      self._overflows.count.assign_add(1 - bad)
       return bad
 
     bad = tf.cond(finite, apply, skip)
@@ -220,12 +233,16 @@ class Trainer(tf.Module):
     return tf.where((bad > 0) & (first_bad[0] < 0),
                     tf.stack([tf.cast(task_index, tf.int64), step]), first_bad)
 
+  def culprit(self, index):
+    """What a first_bad task index names: a task, or the joint gradient of all tasks."""
+    culprits = [f"task '{n}'" for n in self.tasks] + ["the joint gradient of all tasks"]
+    return culprits[int(index)]
+
   def _raise_if_nonfinite(self, nonfinite, first_bad):
     if nonfinite and int(self.nonfinite_steps.numpy()) > self.max_nonfinite_steps:
       task, step = first_bad
-      culprits = [f"task '{n}'" for n in self.tasks] + ["the joint gradient of all tasks"]
       raise NonFiniteError(
-          f"Non-finite loss or gradient in {culprits[int(task)]} at global step "
+          f"Non-finite loss or gradient in {self.culprit(task)} at global step "
           f"{int(step)}; the update was not applied ({int(self.nonfinite_steps.numpy())} such "
           f"steps in all, {self.max_nonfinite_steps} allowed).")
 
@@ -309,6 +326,7 @@ class Trainer(tf.Module):
     require_positive("num_steps", num_steps)
     self._sync_inputs()
     self._inputs.positions = None  # Unknown until the loop has returned.
+    overflows = int(self._overflows.count.numpy())
     sums, counts, nonfinite, first_bad, mismatched = self._loop(
         tf.constant(num_steps, tf.int32))
     self._inputs.positions = self._positions()
@@ -317,9 +335,13 @@ class Trainer(tf.Module):
         raise ConfigError(f"Task '{name}': its loss_count disagrees with the count of its loss "
                           f"in {steps} step(s); under a strategy they must be equal.")
     nonfinite = int(nonfinite)
-    self._raise_if_nonfinite(nonfinite, first_bad.numpy())
-    return self.log_layout.to_logs(sums.numpy(), counts.numpy(), steps=num_steps,
+    first_bad = first_bad.numpy()
+    self._raise_if_nonfinite(nonfinite, first_bad)
+    logs = self.log_layout.to_logs(sums.numpy(), counts.numpy(), steps=num_steps,
                                    step=int(self.global_step.numpy()), nonfinite_steps=nonfinite)
+    return dataclasses.replace(
+        logs, overflow_steps=int(self._overflows.count.numpy()) - overflows,
+        first_nonfinite=(self.culprit(first_bad[0]), int(first_bad[1])) if nonfinite else None)
 
   def _loop_impl(self, num_steps):
     """The tf.function body running `num_steps` steps; returns the loop accumulators."""

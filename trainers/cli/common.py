@@ -2,14 +2,19 @@
 
 A user's mistake (a bad flag, a malformed file, an impossible option) ends the program with
 one line on stderr, `PROGRAM: error: MESSAGE`, and exit status 1: never a traceback.
+SIGINT (Ctrl-C) and SIGTERM end it anywhere with one such line, saying what was written and
+what a rerun does, and exit status 128 + the signal's number (130, 143); mtl-train's training
+loop instead checkpoints and exits 0 (trainers.run).
 """
 
+import contextlib
 import os
+import signal
 import sys
 
 from absl import app, flags
 
-from mtlcore.errors import MtlError
+from mtlcore.errors import Interrupted, MtlError
 
 
 def _fail(program, message):
@@ -49,5 +54,27 @@ def run(program, main):
         print(f"{program}: error: {e}", file=sys.stderr, flush=True)
         os._exit(1)
       _fail(program, e)
+    except Interrupted as e:
+      state = f" {e.state}" if e.state else "; no file it was writing is left half-written"
+      print(f"{program}: error: interrupted by {e.signal_name}{state}.", file=sys.stderr,
+            flush=True)
+      sys.exit(e.exit_code)
 
-  app.run(wrapped, flags_parser=parse)
+  with _interruptible():
+    app.run(wrapped, flags_parser=parse)
+
+
+@contextlib.contextmanager
+def _interruptible():
+  """SIGINT and SIGTERM raise Interrupted (the previous handlers come back at the end)."""
+
+  def handle(signum, frame):
+    del frame
+    raise Interrupted(signal.Signals(signum).name, 128 + signum)
+
+  previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    yield
+  finally:
+    for signum, handler in previous.items():
+      signal.signal(signum, handler)
