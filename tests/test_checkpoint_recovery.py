@@ -135,3 +135,11 @@ def test_eval_of_checkpoints_from_another_model_is_one_line(tagger_dir):
   (model_dir / "config.json").write_text(json.dumps(config))
   line = error_line(run_in_process(EVAL, f"--model_dir={model_dir}", f"--data_dir={data}"))
   assert "holds another model than" in line and "config.json" in line
+
+
+def test_a_missing_index_file_resumes_from_the_checkpoint_before(model_dir):
+  (model_dir / "checkpoints" / "ckpt-60.index").unlink()
+  result = run_in_process(TRAIN, *TOY, "--train_steps=60", f"--model_dir={model_dir}")
+  assert result.returncode == 0, result.stderr
+  assert "ckpt-60 is unreadable" in result.stderr and "ckpt-50 at step 50" in result.stderr
+  assert int(tf.train.load_variable(str(model_dir / "checkpoints" / "ckpt-60"), STEP)) == 60
