@@ -156,7 +156,8 @@ def main():
 
 
 def console_main():
-  common.run("mtl-compiles", main)
+  common.run("mtl-compiles", main, usage=__doc__,
+             help_groups=(("mtl-compiles", ("output_json",)), *run_flags.HELP_GROUPS))
 
 
 if __name__ == "__main__":

@@ -497,7 +497,11 @@ def _peak_columns(peaks):
 
 
 def console_main():
-  common.run("mtl-bench", run)
+  own = tuple(f.name for f in FLAGS.get_flags_for_module(__name__))
+  common.run("mtl-bench", run, usage=__doc__, help_groups=(
+      ("mtl-bench", own),
+      ("mtl-train's flags it reads", ("batch_size", "lm_vocab", "reads", "strategy",
+                                      "num_logical_cpus"))))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,15 @@ def labelled_count(labels, mask, num_classes):
   return tf.reduce_sum(_labelled(labels, mask, num_classes)[1])
 
 
+def sparse_cross_entropy(labels, logits):
+  """tf.nn.sparse_softmax_cross_entropy_with_logits of labels int [...] and logits [..., C],
+  through its rank-2 form: for inputs of dynamic shape, the general form adds a shape Assert
+  that XLA ignores, with a warning per compiled program. The same kernel, the same values."""
+  flat = tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels=tf.reshape(labels, [-1]), logits=tf.reshape(logits, [-1, tf.shape(logits)[-1]]))
+  return tf.reshape(flat, tf.shape(labels))
+
+
 def masked_sparse_cross_entropy(labels, logits, mask):
   """Token-level softmax cross-entropy, summed over the real tokens with a known label.
 
@@ -44,7 +53,7 @@ def masked_sparse_cross_entropy(labels, logits, mask):
     Ratio(sum of cross-entropies in nats, number of tokens counted).
   """
   labels, mask = _labelled(labels, mask, tf.shape(logits)[-1])
-  xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+  xent = sparse_cross_entropy(labels, logits)
   return Ratio(tf.reduce_sum(xent * mask), tf.reduce_sum(mask))
 
 

@@ -15,9 +15,10 @@ none.
 
 import tensorflow as tf
 
+from mtlcore import choices
 from mtlcore.errors import ConfigError
 
-PRECISIONS = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}
+PRECISIONS = dict(zip(choices.PRECISIONS, (tf.float32, tf.bfloat16, tf.float16)))
 
 
 def compute_dtype(precision):

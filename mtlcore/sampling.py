@@ -23,9 +23,8 @@ sequence still to come.
 import numpy as np
 import tensorflow as tf
 
+from mtlcore.choices import SAMPLERS as KINDS
 from mtlcore.errors import ConfigError
-
-KINDS = ("uniform", "proportional", "temperature", "annealed", "weighted", "round_robin")
 
 
 def exponent(kind, progress, *, temperature=1.0, final_exponent=0.2):

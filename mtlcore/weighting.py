@@ -27,9 +27,9 @@ import math
 
 import tensorflow as tf
 
+from mtlcore.choices import WEIGHTINGS as METHODS
 from mtlcore.errors import ConfigError
 
-METHODS = ("sum", "static", "uncertainty", "dwa", "gradnorm", "pcgrad", "cagrad", "upgrad")
 MAX_UPGRAD_TASKS = 8  # Its exact quadratic-program solve enumerates 2^K active sets.
 
 

@@ -9,5 +9,14 @@ if __name__ != "mtlcore.trainers":
   raise ImportError(f"This folder is the package mtlcore.trainers; import it under that name, "
                     f"not as {__name__!r} (pip install -e . maps it).")
 
-from mtlcore.trainers.alternating import AlternatingTrainer  # pylint: disable=g-import-not-at-top
-from mtlcore.trainers.joint import JointTrainer  # pylint: disable=g-import-not-at-top
+
+def __getattr__(name):
+  """AlternatingTrainer and JointTrainer, imported on first use: the binaries import this
+  package to parse their flags before TensorFlow starts."""
+  if name == "AlternatingTrainer":
+    from mtlcore.trainers.alternating import AlternatingTrainer  # pylint: disable=g-import-not-at-top
+    return AlternatingTrainer
+  if name == "JointTrainer":
+    from mtlcore.trainers.joint import JointTrainer  # pylint: disable=g-import-not-at-top
+    return JointTrainer
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

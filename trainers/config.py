@@ -16,10 +16,8 @@ import types
 import typing
 from collections.abc import Mapping
 
+from mtlcore.choices import PRECISIONS, SAMPLERS, WEIGHTINGS
 from mtlcore.errors import ConfigError
-from mtlcore.precision import PRECISIONS
-from mtlcore.sampling import KINDS as SAMPLERS
-from mtlcore.weighting import METHODS as WEIGHTINGS
 
 MODES = ("joint", "alternate", "single")
 STRATEGIES = ("default", "mirrored", "multi_worker")

@@ -16,6 +16,8 @@ the largest bucket is completed by wrapping around to the start of the epoch's p
 and an epoch is always ceil(N / batch_size) full batches. The batches' order is shuffled too.
 """
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -80,16 +82,20 @@ def plan_dataset(plan, *, steps_per_epoch, batch_size, start):
   """
   if start < 0:
     raise ConfigError(f"A stream's start position must be >= 0, got {start}.")
+  epoch_plan = functools.lru_cache(maxsize=2)(plan)  # Batches come in order: one epoch's.
 
-  def generate():
-    epoch, offset = divmod(int(start), steps_per_epoch)
-    while True:
-      yield from plan(epoch)[offset:]
-      epoch, offset = epoch + 1, 0
+  def batch(position):
+    epoch, offset = divmod(int(position), steps_per_epoch)
+    pad, indices = epoch_plan(epoch)[offset]
+    return np.int32(pad), np.asarray(indices, np.int32)
 
-  return tf.data.Dataset.from_generator(
-      generate, output_signature=(tf.TensorSpec([], tf.int32),
-                                  tf.TensorSpec([batch_size], tf.int32)))
+  def lookup(position):
+    # A function of the position, not a generator: no Python state for TensorFlow to
+    # finalize at exit (a from_generator stream logs FAILED_PRECONDITION there).
+    pad, indices = tf.numpy_function(batch, [position], (tf.int32, tf.int32), stateful=False)
+    return tf.ensure_shape(pad, []), tf.ensure_shape(indices, [batch_size])
+
+  return tf.data.Dataset.counter(int(start)).map(lookup)
 
 
 def in_memory(tensors, *, batch_size, seed):

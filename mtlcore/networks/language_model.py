@@ -27,6 +27,7 @@ import dataclasses
 
 import tensorflow as tf
 
+from mtlcore import losses
 from mtlcore.data.vocab import normalize_word
 from mtlcore.errors import ConfigError
 from mtlcore.layers import Linear
@@ -129,7 +130,7 @@ class LanguageModelHead(TaskHead):
     from logits [2, B, T, V + 1]."""
     targets, valid = shifted_targets(labels, features["length"])
     targets = tf.clip_by_value(tf.transpose(targets, [2, 0, 1]), 0, self.num_classes - 1)
-    entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)  # [2, B, T]
+    entropy = losses.sparse_cross_entropy(targets, logits)  # [2, B, T]
     return tf.where(valid, tf.transpose(entropy, [1, 2, 0]), 0.0), valid
 
   def _cross_entropy(self, labels, logits, features):

@@ -8,11 +8,14 @@ loop instead checkpoints and exits 0 (trainers.run).
 """
 
 import contextlib
+import logging as std_logging
 import os
 import signal
 import sys
+import textwrap
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from mtlcore.errors import Interrupted, MtlError
 
@@ -20,6 +23,32 @@ from mtlcore.errors import Interrupted, MtlError
 def _fail(program, message):
   print(f"{program}: error: {message}", file=sys.stderr)
   sys.exit(1)
+
+
+def start_tensorflow():
+  """Imports TensorFlow, after the flags were checked, with its INFO lines off and its
+  warnings kept: C++ INFO (XLA service, compiled clusters) unless TF_CPP_MIN_LOG_LEVEL says
+  otherwise, and the INFO records its Python code logs through absl (the checkpoint saver's
+  'Sharding callback duration' at every save, SavedModel's renamed inputs)."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.get_logger().setLevel("WARNING")
+  handler = absl_logging.get_absl_handler()
+  if not any(isinstance(f, _TensorFlowInfo) for f in handler.filters):
+    handler.addFilter(_TensorFlowInfo(os.path.dirname(tf.__file__)))
+  return tf
+
+
+class _TensorFlowInfo(std_logging.Filter):
+  """Drops the records below WARNING that come from TensorFlow's own files."""
+
+  def __init__(self, directory):
+    super().__init__()
+    self.directory = os.path.realpath(directory) + os.sep
+
+  def filter(self, record):
+    return record.levelno >= std_logging.WARNING or not os.path.realpath(
+        record.pathname).startswith(self.directory)
 
 
 def refuse_flags(program, reads):
@@ -33,10 +62,42 @@ def refuse_flags(program, reads):
                    f"{', '.join('--' + r for r in reads)} of mtl-train's flags.")
 
 
-def run(program, main):
-  """Runs `main()` (no arguments) under absl with the one-line error contract."""
+HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
+
+
+def help_text(program, usage, groups):
+  """--help's text: the usage, then each group's flags with their defaults and help.
+
+  Args:
+    program: the binary's name.
+    usage: its docstring, whose first two paragraphs (what it is, how it is called) are shown.
+    groups: (title, flag names) pairs.
+  """
+  lines = ["\n\n".join(usage.strip().split("\n\n")[:2]) if usage else program, ""]
+  for title, names in groups:
+    lines.append(f"{title}:")
+    for name in names:
+      flag = flags.FLAGS[name]
+      default = "" if flag.default is None else f" (default: {flag.default_as_str})"
+      lines.append(f"  --{name}{default}")
+      lines += textwrap.wrap(flag.help, width=96, initial_indent="      ",
+                             subsequent_indent="      ")
+    lines.append("")
+  lines.append("--helpfull lists absl's and TensorFlow's flags as well.")
+  return "\n".join(lines)
+
+
+def run(program, main, *, usage="", help_groups=()):
+  """Runs `main()` (no arguments) under absl with the one-line error contract. --help and
+  --helpshort print help_text(program, usage, help_groups) and exit 0."""
 
   def parse(argv):
+    if any(arg in HELP_FLAGS for arg in argv[1:]):
+      try:
+        print(help_text(program, usage, help_groups), flush=True)
+      except BrokenPipeError:  # e.g. | head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+      sys.exit(0)
     try:
       rest = flags.FLAGS(argv)
     except flags.Error as e:

@@ -17,9 +17,7 @@ from absl import flags
 
 from mtlcore import files
 from mtlcore.errors import ConfigError
-from mtlcore.trainers import run
 from mtlcore.trainers.cli import common
-from mtlcore.trainers.model_dir import ModelDir
 # The run flags define --model_dir and --data_dir, which mtl-eval reads.
 from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=unused-import
 
@@ -61,9 +59,9 @@ READS = ("model_dir", "data_dir", "tasks", "task_set", "overwrite", "task_set_op
          *run_flags.MODEL_OPTION_FLAGS)
 
 
-def _same_task_set(given, config_file):
+def _same_task_set(given, config_file, run):
   """Refuses a --task_set that is not the one the run trained (by name or import path)."""
-  stored = ModelDir(FLAGS.model_dir).read_config()
+  stored = run.ModelDir(FLAGS.model_dir).read_config()
   if isinstance(stored, dict) and given not in (stored.get("task_set"),
                                                 stored.get(run.TASK_SET_IMPORT)):
     raise ConfigError(f"--task_set={given}: {config_file} holds a run of --task_set="
@@ -75,11 +73,13 @@ def main():
   common.refuse_flags("mtl-eval", READS)
   if not FLAGS.model_dir:
     raise ConfigError("--model_dir is required.")
-  if FLAGS["task_set"].present:
-    _same_task_set(FLAGS.task_set, os.path.join(FLAGS.model_dir, "config.json"))
   rules = output_rules(FLAGS.model_dir, FLAGS.overwrite)
-  if FLAGS.output:  # Refused before the model is built.
+  if FLAGS.output:  # Refused before TensorFlow starts and the model is built.
     files.check_output_directory(FLAGS.output, **rules)
+  common.start_tensorflow()
+  from mtlcore.trainers import run  # pylint: disable=g-import-not-at-top
+  if FLAGS["task_set"].present:
+    _same_task_set(FLAGS.task_set, os.path.join(FLAGS.model_dir, "config.json"), run)
   config, task_set, model, data, path = run.restore(
       FLAGS.model_dir, which=FLAGS.checkpoint, data_dir=FLAGS.data_dir,
       tasks=tuple(FLAGS.tasks or ()), evaluation_options=run_flags.task_set_options())
@@ -95,7 +95,10 @@ def main():
 
 
 def console_main():
-  common.run("mtl-eval", main)
+  common.run("mtl-eval", main, usage=__doc__, help_groups=(
+      ("mtl-eval", ("model_dir", "split", "checkpoint", "output", "overwrite", "data_dir")),
+      ("What is scored (a subset of the run's tasks; the task set's evaluation data)",
+       ("tasks", "task_set", "test", "dev"))))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ import json
 from absl import flags
 
 from mtlcore.errors import ConfigError
+from mtlcore.choices import PRECISIONS, SAMPLERS, WEIGHTINGS
 from mtlcore.trainers.config import MODES, RunConfig
-from mtlcore.weighting import METHODS as WEIGHTINGS
 
 FLAGS = flags.FLAGS
 
@@ -28,8 +28,7 @@ flags.DEFINE_list("tasks", None, "Tasks to train (default: all of the task set's
                   "gets a head for each. --mode=single takes exactly one.")
 flags.DEFINE_list("task_weights", None, "Per-task numbers, in --tasks order: loss weights in "
                   "joint mode, sampling probabilities in alternate mode. Default: all equal.")
-flags.DEFINE_enum("sampler", None, ["uniform", "proportional", "temperature", "annealed",
-                                     "weighted", "round_robin"],
+flags.DEFINE_enum("sampler", None, list(SAMPLERS),
                   "Alternate mode: which task each step trains. uniform (default); proportional "
                   "to each task's corpus; temperature: p ~ size^(1/T); annealed: p ~ size^a, a "
                   "from 1 to 0.2 over training; weighted: --task_weights; round_robin.")
@@ -45,7 +44,7 @@ flags.DEFINE_string("init_from", None, "Start a new run from this model director
                     "from its heads whose task names and shapes match (the others start fresh).")
 flags.DEFINE_boolean("freeze_trunk", False, "No step changes the trunk (e.g. with --init_from: "
                      "train a new head on a trained trunk).")
-flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16", "fp16"], "The model's compute type; "
+flags.DEFINE_enum("precision", "fp32", list(PRECISIONS), "The model's compute type; "
                   "variables, losses, the CRF and optimizer state stay fp32. fp16 adds dynamic "
                   "loss scaling (for GPUs; this CPU has no fp16 arithmetic).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
@@ -140,10 +139,28 @@ flags.DEFINE_integer("lm_projection", None, "tagger: the LM task's tanh layer be
                      "direction's state and its softmax (default 64).")
 flags.DEFINE_float("lm_weight", None, "tagger: the LM task's loss multiplier (default 0.1).")
 
+# The groups --helpshort lists the flags in (tests/test_binaries_start.py: each flag in one).
+HELP_GROUPS = (
+    ("The run", ("task_set", "tasks", "mode", "model_dir", "data_dir", "export_dir",
+                 "overwrite", "init_from", "seed", "deterministic")),
+    ("Training", ("batch_size", "learning_rate", "lr_decay_start", "lr_final", "epochs",
+                  "train_steps", "clip_norm", "average_decay", "task_weights", "sampler",
+                  "sampler_temperature", "weighting", "per_task_optimizer", "freeze_trunk",
+                  "skip_nonfinite_steps", "precision", "xla")),
+    ("Devices", ("strategy", "num_logical_cpus", "worker_timeout")),
+    ("Logs, evaluation and checkpoints", ("steps_per_loop", "log_every", "eval_every",
+                                          "checkpoint_every", "keep_checkpoints", "summaries",
+                                          "trace_graph", "profile_steps")),
+)
+
 MODEL_OPTION_FLAGS = ("columns", "train", "dev", "test", "placeholder", "scoring", "trunk",
                       "crf", "reads", "word_dim", "char_filters", "hidden_size", "num_layers",
                       "dropout", "word_dropout", "buckets", "lm_vocab", "lm_projection",
                       "lm_weight")
+
+
+HELP_GROUPS += (("Task set options (tagging, conll2000; any task set: --task_set_options)",
+                 ("task_set_options", *MODEL_OPTION_FLAGS)),)
 
 
 def _numbers(name, values, kind=float):

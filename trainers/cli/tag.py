@@ -12,7 +12,6 @@ exit status is then 1.
 
 import sys
 
-import tensorflow as tf
 from absl import flags
 
 from mtlcore.errors import ConfigError, MtlError
@@ -27,6 +26,7 @@ DEFAULT_BATCH_SIZE = 64
 
 def load(export_dir):
   """(serving signature, the tasks it serves in the run's order) of an exported tagger."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
     loaded = tf.saved_model.load(export_dir)
     signature = loaded.signatures["serving_default"]
@@ -42,6 +42,7 @@ def tag_batch(signature, sentences, tasks):
   longest = max((len(s) for s in sentences), default=0)
   if longest == 0:
     return [[] for _ in sentences]
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   padded = [s + [""] * (longest - len(s)) for s in sentences]
   out = signature(tokens=tf.constant(padded, tf.string))
   tags = [out[t].numpy() for t in tasks]
@@ -56,6 +57,7 @@ def main():
   batch_size = DEFAULT_BATCH_SIZE if FLAGS.batch_size is None else FLAGS.batch_size
   if batch_size <= 0:
     raise ConfigError(f"--batch_size must be positive, got {batch_size}.")
+  common.start_tensorflow()
   signature, tasks = load(FLAGS.model)
   failed = []
   pending = []
@@ -85,7 +87,8 @@ def main():
 
 
 def console_main():
-  common.run("mtl-tag", main)
+  common.run("mtl-tag", main, usage=__doc__,
+             help_groups=(("mtl-tag", ("model", "batch_size")),))
 
 
 if __name__ == "__main__":

@@ -14,17 +14,19 @@ exports it to --export_dir if given. Bad flags or input end the run with one lin
 and exit status 1. In-process: `mtlcore.trainers.run.train(RunConfig(...))`.
 """
 
-from mtlcore.trainers import run
 from mtlcore.trainers.cli import common
 from mtlcore.trainers.cli import flags as run_flags
 
 
 def main():
-  return run.train(run_flags.run_config())
+  config = run_flags.run_config()  # Checked before TensorFlow starts.
+  common.start_tensorflow()
+  from mtlcore.trainers import run  # pylint: disable=g-import-not-at-top
+  return run.train(config)
 
 
 def console_main():
-  common.run("mtl-train", main)
+  common.run("mtl-train", main, usage=__doc__, help_groups=run_flags.HELP_GROUPS)
 
 
 if __name__ == "__main__":

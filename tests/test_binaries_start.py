@@ -1,0 +1,85 @@
+"""The binaries start and stop like tools: --help/--helpshort list their own flags in groups
+and exit 0; flags are parsed and checked before TensorFlow is imported, so a bad flag is one
+line without TensorFlow's start-up; Ctrl-C at any moment is one line or a checkpointed stop."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mtlcore.trainers.cli import flags as run_flags
+from tests.binaries import EVAL, TAG, TRAIN, error_line, popen_binary, run_binary
+
+_NO_TENSORFLOW = """
+import runpy, sys
+sys.argv = ["{program}", *{args!r}]
+try:
+  runpy.run_module("{module}", run_name="__main__")
+except SystemExit as e:
+  code = e.code
+print("tensorflow" in sys.modules, code)
+"""
+
+
+def _imports_tensorflow(module, *args):
+  """(whether the binary imported TensorFlow, its exit code, stderr)."""
+  code = _NO_TENSORFLOW.format(program=module, module=module, args=list(args))
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+  imported, exit_code = result.stdout.split()[-2:]  # After what the binary printed.
+  return imported == "True", int(exit_code), result.stderr
+
+
+@pytest.mark.parametrize("module, args, words", [
+    (TRAIN, ["--bogus=1"], "Unknown command line flag 'bogus'"),
+    (TRAIN, ["--batch_size=0", "--model_dir=m"], "--batch_size must be positive, got 0"),
+    (TRAIN, ["--mode=joint", "--sampler=uniform"], "--sampler applies to --mode=alternate"),
+    (EVAL, ["--learning_rate=0.1"], "--learning_rate does not apply to mtl-eval"),
+    (EVAL, ["--model_dir=m", "--output=/dev/null"], "is a file, not a directory"),
+    (TAG, ["--batch_size=-1", "--model=x"], "--batch_size must be positive"),
+])
+def test_a_bad_flag_is_one_line_before_tensorflow_is_imported(module, args, words):
+  imported, code, stderr = _imports_tensorflow(module, *args)
+  assert code == 1 and not imported, stderr
+  lines = [l for l in stderr.splitlines() if ": error: " in l]
+  assert len(lines) == 1 and words in lines[0] and "Traceback" not in stderr, stderr
+
+
+@pytest.mark.parametrize("module, flag, listed", [
+    (TRAIN, "--helpshort", ["--mode", "--model_dir", "--task_set", "--trunk", "--lm_vocab",
+                            "Task set options"]),
+    (TRAIN, "--help", ["--export_dir", "--overwrite", "--weighting"]),
+    (EVAL, "--helpshort", ["--split", "--output", "--tasks", "--test"]),
+    (TAG, "-h", ["--model", "--batch_size"]),
+])
+def test_help_lists_the_binarys_own_flags_and_exits_zero(module, flag, listed):
+  imported, code, _ = _imports_tensorflow(module, flag)
+  assert code == 0 and not imported
+  shown = run_binary(module, flag)
+  assert shown.returncode == 0 and all(f"\n{name}" in shown.stdout or f"  {name}" in shown.stdout
+                                       for name in listed), shown.stdout
+  if module == EVAL:
+    assert "--learning_rate" not in shown.stdout  # Not a flag mtl-eval reads.
+
+
+def test_every_run_flag_is_in_exactly_one_help_group():
+  grouped = [name for _, names in run_flags.HELP_GROUPS for name in names]
+  defined = [f.name for f in run_flags.FLAGS.get_flags_for_module(run_flags.__name__)]
+  assert sorted(grouped) == sorted(defined)
+
+
+def test_ctrl_c_soon_after_start_is_one_line_or_a_checkpointed_stop(tmp_path):
+  proc = popen_binary(TRAIN, "--task_set=toy", f"--model_dir={tmp_path}",
+                      "--train_steps=100000000", "--checkpoint_every=100000000")
+  time.sleep(1.5)  # In TensorFlow's start-up on this machine kind; later, it still holds.
+  proc.send_signal(signal.SIGINT)
+  _, stderr = proc.communicate(timeout=120)
+  assert "Traceback" not in stderr, stderr
+  if proc.returncode == 0:
+    assert "Stopping at step" in stderr
+  else:
+    assert proc.returncode == 130
+    assert "interrupted by SIGINT" in error_line(
+        subprocess.CompletedProcess([], proc.returncode, "", stderr))
