@@ -83,5 +83,8 @@ def run_in_process(module, *args, stdin=""):
   finally:
     sys.argv, sys.stdin, handler.stream = old_argv, old_stdin, old_stream
     flags.FLAGS.unparse_flags()
+    config = sys.modules.get("tensorflow.python.framework.config")
+    if config is not None and config.is_op_determinism_enabled():  # --deterministic's, global.
+      config.disable_op_determinism()
   return subprocess.CompletedProcess([module, *args], code, stdout.getvalue(),
                                      stderr.getvalue())

@@ -71,3 +71,16 @@ def test_a_toy_stream_rebuilt_at_batch_k_is_the_stream_after_k_batches():
   whole = [f["x"].numpy() for f, _ in toy_dataset(50, batch_size=8, seed=2).take(20)]
   rebuilt = [f["x"].numpy() for f, _ in toy_dataset(50, batch_size=8, seed=2, start=9).take(11)]
   np.testing.assert_array_equal(np.stack(whole[9:]), np.stack(rebuilt))
+
+
+@pytest.mark.parametrize("start", [0, 7, 23])
+def test_a_plan_stream_gives_each_epochs_batches_in_order_from_any_start(start):
+  """plan_dataset's batch k is batch k mod n of epoch k // n: what the generator it replaced
+  gave (the data order of earlier checkpoints is kept)."""
+  n, size = 5, 4
+  plan = lambda epoch: [(epoch, np.arange(size) + 10 * i + 100 * epoch) for i in range(n)]
+  stream = batching.plan_dataset(plan, steps_per_epoch=n, batch_size=size, start=start)
+  got = [(int(p), i.tolist()) for p, i in stream.take(12)]
+  want = [(k // n, (np.arange(size) + 10 * (k % n) + 100 * (k // n)).tolist())
+          for k in range(start, start + 12)]
+  assert got == want

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from mtlcore.data.conll2000 import read_conll
 from tests import fixtures
-from tests.binaries import EVAL, TAG, TRAIN, error_line, run_binary, run_in_process
+from tests.binaries import EVAL, TAG, TRAIN, error_line, run_in_process
 
 SMALL = ["--word_dim=16", "--char_filters=8", "--hidden_size=16", "--steps_per_loop=10",
          "--log_every=20", "--checkpoint_every=40", "--learning_rate=0.01"]
@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
   root = tmp_path_factory.mktemp("joint")
   data = fixtures.write_dataset(root / "data", train=150, test=40)
   model_dir = root / "model"
-  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
+  result = run_in_process(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
                       f"--export_dir={root / 'export'}", "--train_steps=160", "--eval_every=80",
                       *SMALL)
   assert result.returncode == 0, result.stderr
@@ -58,7 +58,7 @@ def test_training_writes_metrics_that_show_learning(trained):
 def test_training_resumes_where_it_stopped(trained):
   _, data, model_dir = trained
   assert _global_step(model_dir) == 160
-  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
+  result = run_in_process(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
                       "--train_steps=200", "--eval_every=80", *SMALL)
   assert result.returncode == 0, result.stderr
   assert "at step 160" in result.stderr and "step 200/200" in result.stderr
@@ -68,7 +68,7 @@ def test_training_resumes_where_it_stopped(trained):
 
 def test_resuming_with_another_model_shape_is_refused(trained):
   _, data, model_dir = trained
-  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
+  result = run_in_process(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
                       "--train_steps=300", *SMALL[:2], "--hidden_size=32")
   assert "holds a run with different settings" in error_line(result)
 
@@ -76,7 +76,7 @@ def test_resuming_with_another_model_shape_is_refused(trained):
 def test_eval_writes_conlleval_input_and_matches_the_export(trained, tmp_path):
   root, data, model_dir = trained
   output = tmp_path / "predictions"
-  result = run_binary(EVAL, f"--model_dir={model_dir}", f"--data_dir={data}",
+  result = run_in_process(EVAL, f"--model_dir={model_dir}", f"--data_dir={data}",
                       f"--output={output}")
   assert result.returncode == 0, result.stderr
   assert "chunk/f1" in result.stdout
@@ -100,7 +100,7 @@ def test_eval_writes_conlleval_input_and_matches_the_export(trained, tmp_path):
 
   # The exported SavedModel tags like the checkpoint mtl-eval scored (the best on dev).
   text = "".join(" ".join(s.words) + "\n" for s in gold)
-  tagged = run_binary(TAG, f"--model={root / 'export'}", stdin=text)
+  tagged = run_in_process(TAG, f"--model={root / 'export'}", stdin=text)
   assert tagged.returncode == 0, tagged.stderr
   served = [[l.split(" ") for l in b] for b in _blocks(tagged.stdout)]
   assert len(served) == len(gold)
@@ -111,7 +111,7 @@ def test_eval_writes_conlleval_input_and_matches_the_export(trained, tmp_path):
 def test_tag_answers_every_line_it_can(trained):
   root, _, _ = trained
   stdin = "the old dog barks\n\n" + "John " * 300 + "\nZürich naïve 東京\n"
-  result = run_binary(TAG, f"--model={root / 'export'}", stdin=stdin)
+  result = run_in_process(TAG, f"--model={root / 'export'}", stdin=stdin)
   assert result.returncode == 0, result.stderr
   blocks = _blocks(result.stdout)
   assert [len(b) for b in blocks] == [4, 0, 300, 3]
@@ -120,18 +120,15 @@ def test_tag_answers_every_line_it_can(trained):
 
 def test_tag_reports_a_line_it_cannot_decode_and_tags_the_rest(trained):
   root, _, _ = trained
-  proc = run_binary(TAG, f"--model={root / 'export'}",
-                    stdin=b"the dog\n\xff\xfe\na cat\n", text=False)
+  proc = run_in_process(TAG, f"--model={root / 'export'}", stdin=b"the dog\n\xff\xfe\na cat\n")
   assert proc.returncode == 1
-  stderr = proc.stderr.decode()
-  assert "line 2: not valid UTF-8" in stderr and "Traceback" not in stderr
-  assert _blocks(proc.stdout.decode()) == [["the DT B-NP", "dog NN I-NP"],
-                                           ["a DT B-NP", "cat NN I-NP"]]
+  assert "line 2: not valid UTF-8" in proc.stderr and "Traceback" not in proc.stderr
+  assert _blocks(proc.stdout) == [["the DT B-NP", "dog NN I-NP"], ["a DT B-NP", "cat NN I-NP"]]
 
 
 def test_alternate_mode_trains_and_evaluates_both_tasks(tmp_path):
   data = fixtures.write_dataset(tmp_path / "data", train=80, test=20)
-  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
+  result = run_in_process(TRAIN, f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
                       "--mode=alternate", "--train_steps=40", *SMALL)
   assert result.returncode == 0, result.stderr
   metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
@@ -144,7 +141,7 @@ def test_alternate_mode_trains_and_evaluates_both_tasks(tmp_path):
 def test_single_mode_trains_scores_exports_and_tags_only_its_task(tmp_path):
   data = fixtures.write_dataset(tmp_path / "data", train=80, test=20)
   model_dir, export = tmp_path / "m", tmp_path / "export"
-  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
+  result = run_in_process(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
                       "--mode=single", "--tasks=chunk", "--train_steps=40",
                       f"--export_dir={export}", *SMALL)
   assert result.returncode == 0, result.stderr
@@ -156,10 +153,10 @@ def test_single_mode_trains_scores_exports_and_tags_only_its_task(tmp_path):
       tf.train.latest_checkpoint(str(model_dir / "checkpoints")))]
   assert any("heads/chunk" in v for v in variables)
   assert not any("heads/pos" in v for v in variables)
-  evaluated = run_binary(EVAL, f"--model_dir={model_dir}", f"--data_dir={data}")
+  evaluated = run_in_process(EVAL, f"--model_dir={model_dir}", f"--data_dir={data}")
   assert evaluated.returncode == 0, evaluated.stderr
   assert "chunk/f1" in evaluated.stdout and "pos/" not in evaluated.stdout
-  tagged = run_binary(TAG, f"--model={export}", stdin="the old dog barks\n")
+  tagged = run_in_process(TAG, f"--model={export}", stdin="the old dog barks\n")
   assert tagged.returncode == 0, tagged.stderr
   assert [len(l.split(" ")) for l in _blocks(tagged.stdout)[0]] == [2, 2, 2, 2]
 
@@ -175,7 +172,7 @@ def test_malformed_training_file_fails_with_one_line_and_no_model_files(tmp_path
   data.mkdir()
   (data / "train.txt").write_bytes(content)
   fixtures.write_conll(data / "test.txt", fixtures.synthetic_sentences(3, seed=0))
-  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
+  result = run_in_process(TRAIN, f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
                       "--train_steps=5", *SMALL)
   assert message in error_line(result)
   assert not list((tmp_path / "m").glob("**/*.index"))
@@ -186,7 +183,7 @@ def test_smoke_run_on_the_real_data_beats_the_majority_tag_baseline(real_conll_d
   most frequent training chunk tag."""
   from mtlcore.data import conll2000  # pylint: disable=g-import-not-at-top
   from mtlcore.metrics import chunk_scores  # pylint: disable=g-import-not-at-top
-  result = run_binary(TRAIN, f"--data_dir={real_conll_dir}",
+  result = run_in_process(TRAIN, f"--data_dir={real_conll_dir}",
                       f"--model_dir={tmp_path}", "--train_steps=300", "--eval_every=0",
                       "--word_dim=50", "--char_filters=32", "--hidden_size=64",
                       "--steps_per_loop=50", "--log_every=100")

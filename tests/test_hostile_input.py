@@ -11,7 +11,7 @@ from mtlcore.data.columns import TaggedSentence
 from mtlcore.data.conll2000 import read_conll
 from mtlcore.errors import DataError
 from tests import fixtures
-from tests.binaries import EVAL, TRAIN, error_line, run_binary
+from tests.binaries import EVAL, TRAIN, error_line, run_in_process
 
 _WORDS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=12)
 _TAGS = st.sampled_from(["B-NP", "I-NP", "O", "B-VP", "X-NP", "B-", "b-np", "I-LST", "", "O-O"])
@@ -105,7 +105,7 @@ def test_train_binary_rejects_hostile_training_files_cleanly(tmp_path, name, con
   data.mkdir()
   (data / "train.txt").write_bytes(content)
   fixtures.write_conll(data / "test.txt", fixtures.synthetic_sentences(3, seed=0))
-  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
+  result = run_in_process(TRAIN, f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
                       "--train_steps=5")
   assert message in error_line(result)
   assert not (tmp_path / "m").exists()
@@ -114,12 +114,12 @@ def test_train_binary_rejects_hostile_training_files_cleanly(tmp_path, name, con
 def test_eval_binary_names_a_bad_test_file(tmp_path):
   data = fixtures.write_dataset(tmp_path / "data", train=30, test=5)
   model_dir = tmp_path / "m"
-  trained = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
+  trained = run_in_process(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
                        "--train_steps=5", "--word_dim=8", "--char_filters=4", "--hidden_size=8",
                        "--steps_per_loop=5")
   assert trained.returncode == 0, trained.stderr
   (data / "test.txt.gz").write_bytes(gzip.compress(b"the DT B-NP\nend NN\n"))
-  result = run_binary(EVAL, f"--model_dir={model_dir}", f"--data_dir={data}")
+  result = run_in_process(EVAL, f"--model_dir={model_dir}", f"--data_dir={data}")
   assert "test.txt.gz:2: expected 3 columns" in error_line(result)
 
 
@@ -147,7 +147,7 @@ def test_eval_binary_names_a_bad_test_file(tmp_path):
 ])
 def test_bad_or_conflicting_flags_fail_before_training(tmp_path, flags, message):
   data = fixtures.write_dataset(tmp_path / "data", train=30, test=5)
-  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
+  result = run_in_process(TRAIN, f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
                       *flags)
   assert message in error_line(result)
   assert not list((tmp_path / "m").glob("**/*.index"))
@@ -156,12 +156,12 @@ def test_bad_or_conflicting_flags_fail_before_training(tmp_path, flags, message)
 def test_model_dir_that_is_a_file_fails_fast(tmp_path):
   data = fixtures.write_dataset(tmp_path / "data", train=30, test=5)
   (tmp_path / "file").write_text("not a directory")
-  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={tmp_path / 'file'}")
+  result = run_in_process(TRAIN, f"--data_dir={data}", f"--model_dir={tmp_path / 'file'}")
   assert "is not a writable directory" in error_line(result)
 
 
 def test_eval_of_a_missing_model_dir_fails_with_one_line(tmp_path):
-  result = run_binary(EVAL, f"--model_dir={tmp_path / 'nothing'}")
+  result = run_in_process(EVAL, f"--model_dir={tmp_path / 'nothing'}")
   assert "config.json does not exist" in error_line(result)
 
 
@@ -171,9 +171,8 @@ def test_eval_of_a_missing_model_dir_fails_with_one_line(tmp_path):
 def test_mtl_train_loads_or_fails_cleanly_on_generated_files(tmp_path_factory, raw, which):
   """mtl-train's run (what its console entry point calls) on 500 generated train or test
   files: each either loads the data or raises an MtlError naming the file (which the binary
-  prints as one line, exit 1), with nothing written to model_dir. In-process, as 500
-  subprocesses would take most of an hour; the subprocess tests above check the printing and
-  exit status."""
+  prints as one line, exit 1), with nothing written to model_dir. Through run.train, the
+  cheapest way in; the binary tests above check the printing and exit status."""
   from mtlcore.errors import MtlError  # pylint: disable=g-import-not-at-top
   from mtlcore.trainers import model_dir as model_dir_lib  # pylint: disable=g-import-not-at-top
   from mtlcore.trainers import run  # pylint: disable=g-import-not-at-top

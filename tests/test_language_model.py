@@ -14,7 +14,7 @@ from mtlcore.networks.language_model import LM_TASK, LanguageModelConfig, Langua
 from mtlcore.trainers import build
 from mtlcore.trainers.config import RunConfig
 from tests import fixtures
-from tests.binaries import TRAIN, error_line, run_binary
+from tests.binaries import TRAIN, error_line, run_in_process
 
 SMALL = {"word_dim": 8, "char_filters": 4, "hidden_size": 8}
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
@@ -147,7 +147,7 @@ def test_the_export_serves_the_same_signature_and_holds_no_lm_variable(tmp_path)
   data_dir = fixtures.write_dataset(tmp_path / "data", train=60, test=10)
   signatures = {}
   for name, extra in (("with", ["--lm_vocab=20"]), ("without", [])):
-    result = run_binary(TRAIN, *TINY, f"--data_dir={data_dir}", "--train_steps=20",
+    result = run_in_process(TRAIN, *TINY, f"--data_dir={data_dir}", "--train_steps=20",
                         f"--model_dir={tmp_path / name}", f"--export_dir={tmp_path / name}_x",
                         *extra)
     assert result.returncode == 0, result.stderr
@@ -176,7 +176,7 @@ def test_the_export_serves_the_same_signature_and_holds_no_lm_variable(tmp_path)
 def test_bad_lm_settings_fail_with_one_line(tmp_path, flags, message):
   data_dir = fixtures.write_dataset(tmp_path / "data", train=30, test=5)
   flags = [f.replace("EXPORT", str(tmp_path / "export")) for f in flags]
-  result = run_binary(TRAIN, *TINY, f"--data_dir={data_dir}", "--train_steps=10",
+  result = run_in_process(TRAIN, *TINY, f"--data_dir={data_dir}", "--train_steps=10",
                       f"--model_dir={tmp_path / 'run'}", *flags)
   assert message in error_line(result)
 

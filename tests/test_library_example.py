@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from mtlcore import task_set
 from mtlcore.errors import ConfigError
-from tests.binaries import EVAL, TRAIN, error_line, run_binary, run_in_process
+from tests.binaries import EVAL, TRAIN, error_line, run_in_process
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 MARKER = "<!-- library example: shapes_example.py -->"
@@ -96,19 +96,12 @@ def test_the_example_exports_its_three_tasks(example_run):
           "'weight': TensorShape([4])}") in result.stdout
 
 
-def test_the_example_is_a_task_set_plugin_for_mtl_train(example_run, tmp_path):
+def test_the_example_is_a_task_set_plugin_for_mtl_train(example_run, tmp_path, monkeypatch):
   root, _ = example_run
-  env_path = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
-  os.environ["PYTHONPATH"], previous = env_path, os.environ.get("PYTHONPATH")
-  try:
-    result = run_binary(TRAIN, "--task_set=shapes_example:Shapes",
-                        "--mode=single", "--tasks=kind", f"--model_dir={tmp_path}",
-                        "--train_steps=100", f"--export_dir={tmp_path / 'export'}")
-  finally:
-    if previous is None:
-      del os.environ["PYTHONPATH"]
-    else:
-      os.environ["PYTHONPATH"] = previous
+  monkeypatch.syspath_prepend(str(root))
+  result = run_in_process(TRAIN, "--task_set=shapes_example:Shapes",
+                          "--mode=single", "--tasks=kind", f"--model_dir={tmp_path}",
+                          "--train_steps=100", f"--export_dir={tmp_path / 'export'}")
   assert result.returncode == 0, result.stderr[-3000:]
   metrics = json.loads((tmp_path / "metrics.json").read_text())
   assert list(metrics["dev"]) == ["kind/accuracy"] and metrics["tasks"] == ["kind"]

@@ -19,7 +19,7 @@ from mtlcore.errors import ConfigError
 from mtlcore.trainers import run
 from mtlcore.trainers.config import RunConfig
 from tests import fixtures
-from tests.binaries import TRAIN, error_line, popen_binary, run_binary, wait_for
+from tests.binaries import TRAIN, error_line, popen_binary, run_binary, run_in_process, wait_for
 
 SMALL = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
          "--log_every=10", "--learning_rate=0.01"]
@@ -191,6 +191,6 @@ def test_a_resume_that_changes_what_the_checkpoint_fixed_is_refused(tmp_path, ch
 
 def test_the_binary_prints_a_refused_resume_as_one_line(tmp_path):
   common = ["--task_set=toy", f"--model_dir={tmp_path}"]
-  assert run_binary(TRAIN, *common, "--train_steps=20").returncode == 0
-  line = error_line(run_binary(TRAIN, *common, "--train_steps=40", "--hidden_size=30"))
+  assert run_in_process(TRAIN, *common, "--train_steps=20").returncode == 0
+  line = error_line(run_in_process(TRAIN, *common, "--train_steps=40", "--hidden_size=30"))
   assert "holds a run with different settings (--hidden_size: 20 -> 30)" in line

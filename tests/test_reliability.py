@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tests import fixtures
 from tests.binaries import (TRAIN, error_line, kill_at_checkpoint_then_resume, popen_binary,
-                            run_binary, wait_for)
+                            run_binary, run_in_process, wait_for)
 
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
         "--log_every=10", "--learning_rate=0.01", "--eval_every=0"]
@@ -43,7 +43,7 @@ def _train_args(data_dir, model_dir, *extra):
 def test_deterministic_runs_are_bitwise_identical_and_the_seed_matters(data_dir, tmp_path):
   states = []
   for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-    result = run_binary(TRAIN, *_train_args(data_dir, tmp_path / name,
+    result = run_in_process(TRAIN, *_train_args(data_dir, tmp_path / name,
                                                        "--train_steps=40", f"--seed={seed}"))
     assert result.returncode == 0, result.stderr
     states.append(_state(tmp_path / name))
@@ -88,17 +88,17 @@ def test_sigterm_checkpoints_exits_zero_and_the_restart_continues(data_dir, tmp_
 
 def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous_one(data_dir, tmp_path):
   args = _train_args(data_dir, tmp_path, "--checkpoint_every=20")
-  assert run_binary(TRAIN, *args, "--train_steps=40").returncode == 0
+  assert run_in_process(TRAIN, *args, "--train_steps=40").returncode == 0
   data_file = next((tmp_path / "checkpoints").glob("ckpt-40.data-*"))
   data_file.write_bytes(data_file.read_bytes()[:100])  # As if the write was cut short.
-  result = run_binary(TRAIN, *args, "--train_steps=50")
+  result = run_in_process(TRAIN, *args, "--train_steps=50")
   assert result.returncode == 0, result.stderr
   assert "ckpt-40 is unreadable" in result.stderr
   assert "ckpt-20 at step 20" in result.stderr
 
 
 def test_a_nonfinite_loss_stops_training_naming_task_and_step(tmp_path):
-  result = run_binary(TRAIN, "--task_set=toy", "--mode=alternate",
+  result = run_in_process(TRAIN, "--task_set=toy", "--mode=alternate",
                       "--learning_rate=1e30", "--train_steps=200", "--steps_per_loop=1",
                       "--checkpoint_every=1", f"--model_dir={tmp_path}")
   line = error_line(result)

@@ -7,7 +7,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from tests import fixtures
-from tests.binaries import TRAIN, run_binary
+from tests.binaries import TRAIN, run_in_process
 
 SMALL = ["--word_dim=16", "--char_filters=8", "--hidden_size=16", "--steps_per_loop=10",
          "--log_every=20", "--learning_rate=0.01"]
@@ -24,7 +24,7 @@ def _scalars(run_dir):
 def conll_run(tmp_path_factory):
   root = tmp_path_factory.mktemp("tb")
   data = fixtures.write_dataset(root / "data", train=60, test=10)
-  result = run_binary(TRAIN, f"--data_dir={data}", f"--model_dir={root / 'm'}",
+  result = run_in_process(TRAIN, f"--data_dir={data}", f"--model_dir={root / 'm'}",
                       "--mode=alternate", "--train_steps=60", "--eval_every=20",
                       "--lr_decay_start=0.5", "--lm_vocab=0", *SMALL)  # Two tasks, 30 steps each.
   assert result.returncode == 0, result.stderr
@@ -72,7 +72,7 @@ def test_writing_summaries_does_not_change_the_result(tmp_path):
   finals = []
   for flag in ("--summaries", "--nosummaries"):
     model_dir = tmp_path / flag.strip("-")
-    result = run_binary(TRAIN, "--task_set=toy", "--mode=alternate",
+    result = run_in_process(TRAIN, "--task_set=toy", "--mode=alternate",
                         "--train_steps=200", f"--model_dir={model_dir}", flag)
     assert result.returncode == 0, result.stderr
     path = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
@@ -88,7 +88,7 @@ def test_writing_summaries_does_not_change_the_result(tmp_path):
 
 
 def test_trace_graph_and_profile_window_write_their_files(tmp_path):
-  result = run_binary(TRAIN, "--task_set=toy", "--train_steps=100",
+  result = run_in_process(TRAIN, "--task_set=toy", "--train_steps=100",
                       "--steps_per_loop=10", f"--model_dir={tmp_path}", "--trace_graph",
                       "--profile_steps=20,40")
   assert result.returncode == 0, result.stderr

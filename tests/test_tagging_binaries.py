@@ -10,7 +10,7 @@ import re
 import pytest
 
 from tests import fixtures
-from tests.binaries import EVAL, TAG, TRAIN, error_line, run_binary
+from tests.binaries import EVAL, TAG, TRAIN, error_line, run_in_process
 
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
         "--log_every=10", "--learning_rate=0.01", "--batch_size=8"]
@@ -31,7 +31,7 @@ def four_columns(tmp_path_factory):
 def test_three_tasks_from_a_four_column_file_train_evaluate_export_and_tag(
     four_columns, tmp_path, mode):
   model_dir, export_dir = tmp_path / "run", tmp_path / "export"
-  result = run_binary(TRAIN, *FOUR, *TINY, f"--mode={mode}", f"--data_dir={four_columns}",
+  result = run_in_process(TRAIN, *FOUR, *TINY, f"--mode={mode}", f"--data_dir={four_columns}",
                       "--train=train.txt", "--test=test.txt", f"--model_dir={model_dir}",
                       "--train_steps=60", "--eval_every=30", f"--export_dir={export_dir}")
   assert result.returncode == 0, result.stderr
@@ -43,7 +43,7 @@ def test_three_tasks_from_a_four_column_file_train_evaluate_export_and_tag(
     assert "pos/f1" not in metrics[split]
 
   out = tmp_path / "predictions"
-  evaluated = run_binary(EVAL, f"--model_dir={model_dir}", "--split=test", f"--output={out}")
+  evaluated = run_in_process(EVAL, f"--model_dir={model_dir}", "--split=test", f"--output={out}")
   assert evaluated.returncode == 0, evaluated.stderr
   assert "ner/f1" in evaluated.stdout
   assert sorted(os.listdir(out)) == ["chunk.txt", "ner.txt", "pos.txt"]
@@ -53,7 +53,7 @@ def test_three_tasks_from_a_four_column_file_train_evaluate_export_and_tag(
   assert [(w, g) for w, g, _ in first] == [(r[0], r[3]) for r in gold[0]]
   assert len([b for b in blocks if b.strip()]) == 20
 
-  tagged = run_binary(TAG, f"--model={export_dir}", stdin="John has been sold .\n")
+  tagged = run_in_process(TAG, f"--model={export_dir}", stdin="John has been sold .\n")
   assert tagged.returncode == 0, tagged.stderr
   rows = [line.split() for line in tagged.stdout.splitlines() if line]
   assert len(rows) == 5 and all(len(r) == 4 for r in rows)  # word pos chunk ner.
@@ -66,7 +66,7 @@ def test_two_corpora_for_different_tasks_train_jointly(tmp_path):
   fixtures.write_columns(tmp_path / "chunk.txt", fixtures.synthetic_sentences(20, seed=2),
                          keep=(0, 2))
   model_dir = tmp_path / "run"
-  result = run_binary(TRAIN, "--task_set=tagging", "--columns=word,pos,chunk", "--crf=chunk",
+  result = run_in_process(TRAIN, "--task_set=tagging", "--columns=word,pos,chunk", "--crf=chunk",
                       *TINY, f"--data_dir={tmp_path}", "--train=pos:pos.txt,chunk:chunk.txt",
                       f"--model_dir={model_dir}", "--train_steps=40", "--eval_every=0")
   assert result.returncode == 0, result.stderr
@@ -86,7 +86,7 @@ def test_two_corpora_for_different_tasks_train_jointly(tmp_path):
 ])
 def test_bad_column_input_fails_with_one_line(four_columns, tmp_path, flags, message):
   (four_columns / "bad.txt").write_text("a DT B-NP O\nb NN I-NP O\n\nc DT B-NP O\nd NN X-NP O\n")
-  result = run_binary(TRAIN, "--task_set=tagging", *TINY, f"--data_dir={four_columns}", *flags,
+  result = run_in_process(TRAIN, "--task_set=tagging", *TINY, f"--data_dir={four_columns}", *flags,
                       f"--model_dir={tmp_path / 'run'}", "--train_steps=5")
   assert re.search(message, error_line(result))
 
@@ -103,7 +103,7 @@ def test_a_checkpoint_does_not_grow_with_the_corpus(tmp_path):
   fixtures.write_columns(tmp_path / "ten.txt", sentences * 10)
   sizes = []
   for name in ("one", "ten"):
-    result = run_binary(TRAIN, *FOUR, *TINY, "--mode=alternate", f"--data_dir={tmp_path}",
+    result = run_in_process(TRAIN, *FOUR, *TINY, "--mode=alternate", f"--data_dir={tmp_path}",
                         f"--train={name}.txt", "--dev=one.txt", f"--model_dir={tmp_path / name}",
                         "--train_steps=20", "--checkpoint_every=20", "--eval_every=0")
     assert result.returncode == 0, result.stderr

@@ -5,7 +5,7 @@ import re
 import pytest
 import tensorflow as tf
 
-from tests.binaries import TRAIN, error_line, run_binary
+from tests.binaries import TRAIN, error_line, run_in_process
 
 
 def _global_step(model_dir):
@@ -24,14 +24,14 @@ def _losses(stderr):
 @pytest.mark.parametrize("mode", ["joint", "alternate"])
 def test_toy_training_reports_falling_losses_and_resumes(tmp_path, mode):
   args = ["--task_set=toy", f"--mode={mode}", f"--model_dir={tmp_path}", "--log_every=100"]
-  first = run_binary(TRAIN, *args, "--train_steps=600")
+  first = run_in_process(TRAIN, *args, "--train_steps=600")
   assert first.returncode == 0, first.stderr
   losses = _losses(first.stderr)
   for task in ("y1", "y2"):
     assert losses[task][-1] * 5 < losses[task][0], losses
   assert _global_step(tmp_path) == 600
 
-  second = run_binary(TRAIN, *args, "--train_steps=800")
+  second = run_in_process(TRAIN, *args, "--train_steps=800")
   assert second.returncode == 0, second.stderr
   assert "Resumed from" in second.stderr and "at step 600" in second.stderr
   assert "step 800/800" in second.stderr
@@ -48,7 +48,7 @@ def test_toy_training_reports_falling_losses_and_resumes(tmp_path, mode):
     (["--mode=sideways"], "--mode"),
 ])
 def test_bad_flags_fail_with_one_line(tmp_path, flags, message):
-  result = run_binary(TRAIN, "--task_set=toy", f"--model_dir={tmp_path / 'm'}",
+  result = run_in_process(TRAIN, "--task_set=toy", f"--model_dir={tmp_path / 'm'}",
                       "--train_steps=10", *flags)
   assert message in error_line(result)
   assert not (tmp_path / "m").exists()

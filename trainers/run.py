@@ -283,7 +283,7 @@ def _train(config, task_set, data, strategy, role, model_dir, restore_from, part
 
 
 def _check_skipped(trainer, skipped_steps):
-  """The run's skipped steps in words; NonFiniteError when they are more than half of all
+  """The run's skipped steps in summary; NonFiniteError when they are more than half of all
   steps (the model did not train, whatever --skip_nonfinite_steps allowed)."""
   step, skipped = int(trainer.global_step.numpy()), int(trainer.nonfinite_steps.numpy())
   if step and 2 * skipped > step:
@@ -291,10 +291,10 @@ def _check_skipped(trainer, skipped_steps):
         f"{skipped} of the {step} steps were skipped as non-finite (NaN/Inf loss or gradient): "
         f"more than half, so the model did not train; the checkpoint at step {step} is "
         f"written, metrics and export are not. Lower --learning_rate or set --clip_norm.")
-  words = f"{skipped} step(s) skipped as non-finite"
+  summary = f"{skipped} step(s) skipped as non-finite"
   if skipped_steps.overflows:
-    words += f", {skipped_steps.overflows} fp16 loss-scale overflow(s) skipped in this run"
-  return words
+    summary += f", {skipped_steps.overflows} fp16 loss-scale overflow(s) skipped in this run"
+  return summary
 
 
 def _export_rules(config):

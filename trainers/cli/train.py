@@ -7,7 +7,7 @@
   mtl-train --task_set=my_package.tasks:make_task_set --model_dir=runs/mine
 
 Resumes from the latest checkpoint in --model_dir (a resumed run may change only what
-README's resume table allows). SIGTERM or SIGINT (Ctrl-C) makes it finish the current loop of
+the resume table of docs/guide.md allows). SIGTERM or SIGINT (Ctrl-C) makes it finish the current loop of
 steps, write a checkpoint and exit 0; the next run continues from there. With held-out data
 it keeps the best-on-dev checkpoint, evaluates it on every split into metrics.json and
 exports it to --export_dir if given. Bad flags or input end the run with one line on stderr
