@@ -80,7 +80,7 @@ def test_a_plan_stream_gives_each_epochs_batches_in_order_from_any_start(start):
   n, size = 5, 4
   plan = lambda epoch: [(epoch, np.arange(size) + 10 * i + 100 * epoch) for i in range(n)]
   stream = batching.plan_dataset(plan, steps_per_epoch=n, batch_size=size, start=start)
-  got = [(int(p), i.tolist()) for p, i in stream.take(12)]
+  got = [(int(p), i.numpy().tolist()) for p, i in stream.take(12)]
   want = [(k // n, (np.arange(size) + 10 * (k % n) + 100 * (k // n)).tolist())
           for k in range(start, start + 12)]
   assert got == want

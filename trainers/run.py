@@ -283,7 +283,7 @@ def _train(config, task_set, data, strategy, role, model_dir, restore_from, part
 
 
 def _check_skipped(trainer, skipped_steps):
-  """The run's skipped steps in summary; NonFiniteError when they are more than half of all
+  """The run's skipped steps in words; NonFiniteError when they are more than half of all
   steps (the model did not train, whatever --skip_nonfinite_steps allowed)."""
   step, skipped = int(trainer.global_step.numpy()), int(trainer.nonfinite_steps.numpy())
   if step and 2 * skipped > step:
