@@ -116,7 +116,7 @@ def test_eval_binary_names_a_bad_test_file(tmp_path):
   model_dir = tmp_path / "m"
   trained = run_in_process(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
                        "--train_steps=5", "--word_dim=8", "--char_filters=4", "--hidden_size=8",
-                       "--steps_per_loop=5")
+                       "--steps_per_loop=5", "--buckets=32", "--lm_vocab=0")
   assert trained.returncode == 0, trained.stderr
   (data / "test.txt.gz").write_bytes(gzip.compress(b"the DT B-NP\nend NN\n"))
   result = run_in_process(EVAL, f"--model_dir={model_dir}", f"--data_dir={data}")

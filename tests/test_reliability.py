@@ -14,7 +14,8 @@ from tests.binaries import (TRAIN, error_line, kill_at_checkpoint_then_resume, p
                             run_binary, run_in_process, wait_for)
 
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
-        "--log_every=10", "--learning_rate=0.01", "--eval_every=0"]
+        "--log_every=10", "--learning_rate=0.01", "--eval_every=0", "--lm_vocab=0",
+        "--buckets=16,32"]
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ from tests.binaries import (EVAL, TRAIN, error_line, kill_at_checkpoint_then_res
 from tests.test_reliability import _assert_same_state, _state
 
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
-        "--log_every=10", "--learning_rate=0.01", "--eval_every=0", "--lm_vocab=0"]
+        "--log_every=10", "--learning_rate=0.01", "--eval_every=0", "--lm_vocab=0",
+        "--buckets=16,32"]
 MIRRORED = ["--strategy=mirrored", "--num_logical_cpus=2"]
 
 

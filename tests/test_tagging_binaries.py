@@ -13,7 +13,7 @@ from tests import fixtures
 from tests.binaries import EVAL, TAG, TRAIN, error_line, run_in_process
 
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
-        "--log_every=10", "--learning_rate=0.01", "--batch_size=8"]
+        "--log_every=10", "--learning_rate=0.01", "--batch_size=8", "--buckets=16,32"]
 FOUR = ["--task_set=tagging", "--columns=word,pos,chunk,ner", "--crf=chunk,ner"]
 
 
@@ -46,7 +46,7 @@ def test_three_tasks_from_a_four_column_file_train_evaluate_export_and_tag(
   evaluated = run_in_process(EVAL, f"--model_dir={model_dir}", "--split=test", f"--output={out}")
   assert evaluated.returncode == 0, evaluated.stderr
   assert "ner/f1" in evaluated.stdout
-  assert sorted(os.listdir(out)) == ["chunk.txt", "ner.txt", "pos.txt"]
+  assert sorted(os.listdir(out)) == [".mtlcore-output", "chunk.txt", "ner.txt", "pos.txt"]
   gold = [fixtures.with_ner(s) for s in fixtures.synthetic_sentences(20, seed=1)]
   blocks = (out / "ner.txt").read_text().split("\n\n")
   first = [line.split() for line in blocks[0].splitlines()]
