@@ -45,7 +45,7 @@ from mtlcore.trainers.joint import JointTrainer  # pylint: disable=wrong-import-
 STEPS = 4
 PER_REPLICA = 4
 TINY = {"word_dim": 8, "char_filters": 4, "hidden_size": 8, "dropout": 0.0,
-        "word_dropout": 0.0, "lm_vocab": 50}
+        "word_dropout": 0.0, "lm_vocab": 50, "buckets": [32]}
 
 
 class RecordingAdam(Adam):

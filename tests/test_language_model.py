@@ -18,7 +18,7 @@ from tests.binaries import TRAIN, error_line, run_in_process
 
 SMALL = {"word_dim": 8, "char_filters": 4, "hidden_size": 8}
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
-        "--log_every=10", "--batch_size=8"]
+        "--log_every=10", "--batch_size=8", "--buckets=32"]
 
 
 def test_targets_are_the_next_and_the_previous_word_with_ends_and_padding_masked():
@@ -146,7 +146,7 @@ def test_the_lm_loss_falls_on_a_small_fixture(tmp_path, mode):
 def test_the_export_serves_the_same_signature_and_holds_no_lm_variable(tmp_path):
   data_dir = fixtures.write_dataset(tmp_path / "data", train=60, test=10)
   signatures = {}
-  for name, extra in (("with", ["--lm_vocab=20"]), ("without", [])):
+  for name, extra in (("with", ["--lm_vocab=20"]), ("without", ["--lm_vocab=0"])):
     result = run_in_process(TRAIN, *TINY, f"--data_dir={data_dir}", "--train_steps=20",
                         f"--model_dir={tmp_path / name}", f"--export_dir={tmp_path / name}_x",
                         *extra)

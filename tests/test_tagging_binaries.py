@@ -13,7 +13,7 @@ from tests import fixtures
 from tests.binaries import EVAL, TAG, TRAIN, error_line, run_in_process
 
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
-        "--log_every=10", "--learning_rate=0.01", "--batch_size=8", "--buckets=16,32"]
+        "--log_every=10", "--learning_rate=0.01", "--batch_size=8", "--buckets=32"]
 FOUR = ["--task_set=tagging", "--columns=word,pos,chunk,ner", "--crf=chunk,ner"]
 
 
