@@ -27,11 +27,9 @@ import tempfile
 
 from absl import flags
 
-from mtlcore.benchmarks import report
+from mtlcore.benchmarks import cli, report
 from mtlcore.errors import MtlError
 from mtlcore.trainers import build
-from mtlcore.trainers.cli import common
-from mtlcore.trainers.cli import flags as run_flags
 
 FLAGS = flags.FLAGS
 
@@ -140,10 +138,10 @@ def summary_lines(result):
   ]
 
 
-def main():
-  config = run_flags.run_config()
-  if config.task_set != "conll2000":
-    raise MtlError("mtl-compiles measures the conll2000 task set; drop --task_set.")
+def main(config):
+  """Counts, prints and checks the compilations of `config`'s alternating training (a
+  conll2000 RunConfig, as mtl-train's flags give it); raises MtlError when the pipeline's
+  promise does not hold."""
   result = count_compiles(config, epochs=FLAGS.epochs or 1.0)
   print("\n".join(summary_lines(result)))
   if FLAGS.output_json:
@@ -156,8 +154,7 @@ def main():
 
 
 def console_main():
-  common.run("mtl-compiles", main, usage=__doc__,
-             help_groups=(("mtl-compiles", ("output_json",)), *run_flags.HELP_GROUPS))
+  cli.compiles_main()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from mtlcore.errors import ConfigError
 from mtlcore.files import write_json_atomically
 from mtlcore.trainers.model_dir import ModelDir
 
-flags.DEFINE_string("output_json", None, "Write the benchmark's result here as JSON.")
 flags.DEFINE_boolean("write_results", False, "Write the benchmark's table into "
                      "benchmarks/RESULTS.md (its own section).")
 flags.DEFINE_string("section", None, "The RESULTS.md section a study writes (default: the "

@@ -44,45 +44,19 @@ from absl import flags
 
 from mtlcore import precision as precision_lib
 from mtlcore import task_set as task_set_lib
-from mtlcore import weighting as weighting_lib
 from mtlcore.benchmarks import flops as flops_lib
-from mtlcore.benchmarks import hardware, results
+from mtlcore.benchmarks import cli, hardware, results
 from mtlcore.benchmarks import report as report_lib
 from mtlcore.benchmarks.keras_baseline import build_keras_tagger, keras_step_times, keras_steps
 from mtlcore.data.vocab import Vocabularies
-from mtlcore.errors import ConfigError
 from mtlcore.networks import tagger
 from mtlcore.networks.language_model import LM_TASK, LanguageModelConfig
 from mtlcore.task_sets import tagging
 from mtlcore.trainers import build
-from mtlcore.trainers.cli import common
-# The run flags define --batch_size and --reads, which mtl-bench reads.
-from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=unused-import
 from mtlcore.trainers.config import RunConfig
 
 FLAGS = flags.FLAGS
-flags.DEFINE_boolean("quick", False, "Tiny sizes and few steps: a smoke run.")
-flags.DEFINE_boolean("large", False, "Also time a larger size (2x embeddings and hidden).")
-flags.DEFINE_list("trunks", ["bilstm", "conv"], "Trunks to time.")
-flags.DEFINE_list("executions", ["eager", "function", "xla"], "Executions to time.")
-MODES = ("joint", "alternate", "pos", "chunk", "default", "default_lm")
-flags.DEFINE_list("modes", list(MODES),
-                  "Training modes to time; default: the joint step with a CRF chunk head and "
-                  "word dropout, which Keras cannot express; default_lm: that step with the "
-                  "language-model task over --lm_vocab words (mtl-train's default step).")
-flags.DEFINE_boolean("keras", True, "Time the Keras model.fit baseline.")
-flags.DEFINE_list("precisions", ["fp32"], "Compute types of the mtlcore rows (fp32, bf16, "
-                  "fp16: mtl-train's --precision); Keras runs in fp32.")
-flags.DEFINE_list("weightings", ["sum"], "Joint-mode weighting methods (mtlcore.weighting) of "
-                  "the joint and default rows; each is compared with sum.")
-flags.DEFINE_integer("seq_len", 36, "Padded tokens per sentence (a middle CoNLL bucket).")
-flags.DEFINE_integer("steps", 60, "Timed steps per configuration.")
-flags.DEFINE_integer("steps_per_call", 5, "Steps per call into the compiled loop.")
-flags.DEFINE_integer("head_to_head_rounds", 8,
-                     "Rounds of the interleaved comparison of Keras fit with the XLA joint "
-                     "step (fp32), each --steps/rounds steps of both (at least 2 calls), "
-                     "alternating which runs first; 0: none. Runs when Keras, xla, joint and "
-                     "fp32 (with sum) are all timed.")
+MODES = cli.BENCH_MODES
 
 NUM_WORDS, NUM_CHARS, MAX_CHARS = 7875, 82, 20
 NUM_TAGS = {"pos": 44, "chunk": 22}
@@ -283,19 +257,6 @@ def run():
     from mtlcore.benchmarks import replicas  # pylint: disable=import-outside-toplevel
     return replicas.run(sys.modules[__name__])
   batch_size = DEFAULT_BATCH_SIZE if FLAGS.batch_size is None else FLAGS.batch_size
-  for name, value in (("batch_size", batch_size), ("seq_len", FLAGS.seq_len),
-                      ("steps", FLAGS.steps), ("steps_per_call", FLAGS.steps_per_call)):
-    if value <= 0:
-      raise ConfigError(f"--{name} must be positive, got {value}.")
-  if FLAGS.head_to_head_rounds < 0:
-    raise ConfigError(f"--head_to_head_rounds must be >= 0 (0: none), got "
-                      f"{FLAGS.head_to_head_rounds}.")
-  for flag, allowed in (("trunks", tagger.TRUNKS), ("executions", ("eager", "function", "xla")),
-                        ("modes", MODES),
-                        ("weightings", [m for m in weighting_lib.METHODS if m != "static"])):
-    unknown = [v for v in getattr(FLAGS, flag) if v not in allowed]
-    if unknown:
-      raise ConfigError(f"--{flag}: unknown {unknown}; choose from {list(allowed)}.")
   steps = 10 if FLAGS.quick else FLAGS.steps
   device = hardware.describe_device()
   peaks = hardware.matmul_peaks((256, 512) if FLAGS.quick else (1024, 2048, 4096),
@@ -497,11 +458,7 @@ def _peak_columns(peaks):
 
 
 def console_main():
-  own = tuple(f.name for f in FLAGS.get_flags_for_module(__name__))
-  common.run("mtl-bench", run, usage=__doc__, help_groups=(
-      ("mtl-bench", own),
-      ("mtl-train's flags it reads", ("batch_size", "lm_vocab", "reads", "strategy",
-                                      "num_logical_cpus"))))
+  cli.bench_main()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,104 @@
+"""The benchmark binaries' flags and entry points: mtl-bench and mtl-compiles.
+
+Like mtl-train's, their flags are defined and checked here, importing no TensorFlow, so a
+misspelt flag or a bad value exits with its one line before TensorFlow starts; the measuring
+modules (mtlcore.benchmarks.throughput, .compiles) are imported only after that.
+"""
+
+import ast
+import importlib.util
+
+from absl import flags
+
+from mtlcore.choices import PRECISIONS, WEIGHTINGS
+from mtlcore.errors import ConfigError
+from mtlcore.trainers.cli import common
+from mtlcore.trainers.cli import flags as run_flags
+
+FLAGS = flags.FLAGS
+
+# mtl-bench
+BENCH_MODES = ("joint", "alternate", "pos", "chunk", "default", "default_lm")
+TRUNKS = ("bilstm", "conv")
+EXECUTIONS = ("eager", "function", "xla")
+flags.DEFINE_boolean("quick", False, "Tiny sizes and few steps: a smoke run.")
+flags.DEFINE_boolean("large", False, "Also time a larger size (2x embeddings and hidden).")
+flags.DEFINE_list("trunks", list(TRUNKS), "Trunks to time.")
+flags.DEFINE_list("executions", list(EXECUTIONS), "Executions to time.")
+flags.DEFINE_list("modes", list(BENCH_MODES),
+                  "Training modes to time; default: the joint step with a CRF chunk head and "
+                  "word dropout, which Keras cannot express; default_lm: that step with the "
+                  "language-model task over --lm_vocab words (mtl-train's default step).")
+flags.DEFINE_boolean("keras", True, "Time the Keras model.fit baseline.")
+flags.DEFINE_list("precisions", ["fp32"], "Compute types of the mtlcore rows (fp32, bf16, "
+                  "fp16: mtl-train's --precision); Keras runs in fp32.")
+flags.DEFINE_list("weightings", ["sum"], "Joint-mode weighting methods (mtlcore.weighting) of "
+                  "the joint and default rows; each is compared with sum.")
+flags.DEFINE_integer("seq_len", 36, "Padded tokens per sentence (a middle CoNLL bucket).")
+flags.DEFINE_integer("steps", 60, "Timed steps per configuration.")
+flags.DEFINE_integer("steps_per_call", 5, "Steps per call into the compiled loop.")
+flags.DEFINE_integer("head_to_head_rounds", 8,
+                     "Rounds of the interleaved comparison of Keras fit with the XLA joint "
+                     "step (fp32), each --steps/rounds steps of both (at least 2 calls), "
+                     "alternating which runs first; 0: none. Runs when Keras, xla, joint and "
+                     "fp32 (with sum) are all timed.")
+BENCH_FLAGS = ("quick", "large", "trunks", "executions", "modes", "keras", "precisions",
+               "weightings", "seq_len", "steps", "steps_per_call", "head_to_head_rounds",
+               "output_json")
+
+# Both
+flags.DEFINE_string("output_json", None, "Write the benchmark's result here as JSON.")
+
+
+def check_bench_flags():
+  """Raises ConfigError naming the first mtl-bench flag with a value it cannot time."""
+  for name in ("seq_len", "steps", "steps_per_call"):
+    if getattr(FLAGS, name) <= 0:
+      raise ConfigError(f"--{name} must be positive, got {getattr(FLAGS, name)}.")
+  if FLAGS.batch_size is not None and FLAGS.batch_size <= 0:
+    raise ConfigError(f"--batch_size must be positive, got {FLAGS.batch_size}.")
+  if FLAGS.head_to_head_rounds < 0:
+    raise ConfigError(f"--head_to_head_rounds must be >= 0 (0: none), got "
+                      f"{FLAGS.head_to_head_rounds}.")
+  for flag, allowed in (("trunks", TRUNKS), ("executions", EXECUTIONS), ("modes", BENCH_MODES),
+                        ("precisions", PRECISIONS),
+                        ("weightings", [m for m in WEIGHTINGS if m != "static"])):
+    unknown = [v for v in getattr(FLAGS, flag) if v not in allowed]
+    if unknown:
+      raise ConfigError(f"--{flag}: unknown {unknown}; choose from {list(allowed)}.")
+
+
+def _bench():
+  check_bench_flags()
+  common.start_tensorflow()
+  from mtlcore.benchmarks import throughput  # pylint: disable=g-import-not-at-top
+  return throughput.run()
+
+
+def _compiles():
+  config = run_flags.run_config()  # Checked before TensorFlow starts.
+  if config.task_set != "conll2000":
+    raise ConfigError("mtl-compiles measures the conll2000 task set; drop --task_set.")
+  common.start_tensorflow()
+  from mtlcore.benchmarks import compiles  # pylint: disable=g-import-not-at-top
+  return compiles.main(config)
+
+
+def _usage(module):
+  """`module`'s docstring, read from its source without importing it (and TensorFlow)."""
+  with open(importlib.util.find_spec(module).origin, encoding="utf-8") as f:
+    return ast.get_docstring(ast.parse(f.read())) or ""
+
+
+def bench_main():
+  """mtl-bench's console entry point (its usage: mtlcore.benchmarks.throughput's docstring)."""
+  common.run("mtl-bench", _bench, usage=_usage("mtlcore.benchmarks.throughput"), help_groups=(
+      ("mtl-bench", BENCH_FLAGS),
+      ("mtl-train's flags it reads", ("batch_size", "lm_vocab", "reads", "strategy",
+                                      "num_logical_cpus"))))
+
+
+def compiles_main():
+  """mtl-compiles' console entry point (its usage: mtlcore.benchmarks.compiles' docstring)."""
+  common.run("mtl-compiles", _compiles, usage=_usage("mtlcore.benchmarks.compiles"),
+             help_groups=(("mtl-compiles", ("output_json",)), *run_flags.HELP_GROUPS))
