@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tests import fixtures
 from tests.binaries import (TRAIN, error_line, kill_at_checkpoint_then_resume, popen_binary,
-                            run_binary, run_in_process, wait_for)
+                            run_in_process, wait_for)
 
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
         "--log_every=10", "--learning_rate=0.01", "--eval_every=0", "--lm_vocab=0",
@@ -57,7 +57,7 @@ def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_result(dat
                                                                              tmp_path):
   # Two buckets: the resumed streams must pick their epoch plans up mid-way across buckets.
   common = ["--train_steps=80", "--checkpoint_every=20", "--seed=3", "--buckets=16,32"]
-  whole = run_binary(TRAIN, *_train_args(data_dir, tmp_path / "whole", *common))
+  whole = run_in_process(TRAIN, *_train_args(data_dir, tmp_path / "whole", *common))
   assert whole.returncode == 0, whole.stderr
 
   kill_after = int(np.random.default_rng().choice([20, 40, 60]))
@@ -83,7 +83,7 @@ def test_sigterm_checkpoints_exits_zero_and_the_restart_continues(data_dir, tmp_
   assert "Stopping at step" in stderr and "SIGTERM" in stderr
   step = int(_state(tmp_path)["trainer/global_step/.ATTRIBUTES/VARIABLE_VALUE"])
   assert step > 0
-  again = run_binary(TRAIN, *args[:-2], f"--train_steps={step + 10}")
+  again = run_in_process(TRAIN, *args[:-2], f"--train_steps={step + 10}")
   assert again.returncode == 0, again.stderr
   assert f"at step {step}." in again.stderr
 
