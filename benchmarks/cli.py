@@ -19,11 +19,10 @@ FLAGS = flags.FLAGS
 
 # mtl-bench
 BENCH_MODES = ("joint", "alternate", "pos", "chunk", "default", "default_lm")
-TRUNKS = ("bilstm", "conv")
 EXECUTIONS = ("eager", "function", "xla")
 flags.DEFINE_boolean("quick", False, "Tiny sizes and few steps: a smoke run.")
 flags.DEFINE_boolean("large", False, "Also time a larger size (2x embeddings and hidden).")
-flags.DEFINE_list("trunks", list(TRUNKS), "Trunks to time.")
+flags.DEFINE_list("trunks", list(run_flags.TRUNKS), "Trunks to time.")
 flags.DEFINE_list("executions", list(EXECUTIONS), "Executions to time.")
 flags.DEFINE_list("modes", list(BENCH_MODES),
                   "Training modes to time; default: the joint step with a CRF chunk head and "
@@ -60,7 +59,7 @@ def check_bench_flags():
   if FLAGS.head_to_head_rounds < 0:
     raise ConfigError(f"--head_to_head_rounds must be >= 0 (0: none), got "
                       f"{FLAGS.head_to_head_rounds}.")
-  for flag, allowed in (("trunks", TRUNKS), ("executions", EXECUTIONS), ("modes", BENCH_MODES),
+  for flag, allowed in (("trunks", run_flags.TRUNKS), ("executions", EXECUTIONS), ("modes", BENCH_MODES),
                         ("precisions", PRECISIONS),
                         ("weightings", [m for m in WEIGHTINGS if m != "static"])):
     unknown = [v for v in getattr(FLAGS, flag) if v not in allowed]

@@ -56,7 +56,6 @@ from mtlcore.trainers import build
 from mtlcore.trainers.config import RunConfig
 
 FLAGS = flags.FLAGS
-MODES = cli.BENCH_MODES
 
 NUM_WORDS, NUM_CHARS, MAX_CHARS = 7875, 82, 20
 NUM_TAGS = {"pos": 44, "chunk": 22}

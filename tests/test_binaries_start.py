@@ -101,3 +101,8 @@ def test_every_bench_flag_is_in_its_help_group():
   from mtlcore.benchmarks import cli  # pylint: disable=g-import-not-at-top
   defined = [f.name for f in cli.FLAGS.get_flags_for_module(cli.__name__)]
   assert sorted(cli.BENCH_FLAGS) == sorted(defined)
+
+
+def test_the_flags_trunk_names_are_the_taggers():
+  from mtlcore.networks import tagger  # pylint: disable=g-import-not-at-top
+  assert run_flags.TRUNKS == tagger.TRUNKS

@@ -116,7 +116,8 @@ flags.DEFINE_string("placeholder", None, "tagging: the label that marks a missin
                     "column (e.g. _): no loss, no gradient, no metric for that token.")
 flags.DEFINE_list("scoring", None, "tagging: TASK:span (conlleval F1 per type) or TASK:accuracy; "
                   "default: span for columns whose tags start with B-, I-, E- or S-.")
-flags.DEFINE_enum("trunk", None, ["bilstm", "conv"], "tagger: trunk (default bilstm).")
+TRUNKS = ("bilstm", "conv")  # The tagger's (mtlcore.networks.tagger.TRUNKS), TF-free.
+flags.DEFINE_enum("trunk", None, list(TRUNKS), "tagger: trunk (default bilstm).")
 flags.DEFINE_list("crf", None, "tagger: tasks whose head is a linear-chain CRF (conll2000 "
                   "default: chunk; tagging default: none; --crf= for none).")
 flags.DEFINE_list("reads", None, "tagger: TASK:LAYER, the trunk layer (1 = first) a task's head "
