@@ -13,7 +13,12 @@ from absl import flags
 from mtlcore.choices import PRECISIONS, WEIGHTINGS
 from mtlcore.errors import ConfigError
 from mtlcore.trainers.cli import common
+from mtlcore.tagging.options import TRUNKS
 from mtlcore.trainers.cli import flags as run_flags
+from mtlcore.trainers.cli import task_set_flags
+
+# The workload both measure: the flagship task set (its option flags, e.g. --lm_vocab, --reads).
+TASK_SET = "conll2000"
 
 FLAGS = flags.FLAGS
 
@@ -22,7 +27,7 @@ BENCH_MODES = ("joint", "alternate", "pos", "chunk", "default", "default_lm")
 EXECUTIONS = ("eager", "function", "xla")
 flags.DEFINE_boolean("quick", False, "Tiny sizes and few steps: a smoke run.")
 flags.DEFINE_boolean("large", False, "Also time a larger size (2x embeddings and hidden).")
-flags.DEFINE_list("trunks", list(run_flags.TRUNKS), "Trunks to time.")
+flags.DEFINE_list("trunks", list(TRUNKS), "Trunks to time.")
 flags.DEFINE_list("executions", list(EXECUTIONS), "Executions to time.")
 flags.DEFINE_list("modes", list(BENCH_MODES),
                   "Training modes to time; default: the joint step with a CRF chunk head and "
@@ -59,7 +64,7 @@ def check_bench_flags():
   if FLAGS.head_to_head_rounds < 0:
     raise ConfigError(f"--head_to_head_rounds must be >= 0 (0: none), got "
                       f"{FLAGS.head_to_head_rounds}.")
-  for flag, allowed in (("trunks", run_flags.TRUNKS), ("executions", EXECUTIONS), ("modes", BENCH_MODES),
+  for flag, allowed in (("trunks", TRUNKS), ("executions", EXECUTIONS), ("modes", BENCH_MODES),
                         ("precisions", PRECISIONS),
                         ("weightings", [m for m in WEIGHTINGS if m != "static"])):
     unknown = [v for v in getattr(FLAGS, flag) if v not in allowed]
@@ -76,8 +81,8 @@ def _bench():
 
 def _compiles():
   config = run_flags.run_config()  # Checked before TensorFlow starts.
-  if config.task_set != "conll2000":
-    raise ConfigError("mtl-compiles measures the conll2000 task set; drop --task_set.")
+  if config.task_set != TASK_SET:
+    raise ConfigError(f"mtl-compiles measures the {TASK_SET} task set; drop --task_set.")
   common.start_tensorflow()
   from mtlcore.benchmarks import compiles  # pylint: disable=g-import-not-at-top
   return compiles.main(config)
@@ -94,10 +99,13 @@ def bench_main():
   common.run("mtl-bench", _bench, usage=_usage("mtlcore.benchmarks.throughput"), help_groups=(
       ("mtl-bench", BENCH_FLAGS),
       ("mtl-train's flags it reads", ("batch_size", "lm_vocab", "reads", "strategy",
-                                      "num_logical_cpus"))))
+                                      "num_logical_cpus"))),
+      prepare=lambda argv: task_set_flags.define(TASK_SET))
 
 
 def compiles_main():
   """mtl-compiles' console entry point (its usage: mtlcore.benchmarks.compiles' docstring)."""
   common.run("mtl-compiles", _compiles, usage=_usage("mtlcore.benchmarks.compiles"),
-             help_groups=(("mtl-compiles", ("output_json",)), *run_flags.HELP_GROUPS))
+             help_groups=lambda: (("mtl-compiles", ("output_json",)), *run_flags.help_groups()),
+             prepare=lambda argv: task_set_flags.define(TASK_SET),
+             defaults=run_flags.run_defaults)

@@ -5,7 +5,7 @@ CRF head's forward algorithm, over the padded batch (the work actually done). A 
 pass (backward costs about twice the forward), the usual estimate.
 """
 
-from mtlcore.networks.language_model import LM_TASK
+from mtlcore.tagging.language_model import LM_TASK
 
 
 def tagger_forward_flops(config, *, batch, seq_len, max_chars, num_tags, tasks, lm=None):

@@ -97,7 +97,7 @@ def _forward_backward(op):
 
 def heavy_ops(config, *, batch, seq_len, max_chars):
   """name -> (op, x shape, w shape, output shape): the tagger step's heaviest ops at this shape
-  (config: a mtlcore.networks.tagger.TaggerConfig)."""
+  (config: a mtlcore.tagging.tagger.TaggerConfig)."""
   conv = lambda x, w: tf.nn.conv1d(x, w, 1, "SAME")
   words, hidden = batch * seq_len, 2 * config.hidden_size
   first = config.word_dim + config.char_filters

@@ -1,6 +1,6 @@
 """The baseline a user would pick instead: the same tagger in Keras 3, trained by model.fit.
 
-Same sizes as mtlcore.networks.tagger with a softmax chunk head: word embedding, a char CNN
+Same sizes as mtlcore.tagging.tagger with a softmax chunk head: word embedding, a char CNN
 max-pooled over each word, two BiLSTM (or conv) layers with dropout, and a dense head per
 task (on the layer TaggerConfig.reads names), two sparse cross-entropy losses, Adam with
 the same learning rate and global gradient clipping. Padding is masked via mask_zero.
@@ -11,7 +11,7 @@ import time
 import keras
 import numpy as np
 
-from mtlcore.networks.tagger import TaggerConfig
+from mtlcore.tagging.tagger import TaggerConfig
 
 
 def build_keras_tagger(config: TaggerConfig, *, num_words, num_chars, num_tags, max_chars,

@@ -27,7 +27,7 @@ the fixed benchmark shape (padded tokens). It prints a Markdown table and ratios
 JSON with --output_json. The chunk head is a softmax, as Keras has no CRF layer, except in the
 `default` rows (CRF chunk head, word dropout: the joint step mtl-train ran by default before
 the language-model task) and the `default_lm` rows: that step with the auxiliary
-language-model task (mtlcore.networks.language_model) over --lm_vocab words (the conv trunk's
+language-model task (mtlcore.tagging.language_model) over --lm_vocab words (the conv trunk's
 first layer then directional), the step mtl-train runs by default now; the LM's share of the
 step's time and FLOPs is the ratio of the two rows.
 """
@@ -48,10 +48,10 @@ from mtlcore.benchmarks import flops as flops_lib
 from mtlcore.benchmarks import cli, hardware, results
 from mtlcore.benchmarks import report as report_lib
 from mtlcore.benchmarks.keras_baseline import build_keras_tagger, keras_step_times, keras_steps
-from mtlcore.data.vocab import Vocabularies
-from mtlcore.networks import tagger
-from mtlcore.networks.language_model import LM_TASK, LanguageModelConfig
-from mtlcore.task_sets import tagging
+from mtlcore.tagging.vocab import Vocabularies
+from mtlcore.tagging import tagger
+from mtlcore.tagging.language_model import LM_TASK, LanguageModelConfig
+from mtlcore.tagging import task_set as tagging
 from mtlcore.trainers import build
 from mtlcore.trainers.config import RunConfig
 

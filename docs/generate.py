@@ -24,21 +24,30 @@ API_MODULES = (
     "mtlcore.schedules", "mtlcore.sampling", "mtlcore.weighting", "mtlcore.averaging",
     "mtlcore.precision", "mtlcore.export", "mtlcore.files", "mtlcore.errors", "mtlcore.choices",
     "mtlcore.layers.linear", "mtlcore.layers.embed", "mtlcore.layers.conv",
-    "mtlcore.layers.recurrent", "mtlcore.layers.dropout", "mtlcore.layers.crf",
-    "mtlcore.data.batching", "mtlcore.trainers.config", "mtlcore.trainers.run",
+    "mtlcore.layers.recurrent", "mtlcore.layers.dropout", "mtlcore.options",
+    "mtlcore.batching", "mtlcore.trainers.config", "mtlcore.trainers.run",
     "mtlcore.trainers.build", "mtlcore.trainers.loop", "mtlcore.trainers.model_dir",
     "mtlcore.trainers.trainer", "mtlcore.trainers.alternating", "mtlcore.trainers.joint",
     "mtlcore.trainers.logs")
 
 
 def _help_groups(module):
-  """The help groups the module's console_main passes to common.run, read by calling it with
-  common.run replaced."""
+  """The help the module's console_main passes to common.run (the default task set's options
+  defined, as for a command line without --task_set), read by calling it with common.run
+  replaced."""
   from mtlcore.trainers.cli import common  # pylint: disable=import-outside-toplevel
   seen = {}
   original = common.run
-  common.run = lambda program, main, *, usage="", help_groups=(): seen.update(
-      program=program, usage=usage, groups=help_groups)
+
+  def record(program, main, *, usage="", help_groups=(), prepare=None, defaults=None):
+    del main
+    if prepare is not None:
+      prepare([program])
+    seen.update(program=program, usage=usage,
+                groups=help_groups() if callable(help_groups) else help_groups,
+                defaults=defaults() if defaults else None)
+
+  common.run = record
   try:
     module.console_main()
   finally:
@@ -55,7 +64,8 @@ def commands():
   for program, name in BINARIES:
     seen = _help_groups(importlib.import_module(name))
     parts += [f"## {program}", "", "```text",
-              common.help_text(program, seen["usage"], seen["groups"]), "```", ""]
+              common.help_text(program, seen["usage"], seen["groups"], seen["defaults"]), "```",
+              ""]
   return "\n".join(parts)
 
 

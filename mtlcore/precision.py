@@ -3,8 +3,8 @@
 `--precision` names the compute type of a run's model: "fp32" (the default), "bf16" or "fp16".
 The variables stay float32. Each layer casts its weights to the type of its inputs at use, the
 model casts its float features to the compute type before the trunk and every head's output
-back to float32, so losses, metrics, a CRF's forward algorithm and Viterbi, and the optimizer
-all run in float32. With fp32 every cast is the identity: the fp32 step is unchanged.
+back to float32, so losses, metrics, the heads' own float32 parts (e.g. a structured loss's forward
+algorithm) and the optimizer all run in float32. With fp32 every cast is the identity: the fp32 step is unchanged.
 
 fp16's narrow range needs loss scaling (`LossScale`): the gradient is taken of loss x scale
 and divided by it afterwards. A step whose loss is finite but whose scaled gradient overflows

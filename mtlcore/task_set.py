@@ -15,22 +15,28 @@ The builder calls, in this order:
   3. `make_tasks(model, tasks)`, then `joint_dataset` or `task_dataset` for the mode;
   4. `evaluate(model, data, tasks, split)` during and after training, and `export(...)`.
 
-A task set is found by name: a built-in (`toy`, `tagging`, `conll2000`), one registered with
-`register(name, factory)`, or `package.module:function` for any importable factory. A factory
-takes the task set's options (a dict, e.g. {"hidden_size": 64}) and returns a TaskSet; it
-raises ConfigError for an option it does not know. A registered factory must be importable
-(`import_path`): the run records where, so that mtl-eval, mtl-tag and a resumed run in another
-process find it; a lambda or a function defined inside another is refused at registration.
+A task set is found by name: one installed as an entry point of the group `mtlcore.task_sets`
+(mtlcore.options.Declaration: its options and its factory, the built-ins among them), one
+registered with `register(name, factory)`, or `package.module:Name` for any importable
+factory. A factory takes the task set's options (a dict, e.g. {"hidden_size": 64}) and
+returns a TaskSet; it raises ConfigError for an option it does not know. A registered factory
+must be importable (`import_path`): the run records where, so that mtl-eval, mtl-tag and a
+resumed run in another process find it; a lambda or a function defined inside another is
+refused at registration. This module imports no TensorFlow.
 """
 
 import abc
 import dataclasses
-import importlib
+import functools
+import importlib.metadata
 import os
 import sys
 from collections.abc import Callable, Mapping
 
+from mtlcore import options as options_lib
 from mtlcore.errors import ConfigError
+
+ENTRY_POINTS = "mtlcore.task_sets"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +46,7 @@ class Stream:
   Attributes:
     make_dataset: `start -> tf.data.Dataset` beginning with batch number `start` (counted from
       the stream's first batch, across epochs). The trainers keep the number of batches
-      consumed and rebuild the stream from it on resume (mtlcore.data.batching builds such
+      consumed and rebuild the stream from it on resume (mtlcore.batching builds such
       plans); a function returning `dataset.skip(start)` is correct too, only slower to resume.
     steps_per_epoch: batches in one pass over the stream's data.
   """
@@ -56,11 +62,12 @@ class TaskSet(abc.ABC):
     defaults: run settings it wants unless the user sets them (RunConfig field names, e.g.
       {"learning_rate": 2e-3, "epochs": 24.0}).
     selection: evaluation metric keys in order of preference; the first whose task is trained
-      selects the best checkpoint (e.g. ("chunk/f1", "pos/accuracy")).
+      selects the best checkpoint (e.g. ("entities/f1", "kind/accuracy")).
     splits: the held-out splits `evaluate` accepts; the first selects the best checkpoint.
   """
 
   task_names: tuple = ()
+  option_schema: tuple = ()  # mtlcore.options.Option of every option it takes.
   defaults: Mapping = {}
   selection: tuple = ()
   splits: tuple = ()
@@ -97,6 +104,12 @@ class TaskSet(abc.ABC):
   def evaluate(self, model, data, tasks, split):
     """{"TASK/METRIC": value} of `tasks` on `split`; only called if `splits` is not empty."""
     raise NotImplementedError
+
+  def is_detail_metric(self, key):
+    """Whether `evaluate`'s metric `key` is a detail (e.g. a score per class): listed after
+    the headline metrics and left out of TensorBoard's HParams view."""
+    del key
+    return False
 
   def export(self, model, tasks, export_dir):
     """Writes a SavedModel that serves `tasks` into export_dir, a new empty directory that
@@ -135,12 +148,58 @@ class TaskSet(abc.ABC):
 
 
 _REGISTRY: dict[str, Callable] = {}
-_BUILTIN = {"toy": "mtlcore.task_sets.toy:ToyTaskSet",
-            "tagging": "mtlcore.task_sets.tagging:TaggingTaskSet",
-            "conll2000": "mtlcore.task_sets.conll2000:Conll2000TaskSet"}
-
-
 _IMPORT_PATHS: dict[str, str] = {}
+
+
+@functools.cache
+def _entry_points():
+  """{name: EntryPoint} of the installed task sets."""
+  return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINTS)}
+
+
+@functools.cache
+def _installed(name):
+  try:
+    declaration = _entry_points()[name].load()
+  except Exception as e:  # pylint: disable=broad-except  # A plugin's import can raise anything.
+    raise ConfigError(f"--task_set={name}: its entry point {_entry_points()[name].value} does "
+                      f"not load ({type(e).__name__}: {e}).") from None
+  if not isinstance(declaration, options_lib.Declaration):
+    raise ConfigError(f"--task_set={name}: the entry point {_entry_points()[name].value} is a "
+                      f"{type(declaration).__name__}, not a mtlcore.options.Declaration.")
+  return declaration
+
+
+def installed_names():
+  """The task sets installed as entry points (read without importing them)."""
+  return sorted(_entry_points())
+
+
+def declaration(name):
+  """The Declaration of task set `name` (options, factory, run defaults), or None.
+
+  Installed task sets are read without importing their factory; a registered factory or a
+  `package.module:Name` is imported, and its `option_schema` and `defaults` read."""
+  if name in _REGISTRY or (":" in name and name not in _entry_points()):
+    factory = _REGISTRY.get(name) or options_lib.import_object(name, flag="--task_set")
+    if isinstance(factory, options_lib.Declaration):
+      return factory
+    return options_lib.Declaration(
+        factory=_IMPORT_PATHS.get(name, name), options=tuple(getattr(factory, "option_schema", ())),
+        run_defaults=dict(getattr(factory, "defaults", {}) or {}))
+  if name in _entry_points():
+    return _installed(name)
+  return None
+
+
+def default_name():
+  """The installed task set whose declaration says it is the default, or ConfigError."""
+  own = [n for n, ep in _entry_points().items()
+         if ep.dist is not None and ep.dist.name == "mtlcore"]
+  defaults = [n for n in own if _installed(n).default]
+  if len(defaults) != 1:
+    raise ConfigError(f"--task_set is required: one of {names()} or package.module:Name.")
+  return defaults[0]
 
 
 def _importable_path(factory):
@@ -180,21 +239,9 @@ def import_path(name):
   return name if ":" in name else None
 
 
-def _import(path):
-  module_name, _, attribute = path.partition(":")
-  try:
-    module = importlib.import_module(module_name)
-  except ImportError as e:
-    raise ConfigError(f"--task_set={path}: cannot import {module_name} ({e}).") from None
-  try:
-    return getattr(module, attribute)
-  except AttributeError:
-    raise ConfigError(f"--task_set={path}: {module_name} has no {attribute!r}.") from None
-
-
 def names():
   """The task sets known by name."""
-  return sorted({*_BUILTIN, *_REGISTRY})
+  return sorted({*_entry_points(), *_REGISTRY})
 
 
 def resolve(name, options=None, *, recorded_path=None):
@@ -205,30 +252,24 @@ def resolve(name, options=None, *, recorded_path=None):
   """
   if name in _REGISTRY:
     factory = _REGISTRY[name]
-  elif name in _BUILTIN:
-    factory = _import(_BUILTIN[name])
+  elif name in _entry_points():
+    factory = _installed(name).load_factory()
   elif ":" in name:
-    factory = _import(name)
+    factory = options_lib.import_object(name, flag="--task_set")
+    if isinstance(factory, options_lib.Declaration):
+      factory = factory.load_factory()
   elif recorded_path:
     try:
-      factory = _import(recorded_path)
+      factory = options_lib.import_object(recorded_path, flag="--task_set")
     except ConfigError as e:
       raise ConfigError(f"{e} The run registered --task_set={name} from {recorded_path}: put "
                         f"the directory of {recorded_path.partition(':')[0]} on PYTHONPATH."
                         ) from None
   else:
-    raise ConfigError(f"--task_set={name} is neither a known task set {names()} nor "
-                      f"package.module:function.")
+    raise ConfigError(f"--task_set={name} is neither an installed or registered task set "
+                      f"{names()} nor package.module:Name.")
   task_set = factory(dict(options or {}))
   if not isinstance(task_set, TaskSet):
     raise ConfigError(f"--task_set={name}: the factory returned {type(task_set).__name__}, "
                       f"not a mtlcore.task_set.TaskSet.")
   return task_set
-
-
-def reject_unknown_options(name, options, known):
-  """ConfigError naming options a task set does not take (as the flags a user gave)."""
-  unknown = sorted(set(options) - set(known))
-  if unknown:
-    raise ConfigError(f"{', '.join('--' + u for u in unknown)} does not apply to "
-                      f"--task_set={name} (it takes {sorted(known) or 'no options'}).")

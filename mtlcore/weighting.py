@@ -359,7 +359,7 @@ class GradNorm(Weighting):
   W, the last shared layer, is chosen by the joint trainer: the trunk layer that outputs the
   first representation any head reads (mtlcore.model.SharedTrunk.variables_of).
   L_k(0) is task k's loss at its first labelled step. Only labelled tasks move, and only
-  they enter GradNorm's means (a batch without chunk labels compares nothing for chunk).
+  they enter GradNorm's means (a batch without a task's labels compares nothing for that task).
   """
 
   needs_layer_norms = True

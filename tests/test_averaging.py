@@ -6,9 +6,9 @@ import tensorflow as tf
 
 from mtlcore.averaging import WeightAverage
 from mtlcore.errors import ConfigError
-from mtlcore.networks import toy as toy_network
+from mtlcore.toy import network as toy_network
 from mtlcore.optimizers import Adam
-from mtlcore.data import toy as toy_data
+from mtlcore.toy import data as toy_data
 from mtlcore.trainers.joint import JointTrainer
 
 

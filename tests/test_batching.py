@@ -4,10 +4,11 @@ is the stream that had k batches taken, and a checkpoint holds no data."""
 import numpy as np
 import pytest
 
-from mtlcore.data import batching, pipeline
-from mtlcore.data.columns import TaggedSentence
-from mtlcore.data.toy import toy_dataset
-from mtlcore.data.vocab import Featurizer, Vocabularies
+from mtlcore import batching
+from mtlcore.tagging import pipeline
+from mtlcore.tagging.columns import TaggedSentence
+from mtlcore.toy.data import toy_dataset
+from mtlcore.tagging.vocab import Featurizer, Vocabularies
 from mtlcore.errors import ConfigError
 
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mtlcore import metrics, task_set, tagging
-from mtlcore.data import columns
+from mtlcore import task_set
+from mtlcore.tagging import conlleval, evaluation
+from mtlcore.tagging import columns
 from mtlcore.errors import ConfigError, DataError
 from mtlcore.trainers import JointTrainer
 from mtlcore.optimizers import Adam
@@ -61,10 +62,10 @@ def test_malformed_column_files_name_file_line_and_column(tmp_path, text, line, 
 
 def test_bioes_spans_follow_the_conlleval_extension():
   tags = ["S-PER", "B-ORG", "E-ORG", "S-PER", "S-PER", "O", "B-ANI", "I-ANI", "E-ANI", "E-ANI"]
-  assert metrics.chunk_spans(tags) == {(0, 0, "PER"), (1, 2, "ORG"), (3, 3, "PER"),
+  assert conlleval.chunk_spans(tags) == {(0, 0, "PER"), (1, 2, "ORG"), (3, 3, "PER"),
                                        (4, 4, "PER"), (6, 8, "ANI"), (9, 9, "ANI")}
   # IOB1/IOB2 read as conlleval.pl reads them, unchanged.
-  assert metrics.chunk_spans(["I-NP", "I-NP", "B-NP", "O", "I-VP"]) == {
+  assert conlleval.chunk_spans(["I-NP", "I-NP", "B-NP", "O", "I-VP"]) == {
       (0, 1, "NP"), (2, 2, "NP"), (4, 4, "VP")}
 
 
@@ -82,7 +83,7 @@ def test_span_columns_are_detected_and_scored_per_type(tmp_path):
   assert tagging_set.splits == ("dev",) and len(data.splits["dev"][0].sentences) == 6
   gold = data.splits["dev"][0].sentences
   perfect = {t: [s.tags[t] for s in gold] for t in ("pos", "ner")}
-  scores = tagging.score(gold, perfect, data.scoring)
+  scores = evaluation.score(gold, perfect, data.scoring)
   assert scores["ner/f1"] == 100.0 and scores["pos/accuracy"] == 100.0
   assert "ner_f1_by_type/ANI" in scores and "pos/f1" not in scores
 

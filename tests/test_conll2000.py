@@ -4,7 +4,7 @@ import gzip
 
 import pytest
 
-from mtlcore.data import columns, conll2000
+from mtlcore.tagging import columns, conll2000
 from mtlcore.errors import ConfigError, DataError
 from tests import fixtures
 

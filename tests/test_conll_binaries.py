@@ -5,7 +5,7 @@ import json
 import pytest
 import tensorflow as tf
 
-from mtlcore.data.conll2000 import read_conll
+from mtlcore.tagging.conll2000 import read_conll
 from tests import fixtures
 from tests.binaries import EVAL, TAG, TRAIN, error_line, run_in_process
 
@@ -182,8 +182,8 @@ def test_malformed_training_file_fails_with_one_line_and_no_model_files(tmp_path
 def test_smoke_run_on_the_real_data_beats_the_majority_tag_baseline(real_conll_dir, tmp_path):
   """A few hundred steps on the real files; dev chunk F1 must beat tagging each word with its
   most frequent training chunk tag."""
-  from mtlcore.data import conll2000  # pylint: disable=g-import-not-at-top
-  from mtlcore.metrics import chunk_scores  # pylint: disable=g-import-not-at-top
+  from mtlcore.tagging import conll2000  # pylint: disable=g-import-not-at-top
+  from mtlcore.tagging.conlleval import chunk_scores  # pylint: disable=g-import-not-at-top
   result = run_in_process(TRAIN, f"--data_dir={real_conll_dir}",
                       f"--model_dir={tmp_path}", "--train_steps=300", "--eval_every=0",
                       "--word_dim=50", "--char_filters=32", "--hidden_size=64",

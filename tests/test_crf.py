@@ -1,11 +1,11 @@
-"""Tests of mtlcore.layers.crf against brute-force enumeration of all tag paths."""
+"""Tests of mtlcore.tagging.crf against brute-force enumeration of all tag paths."""
 
 import itertools
 
 import numpy as np
 import tensorflow as tf
 
-from mtlcore.layers import crf
+from mtlcore.tagging import crf
 
 
 def _problem(seed, batch=3, steps=4, tags=3):

@@ -6,7 +6,7 @@ import pytest
 
 from mtlcore.benchmarks import hardware
 from mtlcore.errors import MtlError
-from mtlcore.networks.tagger import TaggerConfig
+from mtlcore.tagging.tagger import TaggerConfig
 
 
 def _row(gflops, precision="fp32"):

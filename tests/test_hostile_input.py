@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mtlcore.data.columns import TaggedSentence
-from mtlcore.data.conll2000 import read_conll
+from mtlcore.tagging.columns import TaggedSentence
+from mtlcore.tagging.conll2000 import read_conll
 from mtlcore.errors import DataError
 from tests import fixtures
 from tests.binaries import EVAL, TRAIN, error_line, run_in_process

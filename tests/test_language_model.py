@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from mtlcore import task_set as task_set_lib
-from mtlcore.networks import language_model, tagger
-from mtlcore.networks.language_model import LM_TASK, LanguageModelConfig, LanguageModelHead
+from mtlcore.tagging import language_model, tagger
+from mtlcore.tagging.language_model import LM_TASK, LanguageModelConfig, LanguageModelHead
 from mtlcore.trainers import build
 from mtlcore.trainers.config import RunConfig
 from tests import fixtures

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 
-from mtlcore.metrics import chunk_scores, chunk_spans, token_accuracy
+from mtlcore.tagging.conlleval import chunk_scores, chunk_spans, token_accuracy
 
 
 @pytest.mark.parametrize("tags, spans", [

@@ -6,7 +6,7 @@ import tensorflow as tf
 from mtlcore.errors import ConfigError
 from mtlcore.layers import Linear
 from mtlcore.model import MultiTaskModel
-from mtlcore.networks.toy import RegressionHead, ReluTrunk, build_toy_model
+from mtlcore.toy.network import RegressionHead, ReluTrunk, build_toy_model
 
 
 def _refs(variables):

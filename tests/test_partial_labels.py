@@ -9,11 +9,11 @@ import pytest
 import tensorflow as tf
 
 from mtlcore import losses
-from mtlcore.data import pipeline
-from mtlcore.data.conll2000 import parse_conll
-from mtlcore.data.vocab import Featurizer, Vocabularies
-from mtlcore.layers import crf
-from mtlcore.networks import tagger
+from mtlcore.tagging import pipeline
+from mtlcore.tagging.conll2000 import parse_conll
+from mtlcore.tagging.vocab import Featurizer, Vocabularies
+from mtlcore.tagging import crf
+from mtlcore.tagging import tagger
 from mtlcore.optimizers import Adam
 from mtlcore.trainers import JointTrainer
 from tests import fixtures

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mtlcore.data.toy import toy_dataset
-from mtlcore.networks import tagger
-from mtlcore.networks.toy import build_toy_model, toy_tasks
+from mtlcore.toy.data import toy_dataset
+from mtlcore.tagging import tagger
+from mtlcore.toy.network import build_toy_model, toy_tasks
 from mtlcore.optimizers import Adam
 from mtlcore.precision import LossScale
 from mtlcore.sampling import TaskSampler

@@ -1,11 +1,11 @@
-"""The learning-curve study's own parts (benchmarks/sharing.py): its data files, the chunk
+"""The learning-curve study's own parts (benchmarks/studies/sharing.py): its data files, the chunk
 passes every setting gets, and its SVG. The study itself is run by hand (RESULTS.md)."""
 
 import math
 import xml.etree.ElementTree as ET
 
-from mtlcore.benchmarks import sharing
-from mtlcore.data.conll2000 import parse_conll
+from mtlcore.benchmarks.studies import sharing
+from mtlcore.tagging.conll2000 import parse_conll
 from tests import fixtures
 
 

@@ -8,7 +8,7 @@ import re
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from mtlcore.data import toy as toy_data
+from mtlcore.toy import data as toy_data
 from tests.binaries import TRAIN, error_line, run_in_process
 
 TOY = ["--task_set=toy", "--train_steps=40", "--steps_per_loop=10", "--log_every=10",

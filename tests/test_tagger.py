@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mtlcore.data import pipeline
-from mtlcore.data.conll2000 import parse_conll
-from mtlcore.data.vocab import Featurizer, Vocabularies
+from mtlcore.tagging import pipeline
+from mtlcore.tagging.conll2000 import parse_conll
+from mtlcore.tagging.vocab import Featurizer, Vocabularies
 from mtlcore.errors import ConfigError
-from mtlcore.networks import tagger
+from mtlcore.tagging import tagger
 from mtlcore.optimizers import Adam
 from mtlcore.sampling import TaskSampler
 from tests import fixtures

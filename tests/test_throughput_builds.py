@@ -21,6 +21,7 @@ def _train_config(data_dir, mode):
           "--train_steps=600", "--crf=", "--word_dropout=0", "--lm_vocab=0", "--word_dim=8",
           "--char_filters=4", "--hidden_size=8", *MODES[mode]]
   try:
+    run_flags.define_task_set_flags(argv)
     absl_flags.FLAGS(argv)
     return run_flags.run_config()
   finally:

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mtlcore.data.toy import toy_dataset
+from mtlcore.toy.data import toy_dataset
 from mtlcore.errors import ConfigError, NonFiniteError
-from mtlcore.networks.toy import build_toy_model, toy_tasks
+from mtlcore.toy.network import build_toy_model, toy_tasks
 from mtlcore.optimizers import Adam
 from mtlcore.sampling import TaskSampler
 from mtlcore.trainers import AlternatingTrainer, JointTrainer

@@ -1,12 +1,12 @@
-"""Tests of mtlcore.data.vocab and mtlcore.data.pipeline."""
+"""Tests of mtlcore.tagging.vocab and mtlcore.tagging.pipeline."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from mtlcore.data import pipeline
-from mtlcore.data.columns import TaggedSentence
-from mtlcore.data.vocab import PAD, UNK, Featurizer, Vocabularies, normalize_word
+from mtlcore.tagging import pipeline
+from mtlcore.tagging.columns import TaggedSentence
+from mtlcore.tagging.vocab import PAD, UNK, Featurizer, Vocabularies, normalize_word
 from mtlcore.errors import ConfigError
 
 

@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 
 from mtlcore import weighting
-from mtlcore.data.toy import toy_dataset
+from mtlcore.toy.data import toy_dataset
 from mtlcore.errors import ConfigError
-from mtlcore.networks.toy import build_toy_model, toy_tasks
+from mtlcore.toy.network import build_toy_model, toy_tasks
 from mtlcore.optimizers import Adam
 from mtlcore.trainers import JointTrainer
 from mtlcore.trainers.config import RunConfig

@@ -19,6 +19,10 @@ from collections.abc import Mapping
 from mtlcore.choices import PRECISIONS, SAMPLERS, WEIGHTINGS
 from mtlcore.errors import ConfigError
 
+# config.json's field holding where a registered task set's factory is imported from
+# (mtlcore.task_set.import_path), for a process in which its name is not registered.
+TASK_SET_IMPORT = "task_set_import"
+
 MODES = ("joint", "alternate", "single")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 

@@ -40,7 +40,7 @@ class LoopLogs:
     tasks: task name -> TaskLogs, every task of the trainer (steps 0 if it was not trained).
     seconds: wall time of the call, set by the outer loop.
     first_nonfinite: (what, global step) of the first non-finite step of the call, e.g.
-      ("task 'pos'", 1234); None without one.
+      ("task 'a'", 1234); None without one.
     overflow_steps: fp16 steps skipped because the scaled gradient overflowed (the loss
       scale halves; not non-finite steps).
   """

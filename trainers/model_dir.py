@@ -4,7 +4,7 @@
   checkpoints/     training state: the trainer (weights, optimizer slots, counters, sampler,
                    input iterators) and the best metric so far; the last few kept
   best/            the weights of the best-on-dev evaluation so far
-  assets/          files the task set keeps beside the weights (e.g. vocab.json)
+  assets/          files the task set keeps beside the weights (e.g. vocabularies)
   train/, eval/    TensorBoard runs; the HParams session is written at the top
   metrics.json     held-out metrics of the best checkpoint, after training
   .lock            who is training in this directory

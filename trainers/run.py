@@ -29,7 +29,7 @@ from mtlcore import files
 from mtlcore import task_set as task_set_lib
 from mtlcore.errors import ConfigError, Interrupted, MtlError, NonFiniteError
 from mtlcore.trainers import build, warm_start, workers
-from mtlcore.trainers.config import RunConfig
+from mtlcore.trainers.config import TASK_SET_IMPORT, RunConfig
 from mtlcore.trainers.loop import LoopOptions, TrainingLoop
 from mtlcore.trainers.model_dir import ModelDir
 from mtlcore.trainers.profiling import GraphTrace, ProfileWindow
@@ -55,11 +55,6 @@ class TrainResult:
   logs: object
   metrics: dict
   stopped_early: bool
-
-
-# The key of config.json beside the RunConfig's fields: where the task set is imported from
-# (mtlcore.task_set.import_path), for a task set registered by name.
-TASK_SET_IMPORT = "task_set_import"
 
 
 def _stored_config(config):
@@ -330,7 +325,7 @@ def _write_metrics(config, task_set, model, data, loop, model_dir, total, train_
   metrics = {split: task_set.evaluate(model, data, config.tasks, split)
              for split in task_set.splits}
   logging.info("final metrics: %s", {split: {k: round(v, 2) for k, v in m.items()
-                                              if not k.split("/", 1)[0].endswith("_by_type")}
+                                              if not task_set.is_detail_metric(k)}
                                       for split, m in metrics.items()})
   model_dir.write_metrics({
       **metrics, "mode": config.mode, "tasks": list(config.tasks), "seed": config.seed,

@@ -16,7 +16,7 @@ global and per-task step counters and the sampler's generator. Dropout masks are
 (seed, global step), so they need no state of their own.
 
 Input iterators are not state. Every input stream is given as a function `start -> dataset`
-that begins at batch number `start` (mtlcore.data.batching), and the stream's position is a
+that begins at batch number `start` (mtlcore.batching), and the stream's position is a
 step counter the checkpoint already holds: the global step for the joint stream, a task's step
 counter for its own stream (each step consumes one batch, applied or skipped). Before running
 steps, `train` checks that its iterators stand where the counters say and rebuilds them if not

@@ -65,20 +65,29 @@ def refuse_flags(program, reads):
 HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
 
 
-def help_text(program, usage, groups):
+def help_text(program, usage, groups, defaults=None):
   """--help's text: the usage, then each group's flags with their defaults and help.
 
   Args:
     program: the binary's name.
     usage: its docstring, whose first two paragraphs (what it is, how it is called) are shown.
-    groups: (title, flag names) pairs.
+    groups: (title, flag names) or (title, flag names, {name: default shown}) tuples.
+    defaults: {name: default shown} for flags defined without one (the task set's).
   """
   lines = ["\n\n".join(usage.strip().split("\n\n")[:2]) if usage else program, ""]
-  for title, names in groups:
+  for title, names, *shown in groups:
+    shown = {**(defaults or {}), **(shown[0] if shown else {})}
     lines.append(f"{title}:")
     for name in names:
       flag = flags.FLAGS[name]
-      default = "" if flag.default is None else f" (default: {flag.default_as_str})"
+      if flag.default is not None:
+        default = f" (default: {flag.default_as_str})"
+      elif name in shown:
+        value = shown[name]
+        value = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+        default = f" (default: {value!r})" if isinstance(value, str) else f" (default: {value})"
+      else:
+        default = ""
       lines.append(f"  --{name}{default}")
       lines += textwrap.wrap(flag.help, width=96, initial_indent="      ",
                              subsequent_indent="      ")
@@ -87,14 +96,28 @@ def help_text(program, usage, groups):
   return "\n".join(lines)
 
 
-def run(program, main, *, usage="", help_groups=()):
-  """Runs `main()` (no arguments) under absl with the one-line error contract. --help and
-  --helpshort print help_text(program, usage, help_groups) and exit 0."""
+def run(program, main, *, usage="", help_groups=(), prepare=None, defaults=None):
+  """Runs `main()` (no arguments) under absl with the one-line error contract.
+
+  Args:
+    program, usage: as help_text's.
+    help_groups: help_text's groups, or a function returning them (called after `prepare`).
+    prepare: `argv -> None`, called before the command line is parsed (it may define flags,
+      e.g. the task set's options); a MtlError it raises is the one-line error.
+    defaults: a function returning help_text's `defaults`, called after `prepare`.
+  --help and --helpshort print the help and exit 0.
+  """
 
   def parse(argv):
+    try:
+      if prepare is not None:
+        prepare(argv)
+    except MtlError as e:
+      _fail(program, e)
     if any(arg in HELP_FLAGS for arg in argv[1:]):
+      groups = help_groups() if callable(help_groups) else help_groups
       try:
-        print(help_text(program, usage, help_groups), flush=True)
+        print(help_text(program, usage, groups, defaults() if defaults else None), flush=True)
       except BrokenPipeError:  # e.g. | head
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
       sys.exit(0)

@@ -4,23 +4,24 @@ mtl-train reads all of them; mtl-eval, mtl-tag and the benchmarks read the ones 
 (e.g. --model_dir, --data_dir, --batch_size, --trunk) and define only flags of their own with
 names no other binary uses, so every binary module imports into one process.
 
-Flags left unset take the task set's defaults. The model options below (--trunk ... --buckets)
-belong to the built-in task sets; any task set also takes --task_set_options=KEY=VALUE,...
-(values read as JSON where they parse, else as strings).
+Flags left unset take the task set's defaults. The task set's own options are flags too, made
+from its declaration when the binary starts (trainers.cli.task_set_flags); any task set also
+takes --task_set_options=KEY=VALUE,... (values read as JSON where they parse, else strings).
 """
-
-import json
 
 from absl import flags
 
+from mtlcore import task_set as task_set_lib
 from mtlcore.errors import ConfigError
 from mtlcore.choices import PRECISIONS, SAMPLERS, WEIGHTINGS
+from mtlcore.trainers.cli import task_set_flags
 from mtlcore.trainers.config import MODES, RunConfig
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("task_set", "conll2000", "Task set to train: conll2000, toy, a registered "
-                    "name, or package.module:function returning a mtlcore.task_set.TaskSet.")
+flags.DEFINE_string("task_set", None, "Task set to train: an installed one (listed by --help; "
+                    "default: the one installed as the default), or package.module:Name of a "
+                    "factory returning a mtlcore.task_set.TaskSet.")
 flags.DEFINE_enum("mode", "joint", list(MODES),
                   "joint: one batch, summed losses, one optimizer. alternate: one task per step "
                   "(chosen by the sampler), one optimizer per task. single: train one task.")
@@ -45,7 +46,7 @@ flags.DEFINE_string("init_from", None, "Start a new run from this model director
 flags.DEFINE_boolean("freeze_trunk", False, "No step changes the trunk (e.g. with --init_from: "
                      "train a new head on a trained trunk).")
 flags.DEFINE_enum("precision", "fp32", list(PRECISIONS), "The model's compute type; "
-                  "variables, losses, the CRF and optimizer state stay fp32. fp16 adds dynamic "
+                  "variables, losses, metrics and optimizer state stay fp32. fp16 adds dynamic "
                   "loss scaling (for GPUs; this CPU has no fp16 arithmetic).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                   "tf.distribute strategy: default (one device); mirrored (every local GPU, or "
@@ -56,27 +57,27 @@ flags.DEFINE_integer("num_logical_cpus", 0, "Split the CPU into this many logica
 flags.DEFINE_integer("worker_timeout", 600, "--strategy=multi_worker: seconds to wait for "
                      "every worker to join, and for a peer inside a collective; then exit 1.")
 flags.DEFINE_boolean("xla", True, "Compile each training step with XLA (jit_compile=True).")
-flags.DEFINE_integer("batch_size", None, "Examples (sentences) per batch. Default: the task "
-                     "set's (32); mtl-tag: 64.")
-flags.DEFINE_float("learning_rate", None, "Adam's base learning rate. Default: the task set's "
-                   "(2e-3 conll2000, 1e-2 toy). Applied on resume.")
+flags.DEFINE_integer("batch_size", None, "Examples per batch. Default: the task set's; "
+                     "mtl-tag: 64.")
+flags.DEFINE_float("learning_rate", None, "Adam's base learning rate. Default: the task set's. "
+                   "Applied on resume.")
 flags.DEFINE_float("lr_decay_start", None, "Fraction of training after which the learning "
                    "rate falls linearly to --lr_final x its base at the last step; 1: constant. "
-                   "Default: 0.33 (conll2000), 1 (toy).")
+                   "Default: the task set's.")
 flags.DEFINE_float("lr_final", 0.0, "Learning-rate multiplier reached at the last step when "
                    "--lr_decay_start < 1.")
 flags.DEFINE_float("average_decay", None, "Evaluate, keep as best and export an exponential "
                    "moving average of the weights with this decay; 0: the weights as trained.")
 flags.DEFINE_float("clip_norm", None, "Clip each step's gradients to this global norm; 0: no "
-                   "clipping. Default: 5 (conll2000), 0 (toy).")
+                   "clipping. Default: the task set's.")
 flags.DEFINE_integer("train_steps", None, "Total training steps (overrides --epochs).")
 flags.DEFINE_float("epochs", None, "Training length in passes over the training data; in "
-                   "alternate mode each task gets this many passes. Default: 24 (conll2000), "
-                   "20 (toy).")
+                   "alternate mode each task gets this many passes. Default: the task set's.")
 flags.DEFINE_integer("steps_per_loop", 50, "Steps run inside one tf.function call.")
 flags.DEFINE_integer("log_every", 200, "Log progress every this many steps.")
-flags.DEFINE_integer("eval_every", None, "Evaluate on dev every this many steps, keeping the "
-                     "best checkpoint; 0: only at the end. Default: 1000 (conll2000).")
+flags.DEFINE_integer("eval_every", None, "Evaluate on the first held-out split every this many "
+                     "steps, keeping the best checkpoint; 0: only at the end. Default: the task "
+                     "set's.")
 flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint every this many steps.")
 flags.DEFINE_integer("keep_checkpoints", 3, "Recent training checkpoints kept.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, data order, dropout and task sampling.")
@@ -91,10 +92,8 @@ flags.DEFINE_boolean("summaries", True, "Write TensorBoard summaries (train and 
 flags.DEFINE_boolean("trace_graph", False, "Write the training loop's graph to TensorBoard once.")
 flags.DEFINE_string("profile_steps", None, "A,B: capture a TensorFlow profiler trace of steps "
                     "A to B into --model_dir/train.")
-flags.DEFINE_string("data_dir", None, "Where the task set reads its data. tagging: relative "
-                    "--train/--dev/--test files are read under it. conll2000: a "
-                    "directory with train.txt(.gz) and test.txt(.gz); default $MTL_DATA_DIR, "
-                    "else a cache filled by download.")
+flags.DEFINE_string("data_dir", None, "Where the task set reads its data (its options' help "
+                    "says how).")
 flags.DEFINE_string("export_dir", None, "Export the best model as a SavedModel here: a new or "
                     "empty directory, or this run's earlier export (replaced).")
 flags.DEFINE_boolean("overwrite", False, "--export_dir (mtl-train), --output (mtl-eval) may "
@@ -103,46 +102,9 @@ flags.DEFINE_boolean("overwrite", False, "--export_dir (mtl-train), --output (mt
 flags.DEFINE_list("task_set_options", [], "KEY=VALUE,... options of the task set (values read "
                   "as JSON where they parse).")
 
-# Options of the built-in task sets; only the ones given are passed on. "tagger" means the
-# tagging and conll2000 task sets.
-flags.DEFINE_list("columns", None, "tagging: the column files' columns, in order; 'word' is the "
-                  "token, every other column a task's labels (e.g. word,pos,chunk,ner).")
-flags.DEFINE_string("train", None, "tagging: training data: one column file for every task, or "
-                    "TASK:FILE for each (e.g. pos:a.txt,chunk:b.txt: one corpus per task).")
-flags.DEFINE_string("dev", None, "tagging: dev data, as --train; default: the last sentences of "
-                    "each training file (1,000, or a fifth of smaller files).")
-flags.DEFINE_string("test", None, "tagging: test data, as --train (optional).")
-flags.DEFINE_string("placeholder", None, "tagging: the label that marks a missing label in a "
-                    "column (e.g. _): no loss, no gradient, no metric for that token.")
-flags.DEFINE_list("scoring", None, "tagging: TASK:span (conlleval F1 per type) or TASK:accuracy; "
-                  "default: span for columns whose tags start with B-, I-, E- or S-.")
-TRUNKS = ("bilstm", "conv")  # The tagger's (mtlcore.networks.tagger.TRUNKS), TF-free.
-flags.DEFINE_enum("trunk", None, list(TRUNKS), "tagger: trunk (default bilstm).")
-flags.DEFINE_list("crf", None, "tagger: tasks whose head is a linear-chain CRF (conll2000 "
-                  "default: chunk; tagging default: none; --crf= for none).")
-flags.DEFINE_list("reads", None, "tagger: TASK:LAYER, the trunk layer (1 = first) a task's head "
-                  "reads; the others read the top (conll2000 default: pos:1; --reads= for all "
-                  "top).")
-flags.DEFINE_integer("word_dim", None, "tagger: word embedding size (default 100).")
-flags.DEFINE_integer("char_filters", None, "tagger: character CNN filters (default 64).")
-flags.DEFINE_integer("hidden_size", None, "tagger: BiLSTM units per direction (conv: 2x "
-                     "filters; default 128). toy: the shared layer's size (default 20).")
-flags.DEFINE_integer("num_layers", None, "tagger: trunk layers, >= 2 (default 2).")
-flags.DEFINE_float("dropout", None, "tagger: dropout rate (default 0.5).")
-flags.DEFINE_float("word_dropout", None, "tagger: probability of replacing a training word "
-                   "by the unknown word (default 0.1).")
-flags.DEFINE_list("buckets", None, "tagger: the pipeline's padded sentence lengths "
-                  "(default 12,24,36,52,80).")
-flags.DEFINE_integer("lm_vocab", None, "tagger: >0 adds the auxiliary language-model task "
-                     "'lm' (the first BiLSTM layer predicts the next and the previous word, over "
-                     "this many most frequent training words plus an unknown class); 0: none.")
-flags.DEFINE_integer("lm_projection", None, "tagger: the LM task's tanh layer between a "
-                     "direction's state and its softmax (default 64).")
-flags.DEFINE_float("lm_weight", None, "tagger: the LM task's loss multiplier (default 0.1).")
-
 # The groups --helpshort lists the flags in (tests/test_binaries_start.py: each flag in one).
 HELP_GROUPS = (
-    ("The run", ("task_set", "tasks", "mode", "model_dir", "data_dir", "export_dir",
+    ("The run", ("task_set", "task_set_options", "tasks", "mode", "model_dir", "data_dir", "export_dir",
                  "overwrite", "init_from", "seed", "deterministic")),
     ("Training", ("batch_size", "learning_rate", "lr_decay_start", "lr_final", "epochs",
                   "train_steps", "clip_norm", "average_decay", "task_weights", "sampler",
@@ -153,15 +115,6 @@ HELP_GROUPS = (
                                           "checkpoint_every", "keep_checkpoints", "summaries",
                                           "trace_graph", "profile_steps")),
 )
-
-MODEL_OPTION_FLAGS = ("columns", "train", "dev", "test", "placeholder", "scoring", "trunk",
-                      "crf", "reads", "word_dim", "char_filters", "hidden_size", "num_layers",
-                      "dropout", "word_dropout", "buckets", "lm_vocab", "lm_projection",
-                      "lm_weight")
-
-
-HELP_GROUPS += (("Task set options (tagging, conll2000; any task set: --task_set_options)",
-                 ("task_set_options", *MODEL_OPTION_FLAGS)),)
 
 
 def _numbers(name, values, kind=float):
@@ -180,32 +133,41 @@ def parse_profile_steps(text):
   return start, stop
 
 
-def _option_value(text):
-  try:
-    return json.loads(text)
-  except ValueError:
-    return text
+def define_task_set_flags(argv):
+  """Defines the options of the task set argv names (--task_set, else the default) as flags;
+  returns its name. Called before the command line is parsed."""
+  name = task_set_flags.flag_value(argv, "task_set") or task_set_lib.default_name()
+  task_set_flags.define(name)
+  return name
+
+
+def help_groups(groups=None):
+  """--help's groups (mtl-train's unless told): the run's flags, then the task set's options;
+  the first group's title lists the installed task sets."""
+  installed = ", ".join(task_set_lib.installed_names())
+  groups = tuple((f"{title} (installed task sets: {installed})", names)
+                 if "task_set" in names else (title, names)
+                 for title, names in groups or HELP_GROUPS)
+  group = task_set_flags.help_group()
+  return groups + ((group,) if group else ())
+
+
+def run_defaults():
+  """{flag: default shown by --help} of the run flags whose default is the task set's."""
+  declaration = task_set_flags.declaration()
+  shown = {"task_set": task_set_flags.defined_name()}
+  return {**shown, **(declaration.run_defaults if declaration else {})}
 
 
 def task_set_options():
-  """The task set's options: --task_set_options, then the model option flags that were set."""
-  options = {}
-  for item in FLAGS.task_set_options:
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-      raise ConfigError(f"--task_set_options takes KEY=VALUE items, got {item!r}.")
-    options[key] = _option_value(value)
-  for name in MODEL_OPTION_FLAGS:
-    value = getattr(FLAGS, name)
-    if value is not None:
-      options[name] = _numbers(name, value, int) if name == "buckets" else value
-  return options
+  """The task set's options given: --task_set_options, then its option flags."""
+  return task_set_flags.given(FLAGS.task_set_options)
 
 
 def run_config():
   """The RunConfig the flags describe (errors name the flag)."""
   return RunConfig(
-      task_set=FLAGS.task_set, model_dir=FLAGS.model_dir, mode=FLAGS.mode,
+      task_set=FLAGS.task_set or task_set_lib.default_name(), model_dir=FLAGS.model_dir, mode=FLAGS.mode,
       tasks=tuple(FLAGS.tasks or ()),
       task_weights=_numbers("task_weights", FLAGS.task_weights or ()),
       sampler=FLAGS.sampler, sampler_temperature=FLAGS.sampler_temperature,

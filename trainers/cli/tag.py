@@ -1,13 +1,15 @@
-"""mtl-tag: tags text with an exported tagger, reading stdin and writing CoNLL format.
+"""mtl-tag: labels the tokens of text with an exported model, reading stdin, writing columns.
 
   echo "He reckons the deficit will narrow ." | mtl-tag --model=runs/export
 
 Input: one sentence per line, tokens separated by white space. Output: one line per token,
-the word and then one tag per task the model serves (`word POS chunk` for a joint CoNLL-2000
-model, `word chunk` for a chunk-only one), and a blank line after each sentence (an empty input
-line gives just the blank line). Needs only the export directory. A line that cannot be
-tagged (not UTF-8) is reported on stderr with its number; the others are still tagged, and the
-exit status is then 1.
+the token and then one label per task the model serves, in the run's task order, and a blank
+line after each sentence (an empty input line gives just the blank line). Needs only the
+export directory: a SavedModel whose `serving_default` takes `tokens` (string [B, T], padded
+with "") and returns one string [B, T] label tensor per task, with the tasks' order in its
+`task_order` variable (what the built-in sequence task sets export). A line that cannot be
+labelled (not UTF-8) is reported on stderr with its number; the others are still labelled,
+and the exit status is then 1.
 """
 
 import sys
@@ -18,6 +20,7 @@ from mtlcore.errors import ConfigError, MtlError
 from mtlcore.trainers.cli import common
 # The run flags define --batch_size, which mtl-tag reads.
 from mtlcore.trainers.cli import flags as run_flags  # pylint: disable=unused-import
+from mtlcore.trainers.cli import task_set_flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "An export directory written by mtl-train --export_dir.")
@@ -25,14 +28,14 @@ DEFAULT_BATCH_SIZE = 64
 
 
 def load(export_dir):
-  """(serving signature, the tasks it serves in the run's order) of an exported tagger."""
+  """(serving signature, the tasks it serves in the run's order) of a token-labelling export."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   try:
     loaded = tf.saved_model.load(export_dir)
     signature = loaded.signatures["serving_default"]
     tasks = [t.decode() for t in loaded.task_order.numpy()]
   except (OSError, ValueError, KeyError, AttributeError, tf.errors.OpError) as e:
-    raise ConfigError(f"--model={export_dir} is not an exported tagger "
+    raise ConfigError(f"--model={export_dir} is not an export that labels tokens "
                       f"({str(e).splitlines()[0][:200]}).") from None
   return signature, tasks
 
@@ -87,8 +90,8 @@ def main():
 
 
 def console_main():
-  common.run("mtl-tag", main, usage=__doc__,
-             help_groups=(("mtl-tag", ("model", "batch_size")),))
+  common.run("mtl-tag", main, usage=__doc__, help_groups=(("mtl-tag", ("model", "batch_size")),),
+             prepare=lambda argv: task_set_flags.clear())  # It reads no task set's options.
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """mtl-train: trains a multi-task model jointly, alternately or on a single task.
 
-  mtl-train --model_dir=runs/conll2000                       # POS + chunking, jointly
-  mtl-train --mode=alternate --model_dir=runs/alt
-  mtl-train --mode=single --tasks=chunk --model_dir=runs/chunk
-  mtl-train --task_set=toy --mode=alternate --model_dir=runs/toy
+  mtl-train --model_dir=runs/joint                  # the default task set, jointly
+  mtl-train --mode=alternate --model_dir=runs/alt    # one task per step, sampled
+  mtl-train --mode=single --tasks=TASK --model_dir=runs/one
+  mtl-train --task_set=NAME --helpshort              # NAME's options (installed task sets)
   mtl-train --task_set=my_package.tasks:make_task_set --model_dir=runs/mine
 
 Resumes from the latest checkpoint in --model_dir (a resumed run may change only what
@@ -26,7 +26,8 @@ def main():
 
 
 def console_main():
-  common.run("mtl-train", main, usage=__doc__, help_groups=run_flags.HELP_GROUPS)
+  common.run("mtl-train", main, usage=__doc__, help_groups=run_flags.help_groups,
+             prepare=run_flags.define_task_set_flags, defaults=run_flags.run_defaults)
 
 
 if __name__ == "__main__":

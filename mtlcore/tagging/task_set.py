@@ -1,7 +1,7 @@
 """The tagging task set: any sequence-labelling tasks read from column files.
 
 Each label column the user declares is a task (`--columns=word,pos,chunk,ner` gives pos, chunk
-and ner), trained with the tagger of mtlcore.networks.tagger (one head per task; `crf` and
+and ner), trained with the tagger of mtlcore.tagging.tagger (one head per task; `crf` and
 `reads` say which heads are CRFs and which trunk layer each reads). A column of span tags
 (B-/I-/E-/S-TYPE and O) is scored as conlleval does, per type; the others by token
 accuracy. Unless `scoring` says, a column is a span column when any training tag of it starts
@@ -19,30 +19,30 @@ the model directory's assets (`vocab.json`), so a resumed run, mtl-eval and the 
 ids the checkpoint was trained with.
 
 With `lm_vocab` > 0 the task set also offers the task "lm", the auxiliary language model of
-mtlcore.networks.language_model (the first BiLSTM layer predicts each next and previous word
+mtlcore.tagging.language_model (the first BiLSTM layer predicts each next and previous word
 of the training sentences, over the lm_vocab most frequent words): in joint mode it rides on
 every batch, in alternate mode its own stream holds every training sentence. It is trained
 only: evaluation, predictions and the export leave it out.
 
-Options: columns, train, dev, test, placeholder (the string marking a missing label, e.g. "_"),
-scoring (task:span|accuracy), the fields of TaggerConfig (trunk, crf, reads, hidden_size ...),
-buckets (the pipeline's padded lengths), and lm_vocab (0: no LM task), lm_projection,
-lm_weight (LanguageModelConfig).
+Options (mtlcore.tagging.options.TAGGING): columns, train, dev, test, placeholder (the string
+marking a missing label, e.g. "_"), scoring (task:span|accuracy), the fields of TaggerConfig
+(trunk, crf, reads, hidden_size ...), buckets (the pipeline's padded lengths), and lm_vocab (0:
+no LM task), lm_projection, lm_weight (LanguageModelConfig).
 """
 
 import dataclasses
 import os
 
-from mtlcore import export, tagging, task_set
-from mtlcore.data import columns as columns_lib
-from mtlcore.data import pipeline
-from mtlcore.data.vocab import Featurizer, Vocabularies
+from mtlcore import task_set
+from mtlcore.options import reject_unknown
 from mtlcore.errors import ConfigError, DataError
-from mtlcore.networks import language_model, tagger
-from mtlcore.networks.language_model import LM_TASK
+from mtlcore.tagging import columns as columns_lib
+from mtlcore.tagging import evaluation, export, language_model, pipeline, tagger
+from mtlcore.tagging.language_model import LM_TASK
+from mtlcore.tagging.options import TAGGING
+from mtlcore.tagging.vocab import Featurizer, Vocabularies
 
 VOCABULARY_FILE = "vocab.json"
-TAGGER_OPTIONS = tuple(f.name for f in dataclasses.fields(tagger.TaggerConfig))
 LM_OPTIONS = {"lm_vocab": "vocab_size", "lm_projection": "projection_size",
               "lm_weight": "weight"}  # option -> LanguageModelConfig field
 
@@ -120,14 +120,13 @@ class TaggingTaskSet(task_set.TaskSet):
   """Tasks from the label columns of column files; see the module docstring."""
 
   name = "tagging"
-  defaults = {"batch_size": 32, "learning_rate": 2e-3, "epochs": 24.0, "clip_norm": 5.0,
-              "eval_every": 1000, "lr_decay_start": 0.33, "average_decay": 0.0}
+  option_schema = TAGGING.options
+  defaults = TAGGING.run_defaults
   file_options = ("columns", "train", "dev", "test", "placeholder", "scoring")
   evaluation_options = ("dev", "test")  # mtl-eval may score other files of the same columns.
 
   def __init__(self, options, *, eval_batch_size=128):
-    task_set.reject_unknown_options(self.name, options,
-                                    (*self.file_options, *TAGGER_OPTIONS, "buckets", *LM_OPTIONS))
+    reject_unknown(self.name, options, self.option_schema)
     options = dict(options)
     self._init_files(options)
     self.label_tasks = self.task_names
@@ -187,9 +186,9 @@ class TaggingTaskSet(task_set.TaskSet):
     self.placeholder = options.pop("placeholder", None) or None
     self.declared_scoring = parse_task_map("scoring", options.pop("scoring", {}))
     for task, kind in self.declared_scoring.items():
-      if task not in self.task_names or kind not in tagging.SCORINGS:
+      if task not in self.task_names or kind not in evaluation.SCORINGS:
         raise ConfigError(f"--scoring takes TASK:KIND with a task of {list(self.task_names)} "
-                          f"and a kind of {list(tagging.SCORINGS)}, got {task}:{kind}.")
+                          f"and a kind of {list(evaluation.SCORINGS)}, got {task}:{kind}.")
 
   # What the engine reads.
 
@@ -203,6 +202,10 @@ class TaggingTaskSet(task_set.TaskSet):
     order = sorted(reversed(self.label_tasks), key=lambda t: self.scoring.get(t) != "span")
     return tuple(f"{t}/f1" if self.scoring.get(t) == "span" else f"{t}/accuracy"
                  for t in order)
+
+  def is_detail_metric(self, key):
+    """The per-type span F1 scores (TASK_f1_by_type/TYPE) are details."""
+    return "_f1_by_type/" in key
 
   def options(self):
     return {"columns": list(self.columns),
@@ -250,18 +253,18 @@ class TaggingTaskSet(task_set.TaskSet):
         if task in scoring:
           continue
         tags = {t for s in corpus.sentences for t in s.tags.get(task, ()) if t is not None}
-        scoring[task] = tagging.SPAN if columns_lib.looks_like_span_column(tags) else (
-            tagging.ACCURACY)
-        if scoring[task] == tagging.SPAN and not all(map(columns_lib.is_span_tag, tags)):
+        scoring[task] = evaluation.SPAN if columns_lib.looks_like_span_column(tags) else (
+            evaluation.ACCURACY)
+        if scoring[task] == evaluation.SPAN and not all(map(columns_lib.is_span_tag, tags)):
           columns_lib.read_column_file(corpus.path, columns=self.columns, tasks=corpus.tasks,
                                        placeholder=self.placeholder, span_tasks=[task])
     return scoring
 
   def load_data(self, data_dir):
-    explicit = [t for t, k in self.declared_scoring.items() if k == tagging.SPAN]
+    explicit = [t for t, k in self.declared_scoring.items() if k == evaluation.SPAN]
     splits = {"train": self._read(self.files["train"], data_dir, explicit)}
     self.scoring = self._scoring(splits["train"])
-    spans = [t for t, k in self.scoring.items() if k == tagging.SPAN]
+    spans = [t for t, k in self.scoring.items() if k == evaluation.SPAN]
     if self.files["dev"]:
       splits["dev"] = self._read(self.files["dev"], data_dir, spans)
     else:
@@ -367,7 +370,7 @@ class TaggingTaskSet(task_set.TaskSet):
       if not own:
         continue
       if own not in self._predictors:
-        self._predictors[own] = tagging.TagPredictor(
+        self._predictors[own] = evaluation.TagPredictor(
             model, self.featurizer, self.vocabularies, tasks=own,
             batch_size=self.eval_batch_size, buckets=self.buckets)
       out.append((corpus, own, self._predictors[own].predict(corpus.sentences)))
@@ -376,7 +379,7 @@ class TaggingTaskSet(task_set.TaskSet):
   def evaluate(self, model, data, tasks, split):
     result = {}
     for corpus, _, predictions in self._predict(model, data, tasks, split):
-      result.update(tagging.score(corpus.sentences, predictions, data.scoring))
+      result.update(evaluation.score(corpus.sentences, predictions, data.scoring))
     return result
 
   def write_predictions(self, model, data, tasks, split, path):

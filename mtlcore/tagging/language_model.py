@@ -8,7 +8,7 @@ first layer is then directional (TaggerConfig.directional_first_layer): half its
 tokens t-w+1..t, half t..t+w-1, and the halves play the two directions' parts (a centred window
 sees both neighbours, so it cannot).
 
-Vocabulary: the `vocab_size` most frequent normalised training words (mtlcore.data.vocab
+Vocabulary: the `vocab_size` most frequent normalised training words (mtlcore.tagging.vocab
 .normalize_word; ties by the word), kept as the task's tag list, so a word's class is its tag
 id and any other word is the unknown class `vocab_size` (the id the tag vocabulary gives an
 unseen tag). A batch's labels for the task are the class of each token, int32 [B, T]; the loss
@@ -28,7 +28,7 @@ import dataclasses
 import tensorflow as tf
 
 from mtlcore import losses
-from mtlcore.data.vocab import normalize_word
+from mtlcore.tagging.vocab import normalize_word
 from mtlcore.errors import ConfigError
 from mtlcore.layers import Linear
 from mtlcore.model import TaskHead

@@ -6,7 +6,7 @@ lengths, so XLA compiles at most one program per (task, bucket). Label ids at pa
 are 0 and must be masked by length; a missing label is MISSING (-1).
 
 Training streams are endless, each epoch in an order drawn from (seed, epoch) alone
-(mtlcore.data.batching), so a stream can be rebuilt at any batch; a sentence longer than the
+(mtlcore.batching), so a stream can be rebuilt at any batch; a sentence longer than the
 largest bucket is split into pieces of at most that length (never dropped). Evaluation
 streams keep every sentence whole: one longer than the largest bucket is padded to a multiple
 of it, and `index` tells where each row came from.
@@ -18,10 +18,10 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from mtlcore.data import batching
+from mtlcore import batching
 from mtlcore.errors import ConfigError, require_positive
+from mtlcore.tagging.options import DEFAULT_BUCKETS
 
-DEFAULT_BUCKETS = (12, 24, 36, 52, 80)
 
 
 def check_buckets(buckets):
@@ -103,12 +103,12 @@ def training_dataset(sentences, *, featurizer, vocabularies, tasks, batch_size, 
   """An endless, shuffled, bucketed stream of full training batches, from batch `start` on.
 
   Args:
-    sentences: list of mtlcore.data.columns.TaggedSentence.
-    featurizer: mtlcore.data.vocab.Featurizer.
-    vocabularies: mtlcore.data.vocab.Vocabularies (for tag ids).
+    sentences: list of mtlcore.tagging.columns.TaggedSentence.
+    featurizer: mtlcore.tagging.vocab.Featurizer.
+    vocabularies: mtlcore.tagging.vocab.Vocabularies (for tag ids).
     tasks: task names whose labels the batches carry (MISSING where a sentence has none).
     batch_size: sentences per batch.
-    seed: each epoch's order is drawn from (seed, epoch) (mtlcore.data.batching), the same
+    seed: each epoch's order is drawn from (seed, epoch) (mtlcore.batching), the same
       way on every run.
     buckets: increasing pad lengths.
     start: the first batch, counted from the stream's beginning across epochs; the stream

@@ -1,7 +1,7 @@
 """The CoNLL-2000 task set: POS tagging and chunking, an instance of the tagging task set.
 
 The columns are fixed (`word pos chunk`): "pos" is scored by accuracy and "chunk" by conlleval
-F1. The train and test files are found by mtlcore.data.conll2000 (a directory, $MTL_DATA_DIR,
+F1. The train and test files are found by mtlcore.tagging.conll2000 (a directory, $MTL_DATA_DIR,
 or a verified download); dev is the last 1,000 sentences of the training file. The defaults
 are the tuned CoNLL-2000 ones: a CRF chunk head, a POS head that reads the first trunk layer
 (Søgaard & Goldberg 2016) and the auxiliary language-model task over the 2,000 most frequent
@@ -12,10 +12,11 @@ Options: the fields of TaggerConfig (trunk, crf, reads, word_dim, hidden_size, .
 `buckets` and the lm_* options of the tagging task set.
 """
 
-from mtlcore import tagging
-from mtlcore.data import conll2000
-from mtlcore.task_sets.tagging import Corpus, TaggingData, TaggingTaskSet
+from mtlcore.tagging import conll2000, evaluation
+from mtlcore.tagging.options import CONLL2000
+from mtlcore.tagging.task_set import Corpus, TaggingData, TaggingTaskSet
 
+# Where CONLL2000's defaults differ from the tagging task set's.
 TAGGER_DEFAULTS = {"crf": ("chunk",), "reads": {"pos": 1}, "lm_vocab": 2000}
 
 
@@ -23,6 +24,7 @@ class Conll2000TaskSet(TaggingTaskSet):
   """POS tagging ("pos") and chunking ("chunk") on CoNLL-2000."""
 
   name = "conll2000"
+  option_schema = CONLL2000.options
   file_options = ()
   evaluation_options = ()
   splits = ("dev", "test")
@@ -35,7 +37,7 @@ class Conll2000TaskSet(TaggingTaskSet):
     self.columns, self.task_names = conll2000.COLUMNS, conll2000.TASKS
     self.files = {"train": {}, "dev": {}, "test": {}}
     self.placeholder = None
-    self.declared_scoring = {"pos": tagging.ACCURACY, "chunk": tagging.SPAN}
+    self.declared_scoring = {"pos": evaluation.ACCURACY, "chunk": evaluation.SPAN}
 
   def options(self):
     return {k: v for k, v in super().options().items()

@@ -1,6 +1,6 @@
 """CoNLL-2000 chunking data: read it, find it, download and verify it.
 
-The format is the column format of mtlcore.data.columns with three columns, `word POS chunk`;
+The format is the column format of mtlcore.tagging.columns with three columns, `word POS chunk`;
 files may be plain or gzip-compressed UTF-8. Any malformed line raises a DataError naming the
 file, line and column.
 
@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 import zlib
 
-from mtlcore.data import columns
+from mtlcore.tagging import columns
 from mtlcore.errors import ConfigError, DataError
 
 DATA_DIR_ENV = "MTL_DATA_DIR"
@@ -35,7 +35,7 @@ TASKS = ("pos", "chunk")
 
 
 def parse_conll(raw, path="<bytes>"):
-  """Parses CoNLL-2000 text (bytes, UTF-8) into a list of mtlcore.data.columns.TaggedSentence
+  """Parses CoNLL-2000 text (bytes, UTF-8) into a list of mtlcore.tagging.columns.TaggedSentence
   labelled for "pos" and "chunk".
 
   Raises DataError naming `path`, the line and the column for: a line that is not UTF-8, a

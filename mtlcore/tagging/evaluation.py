@@ -2,15 +2,15 @@
 
 `TagPredictor` runs the model over an evaluation pipeline (bucketed, order restored by the
 `index` feature) and returns, per task, one tuple of tag strings per sentence. `score` scores
-them against the gold tags with mtlcore.metrics: token accuracy for every task, and conlleval's
+them against the gold tags with mtlcore.tagging.conlleval: token accuracy for every task, and conlleval's
 span precision, recall and F1 (percentages) for span tasks.
 """
 
 import numpy as np
 import tensorflow as tf
 
-from mtlcore import metrics as metrics_lib
-from mtlcore.data import pipeline
+from mtlcore.tagging import conlleval
+from mtlcore.tagging import pipeline
 
 
 class TagPredictor:
@@ -55,7 +55,7 @@ def score(sentences, predictions, scoring):
   """Flat metrics (percentages) of predictions {task: tags per sentence} against gold.
 
   Args:
-    sentences: the gold mtlcore.data.columns.TaggedSentence list.
+    sentences: the gold mtlcore.tagging.columns.TaggedSentence list.
     predictions: {task: one tuple of tags per sentence}.
     scoring: {task: "span" or "accuracy"}.
   Returns, per task T: T/accuracy over T's labelled tokens; for a span task also conlleval's
@@ -67,11 +67,11 @@ def score(sentences, predictions, scoring):
     pairs = [(s.labels(task), p) for s, p in zip(sentences, predicted, strict=True)]
     labelled = [[(g, q) for g, q in zip(gold, pred, strict=True) if g is not None]
                 for gold, pred in pairs]
-    result[f"{task}/accuracy"] = metrics_lib.token_accuracy(
+    result[f"{task}/accuracy"] = conlleval.token_accuracy(
         [[g for g, _ in row] for row in labelled], [[q for _, q in row] for row in labelled])
     if scoring[task] == SPAN:
       full = [(gold, pred) for gold, pred in pairs if None not in gold]
-      scores = metrics_lib.chunk_scores([g for g, _ in full], [p for _, p in full])
+      scores = conlleval.chunk_scores([g for g, _ in full], [p for _, p in full])
       for key in ("precision", "recall", "f1"):
         result[f"{task}/{key}"] = scores["overall"][key]
       for span_type, s in scores["by_type"].items():

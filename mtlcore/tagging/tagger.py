@@ -19,14 +19,14 @@ import tensorflow as tf
 from mtlcore import losses
 from mtlcore.errors import ConfigError, require_positive, require_probability
 from mtlcore.layers import BiLSTM, Conv1D, Dropout, Embed, Linear
-from mtlcore.data.vocab import PAD, UNK
+from mtlcore.tagging.vocab import PAD, UNK
 from mtlcore.layers.conv import DirectionalConv1D
-from mtlcore.layers.crf import CRF
+from mtlcore.tagging.crf import CRF
+from mtlcore.tagging.options import TRUNKS
 from mtlcore.layers.dropout import hash_uniform
 from mtlcore.model import MultiTaskModel, SharedTrunk, TaskHead
 from mtlcore.tasks import Ratio, Task
 
-TRUNKS = ("bilstm", "conv")
 _WORD_DROPOUT_STREAM = 1000  # Dropout sites use streams 0..num_layers.
 
 
@@ -250,7 +250,7 @@ def build_tagger(config, *, num_words, num_chars, num_tags, seed, extra_heads=No
     seed: int; all initial weights are a function of it (head i, in sorted task order, of
       seed + 1000 + i).
     extra_heads: task name -> a TaskHead of another kind (e.g. the language-model head of
-      mtlcore.networks.language_model), added as it is.
+      mtlcore.tagging.language_model), added as it is.
   """
   trunk = TaggerTrunk(config, num_words=num_words, num_chars=num_chars, seed=seed, name="trunk")
   heads = {}

@@ -8,7 +8,7 @@ A shared ReLU layer can learn z once for both heads.
 
 import numpy as np
 
-from mtlcore.data import batching
+from mtlcore import batching
 from mtlcore.errors import require_positive
 
 NUM_FEATURES = 10
@@ -32,7 +32,7 @@ def make_toy_data(num_examples, *, seed):
 
 def toy_dataset(num_examples, *, batch_size, seed, start=0):
   """An endless, shuffled tf.data.Dataset of ({"x": [B, 10]}, {"y1": [B, 1], "y2": [B, 1]}),
-  beginning at batch `start` (mtlcore.data.batching: each epoch is a permutation drawn from
+  beginning at batch `start` (mtlcore.batching: each epoch is a permutation drawn from
   (seed, epoch), so the stream can be rebuilt at any position)."""
   require_positive("batch_size", batch_size)
   x, y = make_toy_data(num_examples, seed=seed)

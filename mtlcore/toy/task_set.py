@@ -1,30 +1,32 @@
 """The tutorial's toy task set: two regression tasks on 10 inputs, a shared ReLU layer of 20.
 
-One synthetic data set (mtlcore.data.toy) carries both targets; each task's alternating stream
+One synthetic data set (mtlcore.toy.data) carries both targets; each task's alternating stream
 is that data set shuffled with its own seed. No held-out split; the export serves
 {"x": float32 [B, 10]} -> {task: float32 [B, 1]}.
 """
 
 import tensorflow as tf
 
-from mtlcore import export, task_set
-from mtlcore.data import batching
-from mtlcore.data import toy as toy_data
+from mtlcore import batching, export, task_set
 from mtlcore.errors import require_positive
-from mtlcore.networks import toy as toy_network
+from mtlcore.options import reject_unknown
+from mtlcore.toy import data as toy_data
+from mtlcore.toy import network as toy_network
+from mtlcore.toy.options import TOY
 
 
 class ToyTaskSet(task_set.TaskSet):
-  """Options: hidden_size (default 20), num_examples (default 4096)."""
+  """Options: mtlcore.toy.options (hidden_size, num_examples)."""
 
   task_names = toy_data.TASKS
-  defaults = {"batch_size": 32, "learning_rate": 1e-2, "epochs": 20.0, "clip_norm": 0.0,
-              "eval_every": 0, "lr_decay_start": 1.0, "average_decay": 0.0}
+  option_schema = TOY.options
+  defaults = TOY.run_defaults
 
   def __init__(self, options):
-    task_set.reject_unknown_options("toy", options, ("hidden_size", "num_examples"))
-    self.hidden_size = require_positive("hidden_size", options.get("hidden_size", 20))
-    self.num_examples = require_positive("num_examples", options.get("num_examples", 4096))
+    reject_unknown("toy", options, self.option_schema)
+    options = {**TOY.option_defaults(), **options}
+    self.hidden_size = require_positive("hidden_size", options["hidden_size"])
+    self.num_examples = require_positive("num_examples", options["num_examples"])
 
   def options(self):
     return {"hidden_size": self.hidden_size, "num_examples": self.num_examples}

@@ -41,7 +41,7 @@ class Vocabularies:
 
   @classmethod
   def build(cls, sentences, tasks, *, min_word_count=2, min_char_count=1):
-    """Builds the vocabularies from training sentences (mtlcore.data.columns.TaggedSentence):
+    """Builds the vocabularies from training sentences (mtlcore.tagging.columns.TaggedSentence):
     words and characters from all of them, each task's tags from its labels (missing ones
     left out)."""
     require_positive("min_word_count", min_word_count)

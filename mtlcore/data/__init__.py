@@ -1,1 +1,0 @@
-"""Data: readers, vocabularies and tf.data pipelines for the task sets."""

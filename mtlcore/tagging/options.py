@@ -1,0 +1,71 @@
+"""The tagging and conll2000 task sets' declarations: options, defaults, factories (no TF).
+
+The defaults of the model options are TaggerConfig's and LanguageModelConfig's
+(tests/tagging/test_tagging_options.py pins them equal).
+"""
+
+from mtlcore.options import Declaration, Option, replace_defaults
+
+# The tagger (tagger.py) and the pipeline (pipeline.py) import these from here.
+TRUNKS = ("bilstm", "conv")
+DEFAULT_BUCKETS = (12, 24, 36, 52, 80)
+
+FILE_OPTIONS = (
+    Option("columns", "list", None, "The column files' columns, in order; 'word' is the "
+           "token, every other column a task's labels (e.g. word,pos,chunk,ner)."),
+    Option("train", "string", None, "Training data: one column file for every task, or "
+           "TASK:FILE for each (e.g. pos:a.txt,chunk:b.txt: one corpus per task)."),
+    Option("dev", "string", None, "Dev data, as --train; default: the last sentences of each "
+           "training file (1,000, or a fifth of smaller files)."),
+    Option("test", "string", None, "Test data, as --train (optional)."),
+    Option("placeholder", "string", None, "The label that marks a missing label in a column "
+           "(e.g. _): no loss, no gradient, no metric for that token."),
+    Option("scoring", "list", None, "TASK:span (conlleval F1 per type) or TASK:accuracy; "
+           "default: span for columns whose tags start with B-, I-, E- or S-."),
+)
+
+MODEL_OPTIONS = (
+    Option("trunk", "enum", "bilstm", "The shared trunk.", choices=TRUNKS),
+    Option("crf", "list", (), "Tasks whose head is a linear-chain CRF (--crf= for none)."),
+    Option("reads", "list", (), "TASK:LAYER, the trunk layer (1 = first) a task's head reads; "
+           "the others read the top (--reads= for all top)."),
+    Option("word_dim", "integer", 100, "Word embedding size."),
+    Option("char_dim", "integer", 32, "Character embedding size."),
+    Option("char_filters", "integer", 64, "Character CNN filters."),
+    Option("char_width", "integer", 3, "Character CNN window, in characters."),
+    Option("hidden_size", "integer", 128, "BiLSTM units per direction (conv: 2x filters)."),
+    Option("num_layers", "integer", 2, "Trunk layers, >= 2."),
+    Option("conv_width", "integer", 5, "Window of the conv trunk's layers, in tokens."),
+    Option("directional_first_layer", "boolean", False, "Conv trunk: the first layer's "
+           "filters half causal, half anti-causal (default true with --lm_vocab)."),
+    Option("dropout", "float", 0.5, "Dropout rate on the embeddings and after every trunk "
+           "layer."),
+    Option("word_dropout", "float", 0.1, "Probability of replacing a training word by the "
+           "unknown word."),
+    Option("buckets", "integers", DEFAULT_BUCKETS, "The pipeline's padded sentence lengths."),
+    Option("lm_vocab", "integer", 0, ">0 adds the auxiliary language-model task 'lm' (the "
+           "first BiLSTM layer predicts the next and the previous word, over this many most "
+           "frequent training words plus an unknown class); 0: none."),
+    Option("lm_projection", "integer", 64, "The LM task's tanh layer between a direction's "
+           "state and its softmax."),
+    Option("lm_weight", "float", 0.1, "The LM task's loss multiplier."),
+)
+
+RUN_DEFAULTS = {"batch_size": 32, "learning_rate": 2e-3, "epochs": 24.0, "clip_norm": 5.0,
+                "eval_every": 1000, "lr_decay_start": 0.33, "average_decay": 0.0}
+
+TAGGING = Declaration(
+    factory="mtlcore.tagging.task_set:TaggingTaskSet",
+    summary="sequence labelling, one task per label column of your column files; relative "
+            "--train/--dev/--test files are read under --data_dir",
+    options=FILE_OPTIONS + MODEL_OPTIONS, run_defaults=RUN_DEFAULTS)
+
+# The tuned CoNLL-2000 model (mtlcore.tagging.conll2000_task_set): a CRF chunk head, a POS
+# head on the first trunk layer, the auxiliary LM over the 2,000 most frequent words.
+CONLL2000 = Declaration(
+    factory="mtlcore.tagging.conll2000_task_set:Conll2000TaskSet",
+    summary="POS tagging (pos) and chunking (chunk) on CoNLL-2000; --data_dir: a directory "
+            "with train.txt(.gz) and test.txt(.gz), default $MTL_DATA_DIR, else a verified "
+            "download",
+    options=replace_defaults(MODEL_OPTIONS, crf=("chunk",), reads=("pos:1",), lm_vocab=2000),
+    run_defaults=RUN_DEFAULTS, default=True)

@@ -1,1 +1,0 @@
-"""The built-in task sets: toy (the tutorial) and conll2000 (POS tagging and chunking)."""
