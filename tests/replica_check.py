@@ -1,4 +1,4 @@
-"""Run in a subprocess by test_replicas.py: `python -m tests.replica_check MODE DATA_DIR`.
+"""Run in a subprocess by test_replicas.py: `python -m tests.replica_check MODE[,MODE...] DATA_DIR`.
 
 MODE joint or alternate: the step check below. MODE restore: a checkpoint written on one
 device restores under the strategy (both replicas' copies) and the other way round; prints
@@ -22,6 +22,7 @@ Prints one JSON line:
 """
 
 import dataclasses
+import functools
 import json
 import sys
 import tempfile
@@ -209,7 +210,8 @@ def errors(data_dir):
         print(e)
 
 
-def mirrored():
+@functools.cache  # One strategy for every check of the process: a second one's collectives
+def mirrored():   # would reuse the first one's instance keys.
   strategy = tf.distribute.MirroredStrategy([d.name for d in
                                              tf.config.list_logical_devices("CPU")])
   assert strategy.num_replicas_in_sync == 2
@@ -217,7 +219,11 @@ def mirrored():
 
 
 if __name__ == "__main__":
-  if sys.argv[1] in ("joint", "alternate"):
-    main(sys.argv[1], sys.argv[2])
-  else:
-    globals()[sys.argv[1]](sys.argv[2])
+  # MODE[,MODE...] DATA_DIR: every check in one process (one TensorFlow start-up), each
+  # check's output after a line `### MODE`.
+  for check in sys.argv[1].split(","):
+    print(f"### {check}", flush=True)
+    if check in ("joint", "alternate"):
+      main(check, sys.argv[2])
+    else:
+      globals()[check](sys.argv[2])

@@ -1,13 +1,16 @@
 """Training under tf.distribute: MirroredStrategy over 2 logical CPUs gives the single-device
 step, resumes exactly, moves checkpoints both ways, and refuses what it cannot run.
 
-Logical devices must be set before TensorFlow starts, so each check runs in a subprocess
-(tests/replica_check.py, or the mtl-train binary with --num_logical_cpus=2).
+Logical devices must be set before TensorFlow starts, so each check that splits the CPU runs
+in a subprocess (tests/replica_check.py, every check in one process, or the mtl-train binary
+with --num_logical_cpus=2); what is refused before devices are set, or runs on one device
+(mtl-eval), runs in-process.
 """
 
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +21,7 @@ import pytest
 
 from tests import fixtures
 from tests.binaries import (EVAL, TRAIN, error_line, kill_at_checkpoint_then_resume, run_binary,
-                            wait_for)
+                            run_in_process, wait_for)
 from tests.test_reliability import _assert_same_state, _state
 
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
@@ -32,17 +35,30 @@ def data_dir(tmp_path_factory):
   return fixtures.write_dataset(tmp_path_factory.mktemp("data"), train=60, test=10)
 
 
-def _check(mode, data_dir):
-  """Runs tests/replica_check.py MODE; returns its output lines (the JSON ones parsed)."""
-  result = subprocess.run([sys.executable, "-m", "tests.replica_check", mode, str(data_dir)],
-                          capture_output=True, text=True, timeout=900, check=False)
+CHECKS = ("joint", "alternate", "restore", "seeds", "errors")
+
+
+@pytest.fixture(scope="module")
+def checks(data_dir):
+  """Runs every check of tests/replica_check.py in one subprocess (one TensorFlow start-up);
+  {check: its output lines, the JSON ones parsed}."""
+  result = subprocess.run([sys.executable, "-m", "tests.replica_check", ",".join(CHECKS),
+                           str(data_dir)], capture_output=True, text=True, timeout=900,
+                          check=False)
   assert result.returncode == 0, result.stderr
-  return [json.loads(l) if l.startswith("{") else l for l in result.stdout.splitlines()]
+  out = {}
+  for line in result.stdout.splitlines():
+    if line.startswith("### "):
+      current = out.setdefault(line[4:], [])
+    else:
+      current.append(json.loads(line) if line.startswith("{") else line)
+  assert sorted(out) == sorted(CHECKS), result.stdout
+  return out
 
 
 @pytest.mark.parametrize("mode", ["joint", "alternate"])
-def test_one_mirrored_step_over_two_replicas_equals_one_step_on_the_global_batch(mode, data_dir):
-  (out,) = _check(mode, data_dir)
+def test_one_mirrored_step_over_two_replicas_equals_one_step_on_the_global_batch(mode, checks):
+  (out,) = checks[mode]
   assert out["uneven"] > 0  # Replicas get sentences of different lengths.
   assert out["grad_scale"] > 1e-3
   assert out["grad_diff"] <= 1e-5, out
@@ -52,19 +68,19 @@ def test_one_mirrored_step_over_two_replicas_equals_one_step_on_the_global_batch
   assert out["steps"] == 4
 
 
-def test_a_checkpoint_moves_between_one_device_and_mirrored_replicas(data_dir):
-  (out,) = _check("restore", data_dir)
+def test_a_checkpoint_moves_between_one_device_and_mirrored_replicas(checks):
+  (out,) = checks["restore"]
   assert out["differed_before"] > 0  # Writer and reader started from other weights.
   assert out["variables"] > 20 and out["restore_diff"] == 0.0
 
 
-def test_each_replica_draws_its_own_dropout_masks(data_dir):
-  (out,) = _check("seeds", data_dir)
+def test_each_replica_draws_its_own_dropout_masks(checks):
+  (out,) = checks["seeds"]
   assert out["seeds"] == [[0, 0], [0, 1]]  # (seed, global step x 2 + replica)
 
 
-def test_what_a_strategy_cannot_run_is_one_line_naming_it(data_dir):
-  lines = _check("errors", data_dir)
+def test_what_a_strategy_cannot_run_is_one_line_naming_it(checks):
+  lines = checks["errors"]
   assert lines[0].startswith("--weighting=pcgrad does not run under a tf.distribute strategy")
   assert lines[1].startswith("Task 'chunk' has no loss_count")
 
@@ -87,17 +103,36 @@ def test_sigkill_then_resume_under_mirrored_gives_the_uninterrupted_result(data_
   _assert_same_state(_state(tmp_path / "whole"), _state(model_dir))
 
 
-def test_a_mirrored_run_evaluates_and_exports_on_one_device(data_dir, tmp_path):
-  export = tmp_path / "export"
-  trained = run_binary(TRAIN, *_train(data_dir, tmp_path / "m", "--train_steps=20",
-                                      f"--export_dir={export}"))
+# The joint run the two-worker test must equal; the evaluation, export and resume checks
+# read it too.
+JOINT = ["--mode=joint", "--deterministic", *TINY, "--train_steps=30", "--checkpoint_every=10",
+         "--seed=5"]
+
+
+@pytest.fixture(scope="module")
+def mirrored_run(data_dir, tmp_path_factory):
+  """A 2-replica mirrored joint run with an export: (its model dir, the export)."""
+  root = tmp_path_factory.mktemp("mirrored")
+  trained = run_binary(TRAIN, *JOINT, *MIRRORED, f"--data_dir={data_dir}",
+                       f"--model_dir={root / 'm'}", f"--export_dir={root / 'export'}")
   assert trained.returncode == 0, trained.stderr
+  return root / "m", root / "export"
+
+
+def test_a_mirrored_run_evaluates_and_exports_on_one_device_and_resumes_only_mirrored(
+    data_dir, mirrored_run, tmp_path):
+  model_dir, export = mirrored_run
   assert (export / "saved_model.pb").exists()
-  stored = json.loads((tmp_path / "m" / "metrics.json").read_text())
-  evaluated = run_binary(EVAL, f"--model_dir={tmp_path / 'm'}", f"--data_dir={data_dir}",
-                         "--split=test")
+  stored = json.loads((model_dir / "metrics.json").read_text())
+  evaluated = run_in_process(EVAL, f"--model_dir={model_dir}", f"--data_dir={data_dir}",
+                             "--split=test")
   assert evaluated.returncode == 0, evaluated.stderr
   assert f"{stored['test']['chunk/f1']:.2f}" in evaluated.stdout + evaluated.stderr
+  # Refused before any device is set up, so in this process (on a copy: nothing is written).
+  shutil.copytree(model_dir, tmp_path / "m")
+  changed = error_line(run_in_process(TRAIN, *JOINT, "--train_steps=40",
+                                      f"--data_dir={data_dir}", f"--model_dir={tmp_path / 'm'}"))
+  assert "--strategy: 'mirrored' -> 'default'" in changed
 
 
 def test_strategy_flags_that_cannot_work_are_one_line_errors(data_dir, tmp_path):
@@ -107,12 +142,6 @@ def test_strategy_flags_that_cannot_work_are_one_line_errors(data_dir, tmp_path)
   alone = error_line(run_binary(TRAIN, f"--data_dir={data_dir}", f"--model_dir={tmp_path}/b",
                                 "--num_logical_cpus=2", *TINY))
   assert "--num_logical_cpus=2 only makes sense with --strategy=mirrored" in alone
-  first = run_binary(TRAIN, *_train(data_dir, tmp_path / "c", "--train_steps=10"))
-  assert first.returncode == 0, first.stderr
-  changed = error_line(run_binary(TRAIN, "--mode=joint", f"--data_dir={data_dir}",
-                                  f"--model_dir={tmp_path / 'c'}", "--deterministic", *TINY,
-                                  "--train_steps=20"))
-  assert "--strategy: 'mirrored' -> 'default'" in changed
 
 
 def _free_ports(count):
@@ -138,26 +167,23 @@ def _worker(index, ports, args, tmp):
 
 
 def test_two_workers_on_one_machine_train_as_two_mirrored_replicas_and_only_the_chief_writes(
-    data_dir, tmp_path):
+    data_dir, mirrored_run, tmp_path):
   # Joint mode (alternating under a strategy is pinned by the mirrored tests; it adds only
   # the sampler's draw, made outside the replicas).
-  common = ["--mode=joint", f"--data_dir={data_dir}", "--deterministic", *TINY,
-            "--train_steps=30", "--checkpoint_every=10", "--seed=5"]
-  mirrored = run_binary(TRAIN, *common, *MIRRORED, f"--model_dir={tmp_path / 'mirrored'}")
-  assert mirrored.returncode == 0, mirrored.stderr
   scratch = [tmp_path / "tmp0", tmp_path / "tmp1"]
   for d in scratch:
     d.mkdir()
   ports = _free_ports(2)
-  args = [*common, "--strategy=multi_worker", f"--model_dir={tmp_path / 'chief'}",
-          "--worker_timeout=120"]
+  args = [*JOINT, f"--data_dir={data_dir}", "--strategy=multi_worker",
+          f"--model_dir={tmp_path / 'chief'}", "--worker_timeout=120"]
   procs = [_worker(i, ports, args, scratch[i]) for i in range(2)]
   outputs = [p.communicate(timeout=900) for p in procs]
   for p, (_, err) in zip(procs, outputs):
     assert p.returncode == 0, err
-  _assert_same_state(_state(tmp_path / "mirrored"), _state(tmp_path / "chief"))
+  _assert_same_state(_state(mirrored_run[0]), _state(tmp_path / "chief"))
   stored = json.loads((tmp_path / "chief" / "metrics.json").read_text())
-  evaluated = run_binary(EVAL, f"--model_dir={tmp_path / 'chief'}", f"--data_dir={data_dir}")
+  evaluated = run_in_process(EVAL, f"--model_dir={tmp_path / 'chief'}",
+                             f"--data_dir={data_dir}")
   assert evaluated.returncode == 0, evaluated.stderr  # The chief's checkpoint restores alone.
   assert f"{stored['test']['chunk/f1']:.2f}" in evaluated.stdout + evaluated.stderr
   assert not any(scratch[1].iterdir())  # The worker's checkpoints went, with its directory.
