@@ -16,8 +16,8 @@ from mtlcore.tagging import conll2000, evaluation
 from mtlcore.tagging.options import CONLL2000
 from mtlcore.tagging.task_set import Corpus, TaggingData, TaggingTaskSet
 
-# Where CONLL2000's defaults differ from the tagging task set's.
-TAGGER_DEFAULTS = {"crf": ("chunk",), "reads": {"pos": 1}, "lm_vocab": 2000}
+# Where CONLL2000's declared defaults differ from the tagging task set's (one place: options.py).
+TAGGER_DEFAULTS = {name: CONLL2000.option(name).default for name in ("crf", "reads", "lm_vocab")}
 
 
 class Conll2000TaskSet(TaggingTaskSet):
