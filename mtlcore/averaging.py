@@ -13,6 +13,13 @@ import tensorflow as tf
 from mtlcore.errors import ConfigError
 
 
+class _Held:
+  """A plain holder, invisible to tf.Module and to checkpoints."""
+
+  def __init__(self, variables):
+    self.variables = variables
+
+
 class WeightAverage(tf.Module):
   """Keeps avg <- d * avg + (1 - d) * var for a fixed list of variables.
 
@@ -29,16 +36,18 @@ class WeightAverage(tf.Module):
     if not 0.0 < decay < 1.0:
       raise ConfigError(f"Weight-average decay must be in (0, 1), got {decay!r}.")
     self.decay = float(decay)
-    self._variables = list(variables)
+    # Held, not tracked: a checkpoint saves each variable once, through its owner (a Keras
+    # layer's tf.Variable would otherwise be saved a second time here).
+    self._held = _Held(list(variables))
     self.averages = [tf.Variable(v.read_value(), trainable=False, name=f"average/{i}")
-                     for i, v in enumerate(self._variables)]
+                     for i, v in enumerate(self._held.variables)]
     self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
 
   def update(self):
     """Moves every average one step towards its variable's current value."""
     n = tf.cast(self.updates, tf.float32)
     d = tf.minimum(self.decay, (1.0 + n) / (10.0 + n))
-    for average, var in zip(self.averages, self._variables):
+    for average, var in zip(self.averages, self._held.variables):
       average.assign(d * average + (1.0 - d) * var)
     self.updates.assign_add(1)
 
@@ -48,11 +57,11 @@ class WeightAverage(tf.Module):
 
     Eager only (evaluation and checkpointing between compiled training loops).
     """
-    saved = [tf.identity(v.read_value()) for v in self._variables]
-    for var, average in zip(self._variables, self.averages):
+    saved = [tf.identity(v.read_value()) for v in self._held.variables]
+    for var, average in zip(self._held.variables, self.averages):
       var.assign(average)
     try:
       yield
     finally:
-      for var, value in zip(self._variables, saved):
+      for var, value in zip(self._held.variables, saved):
         var.assign(value)

@@ -2,16 +2,21 @@
 
 A multi-task model is one trunk shared by all tasks and one head per task. The trunk maps
 features to a dict of named representations (e.g. {"layer1": ..., "layer2": ...}); each head
-reads one of them. `MultiTaskModel.variables_for(task)` is the exact set a step for that task
-may change: the task's head plus the trunk. Construction checks that no variable belongs to
-two heads, or to a head and the trunk, so that guarantee cannot be broken by accident.
+reads one of them. Trunks and heads are tf.Modules built from mtlcore's layers, Keras 3 layers
+or both (mtlcore.keras_parts). Every variable has one owner (mtlcore.ownership.OwnerMap): the
+shared set, or one task (its head, and the trunk parts that belong to it).
+`MultiTaskModel.variables_for(task)` is the exact set a step for that task may change.
+Construction checks that no variable belongs to two owners, or to none, so that guarantee
+cannot be broken by accident.
 """
 
 from collections.abc import Mapping
 
 import tensorflow as tf
 
+from mtlcore import keras_parts
 from mtlcore.errors import ConfigError
+from mtlcore.ownership import OwnerMap
 
 
 class SharedTrunk(tf.Module):
@@ -32,9 +37,16 @@ class SharedTrunk(tf.Module):
 
   def variables_of(self, representation):
     """The trainable variables of the layer that outputs `representation` (GradNorm's "last
-    shared layer"). This default: all of the trunk's; a trunk of several layers narrows it."""
+    shared layer"). This default: all of the trunk's (its Keras layers' too); a trunk of
+    several layers narrows it."""
     del representation
-    return self.trainable_variables
+    return list(self.trainable_variables) + keras_parts.KerasParts(self, "Trunk").trainable
+
+  def task_parts(self):
+    """{task name: the trunk's parts that belong to that task} (tf.Modules, Keras layers or
+    variables, or lists of them): a task's gate, experts or tower. A step of another task
+    never changes them. This default: none (a hard-shared trunk)."""
+    return {}
 
 
 class TaskHead(tf.Module):
@@ -53,54 +65,54 @@ class TaskHead(tf.Module):
     raise NotImplementedError
 
 
-def _refs(variables):
-  return {v.ref() for v in variables}
-
-
 class MultiTaskModel(tf.Module):
   """A trunk shared by all tasks and one head per task."""
 
-  def __init__(self, trunk, heads, name=None, compute_dtype=tf.float32):
+  def __init__(self, trunk, heads, name=None, compute_dtype=tf.float32, task_parts=None):
     """Args:
       trunk: a SharedTrunk.
       heads: dict from task name to TaskHead; the names are the model's tasks.
       name: module name.
       compute_dtype: the float type the trunk and heads compute in (mtlcore.precision);
         see `set_compute_dtype`.
+      task_parts: {task: the trunk's parts that belong to it}; default the trunk's
+        `task_parts()`.
     Raises:
-      ConfigError: no heads, a head reading a representation the trunk lacks, or a variable
-        owned by two heads or by a head and the trunk.
+      ConfigError: no heads, a head reading a representation the trunk lacks, a variable
+        owned twice (by two heads, a head and the trunk, two tasks' trunk parts) or by no
+        part, an unbuilt Keras layer or one the model cannot track.
     """
     super().__init__(name=name)
     if not heads:
       raise ConfigError("A MultiTaskModel needs at least one task head.")
     self.trunk = trunk
     self.heads = dict(heads)
-    trunk_refs = _refs(trunk.trainable_variables)
-    owner = {}
     for task, head in self.heads.items():
       if head.reads not in trunk.output_sizes:
         raise ConfigError(
             f"Head of task '{task}' reads '{head.reads}', but the trunk only produces "
             f"{sorted(trunk.output_sizes)}.")
-      for v in head.trainable_variables:
-        if v.ref() in trunk_refs:
-          raise ConfigError(f"Head of task '{task}' shares variable {v.name} with the trunk.")
-        if v.ref() in owner:
-          raise ConfigError(
-              f"Heads of tasks '{owner[v.ref()]}' and '{task}' share variable {v.name}.")
-        owner[v.ref()] = task
-    covered = trunk_refs | set(owner)
+    # A plain object: tf.Module and checkpoints do not track it (mtlcore.ownership).
+    self._owners = OwnerMap(trunk, self.heads, task_parts)
+    covered = {v.ref() for v in self._owners.variables(())}
+    covered.update(v.ref() for t in self.heads for v in self._owners.variables_for(t))
     stray = [v.name for v in self.trainable_variables if v.ref() not in covered]
     if stray:
       raise ConfigError(f"Variables owned by neither the trunk nor a head: {stray}.")
     self.set_compute_dtype(compute_dtype)
 
+  @property
+  def owners(self):
+    """The model's mtlcore.ownership.OwnerMap."""
+    return self._owners
+
   def set_compute_dtype(self, dtype):
     """Computes in `dtype` from now on: float features are cast to it before the trunk, and
     every head's float output back to float32 (losses, metrics, decoding run in float32).
-    The variables stay float32."""
+    The variables stay float32. Keras layers get the matching dtype policy
+    (mixed_bfloat16 for bf16)."""
     self.compute_dtype = self.trunk.compute_dtype = tf.as_dtype(dtype)
+    keras_parts.set_compute_dtype(self._owners.keras_layers, self.compute_dtype)
 
   def with_tasks(self, tasks):
     """A MultiTaskModel of this trunk and the heads of `tasks` (the same modules, not copies),
@@ -108,7 +120,9 @@ class MultiTaskModel(tf.Module):
     and its variables."""
     tasks = self.check_tasks(tasks)
     return MultiTaskModel(self.trunk, {t: self.heads[t] for t in tasks}, name=self.name,
-                          compute_dtype=self.compute_dtype)
+                          compute_dtype=self.compute_dtype,
+                          task_parts={t: p for t, p in self.trunk.task_parts().items()
+                                      if t in tasks})
 
   @property
   def task_names(self):
@@ -124,15 +138,29 @@ class MultiTaskModel(tf.Module):
     return tasks
 
   def variables_for(self, task):
-    """The trainable variables a step of `task` may change: the trunk's, then its head's."""
+    """The trainable variables a step of `task` may change: the trunk's shared ones and the
+    task's own trunk parts, then its head's (Keras layers' included)."""
     (task,) = self.check_tasks([task])
-    return tuple(self.trunk.trainable_variables) + tuple(self.heads[task].trainable_variables)
+    return tuple(self._owners.variables_for(task))
 
-  def __call__(self, features, *, tasks=None, training=False, seed=None):
-    """Runs the trunk once and the heads of `tasks` (default: all).
+  def variables_to_train(self):
+    """Every trainable variable of the model, its Keras layers' included, in the owner map's
+    order (for a model without Keras layers, `trainable_variables`' order)."""
+    return tuple(self._owners.variables(self.trainable_variables))
 
+  def forward(self, features, *, tasks=None, training=False, seed=None):
+    """Runs the trunk once and the heads of `tasks` (default: all), applying no state update.
+
+    Args:
+      features: dict of feature tensors; float ones are cast to the compute type.
+      tasks: the heads to run.
+      training: training-mode behaviour (dropout, batch statistics).
+      seed: int [2] step seed for dropout (mtlcore's and Keras'); required when training.
     Returns:
-      dict from task name to that head's predictions.
+      (predictions, updates): dict from task name to that head's predictions (float32), and
+      [(index into `owners.state`, new value)] for each piece of Keras state (moving
+      statistics) the pass would assign; the caller applies them or not. Without Keras
+      parts, updates is empty and the pass is exactly the plain call.
     """
     tasks = self.task_names if tasks is None else self.check_tasks(tasks)
     if seed is None:
@@ -141,9 +169,31 @@ class MultiTaskModel(tf.Module):
       seed = tf.zeros([2], tf.int64)
     low = {k: tf.cast(v, self.compute_dtype) if tf.as_dtype(v.dtype).is_floating else v
            for k, v in features.items()}
-    representations = self.trunk(low, training=training, seed=seed)
-    outputs = {t: self.heads[t](representations[self.heads[t].reads], features,
-                                training=training, seed=seed)
-               for t in tasks}
-    return tf.nest.map_structure(
-        lambda x: tf.cast(x, tf.float32) if x.dtype.is_floating else x, outputs)
+
+    def run():
+      representations = self.trunk(low, training=training, seed=seed)
+      outputs = {t: self.heads[t](representations[self.heads[t].reads], features,
+                                  training=training, seed=seed)
+                 for t in tasks}
+      return tf.nest.map_structure(
+          lambda x: tf.cast(x, tf.float32) if x.dtype.is_floating else x, outputs)
+
+    if not self._owners.has_keras:
+      return run(), []
+    stateless = keras_parts.StatelessForward(
+        [v for v, _ in self._owners.state], self._owners.seeds, seed)
+    with stateless as updates:
+      outputs = run()
+    return outputs, updates
+
+  def __call__(self, features, *, tasks=None, training=False, seed=None):
+    """Runs the trunk once and the heads of `tasks` (default: all), as `forward`, and applies
+    its state updates at once (as a Keras layer's own call would).
+
+    Returns:
+      dict from task name to that head's predictions.
+    """
+    outputs, updates = self.forward(features, tasks=tasks, training=training, seed=seed)
+    for i, value in updates:
+      self._owners.state[i][0].assign(value)
+    return outputs

@@ -1,6 +1,7 @@
-"""AlternatingTrainer: each step trains one task, on its head and the shared trunk only.
+"""AlternatingTrainer: each step trains one task, on what it owns and the shared trunk only.
 
-One optimizer per task, built eagerly on exactly `model.variables_for(task)`; one compiled
+One optimizer per task, built eagerly on exactly `model.variables_for(task)` (the owner map's
+shared variables and the task's own, mtlcore.ownership); one compiled
 step per task, built once and kept in a dict. A step of task T computes T's loss on a batch of
 T's data and applies its gradients with T's optimizer: no other head's variable and no other
 optimizer's slot or counter is touched. A TaskSampler decides which task comes next, inside
@@ -76,10 +77,12 @@ class AlternatingTrainer(Trainer):
     """One step of task `name`: returns (log vector, 1 if skipped as non-finite)."""
     variables = self.trained(self.model.variables_for(name))
     with tf.GradientTape() as tape:
-      predictions = self.model(features, tasks=[name], training=True, seed=self.step_seed())
+      predictions, updates = self._forward(features, [name])
       loss, report = self._task_report(name, labels, predictions, features)
+    self._check_reads(tape, f"The step of task '{name}'")
     grads, reached, finite = self._gradients(tape, loss, variables)
-    bad = self._apply_if_finite(finite, self.optimizers[name], grads, reached, [name])
+    bad = self._apply_if_finite(finite, self.optimizers[name], grads, reached, [name],
+                                state_updates=self._state_updates(updates, {name: None}))
     return self.log_layout.step_vector(features, {name: report}), bad
 
   def _run_task(self, name):

@@ -162,11 +162,11 @@ def build_trainer(config, *, model, tasks, streams, total_steps):
   """
   average = None
   if config.average_decay > 0:
-    average = WeightAverage(model.trainable_variables, decay=config.average_decay)
+    average = WeightAverage(model.variables_to_train(), decay=config.average_decay)
   common = dict(model=model, tasks=tasks, seed=config.seed, jit_compile=config.xla,
                 clip_norm=config.clip_norm or None,
                 max_nonfinite_steps=config.skip_nonfinite_steps, weight_average=average,
-                frozen_variables=model.trunk.trainable_variables if config.freeze_trunk else (),
+                frozen_variables=model.owners.trunk_variables if config.freeze_trunk else (),
                 loss_scale=precision.LossScale() if config.precision == "fp16" else None)
   if config.mode in ("joint", "single"):
     weighting = make_weighting(config.weighting, config.tasks,

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from mtlcore import weighting as weighting_lib
 from mtlcore.errors import ConfigError
+from mtlcore.ownership import SHARED
 from mtlcore.tasks import Ratio
 from mtlcore.trainers.logs import LogLayout
 from mtlcore.trainers.trainer import Trainer
@@ -95,19 +96,24 @@ class JointTrainer(Trainer):
 
   def _variables(self):
     """What the optimizer updates: the model's trained variables, then the weighting's."""
-    return self.trained(self.model.trainable_variables) + list(
+    return self.trained(self.model.variables_to_train()) + list(
         self.weighting.trainable_variables)
+
+  def _trainer_owned(self):
+    return tuple(self.weighting.trainable_variables)
 
   def weighted_losses(self, features, labels, *, training, seed):
     """Returns (total loss, {task: loss}, {task: (log ratios, units)}) for one batch; each
     task's loss is its Ratio's value, the total what the weighting method differentiates
     (for a gradient method: their sum)."""
-    total, losses, reports, _ = self._losses(features, labels, training=training, seed=seed)
+    predictions, _ = self.model.forward(features, tasks=list(self.tasks), training=training,
+                                        seed=seed)
+    total, losses, reports, _ = self._losses(predictions, features, labels)
     return total, losses, reports
 
-  def _losses(self, features, labels, *, training, seed):
-    """weighted_losses' result, plus (losses [K], labelled [K], weights [K])."""
-    predictions = self.model(features, tasks=list(self.tasks), training=training, seed=seed)
+  def _losses(self, predictions, features, labels):
+    """weighted_losses' result from the predictions, plus (losses [K], labelled [K],
+    weights [K])."""
     losses, reports = {}, {}
     for n in self.tasks:
       losses[n], reports[n] = self._task_report(n, labels, predictions, features)
@@ -125,11 +131,13 @@ class JointTrainer(Trainer):
     variables = self._variables()
     w = self.weighting
     with tf.GradientTape(persistent=w.needs_task_gradients or w.needs_layer_norms) as tape:
+      predictions, updates = self._forward(features, list(self.tasks))
       total, losses, reports, (vector, labelled, weights) = self._losses(
-          features, labels, training=True, seed=self.step_seed())
+          predictions, features, labels)
       task_losses = [losses[n] for n in self.tasks]  # Each taken on the tape.
       if w.needs_task_gradients:
         plain_sum = tf.add_n(task_losses)
+    self._check_reads(tape, "The joint step")
     if w.needs_task_gradients:
       grads, reached, finite, weights, cosines = self._combined_gradients(
           tape, task_losses, plain_sum, variables)
@@ -149,21 +157,23 @@ class JointTrainer(Trainer):
     has_label = {n: ratios["loss"].count > 0 for n, (ratios, _) in reports.items()}
     bad = self._apply_if_finite(finite, self.optimizer, grads, reached, list(self.tasks),
                                 self._active(reached, has_label),
-                                on_apply=lambda: w.after_step(vector, labelled, layer_norms))
+                                on_apply=lambda: w.after_step(vector, labelled, layer_norms),
+                                state_updates=self._state_updates(updates, has_label))
     loss_finite = tf.stack([tf.math.is_finite(losses[n]) for n in self.tasks] + [False])
     culprit = tf.argmin(tf.cast(loss_finite, tf.int32), output_type=tf.int32)
     return self.log_layout.step_vector(features, reports), bad, culprit
 
   def _combined_gradients(self, tape, losses, plain_sum, variables):
     """A gradient method's update: each task's gradient on the shared variables it reaches,
-    flattened to [K, P] and combined by the weighting; each head its own task's gradient
-    (that of `plain_sum`, the sum of the task `losses`, which reaches a head by its task only).
+    flattened to [K, P] and combined by the weighting; each task-owned variable (a head, a
+    task's trunk part: mtlcore.ownership) its own task's gradient (that of `plain_sum`, the
+    sum of the task `losses`, which reaches a task's variables by its task only).
 
     Returns `_gradients`' (grads, reached variables, finite) plus (weights [K], cosines [K]).
     """
-    heads = {v.ref() for n in self.tasks for v in self.model.heads[n].trainable_variables}
-    shared = [v for v in variables if v.ref() not in heads]
-    own = [v for v in variables if v.ref() in heads]
+    owners = self.model.owners
+    shared = [v for v in variables if owners.owner(v) is SHARED]
+    own = [v for v in variables if owners.owner(v) is not SHARED]
     per_task = [self._unscaled_gradient(tape, losses[k], shared)
                 for k in range(len(self.tasks))]
     reached = [i for i in range(len(shared)) if any(g[i] is not None for g in per_task)]
@@ -180,12 +190,16 @@ class JointTrainer(Trainer):
     return grads, reached_vars, finite, weights, weighting_lib.cosines_to_the_rest(flat)
 
   def _active(self, variables, labelled):
-    """Per variable, whether this batch moves it: a head only if its task has a label in the
-    batch (`labelled`: task -> bool scalar; partial labels); None (always) for the trunk,
-    which some task's loss reaches."""
-    owner = {v.ref(): n for n in self.tasks for v in self.model.heads[n].trainable_variables}
-    owner.update({v.ref(): n for n, vs in self.weighting.task_variables().items() for v in vs})
-    return [labelled[owner[v.ref()]] if v.ref() in owner else None for v in variables]
+    """Per variable, whether this batch moves it: a task-owned variable (its head, its trunk
+    parts, its weighting variables) only if its task has a label in the batch (`labelled`:
+    task -> bool scalar; partial labels); None (always) for the shared ones, which some
+    task's loss reaches."""
+    owner = {v.ref(): n for n, vs in self.weighting.task_variables().items() for v in vs}
+
+    def task_of(v):
+      return owner.get(v.ref(), self.model.owners.owner(v))
+
+    return [None if task_of(v) is SHARED else labelled[task_of(v)] for v in variables]
 
   def _loop_impl(self, num_steps):
     sums, counts, nonfinite, first_bad, mismatched = self._initial_accumulators()

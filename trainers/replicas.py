@@ -57,6 +57,8 @@ class Replicas:
     self._compiled = {}  # (step name, device) -> tf.function
     # Step name -> indices of the variables its loss reaches (found when a replica traces).
     self.reached = {}
+    # Step name -> indices of the Keras state variables its forward pass assigns.
+    self.updated = {}
 
   def replica_index(self):
     """This replica's index in [0, count) (an int32 scalar; 0 outside strategy.run)."""

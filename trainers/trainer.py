@@ -38,6 +38,7 @@ import dataclasses
 import tensorflow as tf
 
 from mtlcore.errors import ConfigError, NonFiniteError, require_positive
+from mtlcore.ownership import SHARED
 from mtlcore.trainers.logs import LogLayout
 from mtlcore.trainers.replicas import Replicas
 
@@ -107,6 +108,8 @@ class Trainer(tf.Module):
     # step, and not in the checkpoint (whose layout stays that of earlier versions).
     self._overflows = _Uncheckpointed(count=tf.Variable(0, dtype=tf.int64, trainable=False,
                                                         name="loss_scale_overflows"))
+    # A ConfigError raised while tracing a step, raised again by `train` as itself.
+    self._refusal = _Uncheckpointed(error=None)
     # The strategy whose scope the trainer (and so its variables) was built in.
     self._replicas = Replicas()
     self._jit_compile = jit_compile
@@ -133,6 +136,36 @@ class Trainer(tf.Module):
   def trained(self, variables):
     """`variables` without the frozen ones, in order."""
     return [v for v in variables if v.ref() not in self._frozen]
+
+  def _forward(self, features, tasks):
+    """The training-mode forward pass of `tasks` on a batch: (predictions, Keras state
+    updates [(index into the owner map's state, new value)]), none of them applied."""
+    return self.model.forward(features, tasks=tasks, training=True, seed=self.step_seed())
+
+  def _state_updates(self, updates, labelled):
+    """[(state variable, new value, active)] of a forward pass's `updates` that the step may
+    apply: the shared state's always (active None), a task's only if the task is in
+    `labelled` ({task: bool scalar, or None for always}), and then only where it says so."""
+    state, applied = self.model.owners.state, []
+    for i, value in updates:
+      variable, owner = state[i]
+      if owner is SHARED or owner in labelled:
+        applied.append((variable, value, None if owner is SHARED else labelled[owner]))
+    return applied
+
+  def _check_reads(self, tape, where):
+    """At trace time: every trainable variable the step read is owned (else ConfigError,
+    which `train` raises as itself: tracing would wrap it in a StagingError)."""
+    try:
+      self.model.owners.check_reads(tape.watched_variables(), where,
+                                    also=self._trainer_owned())
+    except ConfigError as error:
+      self._refusal.error = error
+      raise
+
+  def _trainer_owned(self):
+    """Trainable variables the trainer itself owns beside the model's (a weighting's)."""
+    return ()
 
   def step_seed(self):
     """The int64 [2] dropout seed of the current step and replica: (trainer seed, global step
@@ -173,7 +206,7 @@ class Trainer(tf.Module):
     return grads, variables, finite
 
   def _apply_if_finite(self, finite, optimizer, grads, variables, task_names, active=None,
-                       on_apply=None):
+                       on_apply=None, state_updates=()):
     """Applies the update only when loss and gradients are finite (`finite`, the pair that
     `_gradients` returns), else skips it; returns 1 for a non-finite step, else 0.
 
@@ -182,7 +215,9 @@ class Trainer(tf.Module):
     not a non-finite step. `active` (optional, one bool scalar per variable) leaves the
     variables where it is False and their optimizer slots bitwise unchanged. The global and
     per-task step counters advance either way: they count batches consumed, and the next step
-    must draw fresh dropout masks. `on_apply` (optional) runs with an applied update.
+    must draw fresh dropout masks. `on_apply` (optional) runs with an applied update, and so
+    do `state_updates` ([(Keras state variable, new value, active bool or None)]: moving
+    statistics move only with an applied update, and only where active).
     """
     loss_finite, gradient_finite = finite
     finite = loss_finite & gradient_finite
@@ -192,6 +227,8 @@ class Trainer(tf.Module):
 
     def apply():
       optimizer.apply(grads, variables, active)
+      for variable, value, on in state_updates:
+        variable.assign(value if on is None else tf.where(on, value, variable.value))
       if on_apply is not None:
         on_apply()
       if self.weight_average is not None:
@@ -252,18 +289,23 @@ class Trainer(tf.Module):
     `variables` it reaches (their indices kept in Replicas.reached[key]).
 
     Returns (gradients of the reached variables, loss totals [K], loss counts [K], log
-    vector), all of this replica's batch, to be summed over replicas.
+    vector, this replica's Keras state values / replicas), all of this replica's batch, to be
+    summed over replicas (the state's sum is then its mean; the indices it updates are kept
+    in Replicas.updated[key]).
     """
     with tf.GradientTape() as tape:
-      predictions = self.model(features, tasks=names, training=True, seed=self.step_seed())
+      predictions, updates = self._forward(features, names)
       reports = {n: self._task_report(n, labels, predictions, features)[1] for n in names}
       totals = tf.stack([reports[n][0]["loss"].total for n in names])
       objective = self._objective(totals * scales, labelled)
+    self._check_reads(tape, f"The step of {names}")
     grads = self._unscaled_gradient(tape, objective, variables)
     reached = self._replicas.reached[key] = [i for i, g in enumerate(grads) if g is not None]
+    self._replicas.updated[key] = [i for i, _ in updates]
     counts = tf.stack([reports[n][0]["loss"].count for n in names])
     return ([tf.convert_to_tensor(grads[i]) for i in reached], totals, counts,
-            self.log_layout.step_vector(features, reports))
+            self.log_layout.step_vector(features, reports),
+            [value / self._replicas.count for _, value in updates])
 
   def _objective(self, losses, labelled):
     """What a distributed step differentiates, from the task losses [K]: their sum (one
@@ -297,7 +339,7 @@ class Trainer(tf.Module):
     share = replicas.compiled(
         lambda f, l, s, m: self._replica_share(key, names, variables, f, l, s, m),
         jit_compile=self._jit_compile, name=key)
-    grads, totals, counts, log = replicas.sum(replicas.run(
+    grads, totals, counts, log, state = replicas.sum(replicas.run(
         share, (features, labels, scales, labelled)))
     if count_first:
       mismatched = tf.cast(tf.not_equal(counts, counted), tf.int64)
@@ -308,8 +350,11 @@ class Trainer(tf.Module):
     losses = totals * scales
     reached = [variables[i] for i in replicas.reached[key]]
     grads, reached, finite = self._checked(grads, reached, self._objective(losses, counts > 0))
+    labelled = {n: counts[i] > 0 if k > 1 else None for i, n in enumerate(names)}
+    state_updates = self._state_updates(zip(replicas.updated[key], state), labelled)
     bad = self._apply_if_finite(finite, optimizer, grads, reached, names,
-                                None if active is None else active(reached, counts))
+                                None if active is None else active(reached, counts),
+                                state_updates=state_updates)
     loss_finite = tf.concat([tf.math.is_finite(losses), [False]], 0)
     culprit = tf.argmin(tf.cast(loss_finite, tf.int32), output_type=tf.int32)
     return log, bad, culprit, mismatched
@@ -327,8 +372,13 @@ class Trainer(tf.Module):
     self._sync_inputs()
     self._inputs.positions = None  # Unknown until the loop has returned.
     overflows = int(self._overflows.count.numpy())
-    sums, counts, nonfinite, first_bad, mismatched = self._loop(
-        tf.constant(num_steps, tf.int32))
+    try:
+      sums, counts, nonfinite, first_bad, mismatched = self._loop(
+          tf.constant(num_steps, tf.int32))
+    except Exception:
+      if self._refusal.error is not None:
+        raise self._refusal.error from None
+      raise
     self._inputs.positions = self._positions()
     for name, steps in zip(self.tasks, mismatched.numpy()):
       if steps:
