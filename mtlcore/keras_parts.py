@@ -23,6 +23,7 @@ plain Python object) is refused in one line (ConfigError). Nothing here imports 
 Keras object can exist: a program that never imported `keras` holds none.
 """
 
+import random
 import sys
 
 import tensorflow as tf
@@ -119,6 +120,13 @@ class KerasParts:
         raise ConfigError(f"{_describe(where, path)} is a Keras variable that is not yet "
                           f"initialised; create it before making the MultiTaskModel.")
       (self.trainable.append(v.value) if v.trainable else self.state.append(v))
+
+def seed_initializers(seed):
+  """Makes the Keras layers and initialisers built from now on without a seed of their own
+  draw it from `seed`: Keras takes such a seed from Python's `random` when the object is made.
+  (TensorFlow's global seed is left alone: it would change every seeded tf.data shuffle.)"""
+  random.seed(int(seed))
+
 
 def set_compute_dtype(layers, dtype):
   """Gives every Keras layer in `layers` (and every sublayer) the dtype policy of compute type

@@ -22,7 +22,7 @@ import math
 
 import tensorflow as tf
 
-from mtlcore import precision
+from mtlcore import keras_parts, precision
 from mtlcore import task_set as task_set_lib
 from mtlcore.averaging import WeightAverage
 from mtlcore.errors import ConfigError
@@ -85,7 +85,10 @@ def make_strategy(config):
 
 
 def build_model(config, task_set, *, assets_dir, data=None):
-  """(model with a head per trained task, [Task]) as the task set builds them."""
+  """(model with a head per trained task, [Task]) as the task set builds them. Keras layers
+  the task set makes without a seed of their own draw their initial weights from the run's
+  seed (mtlcore.keras_parts.seed_initializers)."""
+  keras_parts.seed_initializers(config.seed)
   model = task_set.build_model(config.tasks, seed=config.seed, assets_dir=assets_dir,
                                data=data)
   model.check_tasks(config.tasks)

@@ -8,7 +8,7 @@ is that data set shuffled with its own seed. No held-out split; the export serve
 import tensorflow as tf
 
 from mtlcore import batching, export, task_set
-from mtlcore.errors import require_positive
+from mtlcore.errors import ConfigError, require_positive
 from mtlcore.options import reject_unknown
 from mtlcore.toy import data as toy_data
 from mtlcore.toy import network as toy_network
@@ -16,7 +16,7 @@ from mtlcore.toy.options import TOY
 
 
 class ToyTaskSet(task_set.TaskSet):
-  """Options: mtlcore.toy.options (hidden_size, num_examples)."""
+  """Options: mtlcore.toy.options (hidden_size, num_examples, network)."""
 
   task_names = toy_data.TASKS
   option_schema = TOY.options
@@ -27,12 +27,18 @@ class ToyTaskSet(task_set.TaskSet):
     options = {**TOY.option_defaults(), **options}
     self.hidden_size = require_positive("hidden_size", options["hidden_size"])
     self.num_examples = require_positive("num_examples", options["num_examples"])
+    self.network = options["network"]
+    if self.network not in ("mtlcore", "keras"):
+      raise ConfigError(f"--network must be mtlcore or keras, got {self.network!r}.")
 
   def options(self):
-    return {"hidden_size": self.hidden_size, "num_examples": self.num_examples}
+    return {"hidden_size": self.hidden_size, "num_examples": self.num_examples,
+            "network": self.network}
 
   def build_model(self, tasks, *, seed, assets_dir, data=None):
     del assets_dir, data
+    if self.network == "keras":
+      return toy_network.build_keras_toy_model(hidden_size=self.hidden_size, task_names=tasks)
     return toy_network.build_toy_model(hidden_size=self.hidden_size, task_names=tasks,
                                        seed=seed)
 
