@@ -3,7 +3,8 @@
 MODE joint or alternate: the step check below. MODE restore: a checkpoint written on one
 device restores under the strategy (both replicas' copies) and the other way round; prints
 the largest difference. MODE seeds: each replica's dropout seed in one step. MODE errors:
-the one-line errors a strategy adds, one per line.
+the one-line errors a strategy adds, one per line. MODE keras: Keras layers with
+BatchNormalization, mirrored against one device (see `keras`).
 
 Splits the CPU into 2 logical devices (before TensorFlow starts), builds the same tagger
 (CoNLL-2000 task set with the language-model task, BiLSTM-CRF, dropout off) twice from one
@@ -208,6 +209,85 @@ def errors(data_dir):
         print("no error")
       except ConfigError as e:
         print(e)
+
+
+def keras_model(seed):
+  """Keras layers in mtlcore modules: Dense + BatchNormalization trunk, BatchNormalization +
+  Dense regression heads "a" and "b" (dropout off, so one device can match two replicas)."""
+  import keras  # pylint: disable=g-import-not-at-top
+  from mtlcore.model import MultiTaskModel, SharedTrunk, TaskHead  # pylint: disable=g-import-not-at-top
+
+  class Trunk(SharedTrunk):
+    def __init__(self):
+      super().__init__()
+      self.net = keras.Sequential([keras.layers.Dense(8, use_bias=False),  # BN centres it.
+                                   keras.layers.BatchNormalization(momentum=0.5),
+                                   keras.layers.ReLU()])
+      self.net.build((None, 4))
+      self.output_sizes = {"hidden": 8}
+
+    def __call__(self, features, *, training, seed):
+      return {"hidden": self.net(features["x"], training=training)}
+
+  class Head(TaskHead):
+    def __init__(self):
+      super().__init__(reads="hidden")
+      self.net = keras.Sequential([keras.layers.BatchNormalization(momentum=0.5),
+                                   keras.layers.Dense(1)])
+      self.net.build((None, 8))
+
+    def __call__(self, representation, features, *, training, seed):
+      return self.net(representation, training=training)
+
+  keras.utils.set_random_seed(seed)
+  return MultiTaskModel(Trunk(), {"a": Head(), "b": Head()})
+
+
+def keras(data_dir):
+  """Keras layers with BatchNormalization, 4 joint steps mirrored over 2 replicas against one
+  device on the global batch. With both replicas given the same half batch, the batch
+  statistics equal the global batch's, so every variable and moving statistic must match
+  (same_weight_diff, same_state_diff). With different halves, the trunk's moving mean after
+  the first step (the mean of the replicas' updates) must equal one device's
+  (split_trunk_mean_diff), and after every step each replica's copy of every moving
+  statistic must hold one value (split_copies_diff). same_moved: the smallest moving mean's
+  largest |value| (that they moved at all)."""
+  del data_dir
+  from mtlcore import losses  # pylint: disable=g-import-not-at-top
+  from mtlcore.tasks import Task  # pylint: disable=g-import-not-at-top
+  strategy = mirrored()
+  x = np.random.default_rng(0).normal(size=(STEPS, 2 * PER_REPLICA, 4)).astype(np.float32)
+  batch = lambda v: ({"x": v}, {"a": v[:, :1] * 2.0, "b": v[:, 1:2] - v[:, 2:3]})
+  count = lambda labels, features: tf.cast(tf.size(labels), tf.float32)
+  tasks = [Task(t, loss=lambda l, p, f: losses.squared_error(l, p), loss_count=count)
+           for t in ("a", "b")]
+  state = lambda t: [v.value for v, _ in t.model.owners.state]  # Per BN: mean, variance.
+  out = {}
+  for name, halves in (("same", lambda s: (x[s, :PER_REPLICA], x[s, :PER_REPLICA])),
+                       ("split", lambda s: (x[s, :PER_REPLICA], x[s, PER_REPLICA:]))):
+    per_replica = [batch(h) for s in range(STEPS) for h in halves(s)]
+    whole = [batch(np.concatenate(halves(s))) for s in range(STEPS)]
+    trainers = []
+    for scope, stream in ((strategy.scope(), per_replica),
+                          (tf.distribute.get_strategy().scope(), whole)):
+      with scope:
+        trainers.append(JointTrainer(model=keras_model(3), tasks=tasks, optimizer=Adam(1e-2),
+                                     dataset=as_maker(stream)))
+    for trainer in trainers:
+      trainer.train(1)
+    if name == "split":
+      out["split_trunk_mean_diff"] = max_diff(state(trainers[0])[:1], state(trainers[1])[:1])
+    for trainer in trainers:
+      trainer.train(STEPS - 1)
+    if name == "same":
+      out["same_weight_diff"] = max_diff(trainers[0].model.variables_to_train(),
+                                         trainers[1].model.variables_to_train())
+      out["same_state_diff"] = max_diff(state(trainers[0]), state(trainers[1]))
+      out["same_moved"] = min(float(np.max(np.abs(v.numpy()))) for v in state(trainers[1])[::2])
+    else:
+      out["split_copies_diff"] = max(float(np.max(np.abs(c.numpy() - v.values[0].numpy())))
+                                     for v in state(trainers[0]) for c in v.values)
+  print(json.dumps(out))
 
 
 @functools.cache  # One strategy for every check of the process: a second one's collectives

@@ -35,7 +35,7 @@ def data_dir(tmp_path_factory):
   return fixtures.write_dataset(tmp_path_factory.mktemp("data"), train=60, test=10)
 
 
-CHECKS = ("joint", "alternate", "restore", "seeds", "errors")
+CHECKS = ("joint", "alternate", "restore", "seeds", "errors", "keras")
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +77,14 @@ def test_a_checkpoint_moves_between_one_device_and_mirrored_replicas(checks):
 def test_each_replica_draws_its_own_dropout_masks(checks):
   (out,) = checks["seeds"]
   assert out["seeds"] == [[0, 0], [0, 1]]  # (seed, global step x 2 + replica)
+
+
+def test_keras_batchnorm_mirrored_equals_one_device_and_replicas_hold_one_statistic(checks):
+  (result,) = checks["keras"]
+  assert result["same_weight_diff"] < 1e-5 and result["same_state_diff"] < 1e-5, result
+  assert result["same_moved"] > 1e-3, result
+  assert result["split_trunk_mean_diff"] < 1e-5, result
+  assert result["split_copies_diff"] == 0.0, result
 
 
 def test_what_a_strategy_cannot_run_is_one_line_naming_it(checks):
