@@ -299,3 +299,71 @@ def test_nonfinite_error_still_names_the_task_with_keras_parts():
                          dataset=_data(nan=True), seed=1)
   with pytest.raises(NonFiniteError, match="task 'a'"):
     trainer.train(1)
+
+
+def _functional():
+  inputs = keras.Input((4,))
+  low = keras.layers.Dense(6, activation="relu", name="low")(inputs)
+  high = keras.layers.Dense(5, activation="relu", name="high")(low)
+  return keras.Model(inputs, keras.layers.Dense(3, name="top")(high), name="net")
+
+
+def test_a_whole_keras_model_is_a_trunk_in_one_call_and_its_named_layers_train():
+  from mtlcore.keras_trunk import KerasModelTrunk  # pylint: disable=g-import-not-at-top
+  trunk = KerasModelTrunk(_functional(), {"low": "low", "high": "high"}, inputs="x")
+  assert trunk.output_sizes == {"low": 6, "high": 5}
+  heads = {"a": KerasHead(6), "b": KerasHead(5)}
+  heads["a"].reads = "low"
+  heads["b"].reads = "high"
+  model = MultiTaskModel(trunk, heads)
+  trainer = JointTrainer(model=model, tasks=_tasks(), optimizer=Adam(0.01), dataset=_data(),
+                         seed=1)
+  owned = model.variables_to_train()
+  # The trunk is the path from the inputs to the named layers: "top" is not part of it.
+  assert len(owned) == 4 + 2 * 4 and not [v for v in owned if "top" in v.name]
+  before = _values(owned)
+  trainer.train(2)
+  for b, v in zip(before, owned):
+    assert not np.array_equal(b, v.numpy()), v.name
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda m: (m, {"z": "nope"}, "x"), "has no layer(s) ['nope']"),
+    (lambda m: (m, ["low"], ("x", "y")), "takes 1 input(s)"),
+    (lambda m: (keras.Sequential([keras.layers.Dense(2)]), ["dense"], "x"), "is not built"),
+    (lambda m: (keras.layers.Dense(2), ["dense"], "x"), "needs a keras.Model"),
+])
+def test_a_keras_model_trunk_refuses_bad_arguments_in_one_line(build, message):
+  from mtlcore.keras_trunk import KerasModelTrunk  # pylint: disable=g-import-not-at-top
+  model, outputs, inputs = build(_functional())
+  with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")
+                     .replace("[", r"\[").replace("]", r"\]")):
+    KerasModelTrunk(model, outputs, inputs=inputs)
+
+
+def test_a_keras_applications_network_trains_as_a_trunk():
+  from mtlcore.keras_trunk import KerasModelTrunk  # pylint: disable=g-import-not-at-top
+  net = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), weights=None,
+                                             include_top=False, include_preprocessing=False)
+  trunk = KerasModelTrunk(net, {"features": net.layers[-1].name}, inputs="image")
+
+  class Pooled(TaskHead):
+    def __init__(self):
+      super().__init__(reads="features")
+      self.out = keras.layers.Dense(1)
+      self.out.build((None, 576))
+
+    def __call__(self, representation, features, *, training, seed):
+      return self.out(tf.reduce_mean(representation, axis=[1, 2]))
+
+  model = MultiTaskModel(trunk, {t: Pooled() for t in TASKS})
+  assert len(model.owners.state) == len(net.non_trainable_weights)
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(8, 32, 32, 3)).astype(np.float32)
+  data = tf.data.Dataset.from_tensors(({"image": x}, {"a": x[:, 0, 0, :1], "b": x[:, 1, 1, :1]}))
+  trainer = JointTrainer(model=model, tasks=_tasks(), optimizer=Adam(0.01),
+                         dataset=data.repeat(), seed=1)
+  first = model.variables_to_train()[0]
+  before = first.numpy().copy()
+  trainer.train(1)
+  assert not np.array_equal(before, first.numpy())
