@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-from tests.binaries import TRAIN, run_in_process
+from tests.binaries import TRAIN, error_line, run_in_process
 
 DATA = __import__("pathlib").Path(__file__).resolve().parent / "data" / "checkpoints_5214a75"
 GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -53,10 +53,14 @@ def test_a_checkpoint_of_earlier_code_resumes_bitwise(tmp_path, mode):
   for suffix in (".index", ".data-00000-of-00001"):
     shutil.copy(DATA / mode / f"ckpt-20{suffix}", model_dir / "checkpoints")
   # No state file: the model directory rebuilds it from the checkpoint on disk.
-  result = run_in_process(
-      TRAIN, "--task_set=toy", f"--mode={mode}", f"--model_dir={model_dir}",
-      "--train_steps=40", "--checkpoint_every=20", "--steps_per_loop=10",
-      "--average_decay=0.9", "--log_every=20", "--seed=5", "--deterministic")
+  args = ["--task_set=toy", f"--mode={mode}", f"--model_dir={model_dir}", "--train_steps=40",
+          "--checkpoint_every=20", "--steps_per_loop=10", "--average_decay=0.9",
+          "--log_every=20", "--seed=5", "--deterministic"]
+  # The toy declared --network after 5214a75: that run had its default, and only another
+  # value is a change.
+  refused = run_in_process(TRAIN, *args, "--network=keras")
+  assert "(--network: 'mtlcore' -> 'keras')" in error_line(refused)
+  result = run_in_process(TRAIN, *args)
   assert result.returncode == 0, result.stderr
   assert "Resumed from" in result.stderr and "at step 20" in result.stderr
   expected = _values_by_object_path(str(DATA / mode / "expected-40"))

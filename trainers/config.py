@@ -285,18 +285,24 @@ class RunConfig:
     except ConfigError as e:
       raise ConfigError(f"{source}: {e}") from None
 
-  def resume_changes(self, stored):
+  def resume_changes(self, stored, option_defaults=None):
     """Compares with a stored config (a dict as from to_json).
 
+    Args:
+      stored: the stored config.
+      option_defaults: {option: its declared default} of the task set; an option the
+        stored config lacks (the task set declared it later) had its default.
     Returns:
       (refused, applied): lists of (field, stored value, new value).
     """
     refused, applied = [], []
     defaults = RunConfig(task_set=self.task_set).to_json()
+    option_defaults = option_defaults or {}
     for name, new in self.to_json().items():
       old = stored.get(name, defaults[name])  # A field newer than the stored config.
       if name == "options" and isinstance(old, dict):
         # Options are flags of their own (e.g. --hidden_size): name each that changed.
+        old = {**{k: v for k, v in option_defaults.items() if k in new}, **old}
         refused += [(k, old.get(k), new.get(k)) for k in sorted({*old, *new})
                     if old.get(k) != new.get(k)]
       elif old != new:

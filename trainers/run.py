@@ -62,15 +62,17 @@ def _stored_config(config):
   return {**config.to_json(), **({TASK_SET_IMPORT: path} if path else {})}
 
 
-def _check_resume(model_dir, config):
+def _check_resume(model_dir, config, task_set):
   """Refuses a resumed run whose config changes what its checkpoint fixed; logs (and stores)
-  what it applies."""
+  what it applies. An option the task set declared after the run was stored counts as its
+  declared default there."""
   stored = model_dir.read_config()
   if stored is None:
     model_dir.write_json(model_dir.config_file, _stored_config(config))
     return
   RunConfig.from_json(stored, model_dir.config_file)  # One line for any malformed field.
-  refused, applied = config.resume_changes(stored)
+  refused, applied = config.resume_changes(
+      stored, {o.name: o.default for o in task_set.option_schema})
   if refused:
     details = ", ".join(f"--{k}: {old!r} -> {new!r}" for k, old, new in refused)
     raise ConfigError(f"--model_dir={model_dir.path} holds a run with different settings "
@@ -211,7 +213,7 @@ def _prepare_and_train(config, part):
 def _train(config, task_set, data, strategy, role, model_dir, restore_from, part):
   with model_dir:
     if role.chief:
-      _check_resume(model_dir, config)
+      _check_resume(model_dir, config, task_set)
     else:
       config = dataclasses.replace(config, summaries=False, trace_graph=False,
                                    profile_steps=None, export_dir=None)
