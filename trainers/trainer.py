@@ -70,6 +70,14 @@ class _Uncheckpointed:
     self.__dict__.update(variables)
 
 
+def _mean_of(total, replicas):
+  """The mean over `replicas` of a state value from its sum over them (floored for integer
+  state: replicas that agree give their value)."""
+  if total.dtype.is_floating:
+    return total / tf.cast(replicas, total.dtype)
+  return total // replicas
+
+
 class Trainer(tf.Module):
   """Base class: step counters, the dropout seed, the non-finite guard and log bookkeeping."""
 
@@ -289,9 +297,8 @@ class Trainer(tf.Module):
     `variables` it reaches (their indices kept in Replicas.reached[key]).
 
     Returns (gradients of the reached variables, loss totals [K], loss counts [K], log
-    vector, this replica's Keras state values / replicas), all of this replica's batch, to be
-    summed over replicas (the state's sum is then its mean; the indices it updates are kept
-    in Replicas.updated[key]).
+    vector, this replica's new Keras state values), all of this replica's batch, to be
+    summed over replicas (the state's indices are kept in Replicas.updated[key]).
     """
     with tf.GradientTape() as tape:
       predictions, updates = self._forward(features, names)
@@ -305,7 +312,7 @@ class Trainer(tf.Module):
     counts = tf.stack([reports[n][0]["loss"].count for n in names])
     return ([tf.convert_to_tensor(grads[i]) for i in reached], totals, counts,
             self.log_layout.step_vector(features, reports),
-            [value / self._replicas.count for _, value in updates])
+            [value for _, value in updates])
 
   def _objective(self, losses, labelled):
     """What a distributed step differentiates, from the task losses [K]: their sum (one
@@ -351,6 +358,7 @@ class Trainer(tf.Module):
     reached = [variables[i] for i in replicas.reached[key]]
     grads, reached, finite = self._checked(grads, reached, self._objective(losses, counts > 0))
     labelled = {n: counts[i] > 0 if k > 1 else None for i, n in enumerate(names)}
+    state = [_mean_of(total, replicas.count) for total in state]  # One value for every copy.
     state_updates = self._state_updates(zip(replicas.updated[key], state), labelled)
     bad = self._apply_if_finite(finite, optimizer, grads, reached, names,
                                 None if active is None else active(reached, counts),
