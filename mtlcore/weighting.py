@@ -129,10 +129,19 @@ def pcgrad(grads, orders):
   return tf.add_n(projected)
 
 
-def cagrad_simplex_weights(gram, c, iterations=200):
+def _labelled_mask(labelled, k):
+  """(bool [K], float32 [K], count of labelled tasks >= 1) of `labelled` (None: all)."""
+  labelled = tf.ones([k], tf.bool) if labelled is None else tf.convert_to_tensor(labelled)
+  mask = tf.cast(labelled, tf.float32)
+  return labelled, mask, tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+def cagrad_simplex_weights(gram, c, iterations=200, labelled=None):
   """CAGrad's inner problem (Liu et al. 2021): w on the simplex minimising
   F(w) = w^T G g0 + c |g0| |G^T w|, with G the task gradients, g0 their mean; in terms of the
   Gram matrix GG^T: F(w) = w^T (GG^T 1/K) + c sqrt(1^T GG^T 1 / K^2) sqrt(w^T GG^T w).
+  With `labelled`, G, g0 and the simplex are those of the labelled tasks only (an
+  unlabelled task's zero gradient would otherwise draw all the weight: F = 0 there).
 
   Solved by exponentiated gradient descent (mirror descent on the simplex) for a fixed number
   of iterations, so it compiles into the step; the original solves it with scipy's SLSQP.
@@ -140,12 +149,15 @@ def cagrad_simplex_weights(gram, c, iterations=200):
   Args:
     gram: float32 [K, K], GG^T.
     c: the conflict-averse radius, >= 0.
+    labelled: bool [K] or None (all).
   Returns:
-    w [K].
+    w [K], 0 for unlabelled tasks.
   """
   k = gram.shape[0]
-  mean_gram = tf.reduce_mean(gram, axis=1)  # GG^T 1/K
-  g0_norm = tf.sqrt(tf.maximum(tf.reduce_mean(gram), 0.0))
+  labelled, mask, m = _labelled_mask(labelled, k)
+  gram = gram * mask[:, None] * mask[None, :]
+  mean_gram = tf.reduce_sum(gram, axis=1) / m  # GG^T 1/m over the labelled tasks.
+  g0_norm = tf.sqrt(tf.maximum(tf.reduce_sum(gram) / (m * m), 0.0))
   scale = tf.maximum(tf.reduce_max(tf.abs(tf.linalg.diag_part(gram))), 1e-20)
 
   def objective_gradient(w):
@@ -157,32 +169,37 @@ def cagrad_simplex_weights(gram, c, iterations=200):
     # Step size 1 on the gradient in units of the largest squared task-gradient norm.
     return i + 1, log_w - objective_gradient(w) / scale
 
-  _, log_w = tf.while_loop(lambda i, _: i < iterations, step,
-                           (tf.constant(0), tf.zeros([k])))
-  return tf.nn.softmax(log_w)
+  # An unlabelled task starts (and, its gradient entries being 0, stays) at weight ~0.
+  start = tf.where(labelled, 0.0, -1e9)
+  _, log_w = tf.while_loop(lambda i, _: i < iterations, step, (tf.constant(0), start))
+  return tf.nn.softmax(log_w) * mask
 
 
-def cagrad(grads, c=0.5, iterations=200):
+def cagrad(grads, c=0.5, iterations=200, labelled=None):
   """Conflict-Averse Gradient descent (Liu et al. 2021).
 
   d = g0 + c |g0| / |g_w| g_w with g_w = G^T w from `cagrad_simplex_weights`, divided by
   (1 + c^2) as in the original, then multiplied by K so that with c = 0 it is the gradient of
-  the sum of the losses (our `sum` baseline, whose learning rate it keeps).
+  the sum of the losses (our `sum` baseline, whose learning rate it keeps). With `labelled`,
+  over the m labelled tasks only (their mean g0, times m): exactly CAGrad on their rows.
 
   Args:
     grads: float32 [K, P]; c >= 0.
+    labelled: bool [K] or None (all).
   Returns:
-    ([P], simplex weights w [K]).
+    ([P], simplex weights w [K], 0 for unlabelled tasks).
   """
   k = grads.shape[0]
+  _, mask, m = _labelled_mask(labelled, k)
+  grads = grads * mask[:, None]
   gram = tf.linalg.matmul(grads, grads, transpose_b=True)
-  w = cagrad_simplex_weights(gram, c, iterations)
-  g0 = tf.reduce_mean(grads, axis=0)
+  w = cagrad_simplex_weights(gram, c, iterations, labelled)
+  g0 = tf.reduce_sum(grads, axis=0) / m
   gw = tf.linalg.matvec(grads, w, transpose_a=True)
-  g0_norm = tf.sqrt(tf.maximum(tf.reduce_mean(gram), 0.0))
+  g0_norm = tf.sqrt(tf.maximum(tf.reduce_sum(gram) / (m * m), 0.0))
   gw_norm = tf.norm(gw)
   direction = g0 + c * g0_norm / tf.maximum(gw_norm, 1e-20) * gw
-  return k * direction / (1.0 + c * c), w
+  return m * direction / (1.0 + c * c), w
 
 
 def min_quadratic_above(q, lower):
@@ -278,8 +295,10 @@ class Weighting(tf.Module):
     del labelled
     return tf.reduce_sum(self.fixed_weights * losses), self.fixed_weights
 
-  def combine_gradients(self, grads, seed):
-    """Gradient methods: [K, P] -> ([P], weights [K]); `seed` int64 [2] for random orders."""
+  def combine_gradients(self, grads, seed, labelled):
+    """Gradient methods: [K, P] -> ([P], weights [K]); `seed` int64 [2] for random orders;
+    `labelled` bool [K]: the tasks with a label in the batch (the others' rows are zero and
+    take no part)."""
     raise NotImplementedError
 
   def after_step(self, losses, labelled, layer_norms=None):
@@ -396,7 +415,9 @@ class GradNorm(Weighting):
 class PCGrad(Weighting):
   needs_task_gradients = True
 
-  def combine_gradients(self, grads, seed):
+  def combine_gradients(self, grads, seed, labelled):
+    # An unlabelled task's zero row neither projects another row nor is changed: no mask.
+    del labelled
     k = len(self.task_names)
     others = [[j for j in range(k) if j != i] for i in range(k)]
     if k > 2:  # A fresh random order per task and step (with two tasks there is one order).
@@ -417,9 +438,9 @@ class CAGrad(Weighting):
       raise ConfigError(f"cagrad c must be a non-negative number, got {c!r}.")
     self.c = float(c)
 
-  def combine_gradients(self, grads, seed):
+  def combine_gradients(self, grads, seed, labelled):
     del seed
-    direction, w = cagrad(grads, self.c)
+    direction, w = cagrad(grads, self.c, labelled=labelled)
     return direction, w * len(self.task_names)
 
 
@@ -432,8 +453,9 @@ class UPGrad(Weighting):
       raise ConfigError(f"--weighting=upgrad solves its projection exactly for up to "
                         f"{MAX_UPGRAD_TASKS} tasks, got {len(self.task_names)}.")
 
-  def combine_gradients(self, grads, seed):
-    del seed
+  def combine_gradients(self, grads, seed, labelled):
+    # An unlabelled task's zero row has projection 0 and bounds no other row's: no mask.
+    del seed, labelled
     return upgrad(grads)
 
 

@@ -96,6 +96,34 @@ def test_cagrad_with_radius_zero_is_the_gradient_of_the_sum():
   np.testing.assert_allclose(direction, grads.sum(0), rtol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["cagrad", "pcgrad", "upgrad"])
+def test_a_task_without_labels_takes_no_part_in_a_gradient_method(method):
+  """An unlabelled task's row is zero; given the labelled mask, the method gives the update
+  it gives on the labelled tasks' rows alone, and the unlabelled task no weight (CAGrad's
+  zero row would otherwise draw all its simplex weight: F(e_j) = 0)."""
+  rng = np.random.default_rng(3)
+  grads = rng.normal(size=(3, 6)).astype(np.float32)
+  grads[1] -= 1.5 * grads[0]  # A conflict among the labelled tasks.
+  with_gap = np.insert(grads, 1, 0.0, axis=0)  # Task 1 (of 4) has no label.
+  labelled = tf.constant([True, False, True, True])
+  make = lambda k: weighting.make_weighting(method, [f"t{i}" for i in range(k)])
+  seed = tf.constant([0, 0], tf.int64)
+  got, weights = make(4).combine_gradients(tf.constant(with_gap), seed, labelled)
+  want, want_weights = make(3).combine_gradients(tf.constant(grads), seed,
+                                                 tf.ones([3], tf.bool))
+  if method != "pcgrad":  # PCGrad's random orders differ between K = 3 and K = 4.
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-6)
+  if method == "cagrad":
+    assert weights.numpy()[1] == 0.0
+    np.testing.assert_allclose(np.delete(weights.numpy(), 1) / 4, want_weights.numpy() / 3,
+                               atol=1e-5)
+  if method == "pcgrad":  # With two labelled tasks there is one order: compare exactly.
+    two = with_gap[[0, 1, 2]]
+    got, _ = make(3).combine_gradients(tf.constant(two), seed, tf.constant([True, False, True]))
+    want, _ = make(2).combine_gradients(tf.constant(grads[:2]), seed, tf.ones([2], tf.bool))
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_gradnorm_weight_gradient_matches_its_formula():
   w, norms, ratios = np.array([1.2, 0.8]), np.array([2.0, 0.5]), np.array([0.9, 0.6])
   got = weighting.gradnorm_weight_gradient(

@@ -140,7 +140,7 @@ class JointTrainer(Trainer):
     self._check_reads(tape, "The joint step")
     if w.needs_task_gradients:
       grads, reached, finite, weights, cosines = self._combined_gradients(
-          tape, task_losses, plain_sum, variables)
+          tape, task_losses, plain_sum, variables, labelled)
     else:
       grads, reached, finite = self._gradients(tape, total, variables)
       cosines = None
@@ -163,11 +163,12 @@ class JointTrainer(Trainer):
     culprit = tf.argmin(tf.cast(loss_finite, tf.int32), output_type=tf.int32)
     return self.log_layout.step_vector(features, reports), bad, culprit
 
-  def _combined_gradients(self, tape, losses, plain_sum, variables):
+  def _combined_gradients(self, tape, losses, plain_sum, variables, labelled):
     """A gradient method's update: each task's gradient on the shared variables it reaches,
     flattened to [K, P] and combined by the weighting; each task-owned variable (a head, a
     task's trunk part: mtlcore.ownership) its own task's gradient (that of `plain_sum`, the
-    sum of the task `losses`, which reaches a task's variables by its task only).
+    sum of the task `losses`, which reaches a task's variables by its task only). `labelled`
+    (bool [K]) tells the method which rows take part.
 
     Returns `_gradients`' (grads, reached variables, finite) plus (weights [K], cosines [K]).
     """
@@ -181,7 +182,7 @@ class JointTrainer(Trainer):
         tf.concat([tf.reshape(tf.zeros_like(shared[i]) if g[i] is None
                               else tf.convert_to_tensor(g[i]), [-1]) for i in reached], 0)
         for g in per_task])  # [K, P]
-    combined, weights = self.weighting.combine_gradients(flat, self.step_seed())
+    combined, weights = self.weighting.combine_gradients(flat, self.step_seed(), labelled)
     pieces = tf.split(combined, [int(tf.size(shared[i])) for i in reached])
     shared_grads = [tf.reshape(p, shared[i].shape) for p, i in zip(pieces, reached)]
     head_grads = self._unscaled_gradient(tape, plain_sum, own)
