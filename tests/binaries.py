@@ -81,6 +81,11 @@ def run_in_process(module, *args, stdin=""):
       except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
   finally:
+    # What the run left in reference cycles (its trainer, datasets, iterators) goes now, in
+    # eager mode, not at a collection inside a later test's tracing, where an iterator's
+    # destructor can wait forever for its pipeline threads.
+    import gc  # pylint: disable=g-import-not-at-top
+    gc.collect()
     sys.argv, sys.stdin, handler.stream = old_argv, old_stdin, old_stream
     flags.FLAGS.unparse_flags()
     config = sys.modules.get("tensorflow.python.framework.config")

@@ -254,6 +254,7 @@ def _train(config, task_set, data, strategy, role, model_dir, restore_from, part
     try:
       with _stop_on_signals(loop):
         logs, _ = loop.run()
+      trainer.close()  # The iterators go now, not at a later collection.
     except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:
       with contextlib.suppress(MtlError):
         _close_summaries(callbacks)
@@ -262,6 +263,7 @@ def _train(config, task_set, data, strategy, role, model_dir, restore_from, part
           f"{int(trainer.global_step.numpy())} ({type(e).__name__}); the last checkpoint is "
           f"intact: restart every worker to resume.") from None
     except BaseException:
+      trainer.close()
       with contextlib.suppress(MtlError):  # The error already on its way is the one to tell.
         _close_summaries(callbacks)
       raise

@@ -34,6 +34,7 @@ replica trains exactly as a single device does.
 
 import contextlib
 import dataclasses
+import gc
 
 import tensorflow as tf
 
@@ -140,6 +141,16 @@ class Trainer(tf.Module):
                                 for k, p in positions.items()}
       self._inputs.positions = positions
       self._loop = tf.function(self._loop_impl)
+
+  def close(self):
+    """Releases the input iterators now (training again rebuilds them where the counters
+    stand). A tf.data iterator left to the garbage collector is destroyed whenever the
+    collector runs, possibly while a later step is being traced, and TensorFlow's iterator
+    destructor waits there for the pipeline's threads: call this when done training."""
+    if getattr(self, "_inputs", None) is not None:
+      self._inputs.iterators = self._inputs.positions = None
+      self._loop = None  # Its traced graph captures the iterators too.
+    gc.collect()  # They sit in reference cycles (the trainer's tf.functions): collect now.
 
   def trained(self, variables):
     """`variables` without the frozen ones, in order."""

@@ -119,6 +119,7 @@ def main(export_dir, steps=300):
                              dataset=stream(x, y, seed=0), seed=0)
     for _ in range(steps // 100):
       logs = trainer.train(100)
+    trainer.close()  # Its input iterators go now, not at a later garbage collection.
     predictions = model({"image": x_test})
     results[mode] = {
         "accuracy": float(np.mean(np.argmax(predictions["kind"], -1) == y_test["kind"])),
