@@ -58,6 +58,20 @@ def _plain_holder_contents(value, keras):
   return [x for x in inside if isinstance(x, kinds)]
 
 
+def _refuse_regularizers(layer, where, path):
+  """ConfigError for a Keras regulariser: Keras adds its penalty to `layer.losses`, which no
+  task's loss includes, so it would do nothing, silently."""
+  for sub in layer._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
+    kinds = ["activity regulariser"] if getattr(sub, "activity_regularizer", None) else []
+    kinds += [f"regulariser on {v.path}" for v in sub.trainable_weights
+              if getattr(v, "regularizer", None) is not None]
+    if kinds:
+      raise ConfigError(
+          f"{_describe(where, path)}: Keras layer '{sub.name}' has a {kinds[0]}, whose penalty "
+          f"Keras keeps in layer.losses, which no task's loss includes (it would do nothing): "
+          f"remove it and add the penalty to a task's loss.")
+
+
 class KerasParts:
   """The Keras layers and variables one tf.Module (a trunk or a head) holds, checked.
 
@@ -99,6 +113,7 @@ class KerasParts:
               f"{_describe(where, path)} is a Keras {type(value).__name__} that is not built "
               f"(its variables do not exist yet): call it once on an example batch, or "
               f"`{name}.build(input_shape)`, before making the MultiTaskModel.")
+        _refuse_regularizers(value, where, path)
         self.layers.append(value)
         weights = {id(w) for w in value.weights}
         for v in value.variables:
@@ -149,7 +164,8 @@ class StatelessForward:
   """Context for one forward pass of a model with Keras parts (`with ... as updates`).
 
   Inside, every Keras state assignment (BatchNormalization's moving statistics) is recorded,
-  not applied, and every Keras seed generator reads its seed from `step_seed`. On exit,
+  not applied, and every Keras seed generator reads its seed from `step_seed`; a loss a layer
+  adds (add_loss) is refused on exit (ConfigError): no task's loss would include it. On exit,
   `updates` holds [(index into `state`, new value)] for each state variable the pass assigned.
   """
 
@@ -160,12 +176,17 @@ class StatelessForward:
     self.updates = []
 
   def __enter__(self):
-    self._scope = _keras().StatelessScope(state_mapping=self._mapping)
+    self._scope = _keras().StatelessScope(state_mapping=self._mapping, collect_losses=True)
     self._scope.__enter__()
     return self.updates
 
   def __exit__(self, *exc):
     self._scope.__exit__(*exc)
+    if self._scope.losses and not any(exc):
+      raise ConfigError(
+          "A Keras layer added a loss in the forward pass (add_loss, or an activity "
+          "regulariser), which no task's loss includes (it would do nothing): compute it in a "
+          "task's loss instead.")
     for i, v in enumerate(self._state):
       value = self._scope.get_current_value(v)
       if value is not None:

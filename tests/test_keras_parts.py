@@ -367,3 +367,46 @@ def test_a_keras_applications_network_trains_as_a_trunk():
   before = first.numpy().copy()
   trainer.train(1)
   assert not np.array_equal(before, first.numpy())
+
+
+class _RegularizedHead(TaskHead):
+  def __init__(self, **kwargs):
+    super().__init__(reads="hidden")
+    self.out = keras.layers.Dense(1, **kwargs)
+    self.out.build((None, 8))
+
+  def __call__(self, representation, features, *, training, seed):
+    return self.out(representation)
+
+
+def test_a_keras_regulariser_is_refused_in_one_line_as_it_would_do_nothing():
+  with pytest.raises(ConfigError, match="regulariser on .*kernel") as error:
+    MultiTaskModel(KerasTrunk(), {"a": _RegularizedHead(kernel_regularizer="l2"),
+                                  "b": KerasHead()})
+  assert "'out'" in str(error.value) and "\n" not in str(error.value)
+  with pytest.raises(ConfigError, match="activity regulariser"):
+    MultiTaskModel(KerasTrunk(), {"a": _RegularizedHead(activity_regularizer="l2"),
+                                  "b": KerasHead()})
+
+
+def test_a_keras_add_loss_in_the_forward_pass_is_refused_when_the_step_is_traced():
+  class Adding(keras.layers.Layer):
+    def call(self, x):
+      self.add_loss(tf.reduce_sum(x))
+      return x
+
+  class Head(KerasHead):
+    def __init__(self):
+      super().__init__()
+      self.extra = Adding()
+      self.extra.build((None, 8))
+
+    def __call__(self, representation, features, *, training, seed):
+      return super().__call__(self.extra(representation), features, training=training,
+                              seed=seed)
+
+  model = MultiTaskModel(KerasTrunk(), {"a": Head(), "b": KerasHead()})
+  trainer = JointTrainer(model=model, tasks=_tasks(), optimizer=Adam(0.01), dataset=_data(),
+                         seed=1)
+  with pytest.raises(ConfigError, match="added a loss in the forward pass"):
+    trainer.train(1)

@@ -159,7 +159,11 @@ class Trainer(tf.Module):
   def _forward(self, features, tasks):
     """The training-mode forward pass of `tasks` on a batch: (predictions, Keras state
     updates [(index into the owner map's state, new value)]), none of them applied."""
-    return self.model.forward(features, tasks=tasks, training=True, seed=self.step_seed())
+    try:
+      return self.model.forward(features, tasks=tasks, training=True, seed=self.step_seed())
+    except ConfigError as error:  # Raised while tracing: `train` raises it as itself.
+      self._refusal.error = error
+      raise
 
   def _state_updates(self, updates, labelled):
     """[(state variable, new value, active)] of a forward pass's `updates` that the step may
