@@ -88,8 +88,8 @@ class KerasParts:
       module: a tf.Module.
       where: how errors name it, e.g. "Trunk" or "Head of task 'sentiment'".
     Raises:
-      ConfigError: an unbuilt Keras layer, an uninitialised Keras variable, or a variable,
-        module or Keras object held inside a plain Python object.
+      ConfigError: an unbuilt Keras layer, an uninitialised Keras variable, a Keras
+        regulariser, or a variable, module or Keras object held inside a plain Python object.
     """
     self.layers, self.trainable, self.state, self.seeds = [], [], [], []
     keras = _keras()
@@ -134,7 +134,11 @@ class KerasParts:
       if v._value is None:  # pylint: disable=protected-access
         raise ConfigError(f"{_describe(where, path)} is a Keras variable that is not yet "
                           f"initialised; create it before making the MultiTaskModel.")
-      (self.trainable.append(v.value) if v.trainable else self.state.append(v))
+      if v.trainable:
+        self.trainable.append(v.value)
+      else:
+        self.state.append(v)
+
 
 def seed_initializers(seed):
   """Makes the Keras layers and initialisers built from now on without a seed of their own
