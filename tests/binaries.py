@@ -93,3 +93,12 @@ def run_in_process(module, *args, stdin=""):
       config.disable_op_determinism()
   return subprocess.CompletedProcess([module, *args], code, stdout.getvalue(),
                                      stderr.getvalue())
+
+
+def checkpoint_state(model_dir):
+  """Every variable of the latest checkpoint in `model_dir`/checkpoints (weights, slots,
+  counters, generators), by key."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(model_dir / "checkpoints")))
+  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+          if k.endswith("VARIABLE_VALUE") and not k.startswith("save_counter")}

@@ -7,11 +7,10 @@ import time
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tests import fixtures
-from tests.binaries import (TRAIN, error_line, kill_at_checkpoint_then_resume, popen_binary,
-                            run_in_process, wait_for)
+from tests.binaries import (TRAIN, checkpoint_state, error_line, kill_at_checkpoint_then_resume,
+                            popen_binary, run_in_process, wait_for)
 
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
         "--log_every=10", "--learning_rate=0.01", "--eval_every=0", "--lm_vocab=0",
@@ -21,13 +20,6 @@ TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   return fixtures.write_dataset(tmp_path_factory.mktemp("data"), train=60, test=10)
-
-
-def _state(model_dir):
-  """Every variable in the latest checkpoint (weights, slots, counters, generators)."""
-  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(model_dir / "checkpoints")))
-  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-          if k.endswith("VARIABLE_VALUE") and not k.startswith("save_counter")}
 
 
 def _assert_same_state(a, b):
@@ -47,7 +39,7 @@ def test_deterministic_runs_are_bitwise_identical_and_the_seed_matters(data_dir,
     result = run_in_process(TRAIN, *_train_args(data_dir, tmp_path / name,
                                                        "--train_steps=40", f"--seed={seed}"))
     assert result.returncode == 0, result.stderr
-    states.append(_state(tmp_path / name))
+    states.append(checkpoint_state(tmp_path / name))
   _assert_same_state(states[0], states[1])
   weights = [k for k in states[0] if "embeddings" in k or "kernel" in k]
   assert weights and all(not np.array_equal(states[0][k], states[2][k]) for k in weights)
@@ -66,7 +58,7 @@ def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_result(dat
                                            kill_after)
   assert resumed.returncode == 0, resumed.stderr
   assert "Resumed from" in resumed.stderr
-  _assert_same_state(_state(tmp_path / "whole"), _state(model_dir))
+  _assert_same_state(checkpoint_state(tmp_path / "whole"), checkpoint_state(model_dir))
 
 
 def test_sigterm_checkpoints_exits_zero_and_the_restart_continues(data_dir, tmp_path):
@@ -81,7 +73,7 @@ def test_sigterm_checkpoints_exits_zero_and_the_restart_continues(data_dir, tmp_
   assert proc.returncode == 0, stderr
   assert time.time() - sent < 30
   assert "Stopping at step" in stderr and "SIGTERM" in stderr
-  step = int(_state(tmp_path)["trainer/global_step/.ATTRIBUTES/VARIABLE_VALUE"])
+  step = int(checkpoint_state(tmp_path)["trainer/global_step/.ATTRIBUTES/VARIABLE_VALUE"])
   assert step > 0
   again = run_in_process(TRAIN, *args[:-2], f"--train_steps={step + 10}")
   assert again.returncode == 0, again.stderr
@@ -105,6 +97,7 @@ def test_a_nonfinite_loss_stops_training_naming_task_and_step(tmp_path):
                       "--checkpoint_every=1", f"--model_dir={tmp_path}")
   line = error_line(result)
   assert "Non-finite loss or gradient in task 'y" in line and "at global step" in line
-  state = _state(tmp_path)  # The last checkpoint is readable; no weight or slot is NaN/Inf.
+  # The last checkpoint is readable; no weight or slot is NaN/Inf.
+  state = checkpoint_state(tmp_path)
   assert all(np.all(np.isfinite(v)) for k, v in state.items() if k.startswith("trainer/"))
   assert int(state["trainer/global_step/.ATTRIBUTES/VARIABLE_VALUE"]) < 200

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.binaries import TRAIN, error_line, kill_at_checkpoint_then_resume, run_in_process
+from tests.binaries import (TRAIN, checkpoint_state, error_line,
+                            kill_at_checkpoint_then_resume, run_in_process)
 
 
 def _global_step(model_dir):
@@ -56,13 +57,6 @@ def test_bad_flags_fail_with_one_line(tmp_path, flags, message):
   assert not (tmp_path / "m").exists()
 
 
-def _checkpoint_state(model_dir):
-  """Every variable of the latest checkpoint: weights, slots, counters, generators."""
-  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(model_dir / "checkpoints")))
-  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-          if k.endswith("VARIABLE_VALUE") and not k.startswith("save_counter")}
-
-
 KERAS = ["--task_set=toy", "--network=keras", "--deterministic", "--steps_per_loop=10",
          "--log_every=100", "--checkpoint_every=20"]
 
@@ -77,7 +71,7 @@ def test_keras_toy_trains_every_layer_and_one_seed_gives_one_checkpoint(tmp_path
     result = run_in_process(TRAIN, *KERAS, f"--mode={mode}", f"--model_dir={tmp_path / name}",
                             "--train_steps=300", "--seed=4")
     assert result.returncode == 0, result.stderr
-    runs.append(_checkpoint_state(tmp_path / name))
+    runs.append(checkpoint_state(tmp_path / name))
   losses = _losses(result.stderr)
   for task in ("y1", "y2"):
     assert losses[task][-1] * 3 < losses[task][0], losses
@@ -89,7 +83,7 @@ def test_keras_toy_trains_every_layer_and_one_seed_gives_one_checkpoint(tmp_path
   other = run_in_process(TRAIN, *KERAS, f"--mode={mode}", f"--model_dir={tmp_path / 'other'}",
                          "--train_steps=20", "--seed=5")
   assert other.returncode == 0, other.stderr
-  assert not np.array_equal(_checkpoint_state(tmp_path / "other")[kernels[0]], runs[0][kernels[0]])
+  assert not np.array_equal(checkpoint_state(tmp_path / "other")[kernels[0]], runs[0][kernels[0]])
 
 
 def test_keras_toy_killed_resumes_bitwise_and_exports(tmp_path):
@@ -103,7 +97,7 @@ def test_keras_toy_killed_resumes_bitwise_and_exports(tmp_path):
   resumed = kill_at_checkpoint_then_resume([*common, f"--model_dir={model_dir}"], model_dir, 20)
   assert resumed.returncode == 0, resumed.stderr
   assert "Resumed from" in resumed.stderr
-  want, got = _checkpoint_state(tmp_path / "whole"), _checkpoint_state(model_dir)
+  want, got = checkpoint_state(tmp_path / "whole"), checkpoint_state(model_dir)
   assert want.keys() == got.keys()
   for key in want:
     np.testing.assert_array_equal(want[key], got[key], err_msg=key)
