@@ -87,6 +87,7 @@ class OwnerMap:
     self._state = [(v, SHARED) for v in trunk_keras.state]
     self._seeds = list(trunk_keras.seeds)
     self._keras_layers = list(trunk_keras.layers)
+    self._keras_extra = list(trunk_keras.trainable)  # Keras variables, after the module's.
     for task, head in heads.items():
       where = f"Head of task '{task}'"
       keras = KerasParts(head, where)
@@ -99,6 +100,7 @@ class OwnerMap:
                             f"variable {v.name}.")
         self._owner[v.ref()] = task
       self._heads[task] = variables
+      self._keras_extra += keras.trainable
       self._state += [(v, task) for v in keras.state]
       self._seeds += keras.seeds
       self._keras_layers += keras.layers
@@ -106,8 +108,6 @@ class OwnerMap:
     if len(set(layer_ids)) != len(layer_ids):
       raise ConfigError("One Keras layer is held by two parts of the model (the trunk and a "
                         "head, or two heads); give each its own layer.")
-    self._keras_extra = trunk_keras.trainable + [
-        v for t in heads for v in self._heads[t][len(heads[t].trainable_variables):]]
 
   def owner(self, variable):
     """The task that owns `variable`, or SHARED."""
@@ -122,10 +122,6 @@ class OwnerMap:
     """What a step of `task` may change: the trunk's shared variables and the task's own
     trunk parts (in trunk order), then its head's."""
     return [v for v in self._trunk if self.owner(v) in (SHARED, task)] + self._heads[task]
-
-  def task_variables(self, task):
-    """The variables `task` owns: its trunk parts, then its head's."""
-    return [v for v in self._trunk if self.owner(v) == task] + self._heads[task]
 
   @property
   def trunk_variables(self):
