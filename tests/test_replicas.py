@@ -20,9 +20,9 @@ import time
 import pytest
 
 from tests import fixtures
-from tests.binaries import (EVAL, TRAIN, error_line, kill_at_checkpoint_then_resume, run_binary,
-                            run_in_process, wait_for)
-from tests.test_reliability import _assert_same_state, _state
+from tests.binaries import (EVAL, TRAIN, checkpoint_state, error_line,
+                            kill_at_checkpoint_then_resume, run_binary, run_in_process, wait_for)
+from tests.test_reliability import _assert_same_state
 
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
         "--log_every=10", "--learning_rate=0.01", "--eval_every=0", "--lm_vocab=0",
@@ -108,7 +108,7 @@ def test_sigkill_then_resume_under_mirrored_gives_the_uninterrupted_result(data_
   resumed = kill_at_checkpoint_then_resume(args, model_dir, kill_after)
   assert resumed.returncode == 0, resumed.stderr
   assert "Resumed from" in resumed.stderr
-  _assert_same_state(_state(tmp_path / "whole"), _state(model_dir))
+  _assert_same_state(checkpoint_state(tmp_path / "whole"), checkpoint_state(model_dir))
 
 
 # The joint run the two-worker test must equal; the evaluation, export and resume checks
@@ -188,7 +188,7 @@ def test_two_workers_on_one_machine_train_as_two_mirrored_replicas_and_only_the_
   outputs = [p.communicate(timeout=900) for p in procs]
   for p, (_, err) in zip(procs, outputs):
     assert p.returncode == 0, err
-  _assert_same_state(_state(mirrored_run[0]), _state(tmp_path / "chief"))
+  _assert_same_state(checkpoint_state(mirrored_run[0]), checkpoint_state(tmp_path / "chief"))
   stored = json.loads((tmp_path / "chief" / "metrics.json").read_text())
   evaluated = run_in_process(EVAL, f"--model_dir={tmp_path / 'chief'}",
                              f"--data_dir={data_dir}")
