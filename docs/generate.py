@@ -21,7 +21,9 @@ BINARIES = (("mtl-train", "mtlcore.trainers.cli.train"), ("mtl-eval", "mtlcore.t
 # The modules a library user programs against, in reading order.
 API_MODULES = (
     "mtlcore.model", "mtlcore.ownership", "mtlcore.keras_parts", "mtlcore.keras_trunk",
-    "mtlcore.tasks", "mtlcore.task_set", "mtlcore.losses", "mtlcore.optimizers",
+    "mtlcore.tasks", "mtlcore.task_kinds", "mtlcore.metrics", "mtlcore.heads",
+    "mtlcore.evaluation", "mtlcore.in_memory", "mtlcore.task_set", "mtlcore.losses",
+    "mtlcore.optimizers",
     "mtlcore.schedules", "mtlcore.sampling", "mtlcore.weighting", "mtlcore.averaging",
     "mtlcore.precision", "mtlcore.export", "mtlcore.files", "mtlcore.errors", "mtlcore.choices",
     "mtlcore.layers.linear", "mtlcore.layers.embed", "mtlcore.layers.conv",

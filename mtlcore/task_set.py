@@ -14,6 +14,9 @@ The builder calls, in this order:
      calls below need (it is called once per TaskSet instance);
   3. `make_tasks(model, tasks)`, then `joint_dataset` or `task_dataset` for the mode;
   4. `evaluate(model, data, tasks, split)` during and after training, and `export(...)`.
+     By default the engine evaluates (mtlcore.evaluation): the task set gives the split as a
+     finite data set (`eval_dataset`), and each task's own metrics are summed over its
+     batches; a task set may override `evaluate` instead.
 
 A task set is found by name: one installed as an entry point of the group `mtlcore.task_sets`
 (mtlcore.options.Declaration: its options and its factory, the built-ins among them), one
@@ -74,6 +77,7 @@ class TaskSet(abc.ABC):
   # Options that choose held-out data only (e.g. a test file): mtl-eval may set them to score
   # other data of the same form; every other option is fixed by the trained model.
   evaluation_options: tuple = ()
+  eval_batch_size: int = 256  # Examples per batch of `eval_dataset`.
 
   def load_data(self, data_dir):
     """Reads and checks the data (errors name file and line); returns it, or None."""
@@ -101,9 +105,29 @@ class TaskSet(abc.ABC):
     run, shown in TensorBoard's HParams, compared on resume."""
     return {}
 
+  def eval_dataset(self, data, tasks, split, *, batch_size):
+    """A finite tf.data.Dataset of (features, {task: labels}) batches of `split`, or None
+    (then `evaluate` must be overridden). Labels follow the tasks' missing-label
+    conventions; the last batch may be smaller."""
+    del data, tasks, split, batch_size
+    return None
+
   def evaluate(self, model, data, tasks, split):
-    """{"TASK/METRIC": value} of `tasks` on `split`; only called if `splits` is not empty."""
-    raise NotImplementedError
+    """{"TASK/METRIC": value} of `tasks` on `split`; only called if `splits` is not empty.
+
+    This default: the engine's evaluation (mtlcore.evaluation.Evaluator) of the tasks'
+    loss and metrics over `eval_dataset`, built once per model and tasks."""
+    tasks = tuple(tasks)
+    dataset = self.eval_dataset(data, tasks, split, batch_size=self.eval_batch_size)
+    if dataset is None:
+      raise ConfigError(f"{type(self).__name__} has held-out splits {list(self.splits)} but "
+                        f"neither an eval_dataset nor an evaluate.")
+    from mtlcore import evaluation  # pylint: disable=import-outside-toplevel  # TensorFlow.
+    evaluators = self.__dict__.setdefault("_evaluators", {})
+    key = (id(model), tasks)
+    if key not in evaluators:
+      evaluators[key] = (model, evaluation.Evaluator(model, self.make_tasks(model, tasks)))
+    return evaluators[key][1](dataset)
 
   def is_detail_metric(self, key):
     """Whether `evaluate`'s metric `key` is a detail (e.g. a score per class): listed after

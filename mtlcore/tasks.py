@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from mtlcore import metrics as metrics_lib
 from mtlcore.errors import ConfigError
 
 
@@ -47,9 +48,11 @@ class Task:
   Attributes:
     name: the task's name; the model's head and the labels dict use the same key.
     loss: (labels, predictions, features) -> Ratio(sum of losses, units it is normalised by).
-    metrics: name -> (labels, predictions, features) -> Ratio, computed in the training step
-      beside the loss (e.g. token accuracy); each reaches TensorBoard and the progress line as
-      TASK/NAME. "loss" is reserved.
+    metrics: name -> a mtlcore.metrics.Metric (summable statistics, e.g. confusion counts
+      for macro-F1) or a function (labels, predictions, features) -> Ratio, computed in the
+      training step beside the loss and, by the same definition, by the engine's evaluation
+      (mtlcore.evaluation); each reaches TensorBoard and the progress line as TASK/NAME.
+      "loss" is reserved.
     units: what `count_units` counts, e.g. "tokens"; throughput is reported per unit.
     count_units: (labels, features) -> float32 scalar, the units of a batch this task learns
       from (labelled tokens, examples). Default: examples.
@@ -76,5 +79,7 @@ class Task:
     if bad:
       raise ConfigError(f"Task '{self.name}': metric names must be non-empty and hold no '/', "
                         f"got {bad}.")
+    for name, metric in self.metrics.items():
+      metrics_lib.as_metric(metric, f"Task '{self.name}': metric '{name}'")
     if not self.units.isidentifier():
       raise ConfigError(f"Task '{self.name}': units must be an identifier, got {self.units!r}.")

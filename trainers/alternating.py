@@ -82,7 +82,8 @@ class AlternatingTrainer(Trainer):
     self._check_reads(tape, f"The step of task '{name}'")
     grads, reached, finite = self._gradients(tape, loss, variables)
     bad = self._apply_if_finite(finite, self.optimizers[name], grads, reached, [name],
-                                state_updates=self._state_updates(updates, {name: None}))
+                                state_updates=self._state_updates(updates, {name: None}),
+                                labelled=report[0]["loss"].count > 0)
     return self.log_layout.step_vector(features, {name: report}), bad
 
   def _run_task(self, name):

@@ -158,7 +158,8 @@ class JointTrainer(Trainer):
     bad = self._apply_if_finite(finite, self.optimizer, grads, reached, list(self.tasks),
                                 self._active(reached, has_label),
                                 on_apply=lambda: w.after_step(vector, labelled, layer_norms),
-                                state_updates=self._state_updates(updates, has_label))
+                                state_updates=self._state_updates(updates, has_label),
+                                labelled=tf.reduce_any(labelled))
     loss_finite = tf.stack([tf.math.is_finite(losses[n]) for n in self.tasks] + [False])
     culprit = tf.argmin(tf.cast(loss_finite, tf.int32), output_type=tf.int32)
     return self.log_layout.step_vector(features, reports), bad, culprit

@@ -1,15 +1,19 @@
 """The one shape of what the compiled training loop reports to the outer loop and callbacks.
 
 Inside the compiled loop every step returns a flat float32 vector; `LogLayout` says which slot
-is what, builds the vectors in the step, and turns the loop's sums into a `LoopLogs`. Loss and
-in-step metrics travel as (total, count) pairs, so a value over a loop is the sum of the
-steps' totals over the sum of their counts.
+is what, builds the vectors in the step, and turns the loop's sums into a `LoopLogs`. The loss
+travels as a (total, count) pair, so its value over a loop is the sum of the steps' totals
+over the sum of their counts; an in-step metric as its summable statistics
+(mtlcore.metrics), whose sum over the loop gives its value.
 """
 
 import dataclasses
 from collections.abc import Mapping
 
 import tensorflow as tf
+
+from mtlcore import metrics as metrics_lib
+from mtlcore.tasks import Ratio
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +70,11 @@ class LoopLogs:
 
 
 class LogLayout:
-  """Slot layout of the per-step log vector for a set of tasks (a dict name -> Task)."""
+  """Slot layout of the per-step log vector for a set of tasks (a dict name -> Task).
+
+  Per task: the loss as (total, count), each in-step metric's statistics (a Ratio function's
+  (total, count), a mtlcore.metrics.Metric's `size` sums), each extra metric's (total,
+  count), then its units. Every slot is a sum over steps (and replicas)."""
 
   def __init__(self, tasks, extra_metrics=()):
     """extra_metrics: names every task reports besides its own metrics (e.g. the weight a
@@ -75,15 +83,26 @@ class LogLayout:
     self.extra_metrics = tuple(extra_metrics)
     units = {t.units for t in self.tasks.values()}
     self.unit = units.pop() if len(units) == 1 else "examples"
-    self._index = {}
+    self._slots = {}  # (task, metric) -> (first slot, width, Metric or None for a Ratio)
+    self._units_slot = {}
+    size = 0
     for name, task in self.tasks.items():
-      for metric in ("loss", *task.metrics, *self.extra_metrics):
-        self._index[(name, metric, "total")] = len(self._index)
-        self._index[(name, metric, "count")] = len(self._index)
-      self._index[(name, "", "units")] = len(self._index)
-    self._examples = len(self._index)
-    self._units = len(self._index) + 1
-    self.size = len(self._index) + 2
+      named = {"loss": None,
+               **{m: metrics_lib.as_metric(f, f"Task '{name}': metric '{m}'")
+                  for m, f in task.metrics.items()},
+               **{m: None for m in self.extra_metrics}}
+      for metric_name, metric in named.items():
+        width = 2 if metric is None else metric.size
+        self._slots[(name, metric_name)] = (size, width, metric)
+        size += width
+      self._units_slot[name] = size
+      size += 1
+    self._examples, self._units = size, size + 1
+    self.size = size + 2
+
+  def metric(self, task, name):
+    """The mtlcore.metrics.Metric of a task's in-step metric."""
+    return self._slots[(task, name)][2]
 
   def zeros(self):
     return tf.zeros([self.size])
@@ -93,36 +112,46 @@ class LogLayout:
 
     Args:
       features: the batch's features (its first tensor's leading dimension counts examples).
-      reports: task name -> ({"loss": Ratio, metric: Ratio, ...}, units scalar) for the tasks
-        trained in the step.
+      reports: task name -> ({"loss": Ratio, metric: its statistics [width] or a Ratio, ...},
+        units scalar) for the tasks trained in the step.
     """
-    values = [tf.constant(0.0)] * self.size
-    for name, (ratios, units) in reports.items():
-      for metric, ratio in ratios.items():
-        values[self._index[(name, metric, "total")]] = tf.cast(ratio.total, tf.float32)
-        values[self._index[(name, metric, "count")]] = tf.cast(ratio.count, tf.float32)
-      values[self._index[(name, "", "units")]] = tf.cast(units, tf.float32)
+    pieces = []
+    for name in self.tasks:
+      values = reports[name][0] if name in reports else {}
+      for (task, metric), (_, width, _) in self._slots.items():
+        if task != name:
+          continue
+        value = values.get(metric)
+        if value is None:
+          pieces.append(tf.zeros([width]))
+        elif isinstance(value, Ratio):
+          pieces.append(tf.stack([tf.cast(value.total, tf.float32),
+                                  tf.cast(value.count, tf.float32)]))
+        else:
+          pieces.append(tf.reshape(tf.cast(value, tf.float32), [width]))
+      units = reports[name][1] if name in reports else 0.0
+      pieces.append(tf.reshape(tf.cast(units, tf.float32), [1]))
     examples = tf.cast(tf.shape(tf.nest.flatten(features)[0])[0], tf.float32)
-    values[self._examples] = examples
     if self.unit == "examples":
-      values[self._units] = examples
+      units = examples
     else:
-      values[self._units] = tf.reduce_max(tf.stack([tf.cast(u, tf.float32)
-                                                    for _, u in reports.values()]))
-    return tf.stack(values)
+      units = tf.reduce_max(tf.stack([tf.cast(u, tf.float32) for _, u in reports.values()]))
+    return tf.concat([*pieces, tf.stack([examples, units])], 0)
 
   def to_logs(self, sums, task_steps, *, steps, step, nonfinite_steps):
     """LoopLogs of `steps` steps from their summed vectors [size] and steps per task [tasks]
     (numpy)."""
     tasks = {}
-    for i, (name, task) in enumerate(self.tasks.items()):
+    for i, name in enumerate(self.tasks):
       metrics = {}
-      for metric in ("loss", *task.metrics, *self.extra_metrics):
-        total = sums[self._index[(name, metric, "total")]]
-        count = sums[self._index[(name, metric, "count")]]
-        metrics[metric] = float(total / max(count, 1.0))
+      for (task, metric_name), (start, width, metric) in self._slots.items():
+        if task != name:
+          continue
+        values = sums[start:start + width]
+        metrics[metric_name] = (float(values[0] / max(values[1], 1.0)) if metric is None
+                                else metric.result(values))
       tasks[name] = TaskLogs(steps=int(task_steps[i]), metrics=metrics,
-                             units=float(sums[self._index[(name, "", "units")]]))
+                             units=float(sums[self._units_slot[name]]))
     return LoopLogs(step=step, steps=steps,
                     examples=float(sums[self._examples]), unit=self.unit,
                     units=float(sums[self._units]), nonfinite_steps=nonfinite_steps,

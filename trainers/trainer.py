@@ -229,7 +229,7 @@ class Trainer(tf.Module):
     return grads, variables, finite
 
   def _apply_if_finite(self, finite, optimizer, grads, variables, task_names, active=None,
-                       on_apply=None, state_updates=()):
+                       on_apply=None, state_updates=(), labelled=None):
     """Applies the update only when loss and gradients are finite (`finite`, the pair that
     `_gradients` returns), else skips it; returns 1 for a non-finite step, else 0.
 
@@ -240,7 +240,10 @@ class Trainer(tf.Module):
     per-task step counters advance either way: they count batches consumed, and the next step
     must draw fresh dropout masks. `on_apply` (optional) runs with an applied update, and so
     do `state_updates` ([(Keras state variable, new value, active bool or None)]: moving
-    statistics move only with an applied update, and only where active).
+    statistics move only with an applied update, and only where active). `labelled`
+    (optional bool scalar) False skips the update too, without counting a non-finite step:
+    a batch without one labelled unit of the step's tasks changes no variable or slot (a zero
+    gradient would still move Adam by its moments).
     """
     loss_finite, gradient_finite = finite
     finite = loss_finite & gradient_finite
@@ -259,12 +262,12 @@ class Trainer(tf.Module):
       return tf.constant(0, tf.int64)
 
     def skip():
-      bad = tf.where(overflow, tf.constant(0, tf.int64), 1)
+      bad = tf.cast(~finite & ~overflow, tf.int64)
       self.nonfinite_steps.assign_add(bad)
-      self._overflows.count.assign_add(1 - bad)
+      self._overflows.count.assign_add(tf.cast(~finite & overflow, tf.int64))
       return bad
 
-    bad = tf.cond(finite, apply, skip)
+    bad = tf.cond(finite if labelled is None else finite & labelled, apply, skip)
     if self.loss_scale is not None:
       self.loss_scale.update(finite)
     self.global_step.assign_add(1)
@@ -273,11 +276,13 @@ class Trainer(tf.Module):
     return bad
 
   def _task_report(self, name, labels, predictions, features):
-    """(loss value to minimise, (ratios for the logs, units)) of task `name` on a batch."""
+    """(loss value to minimise, ({"loss": Ratio, metric: its statistics} for the logs,
+    units)) of task `name` on a batch."""
     task = self.tasks[name]
     ratios = {"loss": task.loss(labels[name], predictions[name], features)}
-    ratios.update({m: fn(labels[name], predictions[name], features)
-                   for m, fn in task.metrics.items()})
+    ratios.update({m: self.log_layout.metric(name, m).statistics(labels[name], predictions[name],
+                                                                 features)
+                   for m in task.metrics})
     return ratios["loss"].value(), (ratios, task.count_units(labels[name], features))
 
   def _initial_accumulators(self):
@@ -377,7 +382,8 @@ class Trainer(tf.Module):
     state_updates = self._state_updates(zip(replicas.updated[key], state), labelled)
     bad = self._apply_if_finite(finite, optimizer, grads, reached, names,
                                 None if active is None else active(reached, counts),
-                                state_updates=state_updates)
+                                state_updates=state_updates,
+                                labelled=tf.reduce_any(counts > 0))
     loss_finite = tf.concat([tf.math.is_finite(losses), [False]], 0)
     culprit = tf.argmin(tf.cast(loss_finite, tf.int32), output_type=tf.int32)
     return log, bad, culprit, mismatched

@@ -1,0 +1,70 @@
+"""Evaluation by the engine: each task's loss and metrics over a held-out data set.
+
+The metrics are the tasks' own (mtlcore.tasks.Task.metrics, mtlcore.metrics), the ones the
+training logs report: one definition, one unit in `train/` and `eval/`. The data set is
+read batch by batch; each batch gives every metric's summable statistics (one compiled
+function, traced once for every batch shape), and only their running sum is kept: the
+evaluation's state is one float64 vector whatever the size of the split.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from mtlcore import metrics as metrics_lib
+from mtlcore.errors import ConfigError
+
+
+class Evaluator:
+  """Scores a model's `tasks` (mtlcore.tasks.Task) on data sets of (features, labels).
+
+  Labels are a dict {task: labels}; a task absent from a batch's labels has no label there
+  (as one whose labels are all missing). Keys of the result: "TASK/loss" and "TASK/METRIC".
+  """
+
+  def __init__(self, model, tasks):
+    self.model = model
+    self.tasks = tuple(tasks)
+    model.check_tasks([t.name for t in self.tasks])
+    self._slots = []  # (key, task name, Metric, first slot, size)
+    size = 0
+    for task in self.tasks:
+      named = {"loss": metrics_lib.RatioMetric(task.loss),
+               **{m: metrics_lib.as_metric(f, f"Task '{task.name}': metric '{m}'")
+                  for m, f in task.metrics.items()}}
+      for name, metric in named.items():
+        self._slots.append((f"{task.name}/{name}", task.name, metric, size, metric.size))
+        size += metric.size
+    self.size = size
+    self._statistics = tf.function(self._batch_statistics, reduce_retracing=True)
+
+  def _batch_statistics(self, features, labels):
+    """float32 [size]: every metric's statistics on one batch."""
+    names = tuple(t.name for t in self.tasks)
+    predictions = self.model(features, tasks=names, training=False)
+    pieces = []
+    for _, task, metric, _, size in self._slots:
+      if task in labels:
+        pieces.append(tf.reshape(tf.cast(
+            metric.statistics(labels[task], predictions[task], features), tf.float32), [size]))
+      else:
+        pieces.append(tf.zeros([size]))
+    return tf.concat(pieces, 0)
+
+  def statistics(self, dataset):
+    """The summed statistics (numpy float64 [size]) of every batch of `dataset`."""
+    sums = np.zeros([self.size], np.float64)
+    for batch in dataset:
+      if not (isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[1], dict)):
+        raise ConfigError("An evaluation data set must yield (features, {task: labels}) "
+                          "pairs.")
+      sums += self._statistics(*batch).numpy()
+    return sums
+
+  def results(self, sums):
+    """{"TASK/METRIC": value} from summed statistics."""
+    return {key: metric.result(sums[start:start + size])
+            for key, _, metric, start, size in self._slots}
+
+  def __call__(self, dataset):
+    """{"TASK/METRIC": value} of the model on every batch of `dataset`."""
+    return self.results(self.statistics(dataset))

@@ -1,0 +1,173 @@
+"""Evaluation by the engine (mtlcore.evaluation) and the in-memory task set on task kinds
+(mtlcore.in_memory): results independent of the batching, one trace, state that does not
+grow with the split, the same numbers as the training logs' metrics; load-time checks that
+name the corpus; and a step without one labelled unit that changes nothing."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mtlcore import batching
+from mtlcore.errors import ConfigError
+from mtlcore.evaluation import Evaluator
+from mtlcore.in_memory import InMemoryTaskSet
+from mtlcore.layers import Linear
+from mtlcore.model import SharedTrunk
+from mtlcore.optimizers import Adam
+from mtlcore.sampling import TaskSampler
+from mtlcore.task_kinds import Classification, MultiLabel, Regression
+from mtlcore.trainers import AlternatingTrainer, JointTrainer
+
+
+class Trunk(SharedTrunk):
+  def __init__(self, seed):
+    super().__init__(name="trunk")
+    self.layer = Linear(4, 8, seed=seed, name="layer")
+    self.output_sizes = {"hidden": 8}
+
+  def __call__(self, features, *, training, seed):
+    return {"hidden": tf.nn.relu(self.layer(features["x"]))}
+
+
+def _corpus(n, seed, missing=0.3):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(n, 4)).astype(np.float32)
+  labels = {"value": x.sum(1).astype(np.float32),
+            "kind": (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0),
+            "flags": (x[:, :2] > 0).astype(np.int32)}
+  labels["value"][rng.random(n) < missing] = np.nan
+  labels["kind"][rng.random(n) < missing] = -1
+  labels["flags"][rng.random((n, 2)) < missing] = -1
+  return {"x": x}, labels
+
+
+class Small(InMemoryTaskSet):
+  kinds = {"value": Regression(), "kind": Classification(3), "flags": MultiLabel(2)}
+  splits = ("dev",)
+
+  def trunk(self, seed):
+    return Trunk(seed)
+
+  def arrays(self, data_dir):
+    return {"train": _corpus(64, 0), "kind": _corpus(40, 1), "dev": _corpus(100, 2)}
+
+
+@pytest.fixture(scope="module")
+def small():
+  task_set = Small()
+  data = task_set.load_data(None)
+  model = task_set.build_model(task_set.task_names, seed=3, assets_dir=None)
+  return task_set, data, model
+
+
+def test_results_do_not_depend_on_the_batching_and_trace_once(small):
+  task_set, data, model = small
+  evaluator = Evaluator(model, task_set.make_tasks(model, task_set.task_names))
+  by_batch = {size: evaluator(task_set.eval_dataset(data, task_set.task_names, "dev",
+                                                    batch_size=size))
+              for size in (7, 100, 33)}
+  for size in (7, 33):
+    assert by_batch[size].keys() == by_batch[100].keys()
+    for key, value in by_batch[100].items():
+      assert by_batch[size][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+  assert evaluator._statistics.experimental_get_tracing_count() <= 2  # pylint: disable=protected-access
+  assert {"value/loss", "value/mae", "value/rmse", "kind/accuracy", "kind/macro_f1",
+          "flags/average_precision"} <= by_batch[100].keys()
+
+
+def test_the_evaluation_state_is_one_vector_whatever_the_split(small):
+  task_set, data, model = small
+  evaluator = Evaluator(model, task_set.make_tasks(model, task_set.task_names))
+  features, labels = data["dev"]
+  tenfold = tf.data.Dataset.from_tensor_slices((features, labels)).repeat(10).batch(50)
+  sums = evaluator.statistics(tenfold)
+  assert sums.shape == (evaluator.size,)
+  once = evaluator.statistics(task_set.eval_dataset(data, task_set.task_names, "dev",
+                                                    batch_size=50))
+  np.testing.assert_allclose(sums, 10 * once, rtol=1e-9)
+  assert evaluator.results(sums) == pytest.approx(evaluator.results(once))
+
+
+def test_the_default_evaluate_scores_with_the_tasks_own_metrics(small):
+  task_set, data, model = small
+  metrics = task_set.evaluate(model, data, ["kind"], "dev")
+  features, labels = data["dev"]
+  logits = model(features, tasks=["kind"])["kind"].numpy()
+  known = labels["kind"] >= 0
+  assert metrics["kind/accuracy"] == pytest.approx(
+      np.mean(logits[known].argmax(-1) == labels["kind"][known]))
+  assert set(metrics) == {"kind/loss", "kind/accuracy", "kind/macro_f1"}
+
+
+@pytest.mark.parametrize("corpora,message", [
+    ({"train": ({"x": np.zeros((3, 4), np.float32)}, {"kind": np.array([0, 1])})},
+     r"corpus 'train' mixes example counts \[2, 3\]"),
+    ({"train": ({"x": np.zeros((2, 4), np.float32)}, {"colour": np.array([0, 1])})},
+     r"unknown task\(s\) \['colour'\]"),
+    ({"train": ({"x": np.zeros((2, 4), np.float32)}, {"kind": np.array([0, 5])})},
+     r"corpus 'train', task 'kind': label 5 at example 1"),
+    ({"dev": ({"x": np.zeros((2, 4), np.float32)}, {})}, r"no 'train' corpus"),
+])
+def test_bad_arrays_are_named_at_load(corpora, message):
+  class Bad(Small):
+    splits = ()
+
+    def arrays(self, data_dir):
+      return corpora
+
+  with pytest.raises(ConfigError, match=message):
+    Bad().load_data(None)
+
+
+def _slots(optimizer):
+  return [v.numpy().copy() for v in optimizer.variables]
+
+
+@pytest.mark.parametrize("mode", ["alternate", "joint"])
+def test_a_batch_without_one_label_changes_no_variable_or_slot(mode):
+  task_set = Small()
+  model = task_set.build_model(["value"], seed=0, assets_dir=None)
+  tasks = task_set.make_tasks(model, ["value"])
+  x = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+  target = np.where(np.arange(8) < 4, x.sum(1), np.nan).astype(np.float32)
+  # Batch 0 is labelled, batch 1 has no label at all.
+  dataset = tf.data.Dataset.from_tensor_slices(({"x": x}, {"value": target})).batch(4).repeat()
+  if mode == "alternate":
+    optimizer = Adam(0.01)
+    trainer = AlternatingTrainer(model=model, tasks=tasks, optimizers={"value": optimizer},
+                                 datasets={"value": dataset}, seed=0, jit_compile=True,
+                                 sampler=TaskSampler(["value"], None, seed=0))
+  else:
+    optimizer = Adam(0.01)
+    trainer = JointTrainer(model=model, tasks=tasks, optimizer=optimizer, dataset=dataset,
+                           seed=0, jit_compile=True)
+  trainer.train(1)
+  weights, slots = [v.numpy().copy() for v in model.variables_to_train()], _slots(optimizer)
+  logs = trainer.train(1)
+  assert logs.nonfinite_steps == 0 and int(trainer.global_step.numpy()) == 2
+  for before, v in zip(weights, model.variables_to_train()):
+    np.testing.assert_array_equal(before, v.numpy())
+  for before, after in zip(slots, _slots(optimizer)):
+    np.testing.assert_array_equal(before, after)
+  trainer.close()
+
+
+def test_in_step_metrics_are_the_evaluation_metrics_on_the_same_batch(small):
+  """One definition: the training logs' kind/macro_f1 over a batch equals the engine's
+  evaluation of that batch (same weights), as a fraction in both."""
+  task_set, data, model = small
+  features, labels = data["dev"]
+  tasks = task_set.make_tasks(model, task_set.task_names)
+  stream, _ = batching.in_memory((features, labels), batch_size=100, seed=0)
+  trainer = JointTrainer(model=model, tasks=tasks, optimizer=Adam(0.01), dataset=stream,
+                         seed=0, jit_compile=False)
+  before = Evaluator(model, tasks)(tf.data.Dataset.from_tensor_slices(
+      (features, labels)).batch(100))
+  logs = trainer.train(1)  # Its logs come from the forward pass before its update.
+  trainer.close()
+  for task in ("kind", "flags", "value"):
+    for name, value in logs.tasks[task].metrics.items():
+      if name in ("weight", "cosine"):
+        continue
+      assert value == pytest.approx(before[f"{task}/{name}"], rel=1e-5, abs=1e-6), (task, name)
+  assert 0 <= logs.tasks["kind"].metrics["accuracy"] <= 1
