@@ -29,7 +29,8 @@ API_MODULES = (
     "mtlcore.layers.linear", "mtlcore.layers.embed", "mtlcore.layers.conv",
     "mtlcore.layers.recurrent", "mtlcore.layers.dropout", "mtlcore.options",
     "mtlcore.batching", "mtlcore.trainers.config", "mtlcore.trainers.run",
-    "mtlcore.trainers.build", "mtlcore.trainers.loop", "mtlcore.trainers.model_dir",
+    "mtlcore.trainers.build", "mtlcore.trainers.loop", "mtlcore.trainers.selection",
+    "mtlcore.trainers.model_dir",
     "mtlcore.trainers.trainer", "mtlcore.trainers.alternating", "mtlcore.trainers.joint",
     "mtlcore.trainers.logs")
 

@@ -27,9 +27,11 @@ class Metric(abc.ABC):
 
   Attributes:
     size: the length of the statistics vector.
+    higher_is_better: which way the value improves (checkpoint selection reads it).
   """
 
   size: int
+  higher_is_better = True
 
   @abc.abstractmethod
   def statistics(self, labels, predictions, features):
@@ -41,12 +43,14 @@ class Metric(abc.ABC):
 
 
 class RatioMetric(Metric):
-  """A function (labels, predictions, features) -> Ratio as a Metric: value total / count."""
+  """A function (labels, predictions, features) -> Ratio as a Metric: value total / count
+  (e.g. an error rate, with higher_is_better=False)."""
 
   size = 2
 
-  def __init__(self, fn):
+  def __init__(self, fn, higher_is_better=True):
     self.fn = fn
+    self.higher_is_better = higher_is_better
 
   def statistics(self, labels, predictions, features):
     ratio = self.fn(labels, predictions, features)
@@ -123,9 +127,10 @@ class MacroF1(Metric):
 
 class RootMeanSquare(Metric):
   """sqrt(sum of squares / count) of `errors(labels, predictions, features)` -> (errors
-  float [...], mask float [...]): e.g. RMSE in the targets' unit."""
+  float [...], mask float [...]): e.g. RMSE in the targets' unit; lower is better."""
 
   size = 2
+  higher_is_better = False
 
   def __init__(self, errors):
     self.errors = errors

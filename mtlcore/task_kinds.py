@@ -18,7 +18,7 @@ Metrics are fractions (accuracy 0.82, not 82) and the same numbers in `train/` a
   Classification: accuracy, macro_f1 (over the classes seen in gold or prediction)
   MultiLabel: accuracy (per label at probability 0.5), macro_f1 (per label, positive class),
     average_precision (macro over labels with a positive; `thresholds` evenly spaced scores)
-  Regression: mae, rmse (in the targets' unit)
+  Regression: mae, rmse (in the targets' unit; lower is better)
 """
 
 import dataclasses
@@ -249,7 +249,8 @@ class Regression:
     examples = lambda targets, features: _examples_with_a_label(
         self._errors(targets, tf.zeros_like(tf.cast(targets, tf.float32)))[1])
     return Task(name, loss=self.loss, loss_count=self.count, count_units=examples,
-                metrics={"mae": self.absolute_error,
+                metrics={"mae": metrics.RatioMetric(self.absolute_error,
+                                                    higher_is_better=False),
                          "rmse": metrics.RootMeanSquare(
                              lambda y, p, f: self._errors(y, p))})
 

@@ -37,6 +37,8 @@ RESUME_POLICY = {
     "seed": "refuse", "batch_size": "refuse", "task_weights": "refuse", "sampler": "refuse",
     "weighting": "refuse", "sampler_temperature": "refuse", "per_task_optimizer": "refuse",
     "init_from": "refuse",
+    # The best score so far is kept in the checkpoint: it is comparable under its rule only.
+    "select_by": "refuse", "select_references": "refuse", "best_per_task": "refuse",
     "freeze_trunk": "refuse", "precision": "refuse",
     # The replicas set the per-replica batch, so the data order: a run resumes under its own.
     "strategy": "refuse", "num_logical_cpus": "refuse",
@@ -116,6 +118,12 @@ class RunConfig:
     log_every, eval_every, checkpoint_every: in steps (eval_every 0: only at the end).
     keep_checkpoints: recent training checkpoints kept.
     summaries, trace_graph, profile_steps: TensorBoard output; profile_steps is (A, B).
+    select_by: which evaluation is best (trainers.selection): "" the task set's selection
+      metric, "TASK/METRIC" that key, "delta_m" the mean relative gain over the tasks
+      against select_references.
+    select_references: delta_m's references: "KEY=VALUE" items, or model directories of
+      finished runs (e.g. single-task ones) whose metrics.json holds the keys.
+    best_per_task: also keep each task's best checkpoint by its own metric in best/TASK/.
   """
 
   task_set: str
@@ -157,9 +165,13 @@ class RunConfig:
   summaries: bool = True
   trace_graph: bool = False
   profile_steps: tuple | None = None
+  select_by: str = ""
+  select_references: tuple = ()
+  best_per_task: bool = False
 
   def __post_init__(self):
     object.__setattr__(self, "tasks", tuple(self.tasks or ()))
+    object.__setattr__(self, "select_references", tuple(self.select_references or ()))
     object.__setattr__(self, "task_weights", tuple(self.task_weights or ()))
     object.__setattr__(self, "options", dict(self.options or {}))
     if self.profile_steps is not None:
@@ -245,6 +257,15 @@ class RunConfig:
     if self.profile_steps is not None:
       if len(self.profile_steps) != 2 or not 0 <= self.profile_steps[0] < self.profile_steps[1]:
         raise ConfigError(f"--profile_steps needs 0 <= A < B, got {self.profile_steps}.")
+    if self.select_by not in ("", "delta_m") and "/" not in self.select_by:
+      raise ConfigError(f"--select_by must be TASK/METRIC or delta_m (empty: the task set's "
+                        f"choice), got {self.select_by!r}.")
+    if self.select_references and self.select_by != "delta_m":
+      raise ConfigError("--select_references are Delta_m's references; they need "
+                        "--select_by=delta_m.")
+    if self.select_by == "delta_m" and not self.select_references:
+      raise ConfigError("--select_by=delta_m needs --select_references: KEY=VALUE items or "
+                        "model directories of runs to measure each task's gain against.")
     if self.trace_graph and not self.summaries:
       raise ConfigError("--trace_graph writes to the summaries; it conflicts with --nosummaries.")
 
@@ -311,7 +332,8 @@ class RunConfig:
 
 
 # The elements of a stored config's arrays.
-_ELEMENTS = {"tasks": str, "task_weights": (int, float), "profile_steps": int}
+_ELEMENTS = {"tasks": str, "task_weights": (int, float), "profile_steps": int,
+             "select_references": str}
 
 
 def _json_kind(value):

@@ -63,14 +63,16 @@ class TrainingLoop:
   """Drives a trainer to `total_steps`, resuming from the latest checkpoint in `model_dir`.
 
   `evaluate` (optional) is called eagerly with no arguments and returns {metric: value};
-  `selection_metric` names the one whose maximum marks the best checkpoint, kept apart in
-  the model directory's best/. Both see the model with `trainer.evaluation_weights()` swapped
-  in. `callbacks` are Callback objects, told of every loop and evaluation. `model_dir` is a
+  `selection` (a trainers.selection.Rule) scores it, and the evaluation of the highest score
+  so far has its weights kept apart in the model directory's best/; each of `per_task`'s
+  rules ({task: Rule}) keeps its own best in best/TASK/. All see the model with
+  `trainer.evaluation_weights()` swapped in. `callbacks` are Callback objects, told of every loop and evaluation. `model_dir` is a
   trainers.model_dir.ModelDir: it owns the checkpoints' layout and guards their writes.
   """
 
   def __init__(self, *, trainer, model_dir, options, evaluate: Callable | None = None,
-               selection_metric=None, callbacks=(), restore_from=None, agree_to_stop=None):
+               selection=None, per_task=None, callbacks=(), restore_from=None,
+               agree_to_stop=None):
     """restore_from: a checkpoint directory to restore from instead of the model directory's
     own (a multi-worker chief's, for the other workers). agree_to_stop: `asked -> bool`,
     called after every loop with whether this process was asked to stop; the loop stops when
@@ -79,7 +81,8 @@ class TrainingLoop:
     self.model_dir = model_dir
     self.options = options
     self.evaluate = evaluate
-    self.selection_metric = selection_metric
+    self.selection = selection
+    self.per_task = dict(per_task or {})
     self.callbacks = list(callbacks)
     self.restore_from = restore_from
     self.agree_to_stop = agree_to_stop
@@ -88,10 +91,18 @@ class TrainingLoop:
     self.restored_path = None
     self.stopped_early = False
     self.best_metric = tf.Variable(float("-inf"), trainable=False, name="best_metric")
+    # Each task's best score so far, when per_task (absent otherwise: the checkpoint's layout
+    # stays that of earlier versions).
+    self.best_per_task = {t: tf.Variable(float("-inf"), trainable=False, name=f"best_{t}")
+                          for t in self.per_task}
     self.manager = model_dir.training_checkpoint(trainer, self.best_metric,
-                                                 max_to_keep=options.keep_checkpoints)
+                                                 max_to_keep=options.keep_checkpoints,
+                                                 best_per_task=self.best_per_task)
     self.checkpoint = self.manager.checkpoint
     self.best_manager = model_dir.best_checkpoint(trainer.model, trainer.global_step)
+    self.task_best_managers = {t: model_dir.best_checkpoint(trainer.model, trainer.global_step,
+                                                            task=t)
+                               for t in self.per_task}
 
   def restore(self):
     """Restores the newest readable checkpoint, if any; returns its path or None. `run`
@@ -138,13 +149,19 @@ class TrainingLoop:
     # Evaluate, and keep as best, the weights the trainer says to evaluate (e.g. averages).
     with self.trainer.evaluation_weights():
       metrics = self.evaluate()
-      if self.selection_metric is not None:
-        value = float(metrics[self.selection_metric])
+      if self.selection is not None:
+        value = self.selection.score(metrics)
         if value > float(self.best_metric.numpy()):
           with self.model_dir.guarded(f"the best checkpoint at step {step}"):
             self.best_manager.save(checkpoint_number=step)
           self.best_metric.assign(value)
           is_best = True
+      for task, rule in self.per_task.items():
+        value = rule.score(metrics)
+        if value > float(self.best_per_task[task].numpy()):
+          with self.model_dir.guarded(f"task {task}'s best checkpoint at step {step}"):
+            self.task_best_managers[task].save(checkpoint_number=step)
+          self.best_per_task[task].assign(value)
     for callback in self.callbacks:
       callback.on_eval(step, metrics, is_best)
     return metrics

@@ -3,7 +3,8 @@
   config.json      the run's settings (trainers.config.RunConfig), checked on resume
   checkpoints/     training state: the trainer (weights, optimizer slots, counters, sampler,
                    input iterators) and the best metric so far; the last few kept
-  best/            the weights of the best-on-dev evaluation so far
+  best/            the weights of the best-on-dev evaluation so far (--select_by says how it
+                   is chosen); best/TASK/ each task's own best, with --best_per_task
   assets/          files the task set keeps beside the weights (e.g. vocabularies)
   train/, eval/    TensorBoard runs; the HParams session is written at the top
   metrics.json     held-out metrics of the best checkpoint, after training
@@ -192,18 +193,21 @@ class ModelDir:
 
   # Checkpoints: the object graph lives here and nowhere else.
 
-  def training_checkpoint(self, trainer, best_metric, *, max_to_keep):
-    """The manager of training checkpoints: the trainer and the best metric so far (the
-    state file recovered first, see the module docstring)."""
+  def training_checkpoint(self, trainer, best_metric, *, max_to_keep, best_per_task=None):
+    """The manager of training checkpoints: the trainer and the best score so far (and each
+    task's, if kept: {task: variable}) (the state file recovered first, see the module
+    docstring)."""
     self.recover_checkpoint_state(self.checkpoints)
-    checkpoint = tf.train.Checkpoint(trainer=trainer, best_metric=best_metric)
+    extra = {"best_per_task": best_per_task} if best_per_task else {}
+    checkpoint = tf.train.Checkpoint(trainer=trainer, best_metric=best_metric, **extra)
     return tf.train.CheckpointManager(checkpoint, self.checkpoints, max_to_keep=max_to_keep,
                                       step_counter=trainer.global_step)
 
-  def best_checkpoint(self, model, step_counter):
-    """The manager of the best-on-dev weights."""
-    self.recover_checkpoint_state(self.best)
-    return tf.train.CheckpointManager(tf.train.Checkpoint(model=model), self.best,
+  def best_checkpoint(self, model, step_counter, task=None):
+    """The manager of the best-on-dev weights (best/), or of one task's (best/TASK/)."""
+    directory = self.best if task is None else os.path.join(self.best, task)
+    self.recover_checkpoint_state(directory)
+    return tf.train.CheckpointManager(tf.train.Checkpoint(model=model), directory,
                                       max_to_keep=1, step_counter=step_counter)
 
   def recover_checkpoint_state(self, directory):
@@ -234,11 +238,18 @@ class ModelDir:
     return on_disk
 
   def restore_model(self, model, which="best"):
-    """Restores `model`'s weights from the newest readable checkpoint of best/ ("best"; then
-    of checkpoints/, saying so) or of checkpoints/ ("latest"). Only reads, and goes by the
+    """Restores `model`'s weights from the newest readable checkpoint of best/ ("best"), of
+    best/TASK/ ("best/TASK", kept with --best_per_task) (then of checkpoints/, saying so), or
+    of checkpoints/ ("latest"). Only reads, and goes by the
     files on disk, not the state file. Returns the checkpoint path; ConfigError when
     none can be read or the checkpoints hold another model."""
-    sources = [(self.best, tf.train.Checkpoint(model=model))] if which == "best" else []
+    best = self.best if which == "best" else (
+        os.path.join(self.best, which.partition("/")[2]) if which.startswith("best/") else None)
+    if which.startswith("best/") and not checkpoints_on_disk(best):
+      raise ConfigError(f"{self.path} has no checkpoint in {best}: task "
+                        f"{which.partition('/')[2]!r}'s best is kept only by a run with "
+                        f"--best_per_task that evaluated it.")
+    sources = [(best, tf.train.Checkpoint(model=model))] if best else []
     sources.append((self.checkpoints,
                     tf.train.Checkpoint(trainer=tf.train.Checkpoint(model=model))))
     unreadable = []

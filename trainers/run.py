@@ -29,6 +29,7 @@ from mtlcore import files
 from mtlcore import task_set as task_set_lib
 from mtlcore.errors import ConfigError, Interrupted, MtlError, NonFiniteError
 from mtlcore.trainers import build, warm_start, workers
+from mtlcore.trainers import selection as selection_lib
 from mtlcore.trainers.config import TASK_SET_IMPORT, RunConfig
 from mtlcore.trainers.loop import LoopOptions, TrainingLoop
 from mtlcore.trainers.model_dir import ModelDir
@@ -231,7 +232,7 @@ def _train(config, task_set, data, strategy, role, model_dir, restore_from, part
       total = build.total_steps(config, streams)
       trainer = build.build_trainer(config, model=model, tasks=tasks, streams=streams,
                                     total_steps=total)
-    selection = task_set.selection_metric(config.tasks)
+    selection, per_task = selection_lib.make_rules(config, task_set, tasks)
     evaluate = None
     if task_set.splits and role.chief:
       evaluate = lambda: task_set.evaluate(model, data, config.tasks, task_set.splits[0])
@@ -246,7 +247,8 @@ def _train(config, task_set, data, strategy, role, model_dir, restore_from, part
       agree = workers.StopAgreement(strategy)
     with strategy.scope():
       loop = TrainingLoop(trainer=trainer, model_dir=model_dir, options=options,
-                          evaluate=evaluate, selection_metric=selection, callbacks=callbacks,
+                          evaluate=evaluate, selection=selection, per_task=per_task,
+                          callbacks=callbacks,
                           restore_from=restore_from, agree_to_stop=agree)
     if loop.restore():
       _apply_learning_rate(trainer, config.learning_rate)
@@ -331,11 +333,36 @@ def _write_metrics(config, task_set, model, data, loop, model_dir, total, train_
   logging.info("final metrics: %s", {split: {k: round(v, 2) for k, v in m.items()
                                               if not task_set.is_detail_metric(k)}
                                       for split, m in metrics.items()})
+  chosen = {}
+  if loop.selection is not None:
+    chosen["selection"] = {**loop.selection.describe(),
+                           "best_score": float(loop.best_metric.numpy())}
+  if loop.per_task:
+    chosen["best_per_task"] = _best_per_task(task_set, model, data, loop, model_dir)
+    if best:  # The export that follows serves the overall best again.
+      model_dir.restore_model(model, "best")
   model_dir.write_metrics({
       **metrics, "mode": config.mode, "tasks": list(config.tasks), "seed": config.seed,
-      "steps": total, "checkpoint": best or loop.manager.latest_checkpoint,
+      "steps": total, "checkpoint": best or loop.manager.latest_checkpoint, **chosen,
       "train_seconds_this_run": round(train_seconds, 1), "config": config.to_json()})
   return metrics
+
+
+def _best_per_task(task_set, model, data, loop, model_dir):
+  """{task: its rule, best score, checkpoint (best/TASK/) and that checkpoint's metrics of
+  the task on every split}; the model is left holding the last task's best weights."""
+  result = {}
+  for task, rule in loop.per_task.items():
+    if not loop.task_best_managers[task].latest_checkpoint:
+      continue
+    path = model_dir.restore_model(model, f"best/{task}")
+    result[task] = {**rule.describe(), "best_score": float(loop.best_per_task[task].numpy()),
+                    "checkpoint": path,
+                    **{split: task_set.evaluate(model, data, [task], split)
+                       for split in task_set.splits}}
+    logging.info("Task %s's best checkpoint %s: %s.", task, path,
+                 {k: round(v, 3) for k, v in result[task][task_set.splits[0]].items()})
+  return result
 
 
 def restore(model_dir_path, *, which="best", data_dir=None, load_data=True, tasks=(),

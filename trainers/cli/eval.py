@@ -27,7 +27,8 @@ from mtlcore.trainers.config import TASK_SET_IMPORT
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("split", "test", "Which held-out split to score (one of the task set's).")
-flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "best-on-dev or latest checkpoint.")
+flags.DEFINE_string("checkpoint", "best", "best (best-on-dev), latest, or best/TASK (a "
+                    "task's own best, kept with mtl-train --best_per_task).")
 flags.DEFINE_string("output", None, "A directory to write the predictions into (what the task "
                     "set writes for them).")
 
@@ -95,6 +96,10 @@ def main():
   common.refuse_flags("mtl-eval", READS)
   if not FLAGS.model_dir:
     raise ConfigError("--model_dir is required.")
+  which = FLAGS.checkpoint
+  if which not in ("best", "latest") and not (
+      which.startswith("best/") and which.partition("/")[2].isidentifier()):
+    raise ConfigError(f"--checkpoint must be best, latest or best/TASK, got {which!r}.")
   rules = output_rules(FLAGS.model_dir, FLAGS.overwrite)
   if FLAGS.output:  # Refused before TensorFlow starts and the model is built.
     files.check_output_directory(FLAGS.output, **rules)

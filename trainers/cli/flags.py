@@ -78,6 +78,15 @@ flags.DEFINE_integer("log_every", 200, "Log progress every this many steps.")
 flags.DEFINE_integer("eval_every", None, "Evaluate on the first held-out split every this many "
                      "steps, keeping the best checkpoint; 0: only at the end. Default: the task "
                      "set's.")
+flags.DEFINE_string("select_by", "", "Which evaluation is best (best/, metrics.json, the "
+                    "export): TASK/METRIC, or delta_m (the mean relative gain over the tasks "
+                    "against --select_references). Default: the task set's metric.")
+flags.DEFINE_list("select_references", [], "Delta_m's references: KEY=VALUE,... or model "
+                  "directories of finished runs (e.g. single-task) whose metrics.json holds "
+                  "each task's key.")
+flags.DEFINE_boolean("best_per_task", False, "Also keep each task's best checkpoint by its own "
+                     "metric in best/TASK/ (mtl-eval --checkpoint=best/TASK); metrics.json "
+                     "reports each.")
 flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint every this many steps.")
 flags.DEFINE_integer("keep_checkpoints", 3, "Recent training checkpoints kept.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, data order, dropout and task sampling.")
@@ -112,6 +121,7 @@ HELP_GROUPS = (
                   "skip_nonfinite_steps", "precision", "xla")),
     ("Devices", ("strategy", "num_logical_cpus", "worker_timeout")),
     ("Logs, evaluation and checkpoints", ("steps_per_loop", "log_every", "eval_every",
+                                          "select_by", "select_references", "best_per_task",
                                           "checkpoint_every", "keep_checkpoints", "summaries",
                                           "trace_graph", "profile_steps")),
 )
@@ -186,5 +196,7 @@ def run_config():
       steps_per_loop=FLAGS.steps_per_loop, log_every=FLAGS.log_every,
       eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
       keep_checkpoints=FLAGS.keep_checkpoints, summaries=FLAGS.summaries,
-      trace_graph=FLAGS.trace_graph,
+      trace_graph=FLAGS.trace_graph, select_by=FLAGS.select_by,
+      select_references=tuple(FLAGS.select_references or ()),
+      best_per_task=FLAGS.best_per_task,
       profile_steps=parse_profile_steps(FLAGS.profile_steps) if FLAGS.profile_steps else None)
