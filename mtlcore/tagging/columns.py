@@ -14,6 +14,12 @@ that the file is not read for, has no labels in its sentences.
 Span columns (BIO/IOB/BIOES tags, scored as conlleval does) must hold only O and
 PREFIX-TYPE with PREFIX one of B, I, E, S. Every error is a DataError naming the file, the line
 and the column.
+
+Sentence labels: with `sentence_tasks` declared, a line of exactly the four fields
+`# NAME = LABEL` (CoNLL-U's comment syntax) with a declared NAME, before a sentence's first
+token, gives that sentence the label LABEL for task NAME; a sentence without one has it
+missing. No other line is a comment: CoNLL-2000 has token lines that start with `# `
+(`# # I-NP`), and without sentence tasks every line is read as before.
 """
 
 import dataclasses
@@ -33,9 +39,11 @@ DEV_SENTENCES = 1000
 @dataclasses.dataclass(frozen=True)
 class TaggedSentence:
   """One sentence: its words, and per task with labels in it, one tag or None (missing) per
-  word. A task not in `tags` has no label anywhere in the sentence."""
+  word. A task not in `tags` has no label anywhere in the sentence. `sentence_labels`: per
+  sentence task with a label for this sentence, that label."""
   words: tuple
   tags: dict
+  sentence_labels: dict = dataclasses.field(default_factory=dict)
 
   def __len__(self):
     return len(self.words)
@@ -48,9 +56,10 @@ class TaggedSentence:
     return task in self.tags and None not in self.tags[task]
 
   def piece(self, start, stop):
-    """The words start..stop-1 with their tags."""
+    """The words start..stop-1 with their tags (and the sentence's labels)."""
     return TaggedSentence(self.words[start:stop],
-                          {t: tags[start:stop] for t, tags in self.tags.items()})
+                          {t: tags[start:stop] for t, tags in self.tags.items()},
+                          dict(self.sentence_labels))
 
 
 def is_span_tag(tag):
@@ -97,7 +106,16 @@ def _lines(raw, path):
     yield number, fields
 
 
-def parse_columns(raw, path, *, columns, tasks, placeholder=None, span_tasks=()):
+def _sentence_label(fields, sentence_tasks):
+  """(task, label) of a `# NAME = LABEL` line of a declared sentence task, else None."""
+  if (sentence_tasks and len(fields) == 4 and fields[0] == "#" and fields[2] == "="
+      and fields[1] in sentence_tasks):
+    return fields[1], fields[3]
+  return None
+
+
+def parse_columns(raw, path, *, columns, tasks, placeholder=None, span_tasks=(),
+                  sentence_tasks=()):
   """Parses column-file bytes into a list of TaggedSentence labelled for `tasks`.
 
   Args:
@@ -107,6 +125,8 @@ def parse_columns(raw, path, *, columns, tasks, placeholder=None, span_tasks=())
     tasks: the label columns this file is read for (a subset of columns).
     placeholder: the string that marks a missing label, or None.
     span_tasks: tasks whose tags must be span tags.
+    sentence_tasks: the declared sentence tasks; those in `tasks` take their labels from
+      `# NAME = LABEL` lines before a sentence (the placeholder marks one missing).
   Raises:
     DataError naming path, line and column.
   """
@@ -116,14 +136,30 @@ def parse_columns(raw, path, *, columns, tasks, placeholder=None, span_tasks=())
   described = " or ".join(f"{n} columns ({' '.join(c)})"
                           for n, c in sorted(layouts.items(), reverse=True))
   layout, sentences, rows, first_line = None, [], [], None
+  declared = tuple(sentence_tasks)
+  labels, label_line = {}, None  # Sentence labels read for the next sentence.
 
   def close():
+    nonlocal label_line
     if rows:
-      sentences.append(_sentence(rows, layout, tasks, placeholder, span_tasks, path,
-                                 first_line))
+      sentence = _sentence(rows, layout, tasks, placeholder, span_tasks, path, first_line)
+      own = {t: v for t, v in labels.items() if t in tasks and v != placeholder}
+      sentences.append(dataclasses.replace(sentence, sentence_labels=own))
       rows.clear()
+      labels.clear()
+      label_line = None
 
   for number, fields in _lines(raw, path):
+    comment = _sentence_label(fields, declared)
+    if comment is not None:
+      task, label = comment
+      if rows:
+        raise DataError(path, number, f"the sentence label of {task!r} is inside a sentence; "
+                        f"put '# {task} = LABEL' before the sentence's first token.")
+      if task in labels:
+        raise DataError(path, number, f"a second label of {task!r} for the same sentence.")
+      labels[task], label_line = label, number
+      continue
     if not fields or fields[0] == DOCSTART:
       close()
       continue
@@ -140,6 +176,8 @@ def parse_columns(raw, path, *, columns, tasks, placeholder=None, span_tasks=())
       first_line = number
     rows.append(fields)
   close()
+  if labels:
+    raise DataError(path, label_line, "a sentence label with no sentence after it.")
   if not sentences:
     raise DataError(path, None, "no sentences: the file is empty or holds only blank lines.")
   return sentences
@@ -167,10 +205,12 @@ def _sentence(rows, layout, tasks, placeholder, span_tasks, path, first_line):
   return TaggedSentence(by_column[WORD], tags)
 
 
-def read_column_file(path, *, columns, tasks, placeholder=None, span_tasks=()):
+def read_column_file(path, *, columns, tasks, placeholder=None, span_tasks=(),
+                     sentence_tasks=()):
   """Reads a column file (plain or gzip) into a list of TaggedSentence; see parse_columns."""
   return parse_columns(read_bytes(path), path, columns=columns, tasks=tasks,
-                       placeholder=placeholder, span_tasks=span_tasks)
+                       placeholder=placeholder, span_tasks=span_tasks,
+                       sentence_tasks=sentence_tasks)
 
 
 def dev_size(num_sentences):

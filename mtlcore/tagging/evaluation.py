@@ -1,7 +1,8 @@
 """Tagging with a trained tagger: predict tag strings for sentences, and score them.
 
 `TagPredictor` runs the model over an evaluation pipeline (bucketed, order restored by the
-`index` feature) and returns, per task, one tuple of tag strings per sentence. `score` scores
+`index` feature) and returns, per task, one tuple of tag strings per sentence (for a sentence
+task, one label string per sentence). `score` scores
 them against the gold tags with mtlcore.tagging.conlleval: token accuracy for every task, and conlleval's
 span precision, recall and F1 (percentages) for span tasks.
 """
@@ -17,8 +18,9 @@ class TagPredictor:
   """Predicts tags for lists of TaggedSentence with a MultiTaskModel of token-classification heads."""
 
   def __init__(self, model, featurizer, vocabularies, *, tasks, batch_size=128,
-               buckets=pipeline.DEFAULT_BUCKETS):
+               buckets=pipeline.DEFAULT_BUCKETS, sentence_tasks=()):
     self.model = model
+    self.sentence_tasks = tuple(t for t in tasks if t in sentence_tasks)
     self.featurizer = featurizer
     self.vocabularies = vocabularies
     self.tasks = tuple(tasks)
@@ -28,10 +30,12 @@ class TagPredictor:
 
   def _predict_ids(self, features):
     outputs = self.model(features, tasks=self.tasks, training=False)
-    return {t: self.model.heads[t].decode(outputs[t], features["length"]) for t in self.tasks}
+    return {t: tf.argmax(outputs[t], -1, output_type=tf.int32) if t in self.sentence_tasks
+            else self.model.heads[t].decode(outputs[t], features["length"]) for t in self.tasks}
 
   def predict(self, sentences):
-    """{task: [tuple of tag strings per sentence]}, in the order of `sentences`."""
+    """{task: [tuple of tag strings per sentence]} ({sentence task: [label per sentence]}),
+    in the order of `sentences`."""
     dataset = pipeline.eval_dataset(sentences, featurizer=self.featurizer,
                                     vocabularies=self.vocabularies, tasks=(),
                                     batch_size=self.batch_size, buckets=self.buckets)
@@ -43,7 +47,8 @@ class TagPredictor:
       for t in self.tasks:
         rows = ids[t].numpy()
         for row, i, n in zip(rows, index, length):
-          out[t][i] = tuple(tag_names[t][row[:n]])
+          out[t][i] = (tag_names[t][row] if t in self.sentence_tasks
+                       else tuple(tag_names[t][row[:n]]))
     return out
 
 

@@ -22,6 +22,11 @@ FILE_OPTIONS = (
            "(e.g. _): no loss, no gradient, no metric for that token."),
     Option("scoring", "list", None, "TASK:span (conlleval F1 per type) or TASK:accuracy; "
            "default: span for columns whose tags start with B-, I-, E- or S-."),
+    Option("sentence_tasks", "list", None, "Tasks labelled per sentence by a line "
+           "'# NAME = LABEL' before the sentence (e.g. topic): classified from the pooled "
+           "top trunk layer, scored by accuracy and macro-F1."),
+    Option("sentence_pooling", "enum", "mean", "How a sentence task pools the tokens' "
+           "vectors.", choices=("mean", "max", "attention")),
 )
 
 MODEL_OPTIONS = (

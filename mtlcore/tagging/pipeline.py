@@ -1,8 +1,8 @@
 """tf.data pipelines for sequence tagging: featurise in-graph, bucket by length, pad.
 
 Batches are ({"words": int32 [B, T], "chars": int32 [B, T, C], "length": int32 [B],
-"index": int32 [B]}, {task: int32 [B, T]}), where T is one of a small fixed set of bucket
-lengths, so XLA compiles at most one program per (task, bucket). Label ids at padded positions
+"index": int32 [B]}, {task: int32 [B, T]; sentence task: int32 [B]}), where T is one of a
+small fixed set of bucket lengths, so XLA compiles at most one program per (task, bucket). Label ids at padded positions
 are 0 and must be masked by length; a missing label is MISSING (-1).
 
 Training streams are endless, each epoch in an order drawn from (seed, epoch) alone
@@ -50,17 +50,23 @@ def _ragged(rows, dtype):
                                           tf.constant(lengths, tf.int64))
 
 
-def _columns(sentences, vocabularies, tasks):
-  """{"tokens": ragged string [N, None], task: ragged int32 label ids [N, None]}."""
+def _columns(sentences, vocabularies, tasks, sentence_tasks=()):
+  """{"tokens": ragged string [N, None], task: ragged int32 label ids [N, None], sentence
+  task: int32 label id [N] (MISSING where the sentence has none)}."""
   columns = {"tokens": _ragged([s.words for s in sentences], tf.string)}
   for task in tasks:
-    columns[task] = _ragged([vocabularies.tag_ids(task, s.labels(task)) for s in sentences],
-                            tf.int32)
+    if task in sentence_tasks:
+      columns[task] = tf.constant(
+          [vocabularies.tag_ids(task, [s.sentence_labels.get(task)])[0] for s in sentences],
+          tf.int32, shape=[len(sentences)])
+    else:
+      columns[task] = _ragged([vocabularies.tag_ids(task, s.labels(task)) for s in sentences],
+                              tf.int32)
   return columns
 
 
-def _base_dataset(sentences, vocabularies, tasks):
-  columns = _columns(sentences, vocabularies, tasks)
+def _base_dataset(sentences, vocabularies, tasks, sentence_tasks=()):
+  columns = _columns(sentences, vocabularies, tasks, sentence_tasks)
   columns["index"] = tf.range(len(sentences), dtype=tf.int32)
   return tf.data.Dataset.from_tensor_slices(columns)
 
@@ -76,7 +82,7 @@ def _featurize(featurizer, tasks):
   return fn
 
 
-def _bucketed(dataset, boundaries, batch_size, max_word_chars, tasks):
+def _bucketed(dataset, boundaries, batch_size, max_word_chars, tasks, sentence_tasks=()):
   boundaries_t = tf.constant(boundaries, tf.int32)
 
   def key(features, labels):
@@ -86,7 +92,8 @@ def _bucketed(dataset, boundaries, batch_size, max_word_chars, tasks):
   def batch(bucket, window):
     length = tf.cast(tf.gather(boundaries_t, bucket), tf.int64)
     shapes = ({"words": tf.reshape(length, [1]), "chars": tf.stack([length, max_word_chars]),
-               "length": [], "index": []}, {t: tf.reshape(length, [1]) for t in tasks})
+               "length": [], "index": []},
+              {t: [] if t in sentence_tasks else tf.reshape(length, [1]) for t in tasks})
     return window.padded_batch(batch_size, padded_shapes=shapes)
 
   return dataset.group_by_window(key_func=key, reduce_func=batch, window_size=batch_size)
@@ -99,7 +106,7 @@ def steps_per_epoch(sentences, *, batch_size, buckets=DEFAULT_BUCKETS):
 
 
 def training_dataset(sentences, *, featurizer, vocabularies, tasks, batch_size, seed,
-                     buckets=DEFAULT_BUCKETS, start=0):
+                     buckets=DEFAULT_BUCKETS, start=0, sentence_tasks=()):
   """An endless, shuffled, bucketed stream of full training batches, from batch `start` on.
 
   Args:
@@ -113,6 +120,8 @@ def training_dataset(sentences, *, featurizer, vocabularies, tasks, batch_size, 
     buckets: increasing pad lengths.
     start: the first batch, counted from the stream's beginning across epochs; the stream
       from `start` on is exactly what it would be after `start` batches.
+    sentence_tasks: the tasks of `tasks` labelled per sentence (labels int32 [B]); a
+      sentence split into pieces gives each piece its label.
   """
   require_positive("batch_size", batch_size)
   buckets = check_buckets(buckets)
@@ -121,7 +130,7 @@ def training_dataset(sentences, *, featurizer, vocabularies, tasks, batch_size, 
     raise ConfigError("A training stream needs at least one sentence.")
   plan = functools.partial(batching.epoch_batches, len(pieces), batch_size=batch_size,
                            seed=seed, lengths=[len(p) for p in pieces], buckets=buckets)
-  columns = _columns(pieces, vocabularies, tasks)
+  columns = _columns(pieces, vocabularies, tasks, sentence_tasks)
 
   def make_batch(length, index):
     tokens = tf.gather(columns["tokens"], index)
@@ -129,7 +138,8 @@ def training_dataset(sentences, *, featurizer, vocabularies, tasks, batch_size, 
     features = featurizer(tokens.to_tensor(default_value="", shape=shape))
     features["length"] = tf.cast(tokens.row_lengths(), tf.int32)
     features["index"] = index
-    labels = {t: tf.gather(columns[t], index).to_tensor(default_value=0, shape=shape)
+    labels = {t: tf.gather(columns[t], index) if t in sentence_tasks
+              else tf.gather(columns[t], index).to_tensor(default_value=0, shape=shape)
               for t in tasks}
     return features, labels
 
@@ -149,15 +159,15 @@ def eval_boundaries(sentences, buckets=DEFAULT_BUCKETS):
 
 
 def eval_dataset(sentences, *, featurizer, vocabularies, tasks, batch_size,
-                 buckets=DEFAULT_BUCKETS):
+                 buckets=DEFAULT_BUCKETS, sentence_tasks=()):
   """One pass over `sentences` in batches of similar length; `index` maps rows back."""
   require_positive("batch_size", batch_size)
   order = np.argsort([len(s) for s in sentences], kind="stable")
   by_length = [sentences[i] for i in order]
-  dataset = _base_dataset(by_length, vocabularies, tasks)
+  dataset = _base_dataset(by_length, vocabularies, tasks, sentence_tasks)
   original = tf.constant(order, tf.int32)
   dataset = dataset.map(lambda row: dict(row, index=tf.gather(original, row["index"])))
   dataset = dataset.map(_featurize(featurizer, tasks), num_parallel_calls=tf.data.AUTOTUNE)
   dataset = _bucketed(dataset, eval_boundaries(sentences, buckets), batch_size,
-                      featurizer.max_word_chars, tasks)
+                      featurizer.max_word_chars, tasks, sentence_tasks)
   return dataset.prefetch(tf.data.AUTOTUNE)

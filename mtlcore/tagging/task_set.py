@@ -34,7 +34,9 @@ import dataclasses
 import os
 
 from mtlcore import task_set
+from mtlcore.evaluation import Evaluator
 from mtlcore.options import reject_unknown
+from mtlcore.task_kinds import Classification
 from mtlcore.errors import ConfigError, DataError
 from mtlcore.tagging import columns as columns_lib
 from mtlcore.tagging import evaluation, export, language_model, pipeline, tagger
@@ -122,24 +124,28 @@ class TaggingTaskSet(task_set.TaskSet):
   name = "tagging"
   option_schema = TAGGING.options
   defaults = TAGGING.run_defaults
-  file_options = ("columns", "train", "dev", "test", "placeholder", "scoring")
+  file_options = ("columns", "train", "dev", "test", "placeholder", "scoring",
+                  "sentence_tasks", "sentence_pooling")
   evaluation_options = ("dev", "test")  # mtl-eval may score other files of the same columns.
+  sentence_tasks = ()  # Tasks labelled per sentence (--sentence_tasks).
+  sentence_pooling = "mean"
 
   def __init__(self, options, *, eval_batch_size=128):
     reject_unknown(self.name, options, self.option_schema)
     options = dict(options)
     self._init_files(options)
-    self.label_tasks = self.task_names
+    self.label_tasks = self.task_names  # Token tasks, then sentence tasks.
+    self.token_tasks = tuple(t for t in self.task_names if t not in self.sentence_tasks)
     self.lm = self._lm_config(options)
     self.buckets = pipeline.check_buckets(options.pop("buckets", pipeline.DEFAULT_BUCKETS))
     for key, kind in (("crf", None), ("reads", int)):
       if key in options:
         options[key] = (_as_list(key, options[key]) if kind is None
                         else parse_task_map(key, options[key], kind))
-        unknown = sorted(set(options[key]) - set(self.label_tasks))
+        unknown = sorted(set(options[key]) - set(self.token_tasks))
         if unknown:
-          raise ConfigError(f"--{key} names unknown task(s) {unknown}; the tagging tasks are "
-                            f"{list(self.label_tasks)}.")
+          raise ConfigError(f"--{key} names unknown task(s) {unknown}; the token tasks are "
+                            f"{list(self.token_tasks)}.")
     if self.lm is not None and options.get("trunk") == "conv":
       options.setdefault("directional_first_layer", True)
     self.config = tagger.TaggerConfig(**options)
@@ -152,6 +158,7 @@ class TaggingTaskSet(task_set.TaskSet):
     self.scoring = dict(self.declared_scoring)
     self.vocabularies = self.featurizer = None
     self._predictors, self._predictor_model = {}, None
+    self._sentence_evaluators = {}
 
   def _lm_config(self, options):
     """The LanguageModelConfig the lm_* options (popped from `options`) give, or None when
@@ -179,6 +186,15 @@ class TaggingTaskSet(task_set.TaskSet):
     self.task_names = tuple(c for c in self.columns if c != columns_lib.WORD)
     if not self.task_names:
       raise ConfigError("--columns must name at least one label column besides 'word'.")
+    self.sentence_tasks = tuple(_as_list("sentence_tasks", options.pop("sentence_tasks", None)
+                                         or ()))
+    self.sentence_pooling = options.pop("sentence_pooling", "mean") or "mean"
+    bad = [t for t in self.sentence_tasks if not t.isidentifier() or t in self.columns
+           or t == LM_TASK]
+    if bad or len(set(self.sentence_tasks)) != len(self.sentence_tasks):
+      raise ConfigError(f"--sentence_tasks must name new tasks, each once (identifiers, not a "
+                        f"column nor {LM_TASK!r}), got {list(self.sentence_tasks)}.")
+    self.task_names += self.sentence_tasks
     self.files = {split: parse_files(split, options.pop(split, None), self.task_names)
                   for split in ("train", "dev", "test")}
     if not self.files["train"]:
@@ -186,7 +202,8 @@ class TaggingTaskSet(task_set.TaskSet):
     self.placeholder = options.pop("placeholder", None) or None
     self.declared_scoring = parse_task_map("scoring", options.pop("scoring", {}))
     for task, kind in self.declared_scoring.items():
-      if task not in self.task_names or kind not in evaluation.SCORINGS:
+      if task not in self.task_names or task in self.sentence_tasks or (
+          kind not in evaluation.SCORINGS):
         raise ConfigError(f"--scoring takes TASK:KIND with a task of {list(self.task_names)} "
                           f"and a kind of {list(evaluation.SCORINGS)}, got {task}:{kind}.")
 
@@ -211,6 +228,8 @@ class TaggingTaskSet(task_set.TaskSet):
     return {"columns": list(self.columns),
             **{split: dict(files) for split, files in self.files.items()},
             "placeholder": self.placeholder, "scoring": dict(self.declared_scoring),
+            "sentence_tasks": list(self.sentence_tasks) or None,
+            "sentence_pooling": self.sentence_pooling,
             **dataclasses.asdict(self.config), "crf": list(self.config.crf),
             "buckets": list(self.buckets), **self._lm_options()}
 
@@ -234,13 +253,18 @@ class TaggingTaskSet(task_set.TaskSet):
       full = self._path(path, data_dir)
       corpora.append(Corpus(full, tuple(tasks), columns_lib.read_column_file(
           full, columns=self.columns, tasks=tasks, placeholder=self.placeholder,
-          span_tasks=[t for t in tasks if t in span_tasks])))
+          span_tasks=[t for t in tasks if t in span_tasks],
+          sentence_tasks=self.sentence_tasks)))
     return corpora
 
   def _check_labelled(self, corpora, split):
     for corpus in corpora:
       for task in corpus.tasks:
-        if not any(t is not None for s in corpus.sentences for t in s.tags.get(task, ())):
+        if task in self.sentence_tasks:
+          if not any(task in s.sentence_labels for s in corpus.sentences):
+            raise DataError(corpus.path, None, f"no sentence label of task {task!r} in the "
+                            f"{split} split (a line '# {task} = LABEL' before a sentence).")
+        elif not any(t is not None for s in corpus.sentences for t in s.tags.get(task, ())):
           raise DataError(corpus.path, None, f"no label of task {task!r} in the {split} split "
                           f"(its column is missing or only placeholders).")
 
@@ -250,7 +274,7 @@ class TaggingTaskSet(task_set.TaskSet):
     scoring = dict(self.declared_scoring)
     for corpus in corpora:
       for task in corpus.tasks:
-        if task in scoring:
+        if task in scoring or task in self.sentence_tasks:
           continue
         tags = {t for s in corpus.sentences for t in s.tags.get(task, ()) if t is not None}
         scoring[task] = evaluation.SPAN if columns_lib.looks_like_span_column(tags) else (
@@ -298,7 +322,8 @@ class TaggingTaskSet(task_set.TaskSet):
       raise ConfigError(f"{path} does not exist; is this a model directory written by "
                         f"mtl-train?")
     sentences = self._training_sentences(data)  # Read once for both vocabularies.
-    vocabularies = kept if kept is not None else Vocabularies.build(sentences, self.label_tasks)
+    vocabularies = kept if kept is not None else Vocabularies.build(
+        sentences, self.token_tasks, sentence_tasks=self.sentence_tasks)
     if self.lm is not None:
       words = language_model.frequent_words(sentences, self.lm.vocab_size)
       vocabularies = dataclasses.replace(vocabularies, tags={**vocabularies.tags, LM_TASK: words})
@@ -323,20 +348,39 @@ class TaggingTaskSet(task_set.TaskSet):
     missing = [t for t in tasks if t not in vocabularies.tags]
     if missing:
       raise ConfigError(f"the vocabularies have no tags for task(s) {missing}.")
-    extra = {}
+    single = [t for t in tasks if t in self.sentence_tasks and len(vocabularies.tags[t]) < 2]
+    if single:
+      raise ConfigError(f"sentence task(s) {single}: the training sentences hold fewer than 2 "
+                        f"labels; there is nothing to classify.")
+    extra = {t: Classification(self._classes(vocabularies, t), pooling=self.sentence_pooling)
+             .head(reads=f"layer{self.config.num_layers}", input_size=self.config.output_size,
+                   seed=seed + 3000 + i, name=f"{t}_head")
+             for i, t in enumerate(tasks) if t in self.sentence_tasks}
     if LM_TASK in tasks:
       extra[LM_TASK] = language_model.LanguageModelHead(
           self.config.hidden_size, len(vocabularies.tags[LM_TASK]), self.lm, seed=seed + 2000,
           name=f"{LM_TASK}_head")
     return tagger.build_tagger(
         self.config, num_words=self.featurizer.num_words, num_chars=self.featurizer.num_chars,
-        num_tags={t: len(vocabularies.tags[t]) for t in tasks if t != LM_TASK}, seed=seed,
+        num_tags={t: len(vocabularies.tags[t]) for t in tasks
+                  if t != LM_TASK and t not in self.sentence_tasks}, seed=seed,
         extra_heads=extra)
+
+  @staticmethod
+  def _classes(vocabularies, task):
+    """A sentence task's number of classes: its training labels (labels seen only in held-out
+    data get an id past them, which the kind treats as missing)."""
+    return len(vocabularies.tags[task])
 
   def make_tasks(self, model, tasks):
     # The LM head has a loss and metrics like a tagging head; its unit is the token too
     # (throughput stays in tokens/s), while its loss is normalised by the words it predicts.
-    return tagger.tagging_tasks(model, tasks)
+    # A sentence task is a Classification (mtlcore.task_kinds), counting sentences.
+    made = {t.name: t for t in tagger.tagging_tasks(
+        model, [t for t in tasks if t not in self.sentence_tasks])}
+    made.update({t: Classification(self._classes(self.vocabularies, t)).task(t)
+                 for t in tasks if t in self.sentence_tasks})
+    return [made[t] for t in tasks]
 
   def _stream(self, sentences, tasks, batch_size, seed):
     if LM_TASK in tasks:
@@ -345,7 +389,8 @@ class TaggingTaskSet(task_set.TaskSet):
     def make_dataset(start):
       return pipeline.training_dataset(
           sentences, featurizer=self.featurizer, vocabularies=self.vocabularies, tasks=tasks,
-          batch_size=batch_size, seed=seed, buckets=self.buckets, start=start)
+          batch_size=batch_size, seed=seed, buckets=self.buckets, start=start,
+          sentence_tasks=self.sentence_tasks)
     return task_set.Stream(make_dataset, pipeline.steps_per_epoch(
         sentences, batch_size=batch_size, buckets=self.buckets))
 
@@ -372,22 +417,43 @@ class TaggingTaskSet(task_set.TaskSet):
       if own not in self._predictors:
         self._predictors[own] = evaluation.TagPredictor(
             model, self.featurizer, self.vocabularies, tasks=own,
-            batch_size=self.eval_batch_size, buckets=self.buckets)
+            batch_size=self.eval_batch_size, buckets=self.buckets,
+            sentence_tasks=self.sentence_tasks)
       out.append((corpus, own, self._predictors[own].predict(corpus.sentences)))
     return out
 
   def evaluate(self, model, data, tasks, split):
+    """Token tasks scored by mtlcore.tagging.evaluation.score (conlleval for span columns);
+    sentence tasks by the engine (mtlcore.evaluation: their loss, accuracy and macro-F1 as
+    fractions, the in-step metrics' own definitions)."""
     result = {}
-    for corpus, _, predictions in self._predict(model, data, tasks, split):
+    token_tasks = [t for t in tasks if t not in self.sentence_tasks]
+    for corpus, _, predictions in self._predict(model, data, token_tasks, split):
       result.update(evaluation.score(corpus.sentences, predictions, data.scoring))
+    for corpus in data.splits[split]:
+      own = tuple(t for t in tasks if t in corpus.tasks and t in self.sentence_tasks)
+      if own:
+        key = (id(model), own)
+        if key not in self._sentence_evaluators:
+          self._sentence_evaluators[key] = (model, Evaluator(model, self.make_tasks(model, own)))
+        result.update(self._sentence_evaluators[key][1](pipeline.eval_dataset(
+            corpus.sentences, featurizer=self.featurizer, vocabularies=self.vocabularies,
+            tasks=own, batch_size=self.eval_batch_size, buckets=self.buckets,
+            sentence_tasks=own)))
     return result
 
   def write_predictions(self, model, data, tasks, split, path):
     """Into directory `path`, one file per task, TASK.txt: conlleval's input, `word gold
     pred` per token and a blank line after each sentence, for the sentences fully labelled for
-    the task."""
+    the task; for a sentence task, `gold pred` per sentence that has a gold label."""
     for corpus, own, predictions in self._predict(model, data, tasks, split):
       for task in own:
+        if task in self.sentence_tasks:
+          with open(os.path.join(path, f"{task}.txt"), "w", encoding="utf-8") as f:
+            f.writelines(f"{s.sentence_labels[task]} {p}\n"
+                         for s, p in zip(corpus.sentences, predictions[task])
+                         if task in s.sentence_labels)
+          continue
         with open(os.path.join(path, f"{task}.txt"), "w", encoding="utf-8") as f:
           for sentence, predicted in zip(corpus.sentences, predictions[task]):
             if sentence.fully_labelled(task):
@@ -404,4 +470,5 @@ class TaggingTaskSet(task_set.TaskSet):
     """Serves the tagging tasks of `tasks`; the LM task's head is not exported."""
     served = [t for t in tasks if t != LM_TASK]
     return export.export_tagger(export_dir, model.with_tasks(served), self.featurizer,
-                                self.vocabularies, served, atomically=False)
+                                self.vocabularies, served, atomically=False,
+                                sentence_tasks=self.sentence_tasks)

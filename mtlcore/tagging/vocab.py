@@ -40,16 +40,19 @@ class Vocabularies:
                                        compare=False)
 
   @classmethod
-  def build(cls, sentences, tasks, *, min_word_count=2, min_char_count=1):
+  def build(cls, sentences, tasks, *, min_word_count=2, min_char_count=1, sentence_tasks=()):
     """Builds the vocabularies from training sentences (mtlcore.tagging.columns.TaggedSentence):
     words and characters from all of them, each task's tags from its labels (missing ones
-    left out)."""
+    left out), each sentence task's labels from the sentences' labels."""
     require_positive("min_word_count", min_word_count)
     words = collections.Counter(normalize_word(w) for s in sentences for w in s.words)
     chars = collections.Counter(c for s in sentences for w in s.words for c in w)
     keep = lambda counter, n: tuple(sorted(k for k, c in counter.items() if c >= n))
     tags = {task: tuple(sorted({t for s in sentences for t in s.tags.get(task, ())
                                 if t is not None})) for task in tasks}
+    tags.update({task: tuple(sorted({s.sentence_labels[task] for s in sentences
+                                     if task in s.sentence_labels}))
+                 for task in sentence_tasks})
     return cls(words=keep(words, min_word_count), chars=keep(chars, min_char_count), tags=tags)
 
   def tag_ids(self, task, tags):

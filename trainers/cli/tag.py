@@ -6,8 +6,9 @@ Input: one sentence per line, tokens separated by white space. Output: one line 
 the token and then one label per task the model serves, in the run's task order, and a blank
 line after each sentence (an empty input line gives just the blank line). Needs only the
 export directory: a SavedModel whose `serving_default` takes `tokens` (string [B, T], padded
-with "") and returns one string [B, T] label tensor per task, with the tasks' order in its
-`task_order` variable (what the built-in sequence task sets export). A line that cannot be
+with "") and returns one string [B, T] label tensor per task (or, for a task that labels
+the whole row, string [B], printed as a line `# TASK = LABEL` before the row's tokens), with
+the tasks' order in its `task_order` variable (what the built-in sequence task sets export). A line that cannot be
 labelled (not UTF-8) is reported on stderr with its number; the others are still labelled,
 and the exit status is then 1.
 """
@@ -41,15 +42,19 @@ def load(export_dir):
 
 
 def tag_batch(signature, sentences, tasks):
-  """Tags lists of tokens; returns, per sentence, a list of (word, tag of each task)."""
+  """Tags lists of tokens; returns, per sentence, (its rows: (word, tag of each token-level
+  task), {task: label} of the tasks whose output labels the whole row (shape [B]))."""
   longest = max((len(s) for s in sentences), default=0)
   if longest == 0:
-    return [[] for _ in sentences]
+    return [([], {}) for _ in sentences]
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   padded = [s + [""] * (longest - len(s)) for s in sentences]
   out = signature(tokens=tf.constant(padded, tf.string))
-  tags = [out[t].numpy() for t in tasks]
-  return [[(w, *(t[i, j].decode() for t in tags)) for j, w in enumerate(s)]
+  outputs = {t: out[t].numpy() for t in tasks}
+  whole = [t for t in tasks if outputs[t].ndim == 1]
+  tags = [outputs[t] for t in tasks if t not in whole]
+  return [([(w, *(t[i, j].decode() for t in tags)) for j, w in enumerate(s)],
+           {t: outputs[t][i].decode() for t in whole} if s else {})
           for i, s in enumerate(sentences)]
 
 
@@ -67,8 +72,9 @@ def main():
 
   def flush():
     results = tag_batch(signature, [tokens for _, tokens in pending], tasks)
-    for rows in results:
-      sys.stdout.write("".join(" ".join(row) + "\n" for row in rows) + "\n")
+    for rows, labels in results:
+      sys.stdout.write("".join(f"# {task} = {label}\n" for task, label in labels.items())
+                       + "".join(" ".join(row) + "\n" for row in rows) + "\n")
     pending.clear()
 
   for number, raw in enumerate(sys.stdin.buffer, 1):
