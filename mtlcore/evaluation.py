@@ -18,19 +18,22 @@ class Evaluator:
   """Scores a model's `tasks` (mtlcore.tasks.Task) on data sets of (features, labels).
 
   Labels are a dict {task: labels}; a task absent from a batch's labels has no label there
-  (as one whose labels are all missing). Keys of the result: "TASK/loss" and "TASK/METRIC".
+  (as one whose labels are all missing). Keys of the result: "TASK/loss" (unless
+  `with_loss` is False), "TASK/METRIC" of each in-step and evaluation-only metric
+  (Task.eval_metrics; one whose result is a dict gives those keys instead).
   """
 
-  def __init__(self, model, tasks):
+  def __init__(self, model, tasks, *, with_loss=True):
     self.model = model
     self.tasks = tuple(tasks)
     model.check_tasks([t.name for t in self.tasks])
     self._slots = []  # (key, task name, Metric, first slot, size)
     size = 0
     for task in self.tasks:
-      named = {"loss": metrics_lib.RatioMetric(task.loss),
-               **{m: metrics_lib.as_metric(f, f"Task '{task.name}': metric '{m}'")
-                  for m, f in task.metrics.items()}}
+      named = {"loss": metrics_lib.RatioMetric(task.loss, higher_is_better=False)} \
+          if with_loss else {}
+      named.update({m: metrics_lib.as_metric(f, f"Task '{task.name}': metric '{m}'")
+                    for m, f in {**task.metrics, **task.eval_metrics}.items()})
       for name, metric in named.items():
         self._slots.append((f"{task.name}/{name}", task.name, metric, size, metric.size))
         size += metric.size
@@ -62,8 +65,11 @@ class Evaluator:
 
   def results(self, sums):
     """{"TASK/METRIC": value} from summed statistics."""
-    return {key: metric.result(sums[start:start + size])
-            for key, _, metric, start, size in self._slots}
+    out = {}
+    for key, _, metric, start, size in self._slots:
+      value = metric.result(sums[start:start + size])
+      out.update(value if isinstance(value, dict) else {key: value})
+    return out
 
   def __call__(self, dataset):
     """{"TASK/METRIC": value} of the model on every batch of `dataset`."""

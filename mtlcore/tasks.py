@@ -53,6 +53,10 @@ class Task:
       training step beside the loss and, by the same definition, by the engine's evaluation
       (mtlcore.evaluation); each reaches TensorBoard and the progress line as TASK/NAME.
       "loss" is reserved.
+    eval_metrics: name -> a mtlcore.metrics.Metric that only the held-out evaluation
+      computes (e.g. span F1 of decoded outputs, whose statistics may come from host code:
+      it is not compiled with XLA); its `result` may be a dict of whole keys
+      ({"chunk/f1": ..., "chunk/precision": ...}) instead of one value for TASK/NAME.
     units: what `count_units` counts, e.g. "tokens"; throughput is reported per unit.
     count_units: (labels, features) -> float32 scalar, the units of a batch this task learns
       from (labelled tokens, examples). Default: examples.
@@ -69,6 +73,7 @@ class Task:
   units: str = "examples"
   count_units: UnitCounter = count_examples
   loss_count: LossCounter | None = None
+  eval_metrics: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if not self.name or not self.name.isidentifier():
@@ -79,7 +84,11 @@ class Task:
     if bad:
       raise ConfigError(f"Task '{self.name}': metric names must be non-empty and hold no '/', "
                         f"got {bad}.")
-    for name, metric in self.metrics.items():
+    for name, metric in {**self.metrics, **self.eval_metrics}.items():
       metrics_lib.as_metric(metric, f"Task '{self.name}': metric '{name}'")
+    both = sorted(set(self.metrics) & set(self.eval_metrics) | {"loss"} & set(self.eval_metrics))
+    if both:
+      raise ConfigError(f"Task '{self.name}': {both} name both an in-step metric (or the "
+                        f"loss) and an evaluation metric.")
     if not self.units.isidentifier():
       raise ConfigError(f"Task '{self.name}': units must be an identifier, got {self.units!r}.")

@@ -201,3 +201,14 @@ def test_smoke_run_on_the_real_data_beats_the_majority_tag_baseline(real_conll_d
                           [[majority.get(w, "B-NP") for w in s.words] for s in splits.dev])
   print(f"dev chunk F1 {dev_f1:.2f}, majority-tag baseline {baseline['overall']['f1']:.2f}")
   assert dev_f1 > baseline["overall"]["f1"] + 5.0, (dev_f1, baseline["overall"]["f1"])
+  # The engine's evaluation (metrics.json's) equals the sentence-list scorer on the real test
+  # set, exactly (tests/test_tagging_evaluation.py pins the same on synthetic data).
+  from mtlcore.tagging import evaluation  # pylint: disable=g-import-not-at-top
+  from mtlcore.trainers import run  # pylint: disable=g-import-not-at-top
+  _, task_set, model, data, _ = run.restore(str(tmp_path), data_dir=str(real_conll_dir))
+  (corpus,) = data.splits["test"]
+  predictor = evaluation.TagPredictor(model, task_set.featurizer, task_set.vocabularies,
+                                      tasks=("pos", "chunk"), buckets=task_set.buckets)
+  legacy = evaluation.score(corpus.sentences, predictor.predict(corpus.sentences), data.scoring)
+  stored = json.loads((tmp_path / "metrics.json").read_text())["test"]
+  assert stored == legacy, {k: (stored.get(k), legacy.get(k)) for k in legacy}

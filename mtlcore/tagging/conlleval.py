@@ -52,7 +52,8 @@ def chunk_spans(tags):
   return spans
 
 
-def _prf(correct, guessed, gold):
+def prf(correct, guessed, gold):
+  """conlleval's precision, recall and F1 (percentages) of chunk counts, with the counts."""
   precision = 100.0 * correct / guessed if guessed else 0.0
   recall = 100.0 * correct / gold if gold else 0.0
   f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -86,8 +87,8 @@ def chunk_scores(gold_sentences, predicted_sentences):
     for span in gold_spans:
       counts[span[2]][2] += 1
   total = [sum(c[i] for c in counts.values()) for i in range(3)]
-  return {"overall": _prf(*total),
-          "by_type": {t: _prf(*c) for t, c in sorted(counts.items())}}
+  return {"overall": prf(*total),
+          "by_type": {t: prf(*c) for t, c in sorted(counts.items())}}
 
 
 def token_accuracy(gold_sentences, predicted_sentences):

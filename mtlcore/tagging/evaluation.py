@@ -10,6 +10,7 @@ span precision, recall and F1 (percentages) for span tasks.
 import numpy as np
 import tensorflow as tf
 
+from mtlcore import metrics
 from mtlcore.tagging import conlleval
 from mtlcore.tagging import pipeline
 
@@ -82,3 +83,70 @@ def score(sentences, predictions, scoring):
       for span_type, s in scores["by_type"].items():
         result[f"{task}_f1_by_type/{span_type}"] = s["f1"]
   return result
+
+
+def span_type(tag):
+  """The chunk type of a span tag ('B-NP' -> 'NP'; 'O' -> None)."""
+  return tag.partition("-")[2] or None
+
+
+class DecodedScores(metrics.Metric):
+  """A tagging task's held-out scores as summable statistics (an evaluation-only metric,
+  mtlcore.tasks.Task.eval_metrics): token accuracy and, for a span task, conlleval's chunk
+  counts per type, of the head's decoded tags (Viterbi for a CRF, else argmax).
+
+  The head decodes inside the evaluation's function; the counting runs on the host
+  (tf.numpy_function) against the gold tag strings of `sentences` (the corpus being
+  evaluated, set before each pass; a batch row finds its sentence by the `index` feature), so
+  a gold tag never seen in training counts with its own type, exactly as conlleval counts it.
+  Statistics: [correct tokens, labelled tokens, then per type of `types`: correct, guessed
+  and gold chunks]; only sentences fully labelled for the task enter the chunk counts
+  (conlleval needs whole sentences), every labelled token the accuracy. `result` gives
+  TASK/accuracy and, for a span task, TASK/precision, TASK/recall, TASK/f1 and
+  TASK_f1_by_type/TYPE for each type with a gold or guessed chunk: percentages, equal to
+  `score`'s.
+  """
+
+  def __init__(self, task, head, tag_names, *, span, types=()):
+    self.task, self.head, self.span = task, head, span
+    self.tag_names = np.array(tag_names, dtype=object)
+    self.types = tuple(sorted(types)) if span else ()
+    self._type_index = {t: i for i, t in enumerate(self.types)}
+    self.size = 2 + 3 * len(self.types)
+    self.sentences = None
+
+  def statistics(self, labels, predictions, features):
+    del labels  # The gold strings come from the sentences (unseen tags keep their type).
+    ids = self.head.decode(predictions, features["length"])
+    counts = tf.numpy_function(self._count, [features["index"], ids, features["length"]],
+                               tf.float32, stateful=True)
+    return tf.ensure_shape(counts, [self.size])
+
+  def _count(self, index, ids, lengths):
+    out = np.zeros([self.size], np.float32)
+    for i, row, n in zip(index, ids, lengths):
+      sentence = self.sentences[i]
+      gold, predicted = sentence.labels(self.task), self.tag_names[row[:n]]
+      labelled = [(g, p) for g, p in zip(gold, predicted) if g is not None]
+      out[0] += sum(g == p for g, p in labelled)
+      out[1] += len(labelled)
+      if self.span and labelled and len(labelled) == len(gold):
+        gold_spans, predicted_spans = conlleval.chunk_spans(gold), conlleval.chunk_spans(
+            list(predicted))
+        for column, spans in ((0, gold_spans & predicted_spans), (1, predicted_spans),
+                              (2, gold_spans)):
+          for span in spans:
+            out[2 + 3 * self._type_index[span[2]] + column] += 1
+    return out
+
+  def result(self, sums):
+    correct, total = float(sums[0]), float(sums[1])
+    out = {f"{self.task}/accuracy": 100.0 * correct / total if total else 0.0}
+    if self.span:
+      by_type = np.asarray(sums[2:], np.float64).reshape(-1, 3).astype(np.int64)
+      overall = conlleval.prf(*(int(x) for x in by_type.sum(0)))
+      out.update({f"{self.task}/{k}": overall[k] for k in ("precision", "recall", "f1")})
+      for span_type_name, counts in zip(self.types, by_type):
+        if counts[1] or counts[2]:
+          out[f"{self.task}_f1_by_type/{span_type_name}"] = conlleval.prf(*map(int, counts))["f1"]
+    return out

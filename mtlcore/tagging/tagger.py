@@ -196,7 +196,10 @@ class TokenClassifierHead(TaskHead):
 
   def metrics(self):
     def accuracy(labels, logits, features):
-      return losses.masked_accuracy(labels, logits, sequence_mask(features))
+      """Per-token argmax accuracy over the labelled tokens, in percent (the unit of the
+      held-out TASK/accuracy, which scores the decoded tags)."""
+      correct = losses.masked_accuracy(labels, logits, sequence_mask(features))
+      return Ratio(100.0 * correct.total, correct.count)
     return {"accuracy": accuracy}
 
 

@@ -158,7 +158,7 @@ class TaggingTaskSet(task_set.TaskSet):
     self.scoring = dict(self.declared_scoring)
     self.vocabularies = self.featurizer = None
     self._predictors, self._predictor_model = {}, None
-    self._sentence_evaluators = {}
+    self._engines = {}  # (id(model), tasks) -> (model, Evaluator, its DecodedScores)
 
   def _lm_config(self, options):
     """The LanguageModelConfig the lm_* options (popped from `options`) give, or None when
@@ -423,24 +423,45 @@ class TaggingTaskSet(task_set.TaskSet):
     return out
 
   def evaluate(self, model, data, tasks, split):
-    """Token tasks scored by mtlcore.tagging.evaluation.score (conlleval for span columns);
-    sentence tasks by the engine (mtlcore.evaluation: their loss, accuracy and macro-F1 as
-    fractions, the in-step metrics' own definitions)."""
+    """{TASK/METRIC: value} of `tasks` on `split`, by the engine's evaluation
+    (mtlcore.evaluation): each corpus batch by batch, keeping only summed counts. A token
+    task is scored on its decoded tags (evaluation.DecodedScores: accuracy, and conlleval's
+    precision, recall, F1 and F1 per type for a span column, in percent); a sentence task by
+    its own metrics (accuracy, macro-F1, fractions)."""
     result = {}
-    token_tasks = [t for t in tasks if t not in self.sentence_tasks]
-    for corpus, _, predictions in self._predict(model, data, token_tasks, split):
-      result.update(evaluation.score(corpus.sentences, predictions, data.scoring))
     for corpus in data.splits[split]:
-      own = tuple(t for t in tasks if t in corpus.tasks and t in self.sentence_tasks)
-      if own:
-        key = (id(model), own)
-        if key not in self._sentence_evaluators:
-          self._sentence_evaluators[key] = (model, Evaluator(model, self.make_tasks(model, own)))
-        result.update(self._sentence_evaluators[key][1](pipeline.eval_dataset(
-            corpus.sentences, featurizer=self.featurizer, vocabularies=self.vocabularies,
-            tasks=own, batch_size=self.eval_batch_size, buckets=self.buckets,
-            sentence_tasks=own)))
+      own = tuple(t for t in tasks if t in corpus.tasks)
+      if not own:
+        continue
+      evaluator, scorers = self._engine(model, data, own)
+      for scorer in scorers:
+        scorer.sentences = corpus.sentences
+      result.update(evaluator(pipeline.eval_dataset(
+          corpus.sentences, featurizer=self.featurizer, vocabularies=self.vocabularies,
+          tasks=own, batch_size=self.eval_batch_size, buckets=self.buckets,
+          sentence_tasks=self.sentence_tasks)))
     return result
+
+  def _engine(self, model, data, tasks):
+    """(the Evaluator of `tasks`, their DecodedScores), built once per model and tasks."""
+    key = (id(model), tasks)
+    if key not in self._engines:
+      made = {t.name: t for t in self.make_tasks(model, tasks)}
+      scorers = []
+      for t in tasks:
+        if t in self.sentence_tasks:
+          continue
+        span = data.scoring.get(t) == evaluation.SPAN
+        types = {evaluation.span_type(tag) for tag in self.vocabularies.tags[t]} | {
+            evaluation.span_type(tag) for corpora in data.splits.values() for c in corpora
+            if t in c.tasks for s in c.sentences for tag in s.labels(t) if tag is not None}
+        scorer = evaluation.DecodedScores(t, model.heads[t], self.vocabularies.tags[t],
+                                          span=span, types=types - {None})
+        scorers.append(scorer)
+        made[t] = dataclasses.replace(made[t], metrics={}, eval_metrics={"scores": scorer})
+      self._engines[key] = (model, Evaluator(model, [made[t] for t in tasks],
+                                                with_loss=False), scorers)
+    return self._engines[key][1:]
 
   def write_predictions(self, model, data, tasks, split, path):
     """Into directory `path`, one file per task, TASK.txt: conlleval's input, `word gold
