@@ -56,7 +56,7 @@ class Task:
     eval_metrics: name -> a mtlcore.metrics.Metric that only the held-out evaluation
       computes (e.g. span F1 of decoded outputs, whose statistics may come from host code:
       it is not compiled with XLA); its `result` may be a dict of whole keys
-      ({"chunk/f1": ..., "chunk/precision": ...}) instead of one value for TASK/NAME.
+      ({"spans/f1": ..., "spans/precision": ...}) instead of one value for TASK/NAME.
     units: what `count_units` counts, e.g. "tokens"; throughput is reported per unit.
     count_units: (labels, features) -> float32 scalar, the units of a batch this task learns
       from (labelled tokens, examples). Default: examples.

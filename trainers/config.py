@@ -39,6 +39,8 @@ RESUME_POLICY = {
     "init_from": "refuse",
     # The best score so far is kept in the checkpoint: it is comparable under its rule only.
     "select_by": "refuse", "select_references": "refuse", "best_per_task": "refuse",
+    # The checkpoint holds the iterators or not: a resume keeps what it was written with.
+    "checkpoint_iterators": "refuse",
     "freeze_trunk": "refuse", "precision": "refuse",
     # The replicas set the per-replica batch, so the data order: a run resumes under its own.
     "strategy": "refuse", "num_logical_cpus": "refuse",
@@ -124,6 +126,9 @@ class RunConfig:
     select_references: delta_m's references: "KEY=VALUE" items, or model directories of
       finished runs (e.g. single-task ones) whose metrics.json holds the keys.
     best_per_task: also keep each task's best checkpoint by its own metric in best/TASK/.
+    checkpoint_iterators: save each input stream's tf.data iterator in the checkpoint
+      (Trainer.checkpoint_inputs) instead of resuming it by its position; for sources that
+      are slow or unable to skip.
   """
 
   task_set: str
@@ -168,6 +173,7 @@ class RunConfig:
   select_by: str = ""
   select_references: tuple = ()
   best_per_task: bool = False
+  checkpoint_iterators: bool = False
 
   def __post_init__(self):
     object.__setattr__(self, "tasks", tuple(self.tasks or ()))

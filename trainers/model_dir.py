@@ -300,11 +300,13 @@ def checkpoints_on_disk(directory):
 
 
 def readable(path):
-  """None if every tensor of checkpoint `path` can be read, else the first line of why."""
+  """None if every tensor of checkpoint `path` can be read, else the first line of why. A
+  saved tf.data iterator (a variant) is read when it is restored, not here."""
   try:
     reader = tf.train.load_checkpoint(path)
-    for key in reader.get_variable_to_shape_map():
-      reader.get_tensor(key)
+    for key, dtype in reader.get_variable_to_dtype_map().items():
+      if dtype != tf.variant:
+        reader.get_tensor(key)
   except (tf.errors.OpError, ValueError, IndexError, OSError) as e:  # IndexError: cut short.
     return _first_line(e)
   return None

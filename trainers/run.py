@@ -232,6 +232,8 @@ def _train(config, task_set, data, strategy, role, model_dir, restore_from, part
       total = build.total_steps(config, streams)
       trainer = build.build_trainer(config, model=model, tasks=tasks, streams=streams,
                                     total_steps=total)
+    if config.checkpoint_iterators:
+      _checkpoint_iterators(trainer)
     selection, per_task = selection_lib.make_rules(config, task_set, tasks)
     evaluate = None
     if task_set.splits and role.chief:
@@ -281,6 +283,22 @@ def _train(config, task_set, data, strategy, role, model_dir, restore_from, part
     logging.info("%s at step %d of %d: %s.", "Stopped" if loop.stopped_early else "Finished",
                  int(trainer.global_step.numpy()), total, skipped)
     return result
+
+
+def _checkpoint_iterators(trainer):
+  """Puts the input iterators into the checkpoint where they can be, and says in one line
+  what that costs and which streams keep resuming by position (and why)."""
+  report = trainer.checkpoint_inputs()
+  saved = {k: size for k, (size, _) in report.items() if size is not None}
+  kept = {k: why for k, (_, why) in report.items() if why is not None}
+  parts = []
+  if saved:
+    parts.append(f"saved in the checkpoint: {', '.join(saved)} "
+                 f"(+{sum(saved.values()) / 1024:.1f} KB per checkpoint)")
+  if kept:
+    parts.append("resuming by position, as their iterators cannot be saved: " + "; ".join(
+        f"{k} ({why})" for k, why in kept.items()))
+  logging.info("--checkpoint_iterators: input streams %s.", "; ".join(parts))
 
 
 def _check_skipped(trainer, skipped_steps):

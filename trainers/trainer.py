@@ -23,6 +23,10 @@ steps, `train` checks that its iterators stand where the counters say and rebuil
 (the first call, or after a checkpoint was restored), so a checkpoint stays the same size
 whatever the corpus, and resume is exact. A plain tf.data.Dataset is accepted as well; it is
 then rebuilt with `dataset.skip(start)`: exact too, but it reads `start` batches to get there.
+For a source where that is slow or impossible (large shuffle buffers, sources that cannot
+seek), `checkpoint_inputs()` makes the streams' tf.data iterators part of the checkpoint
+instead, where TensorFlow can save them (not a `from_generator` or `numpy_function`
+pipeline, not an iterator over a distributed dataset: those keep resuming by position).
 
 A trainer built inside a tf.distribute strategy's scope trains under it
 (trainers.replicas): each replica runs the forward and backward pass on its own batch
@@ -35,6 +39,9 @@ replica trains exactly as a single device does.
 import contextlib
 import dataclasses
 import gc
+import os
+import shutil
+import tempfile
 
 import tensorflow as tf
 
@@ -62,6 +69,7 @@ class _Inputs:
     self.makers = makers
     self.iterators = None
     self.positions = None
+    self.checkpointed = {}  # stream -> its iterator, saved in the checkpoint.
 
 
 class _Uncheckpointed:
@@ -130,17 +138,51 @@ class Trainer(tf.Module):
     self._input_counters = counters
 
   def _positions(self):
-    return {k: int(v.numpy()) for k, v in self._input_counters.items()}
+    return {k: int(v.numpy()) for k, v in self._input_counters.items()
+            if k not in self._inputs.checkpointed}
 
   def _sync_inputs(self):
     """Rebuilds the iterators (and retraces the loop that reads them) unless they already
-    stand where the step counters say."""
+    stand where the step counters say. A checkpointed iterator stands where the checkpoint
+    put it and is never rebuilt."""
     positions = self._positions()
-    if positions != self._inputs.positions:
+    if positions != self._inputs.positions or self._inputs.iterators is None:
       self._inputs.iterators = {k: self._replicas.iterator(self._inputs.makers[k], p)
                                 for k, p in positions.items()}
+      self._inputs.iterators.update(self._inputs.checkpointed)
       self._inputs.positions = positions
       self._loop = tf.function(self._loop_impl)
+
+  def checkpoint_inputs(self):
+    """Makes each input stream's tf.data iterator part of the trainer's checkpoint where
+    TensorFlow can save it; call before restoring a checkpoint. A stream whose iterator
+    cannot be saved (a `from_generator` or `numpy_function` pipeline, or any stream under a
+    tf.distribute strategy) keeps resuming by its position.
+
+    Returns {stream: (bytes one saved iterator takes, None) or (None, why it cannot be)},
+    measured by saving each iterator once into a temporary directory.
+    """
+    report = {}
+    for name, make in self._inputs.makers.items():
+      if self._replicas.distributed:
+        report[name] = (None, "an iterator over a distributed dataset cannot be saved")
+        continue
+      iterator = iter(make(0))
+      probe = tempfile.mkdtemp(prefix="mtlcore-iterator-")
+      try:
+        tf.train.Checkpoint(iterator=iterator).write(os.path.join(probe, "probe"))
+        size = sum(os.path.getsize(os.path.join(probe, f)) for f in os.listdir(probe))
+      except (tf.errors.OpError, ValueError, TypeError) as e:
+        report[name] = (None, str(e).strip().splitlines()[0][:160])
+        continue
+      finally:
+        shutil.rmtree(probe, ignore_errors=True)
+      self._inputs.checkpointed[name] = iterator
+      report[name] = (size, None)
+    # Tracked by tf.Module, so tf.train.Checkpoint(trainer=...) saves and restores them.
+    self.input_iterators = dict(self._inputs.checkpointed)
+    self._inputs.positions = None  # The next `train` builds the rest and retraces.
+    return report
 
   def close(self):
     """Releases the input iterators now (training again rebuilds them where the counters

@@ -87,6 +87,10 @@ flags.DEFINE_list("select_references", [], "Delta_m's references: KEY=VALUE,... 
 flags.DEFINE_boolean("best_per_task", False, "Also keep each task's best checkpoint by its own "
                      "metric in best/TASK/ (mtl-eval --checkpoint=best/TASK); metrics.json "
                      "reports each.")
+flags.DEFINE_boolean("checkpoint_iterators", False, "Save each input stream's tf.data "
+                     "iterator (shuffle buffers included) in the checkpoint instead of resuming "
+                     "it by its position: for a task set's own tf.data sources that are slow or "
+                     "unable to skip. Says at start-up what it costs and where it cannot work.")
 flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint every this many steps.")
 flags.DEFINE_integer("keep_checkpoints", 3, "Recent training checkpoints kept.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, data order, dropout and task sampling.")
@@ -122,7 +126,7 @@ HELP_GROUPS = (
     ("Devices", ("strategy", "num_logical_cpus", "worker_timeout")),
     ("Logs, evaluation and checkpoints", ("steps_per_loop", "log_every", "eval_every",
                                           "select_by", "select_references", "best_per_task",
-                                          "checkpoint_every", "keep_checkpoints", "summaries",
+                                          "checkpoint_every", "checkpoint_iterators", "keep_checkpoints", "summaries",
                                           "trace_graph", "profile_steps")),
 )
 
@@ -198,5 +202,5 @@ def run_config():
       keep_checkpoints=FLAGS.keep_checkpoints, summaries=FLAGS.summaries,
       trace_graph=FLAGS.trace_graph, select_by=FLAGS.select_by,
       select_references=tuple(FLAGS.select_references or ()),
-      best_per_task=FLAGS.best_per_task,
+      best_per_task=FLAGS.best_per_task, checkpoint_iterators=FLAGS.checkpoint_iterators,
       profile_steps=parse_profile_steps(FLAGS.profile_steps) if FLAGS.profile_steps else None)
