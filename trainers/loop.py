@@ -66,8 +66,9 @@ class TrainingLoop:
   `selection` (a trainers.selection.Rule) scores it, and the evaluation of the highest score
   so far has its weights kept apart in the model directory's best/; each of `per_task`'s
   rules ({task: Rule}) keeps its own best in best/TASK/. All see the model with
-  `trainer.evaluation_weights()` swapped in. `callbacks` are Callback objects, told of every loop and evaluation. `model_dir` is a
-  trainers.model_dir.ModelDir: it owns the checkpoints' layout and guards their writes.
+  `trainer.evaluation_weights()` swapped in. `callbacks` are Callback objects, told of every
+  loop and evaluation. `model_dir` is a trainers.model_dir.ModelDir: it owns the checkpoints'
+  layout and guards their writes.
   """
 
   def __init__(self, *, trainer, model_dir, options, evaluate: Callable | None = None,

@@ -25,8 +25,8 @@ whatever the corpus, and resume is exact. A plain tf.data.Dataset is accepted as
 then rebuilt with `dataset.skip(start)`: exact too, but it reads `start` batches to get there.
 For a source where that is slow or impossible (large shuffle buffers, sources that cannot
 seek), `checkpoint_inputs()` makes the streams' tf.data iterators part of the checkpoint
-instead, where TensorFlow can save them (not a `from_generator` or `numpy_function`
-pipeline, not an iterator over a distributed dataset: those keep resuming by position).
+instead, where TensorFlow can save them (not a `from_generator` pipeline, whose state is
+Python's, nor an iterator over a distributed dataset: those keep resuming by position).
 
 A trainer built inside a tf.distribute strategy's scope trains under it
 (trainers.replicas): each replica runs the forward and backward pass on its own batch
@@ -156,8 +156,8 @@ class Trainer(tf.Module):
   def checkpoint_inputs(self):
     """Makes each input stream's tf.data iterator part of the trainer's checkpoint where
     TensorFlow can save it; call before restoring a checkpoint. A stream whose iterator
-    cannot be saved (a `from_generator` or `numpy_function` pipeline, or any stream under a
-    tf.distribute strategy) keeps resuming by its position.
+    cannot be saved (a `from_generator` pipeline, or any stream under a tf.distribute
+    strategy) keeps resuming by its position.
 
     Returns {stream: (bytes one saved iterator takes, None) or (None, why it cannot be)},
     measured by saving each iterator once into a temporary directory.

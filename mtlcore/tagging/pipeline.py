@@ -2,8 +2,9 @@
 
 Batches are ({"words": int32 [B, T], "chars": int32 [B, T, C], "length": int32 [B],
 "index": int32 [B]}, {task: int32 [B, T]; sentence task: int32 [B]}), where T is one of a
-small fixed set of bucket lengths, so XLA compiles at most one program per (task, bucket). Label ids at padded positions
-are 0 and must be masked by length; a missing label is MISSING (-1).
+small fixed set of bucket lengths, so XLA compiles at most one program per (task, bucket).
+Label ids at padded positions are 0 and must be masked by length; a missing label is
+MISSING (-1).
 
 Training streams are endless, each epoch in an order drawn from (seed, epoch) alone
 (mtlcore.batching), so a stream can be rebuilt at any batch; a sentence longer than the

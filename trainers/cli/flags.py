@@ -126,8 +126,9 @@ HELP_GROUPS = (
     ("Devices", ("strategy", "num_logical_cpus", "worker_timeout")),
     ("Logs, evaluation and checkpoints", ("steps_per_loop", "log_every", "eval_every",
                                           "select_by", "select_references", "best_per_task",
-                                          "checkpoint_every", "checkpoint_iterators", "keep_checkpoints", "summaries",
-                                          "trace_graph", "profile_steps")),
+                                          "checkpoint_every", "checkpoint_iterators",
+                                          "keep_checkpoints", "summaries", "trace_graph",
+                                          "profile_steps")),
 )
 
 

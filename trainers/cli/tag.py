@@ -8,9 +8,9 @@ line after each sentence (an empty input line gives just the blank line). Needs 
 export directory: a SavedModel whose `serving_default` takes `tokens` (string [B, T], padded
 with "") and returns one string [B, T] label tensor per task (or, for a task that labels
 the whole row, string [B], printed as a line `# TASK = LABEL` before the row's tokens), with
-the tasks' order in its `task_order` variable (what the built-in sequence task sets export). A line that cannot be
-labelled (not UTF-8) is reported on stderr with its number; the others are still labelled,
-and the exit status is then 1.
+the tasks' order in its `task_order` variable (what the built-in sequence task sets
+export). A line that cannot be labelled (not UTF-8) is reported on stderr with its number;
+the others are still labelled, and the exit status is then 1.
 """
 
 import sys
