@@ -89,11 +89,13 @@ def test_a_state_file_behind_the_disk_and_a_damaged_newest_resume_from_the_newes
   _corrupt(checkpoints / "ckpt-60")
   (checkpoints / "ckpt-70_temp").mkdir()  # A save killed mid-write.
   (checkpoints / "ckpt-70_temp" / "part-00000-of-00001.data").write_bytes(b"x")
+  task_best = model_dir / "best" / "y1" / "ckpt-30_temp"  # A task's best (--best_per_task).
+  task_best.mkdir(parents=True)
   result = run_in_process(TRAIN, *TOY, "--train_steps=60", f"--model_dir={model_dir}")
   assert result.returncode == 0, result.stderr
   assert "behind the checkpoints on disk" in result.stderr
   assert "ckpt-60 is unreadable" in result.stderr and "ckpt-50 at step 50" in result.stderr
-  assert not (checkpoints / "ckpt-70_temp").exists()
+  assert not (checkpoints / "ckpt-70_temp").exists() and not task_best.exists()
   assert int(tf.train.load_variable(str(checkpoints / "ckpt-60"), STEP)) == 60  # Rewritten
   # by training from 50, the step it stood for.
 

@@ -131,7 +131,8 @@ class ModelDir:
 
   def _temporaries(self):
     return sorted(glob.glob(os.path.join(self.checkpoints, "*_temp"))
-                  + glob.glob(os.path.join(self.best, "*_temp")))
+                  + glob.glob(os.path.join(self.best, "*_temp"))
+                  + glob.glob(os.path.join(self.best, "*", "*_temp")))  # best/TASK/
 
   @staticmethod
   def _describe(holder):
