@@ -31,8 +31,8 @@ class DenseHead(TaskHead):
     return outputs[..., 0] if self.squeeze else outputs
 
 
-class PooledHead(TaskHead):
-  """token vectors [B, T, H] -> pooled [B, H] -> [B, outputs] (or [B] when `squeeze`).
+class PooledHead(DenseHead):
+  """token vectors [B, T, H] -> pooled [B, H] -> DenseHead's [B, outputs] (or [B]).
 
   The real tokens of row b are its first features[lengths][b]; padding never enters the pool.
   Pooling "mean" averages them, "max" takes each unit's maximum, "attention" weights them by
@@ -41,16 +41,14 @@ class PooledHead(TaskHead):
 
   def __init__(self, *, reads, input_size, outputs, seed, pooling="mean", lengths="length",
                squeeze=False, name=None):
-    super().__init__(reads=reads, name=name)
+    super().__init__(reads=reads, input_size=input_size, outputs=outputs, seed=seed,
+                     squeeze=squeeze, name=name)
     if pooling not in POOLINGS:
       raise ConfigError(f"{self.name}: pooling must be one of {list(POOLINGS)}, got "
                         f"{pooling!r}.")
-    if squeeze and outputs != 1:
-      raise ConfigError(f"{self.name}: squeeze needs one output, got {outputs}.")
-    self.pooling, self.lengths, self.squeeze = pooling, lengths, squeeze
+    self.pooling, self.lengths = pooling, lengths
     self.score = (Linear(input_size, 1, seed=seed + 1, name="score")
                   if pooling == "attention" else None)
-    self.out = Linear(input_size, outputs, seed=seed, name="out")
 
   def pool(self, tokens, features):
     """[B, T, H] -> [B, H] over each row's real tokens."""
@@ -75,5 +73,5 @@ class PooledHead(TaskHead):
     return tf.reduce_sum(tokens * weights[..., None], 1)
 
   def __call__(self, representation, features, *, training, seed):
-    outputs = self.out(self.pool(representation, features))
-    return outputs[..., 0] if self.squeeze else outputs
+    return super().__call__(self.pool(representation, features), features, training=training,
+                            seed=seed)

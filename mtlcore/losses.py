@@ -19,8 +19,9 @@ def squared_error(targets, predictions):
   return Ratio(tf.reduce_sum(error), tf.cast(tf.size(error), tf.float32))
 
 
-def _labelled(labels, mask, num_classes):
-  """(labels clipped into [0, C), float mask of the real positions with a known label)."""
+def labelled(labels, mask, num_classes):
+  """(labels clipped into [0, C), float mask of the real positions (mask 1.0) whose id lies in
+  [0, C)): missing (< 0) and unseen (>= C) labels are left out."""
   labels = tf.cast(labels, tf.int32)
   mask = mask * tf.cast((labels >= 0) & (labels < num_classes), mask.dtype)
   return tf.clip_by_value(labels, 0, num_classes - 1), mask  # Defined values where mask is 0.
@@ -29,7 +30,7 @@ def _labelled(labels, mask, num_classes):
 def labelled_count(labels, mask, num_classes):
   """The count of masked_sparse_cross_entropy and masked_accuracy, from the labels alone:
   real positions (mask [B, T] 1.0) whose id lies in [0, num_classes)."""
-  return tf.reduce_sum(_labelled(labels, mask, num_classes)[1])
+  return tf.reduce_sum(labelled(labels, mask, num_classes)[1])
 
 
 def sparse_cross_entropy(labels, logits):
@@ -52,7 +53,7 @@ def masked_sparse_cross_entropy(labels, logits, mask):
   Returns:
     Ratio(sum of cross-entropies in nats, number of tokens counted).
   """
-  labels, mask = _labelled(labels, mask, tf.shape(logits)[-1])
+  labels, mask = labelled(labels, mask, tf.shape(logits)[-1])
   xent = sparse_cross_entropy(labels, logits)
   return Ratio(tf.reduce_sum(xent * mask), tf.reduce_sum(mask))
 
@@ -60,6 +61,6 @@ def masked_sparse_cross_entropy(labels, logits, mask):
 def masked_accuracy(labels, logits, mask):
   """Ratio(labelled real tokens whose argmax over `logits` [B, T, C] equals `labels` [B, T],
   labelled real tokens); missing (< 0) and unseen (>= C) labels are left out."""
-  labels, mask = _labelled(labels, mask, tf.shape(logits)[-1])
+  labels, mask = labelled(labels, mask, tf.shape(logits)[-1])
   correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), mask.dtype)
   return Ratio(tf.reduce_sum(correct * mask), tf.reduce_sum(mask))

@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from mtlcore import heads, metrics
+from mtlcore import heads, losses, metrics
 from mtlcore.errors import ConfigError
 from mtlcore.tasks import Ratio, Task
 
@@ -68,30 +68,25 @@ class Classification:
     if not isinstance(self.num_classes, int) or self.num_classes < 2:
       raise ConfigError(f"Classification needs num_classes >= 2, got {self.num_classes!r}.")
 
-  def _known(self, labels):
-    """(ids clipped into [0, C), float mask of labelled examples) of int labels [B]."""
-    labels = tf.cast(labels, tf.int32)
-    known = (labels >= 0) & (labels < self.num_classes)
-    return tf.clip_by_value(labels, 0, self.num_classes - 1), tf.cast(known, tf.float32)
+  @staticmethod
+  def _every(labels):
+    """The mask of mtlcore.losses' masked functions over every example of labels [B]."""
+    return tf.ones(tf.shape(labels), tf.float32)
 
   def loss(self, labels, logits, features=None):
     """Ratio(sum of softmax cross-entropies in nats, labelled examples)."""
-    ids, known = self._known(labels)
-    xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits)
-    return _sum_ratio(xent, known)
+    return losses.masked_sparse_cross_entropy(labels, logits, self._every(labels))
 
   def accuracy(self, labels, logits, features=None):
-    ids, known = self._known(labels)
-    correct = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), ids)
-    return _sum_ratio(tf.cast(correct, tf.float32), known)
+    return losses.masked_accuracy(labels, logits, self._every(labels))
 
   def confusion(self, labels, logits, features=None):
-    ids, known = self._known(labels)
+    ids, known = losses.labelled(labels, self._every(labels), self.num_classes)
     return metrics.confusion_counts(tf.argmax(logits, -1, output_type=tf.int32), ids, known,
                                     self.num_classes)
 
   def count(self, labels, features=None):
-    return tf.reduce_sum(self._known(labels)[1])
+    return losses.labelled_count(labels, self._every(labels), self.num_classes)
 
   def task(self, name):
     return Task(name, loss=self.loss, loss_count=self.count, count_units=self.count,
