@@ -7,4 +7,46 @@ implement each choice take their names from here (mtlcore.precision, .sampling, 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SAMPLERS = ("uniform", "proportional", "temperature", "annealed", "weighted", "round_robin")
-WEIGHTINGS = ("sum", "static", "uncertainty", "dwa", "gradnorm", "pcgrad", "cagrad", "upgrad")
+WEIGHTINGS = ("sum", "static", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l",
+              "pcgrad", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "nash_mtl",
+              "aligned_mtl", "gradvac")
+
+# Each weighting's hyper-parameters (--weighting_options=NAME=VALUE,...) and their papers'
+# defaults; a method not listed has none.
+WEIGHTING_OPTIONS = {
+    "dwa": {"temperature": 2.0},
+    "gradnorm": {"alpha": 1.5, "learning_rate": 0.025},
+    "cagrad": {"c": 0.5},
+    "upgrad": {"ridge": 1e-6},
+    "dualproj": {"ridge": 1e-6},
+    "mgda": {"ridge": 1e-6},
+    "imtl_g": {"ridge": 1e-6},
+    "nash_mtl": {"ridge": 1e-6, "iterations": 50},
+    "aligned_mtl": {"rank_tolerance": 1e-6},
+    "gradvac": {"beta": 0.01},
+}
+
+
+def weighting_options(method, items):
+  """{name: number} for `method` from "NAME=VALUE" strings, over its defaults.
+
+  Raises ValueError with a one-line message naming the option at fault.
+  """
+  known = WEIGHTING_OPTIONS.get(method, {})
+  values = dict(known)
+  for item in items:
+    name, equals, text = str(item).partition("=")
+    if not equals or name not in known:
+      listed = ", ".join(known) or "none"
+      raise ValueError(f"--weighting_options: {item!r} is not NAME=VALUE for a hyper-parameter "
+                       f"of --weighting={method} (it has: {listed}).")
+    kind = type(known[name])
+    try:
+      value = kind(text)
+    except ValueError:
+      raise ValueError(f"--weighting_options: {name} must be {'an integer' if kind is int else 'a number'}, "
+                       f"got {text!r}.") from None
+    if not value >= 0 or value != value or (name == "iterations" and value < 1):
+      raise ValueError(f"--weighting_options: {name} must be {'positive' if name == 'iterations' else 'non-negative'}, got {text!r}.")
+    values[name] = value
+  return values

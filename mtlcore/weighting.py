@@ -1,36 +1,43 @@
 """Joint-mode weighting: how the task losses of one batch become one update.
 
-Two families, one interface (`Weighting`):
-- loss weighting (`sum`, `static`, `uncertainty`, `dwa`, `gradnorm`): the update is the
-  gradient of sum_k w_k L_k (+ a regulariser for `uncertainty`); one backward pass, as plain
-  `sum` (`gradnorm` adds one per task, from the loss down to the last shared layer only).
-- gradient methods (`pcgrad`, `cagrad`, `upgrad`): each task's gradient on the shared variables
-  is computed separately (one backward pass through the trunk per task), the K gradients,
-  flattened to a [K, P] matrix, are combined into one [P] direction, and each head gets its
-  own task's gradient as usual.
+Two families, one interface (`Weighting`), chosen by --weighting (mtlcore.choices.WEIGHTINGS)
+with hyper-parameters from --weighting_options (their papers' defaults otherwise):
+- loss weighting (`sum`, `static`, `uncertainty`, `dwa`, `gradnorm`, `rlw`, `imtl_l`): the
+  update is the gradient of sum_k w_k L_k (+ a regulariser for `uncertainty` and `imtl_l`);
+  one backward pass, as plain `sum` (`gradnorm` adds one per task, from the loss down to the
+  last shared layer only).
+- gradient methods (`pcgrad`, `gradvac`, `cagrad`, `upgrad`, `dualproj`, `mgda`, `imtl_g`,
+  `nash_mtl`, `aligned_mtl`; their pure functions are in mtlcore.gradient_methods and
+  re-exported here under the same names): each task's gradient on the shared variables of
+  the owner map (mtlcore.ownership) is computed separately, the K gradients, flattened to a
+  [K, P] matrix, are combined into one [P] direction; each task-owned variable (a head, a
+  task's trunk part) gets its own task's gradient as usual.
 
-The math is in pure functions on tensors (`uncertainty_total`, `dwa_weights`,
-`gradnorm_weight_gradient`, `pcgrad`, `cagrad`, `upgrad`), checked against numpy references
-in tests/test_weighting.py. The modules around them hold what must survive a restart (learned
-log-variances, DWA's loss averages, GradNorm's weights) as variables, so a checkpoint of the
-trainer holds them and resume stays exact. Everything runs inside the compiled step. Every
-method reports per task the weight it gave the task's loss
-(`weights`), and the gradient methods the cosine between the task's gradient and the sum of
-the others' (`cosines`); the joint trainer logs both per task (TASK/weight, TASK/cosine).
+The loss weightings' math is in pure functions here (`uncertainty_total`, `dwa_weights`,
+`gradnorm_weight_gradient`), checked against numpy references in tests/test_weighting.py
+(the gradient methods' in tests/test_gradient_methods.py). The modules around them hold what
+must survive a restart (learned log-variances and scales, DWA's loss averages, GradNorm's
+weights, GradVac's cosine targets) as variables, so a checkpoint of the trainer holds them and
+resume stays exact. Everything runs inside the compiled step. Every method reports per task
+the weight it gave the task's loss (`weights`), and the gradient methods the cosine between
+the task's gradient and the sum of the others' (`cosines`); the joint trainer logs both per
+task (TASK/weight, TASK/cosine).
 
 Losses here are each task's loss of the batch (a Ratio divided out); a task with no label in
 the batch has loss 0 and `labelled` False.
 """
 
-import itertools
 import math
 
 import tensorflow as tf
 
+from mtlcore import choices
 from mtlcore.choices import WEIGHTINGS as METHODS
 from mtlcore.errors import ConfigError
-
-MAX_UPGRAD_TASKS = 8  # Its exact quadratic-program solve enumerates 2^K active sets.
+# The gradient methods' pure functions, under the names the flags use.
+from mtlcore.gradient_methods import (aligned_mtl, cagrad, cagrad_simplex_weights,  # pylint: disable=unused-import
+                                      cosines_to_the_rest, dualproj, gradvac, imtl_g, mgda,
+                                      nash_mtl, pcgrad, upgrad)
 
 
 # ---------------------------------------------------------------------------- pure functions
@@ -100,177 +107,6 @@ def gradnorm_weight_gradient(weights, layer_norms, loss_ratios, alpha, labelled=
   return tf.where(labelled, tf.sign(norms - target) * layer_norms, 0.0)
 
 
-def pcgrad(grads, orders):
-  """Gradient surgery (Yu et al. 2020): PCGrad's combined direction.
-
-  For each task i, its gradient g_i is projected, task by task in `orders[i]`, onto the normal
-  plane of every other task's (original) gradient g_j it conflicts with (g_i . g_j < 0):
-  g_i <- g_i - (g_i . g_j) / |g_j|^2 g_j. The result is the sum of the projected gradients:
-  the gradient of the sum of the losses when no two tasks conflict.
-
-  Args:
-    grads: float32 [K, P], one row per task (zeros for a task with no label).
-    orders: int32 [K, K - 1], orders[i] the other tasks in the order task i is projected.
-  Returns:
-    [P].
-  """
-  k = grads.shape[0]
-  squared = tf.reduce_sum(grads * grads, axis=1)  # [K]
-  projected = []
-  for i in range(k):
-    g = grads[i]
-    for position in range(k - 1):
-      j = orders[i, position]
-      other = tf.gather(grads, j)
-      dot = tf.reduce_sum(g * other)
-      coefficient = tf.where(dot < 0, dot / tf.maximum(tf.gather(squared, j), 1e-20), 0.0)
-      g = g - coefficient * other
-    projected.append(g)
-  return tf.add_n(projected)
-
-
-def _labelled_mask(labelled, k):
-  """(bool [K], float32 [K], count of labelled tasks >= 1) of `labelled` (None: all)."""
-  labelled = tf.ones([k], tf.bool) if labelled is None else tf.convert_to_tensor(labelled)
-  mask = tf.cast(labelled, tf.float32)
-  return labelled, mask, tf.maximum(tf.reduce_sum(mask), 1.0)
-
-
-def cagrad_simplex_weights(gram, c, iterations=200, labelled=None):
-  """CAGrad's inner problem (Liu et al. 2021): w on the simplex minimising
-  F(w) = w^T G g0 + c |g0| |G^T w|, with G the task gradients, g0 their mean; in terms of the
-  Gram matrix GG^T: F(w) = w^T (GG^T 1/K) + c sqrt(1^T GG^T 1 / K^2) sqrt(w^T GG^T w).
-  With `labelled`, G, g0 and the simplex are those of the labelled tasks only (an
-  unlabelled task's zero gradient would otherwise draw all the weight: F = 0 there).
-
-  Solved by exponentiated gradient descent (mirror descent on the simplex) for a fixed number
-  of iterations, so it compiles into the step; the original solves it with scipy's SLSQP.
-
-  Args:
-    gram: float32 [K, K], GG^T.
-    c: the conflict-averse radius, >= 0.
-    labelled: bool [K] or None (all).
-  Returns:
-    w [K], 0 for unlabelled tasks.
-  """
-  k = gram.shape[0]
-  labelled, mask, m = _labelled_mask(labelled, k)
-  gram = gram * mask[:, None] * mask[None, :]
-  mean_gram = tf.reduce_sum(gram, axis=1) / m  # GG^T 1/m over the labelled tasks.
-  g0_norm = tf.sqrt(tf.maximum(tf.reduce_sum(gram) / (m * m), 0.0))
-  scale = tf.maximum(tf.reduce_max(tf.abs(tf.linalg.diag_part(gram))), 1e-20)
-
-  def objective_gradient(w):
-    norm = tf.sqrt(tf.maximum(tf.tensordot(w, tf.linalg.matvec(gram, w), 1), 1e-20))
-    return mean_gram + c * g0_norm * tf.linalg.matvec(gram, w) / norm
-
-  def step(i, log_w):
-    w = tf.nn.softmax(log_w)
-    # Step size 1 on the gradient in units of the largest squared task-gradient norm.
-    return i + 1, log_w - objective_gradient(w) / scale
-
-  # An unlabelled task starts (and, its gradient entries being 0, stays) at weight ~0.
-  start = tf.where(labelled, 0.0, -1e9)
-  _, log_w = tf.while_loop(lambda i, _: i < iterations, step, (tf.constant(0), start))
-  return tf.nn.softmax(log_w) * mask
-
-
-def cagrad(grads, c=0.5, iterations=200, labelled=None):
-  """Conflict-Averse Gradient descent (Liu et al. 2021).
-
-  d = g0 + c |g0| / |g_w| g_w with g_w = G^T w from `cagrad_simplex_weights`, divided by
-  (1 + c^2) as in the original, then multiplied by K so that with c = 0 it is the gradient of
-  the sum of the losses (our `sum` baseline, whose learning rate it keeps). With `labelled`,
-  over the m labelled tasks only (their mean g0, times m): exactly CAGrad on their rows.
-
-  Args:
-    grads: float32 [K, P]; c >= 0.
-    labelled: bool [K] or None (all).
-  Returns:
-    ([P], simplex weights w [K], 0 for unlabelled tasks).
-  """
-  k = grads.shape[0]
-  _, mask, m = _labelled_mask(labelled, k)
-  grads = grads * mask[:, None]
-  gram = tf.linalg.matmul(grads, grads, transpose_b=True)
-  w = cagrad_simplex_weights(gram, c, iterations, labelled)
-  g0 = tf.reduce_sum(grads, axis=0) / m
-  gw = tf.linalg.matvec(grads, w, transpose_a=True)
-  g0_norm = tf.sqrt(tf.maximum(tf.reduce_sum(gram) / (m * m), 0.0))
-  gw_norm = tf.norm(gw)
-  direction = g0 + c * g0_norm / tf.maximum(gw_norm, 1e-20) * gw
-  return m * direction / (1.0 + c * c), w
-
-
-def min_quadratic_above(q, lower):
-  """argmin_u u^T q u subject to u >= lower (elementwise), for q [K, K] positive definite.
-
-  Exact: tries every active set (the coordinates held at their bound), solves the others'
-  linear system and keeps the candidate that satisfies the KKT conditions with the smallest
-  objective. K is static and small (2^K solves of at most K x K).
-  """
-  k = q.shape[0]
-  best, best_value = lower, tf.constant(float("inf"))
-  for free_mask in itertools.product([False, True], repeat=k):
-    free = [j for j in range(k) if free_mask[j]]
-    fixed = [j for j in range(k) if not free_mask[j]]
-    if free:
-      q_ff = tf.gather(tf.gather(q, free, axis=0), free, axis=1)
-      rhs = tf.zeros([len(free)])
-      if fixed:
-        q_fb = tf.gather(tf.gather(q, free, axis=0), fixed, axis=1)
-        rhs = -tf.linalg.matvec(q_fb, tf.gather(lower, fixed))
-      u_free = tf.linalg.solve(q_ff, rhs[:, None])[:, 0]
-      u = tf.scatter_nd([[j] for j in free], u_free, [k])
-      if fixed:
-        u += tf.scatter_nd([[j] for j in fixed], tf.gather(lower, fixed), [k])
-    else:
-      u = lower
-    gradient = tf.linalg.matvec(q, u)
-    slack = 1e-6 * tf.reduce_max(tf.abs(tf.linalg.diag_part(q)))
-    feasible = tf.reduce_all(u >= lower - 1e-6)
-    if fixed:  # A coordinate held at its bound must not want to go lower.
-      feasible &= tf.reduce_all(tf.gather(gradient, fixed) >= -slack)
-    value = tf.tensordot(u, gradient, 1)
-    better = feasible & (value < best_value)
-    best = tf.where(better, u, best)
-    best_value = tf.where(better, value, best_value)
-  return best
-
-
-def upgrad(grads, ridge=1e-6):
-  """UPGrad (Quinton & Rey 2024, "Jacobian descent for multi-objective optimization").
-
-  Each task gradient g_i is projected onto the dual cone of all task gradients (the
-  directions that conflict with none), and the projections are averaged. In the Gram
-  matrix's terms the projection of g_i is G^T u_i with u_i = argmin_{u >= e_i} u^T GG^T u,
-  so the result is G^T (mean_i u_i). Multiplied by K, as CAGrad here: with no conflict it is
-  the gradient of the sum. The result never conflicts with any task's gradient.
-
-  Args:
-    grads: float32 [K, P], K <= MAX_UPGRAD_TASKS.
-    ridge: added to the Gram matrix's diagonal, relative to its largest entry (keeps the
-      problem positive definite when gradients are parallel or zero).
-  Returns:
-    ([P], weights K mean_i u_i [K]).
-  """
-  k = grads.shape[0]
-  gram = tf.linalg.matmul(grads, grads, transpose_b=True)
-  q = gram + (ridge * tf.maximum(tf.reduce_max(tf.abs(gram)), 1e-30)) * tf.eye(k)
-  u = tf.add_n([min_quadratic_above(q, tf.one_hot(i, k)) for i in range(k)])  # k * mean
-  return tf.linalg.matvec(grads, u, transpose_a=True), u
-
-
-def cosines_to_the_rest(grads):
-  """[K]: cosine between each task's gradient and the sum of the other tasks' (0 if either
-  is zero)."""
-  total = tf.reduce_sum(grads, axis=0, keepdims=True)
-  rest = total - grads
-  dot = tf.reduce_sum(grads * rest, axis=1)
-  norms = tf.norm(grads, axis=1) * tf.norm(rest, axis=1)
-  return tf.where(norms > 0, dot / tf.maximum(norms, 1e-30), 0.0)
-
-
 # ----------------------------------------------------------------------------------- modules
 
 
@@ -290,9 +126,10 @@ class Weighting(tf.Module):
     weights = [1.0] * len(self.task_names) if weights is None else list(weights)
     self.fixed_weights = tf.constant(weights, tf.float32)
 
-  def total(self, losses, labelled):
-    """(total loss to differentiate, weights [K]) for losses [K], labelled bool [K]."""
-    del labelled
+  def total(self, losses, labelled, seed=None):
+    """(total loss to differentiate, weights [K]) for losses [K], labelled bool [K]; `seed`
+    int64 [2], the step's (for methods that draw)."""
+    del labelled, seed
     return tf.reduce_sum(self.fixed_weights * losses), self.fixed_weights
 
   def combine_gradients(self, grads, seed, labelled):
@@ -320,7 +157,7 @@ class Uncertainty(Weighting):
     # One variable per task, so that a task with no label leaves its own untouched.
     self.log_variances = [tf.Variable(0.0, name=f"log_variance_{t}") for t in self.task_names]
 
-  def total(self, losses, labelled):
+  def total(self, losses, labelled, seed=None):
     return uncertainty_total(losses, tf.stack(self.log_variances), labelled)
 
   def task_variables(self):
@@ -349,7 +186,7 @@ class DynamicWeightAverage(Weighting):
     ones = tf.ones([len(self.task_names)])
     return tf.where(self.periods >= 2, dwa_weights(self.means, self.temperature), ones)
 
-  def total(self, losses, labelled):
+  def total(self, losses, labelled, seed=None):
     weights = self.current_weights()
     return tf.reduce_sum(weights * losses), weights
 
@@ -393,7 +230,7 @@ class GradNorm(Weighting):
     self.initial_losses = tf.Variable(tf.zeros([k]), trainable=False, name="initial_losses")
     self.started = tf.Variable(tf.zeros([k], tf.bool), trainable=False, name="started")
 
-  def total(self, losses, labelled):
+  def total(self, losses, labelled, seed=None):
     weights = tf.identity(self.weights)
     return tf.reduce_sum(weights * losses), weights
 
@@ -412,6 +249,16 @@ class GradNorm(Weighting):
     self.weights.assign(k * weights / tf.reduce_sum(weights))
 
 
+def _random_orders(k, seed):
+  """int32 [K, K - 1]: for each task the other tasks in a fresh random order (from `seed`);
+  with two tasks the one order."""
+  others = tf.constant([[j for j in range(k) if j != i] for i in range(k)], tf.int32)
+  if k <= 2:
+    return others
+  keys = tf.random.stateless_uniform([k, k - 1], seed=seed)
+  return tf.gather(others, tf.argsort(keys, axis=1), batch_dims=1)
+
+
 class PCGrad(Weighting):
   needs_task_gradients = True
 
@@ -419,14 +266,34 @@ class PCGrad(Weighting):
     # An unlabelled task's zero row neither projects another row nor is changed: no mask.
     del labelled
     k = len(self.task_names)
-    others = [[j for j in range(k) if j != i] for i in range(k)]
-    if k > 2:  # A fresh random order per task and step (with two tasks there is one order).
-      keys = tf.random.stateless_uniform([k, k - 1], seed=seed)
-      orders = tf.gather(tf.constant(others, tf.int32),
-                         tf.argsort(keys, axis=1), batch_dims=1)
-    else:
-      orders = tf.constant(others, tf.int32)
-    return pcgrad(grads, orders), tf.ones([k])
+    return pcgrad(grads, _random_orders(k, seed)), tf.ones([k])
+
+
+class GradVac(Weighting):
+  """GradVac's targets phi^ [K, K] (start 0) are state: kept in the checkpoint, moved only by
+  an applied step (the step's new targets wait in `combine_gradients`' trace for
+  `after_step`)."""
+
+  needs_task_gradients = True
+
+  def __init__(self, tasks, *, beta=0.01, name=None):
+    super().__init__(tasks, name=name)
+    if not 0.0 <= beta <= 1.0:
+      raise ConfigError(f"--weighting_options: gradvac beta must be in [0, 1], got {beta!r}.")
+    self.beta = float(beta)
+    k = len(self.task_names)
+    self.targets = tf.Variable(tf.zeros([k, k]), trainable=False, name="cosine_targets")
+    self._pending = None
+
+  def combine_gradients(self, grads, seed, labelled):
+    del labelled  # A zero row alters nothing and keeps its targets.
+    k = len(self.task_names)
+    direction, self._pending = gradvac(grads, _random_orders(k, seed), self.targets, self.beta)
+    return direction, tf.ones([k])
+
+  def after_step(self, losses, labelled, layer_norms=None):
+    if self._pending is not None:
+      self.targets.assign(self._pending)
 
 
 class CAGrad(Weighting):
@@ -444,41 +311,92 @@ class CAGrad(Weighting):
     return direction, w * len(self.task_names)
 
 
-class UPGrad(Weighting):
+class GramMethod(Weighting):
+  """A gradient method that is a function of the task gradients alone (`upgrad`, `dualproj`,
+  `mgda`, `imtl_g`, `nash_mtl`, `aligned_mtl`), with its hyper-parameters bound."""
+
   needs_task_gradients = True
+
+  def __init__(self, tasks, function, name, **options):
+    super().__init__(tasks, name=name)
+    self._function, self.options = function, dict(options)
+
+  def combine_gradients(self, grads, seed, labelled):
+    del seed
+    return self._function(grads, labelled=labelled, **self.options)
+
+
+class RandomLossWeighting(Weighting):
+  """RLW (Lin et al. 2022): each step's loss weights are drawn afresh, softmax of K standard
+  normal numbers (from the step's seed: the same run draws the same weights), over the
+  labelled tasks, times their number m so that they sum to m as `sum`'s do."""
+
+  def total(self, losses, labelled, seed=None):
+    k = len(self.task_names)
+    seed = tf.constant([0, 0], tf.int64) if seed is None else seed
+    draws = tf.random.stateless_normal([k], seed=seed)
+    labelled = tf.convert_to_tensor(labelled)
+    m = tf.reduce_sum(tf.cast(labelled, tf.float32))
+    weights = m * tf.nn.softmax(tf.where(labelled, draws, -1e9))
+    weights = tf.where(labelled, weights, 0.0)
+    return tf.reduce_sum(weights * losses), weights
+
+
+class ImpartialLossScaling(Weighting):
+  """IMTL-L (Liu et al. 2021): learned scales s_k (start 0), total sum_k [e^{s_k} L_k - s_k]
+  over labelled tasks: at the optimum of s_k every scaled loss e^{s_k} L_k is 1, so no task
+  dominates by its loss's size. Trained with the model's optimizer."""
 
   def __init__(self, tasks, name=None):
     super().__init__(tasks, name=name)
-    if len(self.task_names) > MAX_UPGRAD_TASKS:
-      raise ConfigError(f"--weighting=upgrad solves its projection exactly for up to "
-                        f"{MAX_UPGRAD_TASKS} tasks, got {len(self.task_names)}.")
+    self.log_scales = [tf.Variable(0.0, name=f"log_scale_{t}") for t in self.task_names]
 
-  def combine_gradients(self, grads, seed, labelled):
-    # An unlabelled task's zero row has projection 0 and bounds no other row's: no mask.
-    del seed, labelled
-    return upgrad(grads)
+  def total(self, losses, labelled, seed=None):
+    scales = tf.stack(self.log_scales)
+    weights = tf.exp(scales)
+    terms = weights * losses - scales
+    return tf.reduce_sum(tf.where(labelled, terms, 0.0)), weights
+
+  def task_variables(self):
+    return {t: [v] for t, v in zip(self.task_names, self.log_scales)}
 
 
-def make_weighting(method, tasks, *, weights=None, period=None):
+_GRAM_METHODS = {"upgrad": upgrad, "dualproj": dualproj, "mgda": mgda, "imtl_g": imtl_g,
+                 "nash_mtl": nash_mtl, "aligned_mtl": aligned_mtl}
+
+
+def make_weighting(method, tasks, *, weights=None, period=None, options=None):
   """The Weighting for `method` (one of METHODS) over `tasks` (names, in order).
 
-  weights: `static`'s per-task weights; period: `dwa`'s period in steps.
+  weights: `static`'s per-task weights; period: `dwa`'s period in steps; options: the
+  method's hyper-parameters (mtlcore.choices.WEIGHTING_OPTIONS), its papers' defaults
+  where not given.
   """
   if method not in METHODS:
     raise ConfigError(f"--weighting must be one of {list(METHODS)}, got {method!r}.")
   if weights is not None and method not in ("sum", "static"):
     raise ConfigError(f"--task_weights are static loss weights; they do not combine with "
                       f"--weighting={method}.")
+  try:
+    options = choices.weighting_options(method, [f"{k}={v}" for k, v in (options or {}).items()])
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   if method in ("sum", "static"):
     return Weighting(tasks, weights, name="sum" if weights is None else "static")
   if method == "uncertainty":
     return Uncertainty(tasks, name=method)
+  if method == "imtl_l":
+    return ImpartialLossScaling(tasks, name=method)
+  if method == "rlw":
+    return RandomLossWeighting(tasks, name=method)
   if method == "dwa":
-    return DynamicWeightAverage(tasks, period=period or 1, name=method)
+    return DynamicWeightAverage(tasks, period=period or 1, name=method, **options)
   if method == "gradnorm":
-    return GradNorm(tasks, name=method)
+    return GradNorm(tasks, name=method, **options)
   if method == "pcgrad":
     return PCGrad(tasks, name=method)
-  if method == "upgrad":
-    return UPGrad(tasks, name=method)
-  return CAGrad(tasks, name=method)
+  if method == "gradvac":
+    return GradVac(tasks, name=method, **options)
+  if method == "cagrad":
+    return CAGrad(tasks, name=method, **options)
+  return GramMethod(tasks, _GRAM_METHODS[method], method, **options)

@@ -146,37 +146,6 @@ def test_gradnorm_leaves_an_unlabelled_task_out_of_its_means():
   assert got[2] == 0.0
 
 
-def _check_box_qp(q, lower, u):
-  """KKT conditions of min u^T q u s.t. u >= lower."""
-  gradient = q @ u
-  assert (u >= lower - 1e-5).all()
-  at_bound = np.isclose(u, lower, atol=1e-5)
-  assert (gradient[at_bound] >= -1e-4).all()
-  np.testing.assert_allclose(gradient[~at_bound], 0.0, atol=1e-4)
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_upgrad_projects_onto_the_dual_cone_and_conflicts_with_no_task(seed):
-  rng = np.random.default_rng(seed)
-  grads = rng.normal(size=(3, 6))
-  grads[2] = -0.8 * grads[0] + 0.3 * rng.normal(size=6)  # A conflict.
-  gram = grads @ grads.T
-  for i in range(3):
-    lower = np.eye(3)[i]
-    u = weighting.min_quadratic_above(tf.constant(gram, tf.float32),
-                                      tf.constant(lower, tf.float32)).numpy()
-    _check_box_qp(gram, lower, u)
-  direction, _ = weighting.upgrad(tf.constant(grads, tf.float32))
-  assert (grads @ direction.numpy() >= -1e-4).all()
-
-
-def test_upgrad_without_conflict_is_the_gradient_of_the_sum():
-  grads = np.array([[1.0, 2.0, 0.0], [0.5, 0.0, 3.0]], np.float32)
-  direction, weights = weighting.upgrad(tf.constant(grads))
-  np.testing.assert_allclose(direction, grads.sum(0), rtol=1e-4)
-  np.testing.assert_allclose(weights, [1.0, 1.0], rtol=1e-4)
-
-
 def test_cosines_to_the_rest_match_numpy():
   grads = np.array([[1.0, 0.0, 1.0], [0.0, 2.0, 1.0], [-1.0, 1.0, 0.0]], np.float32)
   got = weighting.cosines_to_the_rest(tf.constant(grads)).numpy()
@@ -186,7 +155,8 @@ def test_cosines_to_the_rest_match_numpy():
     np.testing.assert_allclose(got[k], want, rtol=1e-6)
 
 
-METHODS = ["sum", "uncertainty", "dwa", "gradnorm", "pcgrad", "cagrad", "upgrad"]
+METHODS = ["sum", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "pcgrad", "gradvac",
+           "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "nash_mtl", "aligned_mtl"]
 
 
 def _trainer(method, seed=0):
@@ -207,7 +177,7 @@ def test_every_method_trains_the_toy_problem_compiled_and_logs_its_weights(metho
     assert last[task] * 10 <= first[task], (task, first, last)
     if method != "sum":
       assert np.isfinite(last_logs.tasks[task].metrics["weight"])
-  if method in ("pcgrad", "cagrad"):
+  if trainer.weighting.needs_task_gradients:
     assert -1.0 <= last_logs.tasks["y1"].metrics["cosine"] <= 1.0
   assert all(n == 1 for n in trainer.step_trace_counts().values())
 
@@ -233,7 +203,8 @@ def test_gradnorm_moves_its_weights_and_keeps_their_sum():
       v.name for v in trainer.model.trunk.trainable_variables]  # The toy trunk's one layer.
 
 
-@pytest.mark.parametrize("method", ["uncertainty", "dwa", "gradnorm", "pcgrad"])
+@pytest.mark.parametrize("method", ["uncertainty", "dwa", "gradnorm", "pcgrad", "rlw", "imtl_l",
+                                    "gradvac", "nash_mtl"])
 def test_resume_from_a_checkpoint_is_bitwise_exact(method, tmp_path):
   straight = _trainer(method)
   straight.train(12)
@@ -258,4 +229,12 @@ def test_weighting_flags_are_checked_in_the_config():
   with pytest.raises(ConfigError, match="--weighting=static needs --task_weights"):
     RunConfig(task_set="toy", weighting="static")
   with pytest.raises(ConfigError, match="--weighting must be one of"):
-    RunConfig(task_set="toy", weighting="gradvac")
+    RunConfig(task_set="toy", weighting="no_such_method")
+  with pytest.raises(ConfigError, match="--weighting_options: 'c=1' is not NAME=VALUE .* "
+                                        "--weighting=mgda \\(it has: ridge\\)"):
+    RunConfig(task_set="toy", weighting="mgda", weighting_options=("c=1",))
+  with pytest.raises(ConfigError, match="gradvac beta must be in"):
+    weighting.make_weighting("gradvac", ["a", "b"], options={"beta": 2.0})
+  assert RunConfig(task_set="toy", weighting="cagrad",
+                   weighting_options=("c=0.2",)).weighting_options == ("c=0.2",)
+  assert weighting.make_weighting("cagrad", ["a", "b"], options={"c": "0.2"}).c == 0.2

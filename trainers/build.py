@@ -174,7 +174,8 @@ def build_trainer(config, *, model, tasks, streams, total_steps):
   if config.mode in ("joint", "single"):
     weighting = make_weighting(config.weighting, config.tasks,
                                weights=config.task_weights or None,
-                               period=streams["joint"].steps_per_epoch)
+                               period=streams["joint"].steps_per_epoch,
+                               options=dict(o.split("=", 1) for o in config.weighting_options))
     return JointTrainer(optimizer=_adam(config, "adam", total_steps),
                         dataset=streams["joint"].make_dataset, weighting=weighting, **common)
   sampler = build_sampler(config, streams, total_steps)

@@ -16,7 +16,7 @@ import types
 import typing
 from collections.abc import Mapping
 
-from mtlcore.choices import PRECISIONS, SAMPLERS, WEIGHTINGS
+from mtlcore.choices import PRECISIONS, SAMPLERS, WEIGHTINGS, weighting_options
 from mtlcore.errors import ConfigError
 
 # config.json's field holding where a registered task set's factory is imported from
@@ -35,7 +35,7 @@ ENGINE_DEFAULTS = {"batch_size": 32, "learning_rate": 1e-3, "epochs": 10.0, "cli
 RESUME_POLICY = {
     "task_set": "refuse", "mode": "refuse", "tasks": "refuse", "options": "refuse",
     "seed": "refuse", "batch_size": "refuse", "task_weights": "refuse", "sampler": "refuse",
-    "weighting": "refuse", "sampler_temperature": "refuse", "per_task_optimizer": "refuse",
+    "weighting": "refuse", "weighting_options": "refuse", "sampler_temperature": "refuse", "per_task_optimizer": "refuse",
     "init_from": "refuse",
     # The best score so far is kept in the checkpoint: it is comparable under its rule only.
     "select_by": "refuse", "select_references": "refuse", "best_per_task": "refuse",
@@ -82,8 +82,11 @@ class RunConfig:
       proportional to each task's corpus, temperature, annealed, weighted, round_robin.
     sampler_temperature: T of the temperature sampler.
     weighting: joint mode's way of combining the task losses (mtlcore.weighting.METHODS):
-      sum (default; static with --task_weights), uncertainty, dwa, gradnorm, pcgrad, cagrad,
-      upgrad.
+      sum (default; static with --task_weights), a loss weighting (uncertainty, dwa,
+      gradnorm, rlw, imtl_l) or a gradient method (pcgrad, gradvac, cagrad, upgrad,
+      dualproj, mgda, imtl_g, nash_mtl, aligned_mtl).
+    weighting_options: "NAME=VALUE" strings, the weighting's hyper-parameters
+      (mtlcore.choices.WEIGHTING_OPTIONS; their papers' defaults otherwise).
     per_task_optimizer: alternate mode: one Adam per task (separate trunk moments per task),
       or one shared by all tasks (one set of trunk moments, one update count).
     init_from: a model directory whose trunk (and heads of the same task names and shapes)
@@ -139,6 +142,7 @@ class RunConfig:
   sampler: str | None = None
   sampler_temperature: float = 2.0
   weighting: str = "sum"
+  weighting_options: tuple = ()
   per_task_optimizer: bool = True
   init_from: str | None = None
   freeze_trunk: bool = False
@@ -178,6 +182,7 @@ class RunConfig:
   def __post_init__(self):
     object.__setattr__(self, "tasks", tuple(self.tasks or ()))
     object.__setattr__(self, "select_references", tuple(self.select_references or ()))
+    object.__setattr__(self, "weighting_options", tuple(self.weighting_options or ()))
     object.__setattr__(self, "task_weights", tuple(self.task_weights or ()))
     object.__setattr__(self, "options", dict(self.options or {}))
     if self.profile_steps is not None:
@@ -220,6 +225,10 @@ class RunConfig:
                           f"--weighting={self.weighting}.")
       if self.weighting == "static" and not self.task_weights:
         raise ConfigError("--weighting=static needs --task_weights.")
+    try:
+      weighting_options(self.weighting, self.weighting_options)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
     if not self.per_task_optimizer and self.mode != "alternate":
       raise ConfigError(f"--noper_task_optimizer applies to --mode=alternate; --mode="
                         f"{self.mode} has one optimizer anyway.")
@@ -339,7 +348,7 @@ class RunConfig:
 
 # The elements of a stored config's arrays.
 _ELEMENTS = {"tasks": str, "task_weights": (int, float), "profile_steps": int,
-             "select_references": str}
+             "select_references": str, "weighting_options": str}
 
 
 def _json_kind(value):

@@ -119,7 +119,7 @@ class JointTrainer(Trainer):
       losses[n], reports[n] = self._task_report(n, labels, predictions, features)
     vector = tf.stack([losses[n] for n in self.tasks])
     labelled = tf.stack([reports[n][0]["loss"].count > 0 for n in self.tasks])
-    total, weights = self.weighting.total(vector, labelled)
+    total, weights = self.weighting.total(vector, labelled, seed=self.step_seed())
     return total, losses, reports, (vector, labelled, weights)
 
   def _joint_step(self, features, labels):

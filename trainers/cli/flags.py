@@ -13,7 +13,7 @@ from absl import flags
 
 from mtlcore import task_set as task_set_lib
 from mtlcore.errors import ConfigError
-from mtlcore.choices import PRECISIONS, SAMPLERS, WEIGHTINGS
+from mtlcore.choices import PRECISIONS, SAMPLERS, WEIGHTING_OPTIONS, WEIGHTINGS
 from mtlcore.trainers.cli import task_set_flags
 from mtlcore.trainers.config import MODES, RunConfig
 
@@ -35,10 +35,18 @@ flags.DEFINE_enum("sampler", None, list(SAMPLERS),
                   "from 1 to 0.2 over training; weighted: --task_weights; round_robin.")
 flags.DEFINE_float("sampler_temperature", 2.0, "T of --sampler=temperature.")
 flags.DEFINE_enum("weighting", "sum", list(WEIGHTINGS),
-                  "Joint mode: how task losses combine. sum; static (--task_weights); "
-                  "uncertainty (learned, Kendall et al. 2018); dwa (Dynamic Weight Average, "
-                  "period one epoch); gradnorm (Chen et al. 2018); pcgrad (gradient surgery); "
-                  "cagrad (c=0.5); upgrad (Quinton & Rey 2024).")
+                  "Joint mode: how task losses combine. Loss weightings: sum; static "
+                  "(--task_weights); uncertainty (Kendall et al. 2018); dwa (Liu et al. 2019, "
+                  "period one epoch); gradnorm (Chen et al. 2018); rlw (random, Lin et al. "
+                  "2022); imtl_l (Liu et al. 2021). Gradient methods (one gradient per task): "
+                  "pcgrad (Yu et al. 2020); gradvac (Wang et al. 2021); cagrad (Liu et al. "
+                  "2021); upgrad and dualproj (Quinton & Rey 2024); mgda (Sener & Koltun "
+                  "2018); imtl_g (Liu et al. 2021); nash_mtl (Navon et al. 2022); aligned_mtl "
+                  "(Senushkin et al. 2023).")
+flags.DEFINE_list("weighting_options", None, "NAME=VALUE hyper-parameters of --weighting, "
+                  "their papers' defaults otherwise: " + "; ".join(
+                      f"{m}: " + ", ".join(f"{k}={v}" for k, v in o.items())
+                      for m, o in WEIGHTING_OPTIONS.items()) + ".")
 flags.DEFINE_boolean("per_task_optimizer", True, "Alternate mode: one Adam per task (each keeps "
                      "its own moments of the shared trunk); false: one Adam shared by all tasks.")
 flags.DEFINE_string("init_from", None, "Start a new run from this model directory's trunk, and "
@@ -121,7 +129,8 @@ HELP_GROUPS = (
                  "overwrite", "init_from", "seed", "deterministic")),
     ("Training", ("batch_size", "learning_rate", "lr_decay_start", "lr_final", "epochs",
                   "train_steps", "clip_norm", "average_decay", "task_weights", "sampler",
-                  "sampler_temperature", "weighting", "per_task_optimizer", "freeze_trunk",
+                  "sampler_temperature", "weighting", "weighting_options", "per_task_optimizer",
+                  "freeze_trunk",
                   "skip_nonfinite_steps", "precision", "xla")),
     ("Devices", ("strategy", "num_logical_cpus", "worker_timeout")),
     ("Logs, evaluation and checkpoints", ("steps_per_loop", "log_every", "eval_every",
@@ -187,6 +196,7 @@ def run_config():
       task_weights=_numbers("task_weights", FLAGS.task_weights or ()),
       sampler=FLAGS.sampler, sampler_temperature=FLAGS.sampler_temperature,
       weighting=FLAGS.weighting,
+      weighting_options=tuple(FLAGS.weighting_options or ()),
       per_task_optimizer=FLAGS.per_task_optimizer, init_from=FLAGS.init_from,
       freeze_trunk=FLAGS.freeze_trunk, precision=FLAGS.precision,
       strategy=FLAGS.strategy, num_logical_cpus=FLAGS.num_logical_cpus,

@@ -1,0 +1,380 @@
+"""Gradient methods: how the K task gradients of one batch on the shared variables, a [K, P]
+matrix, become one [P] update direction.
+
+Each method is a pure function `method(grads, ..., labelled=None) -> (direction [P],
+weights [K])` whose direction is `grads^T weights` (PCGrad, GradVac: a sum of altered rows,
+weights 1). `labelled` (bool [K], None: all) names the tasks with a label in the batch: the
+others' rows are zero and take no part (they get weight 0), so the result is the method's on
+the labelled rows alone. Everything compiles inside the XLA step: the quadratic programs are
+solved by mtlcore.bounded_quadratic (an active-set method in one while loop) and Nash-MTL's
+bargaining problem by damped Newton steps, both in float64 on the K x K Gram matrix, with
+iteration caps and a graph whose size does not grow with K.
+
+Scale. A method that reduces to the plain sum when no two gradients conflict (`pcgrad`,
+`cagrad` (times K), `upgrad`, `dualproj`, `gradvac`) is scaled to give `sum`'s direction then,
+so it keeps `sum`'s learning rate. The others keep their papers' scale: `mgda` returns the
+min-norm point of the convex hull (weights sum to 1), `imtl_g` a combination whose weights sum
+to 1, `nash_mtl` the Nash bargaining solution (task utilities g_k . d = 1 / a_k), and
+`aligned_mtl` the gradients rescaled to their smallest singular value.
+
+Checked against each paper's algorithm in numpy, and by each problem's optimality conditions,
+in tests/test_gradient_methods.py.
+"""
+
+import tensorflow as tf
+
+from mtlcore import bounded_quadratic
+
+RIDGE = 1e-6  # Relative to the Gram matrix's largest diagonal entry; see _ridged.
+
+
+def _mask(labelled, k):
+  """(bool [K], float32 [K], count of labelled tasks >= 1) of `labelled` (None: all)."""
+  labelled = tf.ones([k], tf.bool) if labelled is None else tf.convert_to_tensor(labelled)
+  mask = tf.cast(labelled, tf.float32)
+  return labelled, mask, tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+def _masked(grads, labelled):
+  """(grads with unlabelled rows zeroed, their Gram matrix in float64 [K, K], mask [K])."""
+  k = grads.shape[0]
+  labelled, mask, _ = _mask(labelled, k)
+  grads = grads * tf.cast(mask, grads.dtype)[:, None]
+  gram = tf.cast(tf.linalg.matmul(grads, grads, transpose_b=True), tf.float64)
+  return grads, gram, labelled
+
+
+def _ridged(gram, ridge):
+  """gram + ridge * max(diag) * I: positive definite when gradients are parallel or zero
+  (a zero row's coordinate then only costs, so a bound-free solver leaves it at its bound)."""
+  k = gram.shape[0]
+  top = tf.maximum(tf.reduce_max(tf.linalg.diag_part(gram)), 1e-300)
+  return gram + ridge * top * tf.eye(k, dtype=gram.dtype)
+
+
+def _combine(grads, weights):
+  """(grads^T weights [P], weights [K] float32)."""
+  weights = tf.cast(weights, grads.dtype)
+  return tf.linalg.matvec(grads, weights, transpose_a=True), weights
+
+
+# ------------------------------------------------------------------ projections and surgery
+
+
+def pcgrad(grads, orders):
+  """Gradient surgery (Yu et al. 2020): PCGrad's combined direction.
+
+  For each task i, its gradient g_i is projected, task by task in `orders[i]`, onto the normal
+  plane of every other task's (original) gradient g_j it conflicts with (g_i . g_j < 0):
+  g_i <- g_i - (g_i . g_j) / |g_j|^2 g_j. The result is the sum of the projected gradients:
+  the gradient of the sum of the losses when no two tasks conflict. An unlabelled task's zero
+  row neither projects another row nor is changed.
+
+  All K rows are projected at once, one position of the orders after the other (a while loop
+  of K - 1 steps over [K, P]: the graph does not grow with K).
+
+  Args:
+    grads: float32 [K, P], one row per task (zeros for a task with no label).
+    orders: int32 [K, K - 1], orders[i] the other tasks in the order task i is projected.
+  Returns:
+    [P].
+  """
+  k = grads.shape[0]
+  if k < 2:
+    return tf.reduce_sum(grads, axis=0)
+  squared = tf.reduce_sum(grads * grads, axis=1)  # [K]
+
+  def step(position, projected):
+    j = orders[:, position]  # [K]: the task each row is projected against now.
+    other = tf.gather(grads, j)  # [K, P]
+    dot = tf.reduce_sum(projected * other, axis=1)
+    coefficient = tf.where(dot < 0, dot / tf.maximum(tf.gather(squared, j), 1e-20), 0.0)
+    return position + 1, projected - coefficient[:, None] * other
+
+  _, projected = tf.while_loop(lambda p, _: p < k - 1, step, (tf.constant(0), grads))
+  return tf.reduce_sum(projected, axis=0)
+
+
+def gradvac(grads, orders, targets, beta):
+  """Gradient Vaccine (Wang et al. 2021), one step: (direction [P], new targets [K, K]).
+
+  Like PCGrad, each task's gradient g_i is altered against every other task j in
+  `orders[i]`; instead of only removing conflicts, whenever the cosine phi_ij between (the
+  altered) g_i and the original g_j is below its target phi^_ij, g_j is added with the
+  coefficient that brings the cosine to the target:
+  g_i += |g_i| (phi^ sqrt(1 - phi^2) - phi sqrt(1 - phi^^2)) / (|g_j| sqrt(1 - phi^^2)) g_j.
+  Each target then moves towards the observed cosine of the original gradients, as an
+  exponential moving average: phi^_ij <- (1 - beta) phi^_ij + beta phi_ij. With targets 0 it
+  is PCGrad's rule. The direction is the sum of the altered rows (`sum`'s when no two tasks
+  are below their targets). A zero row (an unlabelled task) is left alone, alters nothing and
+  keeps its targets.
+
+  Args:
+    grads: float32 [K, P]; orders: int32 [K, K - 1]; targets: float32 [K, K] (phi^, start 0);
+    beta: the moving average's rate in [0, 1] (the paper's 1e-2).
+  Returns:
+    (direction [P], targets [K, K]).
+  """
+  k = grads.shape[0]
+  if k < 2:
+    return tf.reduce_sum(grads, axis=0), targets
+  norms = tf.norm(grads, axis=1)  # [K]
+  unit = grads / tf.maximum(norms, 1e-20)[:, None]
+  original = tf.linalg.matmul(unit, unit, transpose_b=True)  # [K, K] cosines.
+  present = norms > 0
+
+  def step(position, altered):
+    j = orders[:, position]
+    other = tf.gather(grads, j)
+    target = tf.gather(targets, j, batch_dims=1)  # phi^_{i, j(i)}
+    altered_norm = tf.norm(altered, axis=1)
+    phi = (tf.reduce_sum(altered * other, axis=1)
+           / tf.maximum(altered_norm * tf.gather(norms, j), 1e-20))
+    below = (phi < target) & present & tf.gather(present, j)
+    root = lambda x: tf.sqrt(tf.maximum(1.0 - x * x, 0.0))
+    coefficient = (altered_norm * (target * root(phi) - phi * root(target))
+                   / tf.maximum(tf.gather(norms, j) * root(target), 1e-20))
+    return position + 1, altered + tf.where(below, coefficient, 0.0)[:, None] * other
+
+  _, altered = tf.while_loop(lambda p, _: p < k - 1, step, (tf.constant(0), grads))
+  both = present[:, None] & present[None, :] & ~tf.eye(k, dtype=tf.bool)
+  new_targets = tf.where(both, (1.0 - beta) * targets + beta * original, targets)
+  return tf.reduce_sum(altered, axis=0), new_targets
+
+
+def cagrad_simplex_weights(gram, c, iterations=200, labelled=None):
+  """CAGrad's inner problem (Liu et al. 2021): w on the simplex minimising
+  F(w) = w^T G g0 + c |g0| |G^T w|, with G the task gradients, g0 their mean; in terms of the
+  Gram matrix GG^T: F(w) = w^T (GG^T 1/K) + c sqrt(1^T GG^T 1 / K^2) sqrt(w^T GG^T w).
+  With `labelled`, G, g0 and the simplex are those of the labelled tasks only (an
+  unlabelled task's zero gradient would otherwise draw all the weight: F = 0 there).
+
+  Solved by exponentiated gradient descent (mirror descent on the simplex) for a fixed number
+  of iterations, so it compiles into the step; the original solves it with scipy's SLSQP.
+
+  Args:
+    gram: float32 [K, K], GG^T.
+    c: the conflict-averse radius, >= 0.
+    labelled: bool [K] or None (all).
+  Returns:
+    w [K], 0 for unlabelled tasks.
+  """
+  k = gram.shape[0]
+  labelled, mask, m = _mask(labelled, k)
+  gram = gram * mask[:, None] * mask[None, :]
+  mean_gram = tf.reduce_sum(gram, axis=1) / m  # GG^T 1/m over the labelled tasks.
+  g0_norm = tf.sqrt(tf.maximum(tf.reduce_sum(gram) / (m * m), 0.0))
+  scale = tf.maximum(tf.reduce_max(tf.abs(tf.linalg.diag_part(gram))), 1e-20)
+
+  def objective_gradient(w):
+    norm = tf.sqrt(tf.maximum(tf.tensordot(w, tf.linalg.matvec(gram, w), 1), 1e-20))
+    return mean_gram + c * g0_norm * tf.linalg.matvec(gram, w) / norm
+
+  def step(i, log_w):
+    w = tf.nn.softmax(log_w)
+    # Step size 1 on the gradient in units of the largest squared task-gradient norm.
+    return i + 1, log_w - objective_gradient(w) / scale
+
+  # An unlabelled task starts (and, its gradient entries being 0, stays) at weight ~0.
+  start = tf.where(labelled, 0.0, -1e9)
+  _, log_w = tf.while_loop(lambda i, _: i < iterations, step, (tf.constant(0), start))
+  return tf.nn.softmax(log_w) * mask
+
+
+def cagrad(grads, c=0.5, iterations=200, labelled=None):
+  """Conflict-Averse Gradient descent (Liu et al. 2021).
+
+  d = g0 + c |g0| / |g_w| g_w with g_w = G^T w from `cagrad_simplex_weights`, divided by
+  (1 + c^2) as in the original, then multiplied by K so that with c = 0 it is the gradient of
+  the sum of the losses (our `sum` baseline, whose learning rate it keeps). With `labelled`,
+  over the m labelled tasks only (their mean g0, times m): exactly CAGrad on their rows.
+
+  Args:
+    grads: float32 [K, P]; c >= 0.
+    labelled: bool [K] or None (all).
+  Returns:
+    ([P], simplex weights w [K], 0 for unlabelled tasks).
+  """
+  k = grads.shape[0]
+  _, mask, m = _mask(labelled, k)
+  grads = grads * mask[:, None]
+  gram = tf.linalg.matmul(grads, grads, transpose_b=True)
+  w = cagrad_simplex_weights(gram, c, iterations, labelled)
+  g0 = tf.reduce_sum(grads, axis=0) / m
+  gw = tf.linalg.matvec(grads, w, transpose_a=True)
+  g0_norm = tf.sqrt(tf.maximum(tf.reduce_sum(gram) / (m * m), 0.0))
+  gw_norm = tf.norm(gw)
+  direction = g0 + c * g0_norm / tf.maximum(gw_norm, 1e-20) * gw
+  return m * direction / (1.0 + c * c), w
+
+
+def upgrad(grads, ridge=RIDGE, labelled=None):
+  """UPGrad (Quinton & Rey 2024, "Jacobian descent for multi-objective optimization").
+
+  Each task gradient g_i is projected onto the dual cone of all task gradients (the
+  directions that conflict with none), and the projections are averaged. In the Gram
+  matrix's terms the projection of g_i is G^T u_i with u_i = argmin_{u >= e_i} u^T GG^T u,
+  so the result is G^T (mean_i u_i). Multiplied by K, as CAGrad here: with no conflict it is
+  the gradient of the sum. The result never conflicts with any task's gradient. The K
+  problems are solved together (mtlcore.bounded_quadratic), at any K.
+
+  Args:
+    grads: float32 [K, P].
+    ridge: added to the Gram matrix's diagonal, relative to its largest entry (keeps the
+      problem positive definite when gradients are parallel or zero).
+    labelled: bool [K] or None (all).
+  Returns:
+    ([P], weights K mean_i u_i [K]).
+  """
+  k = grads.shape[0]
+  grads, gram, labelled = _masked(grads, labelled)
+  lower = tf.eye(k, dtype=tf.float64) * tf.cast(labelled, tf.float64)[:, None]
+  u = bounded_quadratic.solve(_ridged(gram, ridge), tf.zeros([k, k], tf.float64), lower)
+  return _combine(grads, tf.reduce_sum(u, axis=0))
+
+
+def dualproj(grads, ridge=RIDGE, labelled=None):
+  """DualProj (Quinton & Rey 2024): the gradient of the sum projected onto the dual cone of
+  the task gradients: G^T u with u = argmin_{u >= 1} u^T GG^T u. The sum itself when it
+  conflicts with no task; never conflicts with any task's gradient.
+
+  Args and returns as `upgrad` (weights u [K], >= 1 for labelled tasks).
+  """
+  grads, gram, labelled = _masked(grads, labelled)
+  lower = tf.cast(labelled, tf.float64)[None]
+  u = bounded_quadratic.solve(_ridged(gram, ridge), tf.zeros_like(lower), lower)
+  return _combine(grads, u[0])
+
+
+# ----------------------------------------------------------------- multi-objective solutions
+
+
+def mgda(grads, ridge=RIDGE, labelled=None):
+  """MGDA (Sener & Koltun 2018; Désidéri 2012): the min-norm point of the convex hull of the
+  task gradients, G^T w with w = argmin_{w in simplex} w^T GG^T w. A common descent direction
+  for every task unless the point is 0 (the gradients are Pareto-stationary).
+
+  Solved exactly (not by the paper's Frank-Wolfe): with u = argmin_{u >= 0} 1/2 u^T Q u - 1^T u
+  (Q the ridged Gram matrix), w = u / 1^T u satisfies the simplex problem's KKT conditions
+  (Q w = 1 / 1^T u + multipliers >= 0 on w's zeros).
+
+  Paper's scale: the weights sum to 1 (with equal gradients, the direction is one of them, not
+  their sum: a learning rate tuned for `sum` is K times too small).
+
+  Args and returns as `upgrad` (weights w [K] on the simplex, 0 for unlabelled tasks).
+  """
+  k = grads.shape[0]
+  grads, gram, labelled = _masked(grads, labelled)
+  linear = -tf.cast(labelled, tf.float64)[None]
+  u = bounded_quadratic.solve(_ridged(gram, ridge), linear, tf.zeros([1, k], tf.float64))[0]
+  u = tf.cast(u, tf.float64)
+  return _combine(grads, u / tf.maximum(tf.reduce_sum(u), 1e-300))
+
+
+def imtl_g(grads, ridge=RIDGE, labelled=None):
+  """IMTL-G (Liu et al. 2021, "Towards impartial multi-task learning"): the combination
+  g = sum_k a_k g_k, sum_k a_k = 1, whose projections onto every task's unit gradient u_k are
+  equal (g . u_i = g . u_j): no task is favoured. The paper's closed form
+  a_{2..K} = g_1 U^T (D U^T)^{-1} is this linear system; solved here as
+  [N, -1; 1^T, 0] [a; t] = [0; 1] with N_ij = u_i . g_j (t the common projection), which
+  needs no task singled out. Unlabelled tasks get a_k = 0 (their rows of the system pinned).
+
+  Paper's scale: the weights sum to 1.
+
+  Args and returns as `upgrad`; `ridge` is added to N's diagonal (relative to its largest
+  entry) so that parallel gradients share the weight instead of making N singular.
+  """
+  k = grads.shape[0]
+  grads, gram, labelled = _masked(grads, labelled)
+  norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 0.0))
+  n = gram / tf.maximum(norms, 1e-300)[:, None]  # u_i . g_j
+  n = n + ridge * tf.maximum(tf.reduce_max(norms), 1e-300) * tf.eye(k, dtype=tf.float64)
+  on = labelled[:, None]
+  n = tf.where(on & labelled[None, :], n, tf.eye(k, dtype=tf.float64))
+  column = tf.where(labelled, -1.0, 0.0)[:, None]
+  row = tf.concat([tf.cast(labelled, tf.float64), tf.zeros([1], tf.float64)], 0)[None]
+  system = tf.concat([tf.concat([n, tf.cast(column, tf.float64)], 1), row], 0)
+  rhs = tf.concat([tf.zeros([k], tf.float64), tf.ones([1], tf.float64)], 0)[:, None]
+  a = tf.linalg.solve(system, rhs)[:k, 0]
+  return _combine(grads, tf.where(labelled, a, 0.0))
+
+
+def nash_mtl(grads, ridge=RIDGE, labelled=None, iterations=50, tolerance=1e-10):
+  """Nash-MTL (Navon et al. 2022): the Nash bargaining solution, direction G^T a with a > 0
+  solving GG^T a = 1 / a (elementwise): each task's utility g_i . d is the inverse of its
+  weight. This is the stationary point of the strictly convex 1/2 a^T Q a - sum_i log a_i
+  (Q the ridged Gram matrix), found by damped Newton steps (the function is self-concordant:
+  a step of 1 / (1 + decrement) stays positive and converges), which replaces the paper's
+  sequence of convex programs solved with cvxpy. Stops when the Newton decrement^2 / 2, the
+  gap to the optimum, is below `tolerance` or after `iterations` steps.
+
+  Paper's scale: with one task the direction is g / |g|; with K orthogonal gradients of equal
+  norm s it is their sum / s. Exactly opposed gradients have no bargaining solution (the
+  objective is unbounded without the ridge); with it, the weights grow as 1 / sqrt(ridge) and
+  the direction cancels to ~0.
+
+  Args and returns as `upgrad` (weights a [K], 0 for unlabelled tasks and tasks whose
+  gradient is exactly 0).
+  """
+  k = grads.shape[0]
+  grads, gram, labelled = _masked(grads, labelled)
+  # A task whose gradient is exactly 0 has no utility to bargain with: it takes no part.
+  labelled &= tf.linalg.diag_part(gram) > 0
+  q = _ridged(gram, ridge)
+  on = tf.cast(labelled, tf.float64)
+  eye = tf.eye(k, dtype=tf.float64)
+  # Start where the diagonal alone would put the answer: a_i = 1 / sqrt(Q_ii).
+  start = on / tf.sqrt(tf.maximum(tf.linalg.diag_part(q), 1e-300))
+
+  def newton(i, a, gap):
+    del gap
+    safe = tf.where(labelled, a, 1.0)
+    gradient = (tf.linalg.matvec(q, a) - 1.0 / safe) * on
+    hessian = tf.where(labelled[:, None] & labelled[None, :],
+                       q + tf.linalg.diag(1.0 / (safe * safe)), eye)
+    step = tf.linalg.solve(hessian, -gradient[:, None])[:, 0]
+    decrement = tf.maximum(-tf.reduce_sum(gradient * step), 0.0)  # lambda^2
+    damping = tf.where(decrement > 0.25 * 0.25, 1.0 / (1.0 + tf.sqrt(decrement)), 1.0)
+    return i + 1, (a + damping * step) * on, decrement / 2.0
+
+  _, a, _ = tf.while_loop(lambda i, a, gap: (i < iterations) & (gap > tolerance), newton,
+                          (tf.constant(0), start, tf.constant(float("inf"), tf.float64)))
+  return _combine(grads, a)
+
+
+def aligned_mtl(grads, labelled=None, rank_tolerance=1e-6):
+  """Aligned-MTL (Senushkin et al. 2023): the gradients' rows are aligned to an orthogonal
+  set of equal norms, the smallest singular value's, and summed: G^T a with a = B 1,
+  B = sqrt(lambda_min) V Lambda^{-1/2} V^T from the eigendecomposition GG^T = V Lambda V^T
+  over the eigenvalues above `rank_tolerance` times the largest (the paper's rank cut-off),
+  lambda_min the smallest of those. The aligned rows B G have Gram matrix lambda_min times the
+  identity (on the gradients' span): the system's condition number is 1. With orthogonal
+  gradients of equal norm it is the gradient of the sum.
+
+  Paper's scale (the smallest singular value's), unit preference weights.
+
+  Args:
+    grads: float32 [K, P]; labelled: bool [K] or None (all; an unlabelled zero row falls
+      below the rank cut-off and gets weight 0).
+  Returns:
+    ([P], a [K]).
+  """
+  grads, gram, labelled = _masked(grads, labelled)
+  values, vectors = tf.linalg.eigh(gram)
+  kept = values > rank_tolerance * tf.maximum(tf.reduce_max(values), 1e-300)
+  inverse_root = tf.where(kept, 1.0 / tf.sqrt(tf.where(kept, values, 1.0)), 0.0)
+  smallest = tf.reduce_min(tf.where(kept, values, tf.constant(float("inf"), tf.float64)))
+  smallest = tf.where(tf.reduce_any(kept), smallest, 0.0)
+  b = tf.sqrt(smallest) * tf.linalg.matmul(vectors * inverse_root[None], vectors,
+                                           transpose_b=True)
+  return _combine(grads, tf.where(labelled, tf.reduce_sum(b, axis=1), 0.0))
+
+
+def cosines_to_the_rest(grads):
+  """[K]: cosine between each task's gradient and the sum of the other tasks' (0 if either
+  is zero)."""
+  total = tf.reduce_sum(grads, axis=0, keepdims=True)
+  rest = total - grads
+  dot = tf.reduce_sum(grads * rest, axis=1)
+  norms = tf.norm(grads, axis=1) * tf.norm(rest, axis=1)
+  return tf.where(norms > 0, dot / tf.maximum(norms, 1e-30), 0.0)

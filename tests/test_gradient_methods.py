@@ -1,0 +1,386 @@
+"""The gradient methods of mtlcore.gradient_methods against their papers' algorithms written
+in numpy, by their problems' optimality conditions, on near-parallel and exactly opposed
+gradients, with unlabelled tasks, at K = 64, and compiled with XLA."""
+
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mtlcore import bounded_quadratic
+from mtlcore import gradient_methods as gm
+from mtlcore import weighting
+from mtlcore.choices import WEIGHTINGS
+from mtlcore.layers import Linear
+from mtlcore.model import MultiTaskModel, SharedTrunk, TaskHead
+from mtlcore.optimizers import Adam
+from mtlcore.tasks import Ratio, Task
+from mtlcore.trainers import JointTrainer
+
+GRAM_METHODS = ["upgrad", "dualproj", "mgda", "imtl_g", "nash_mtl", "aligned_mtl"]
+ALL = GRAM_METHODS + ["pcgrad", "gradvac", "cagrad"]
+SEED = tf.constant([3, 4], tf.int64)
+
+
+def _conflicting(k, p=9, seed=0):
+  rng = np.random.default_rng(seed)
+  grads = rng.normal(size=(k, p))
+  grads[1] = -0.9 * grads[0] + 0.2 * rng.normal(size=p)  # A conflict.
+  return grads.astype(np.float32)
+
+
+def _combine(method, grads, labelled=None):
+  k = grads.shape[0]
+  method = weighting.make_weighting(method, [f"t{i}" for i in range(k)])
+  labelled = np.ones(k, bool) if labelled is None else labelled
+  direction, weights = method.combine_gradients(tf.constant(grads), SEED, tf.constant(labelled))
+  return direction.numpy().astype(np.float64), weights.numpy().astype(np.float64)
+
+
+def _exact_box_qp(q, lower):
+  """argmin u^T q u s.t. u >= lower by trying every active set (the enumeration mtlcore used
+  before the iterative solver), in float64."""
+  k = len(lower)
+  best, best_value = None, np.inf
+  for free in itertools.product([False, True], repeat=k):
+    free = np.array(free)
+    u = lower.astype(np.float64).copy()
+    if free.any():
+      rhs = -q[np.ix_(free, ~free)] @ lower[~free]
+      u[free] = np.linalg.solve(q[np.ix_(free, free)], rhs)
+    gradient = q @ u
+    if (u < lower - 1e-12).any() or (gradient[~free] < -1e-9 * np.abs(q).max()).any():
+      continue
+    if u @ gradient < best_value:
+      best, best_value = u, u @ gradient
+  return best
+
+
+# --------------------------------------------------------------------------- the solver
+
+
+@pytest.mark.parametrize("k", [2, 3, 5, 6])
+def test_the_iterative_solver_equals_the_exact_enumeration(k):
+  rng = np.random.default_rng(k)
+  for trial in range(4):
+    grads = rng.normal(size=(k, 8))
+    if trial == 1:
+      grads[1] = -grads[0]  # Exactly opposed.
+    if trial == 2:
+      grads[1] = grads[0] * 1.001 + 1e-3 * rng.normal(size=8)  # Near-parallel.
+    gram = grads @ grads.T
+    q = gram + 1e-6 * gram.max() * np.eye(k)
+    u = bounded_quadratic.solve(tf.constant(q), np.zeros((k, k)), np.eye(k)).numpy()
+    exact = np.stack([_exact_box_qp(q, np.eye(k)[i]) for i in range(k)])
+    np.testing.assert_allclose(u, exact, rtol=1e-5, atol=1e-5 * np.abs(exact).max())
+    assert bounded_quadratic.residual(q, np.zeros((k, k)), np.eye(k), u) < 1e-8
+
+
+def test_the_solver_compiles_and_converges_at_64_tasks_in_a_fixed_graph():
+  rng = np.random.default_rng(0)
+  grads = rng.normal(size=(64, 200))
+  grads[32:] = -grads[:32] + 0.1 * rng.normal(size=(32, 200))  # Half of them conflict.
+  gram = grads @ grads.T
+  q = tf.constant(gram + 1e-6 * gram.max() * np.eye(64), tf.float32)
+  solve = tf.function(lambda q: bounded_quadratic.solve(q, tf.zeros([64, 64]), tf.eye(64)),
+                      jit_compile=True)
+  u = solve(q)
+  assert bounded_quadratic.residual(q, np.zeros((64, 64)), np.eye(64), u) < 1e-6
+
+
+def _op_count(function, k):
+  spec = tf.TensorSpec([k, 5], tf.float32)
+  graph = tf.function(function).get_concrete_function(spec).graph
+  return len(graph.as_graph_def().node)
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_the_graph_does_not_grow_with_the_number_of_tasks(method):
+  def at(k):
+    combine = weighting.make_weighting(method, [f"t{i}" for i in range(k)]).combine_gradients
+    return _op_count(lambda g: combine(g, SEED, tf.ones([k], tf.bool)), k)
+  assert at(4) == at(16)
+
+
+# ----------------------------------------------------------------- each method, its paper
+
+
+def test_upgrad_and_dualproj_never_conflict_and_reduce_to_the_sum():
+  for method in ("upgrad", "dualproj"):
+    for seed in range(4):
+      grads = _conflicting(4, seed=seed)
+      direction, _ = _combine(method, grads)
+      assert (grads @ direction >= -1e-4 * np.abs(grads).max() ** 2).all(), method
+    agreeing = np.array([[1.0, 2.0, 0.0], [0.5, 0.0, 3.0]], np.float32)
+    direction, weights = _combine(method, agreeing)
+    np.testing.assert_allclose(direction, agreeing.sum(0), rtol=1e-4)
+    np.testing.assert_allclose(weights, [1.0, 1.0], rtol=1e-4)
+
+
+def test_upgrad_equals_the_mean_of_the_exact_projections():
+  grads = _conflicting(5, seed=7).astype(np.float64)
+  gram = grads @ grads.T
+  q = gram + 1e-6 * gram.max() * np.eye(5)
+  weights = sum(_exact_box_qp(q, np.eye(5)[i]) for i in range(5))
+  direction, got = _combine("upgrad", grads.astype(np.float32))
+  np.testing.assert_allclose(got, weights, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(direction, grads.T @ weights, rtol=1e-4, atol=1e-5)
+
+
+def _frank_wolfe_min_norm(gram, iterations=20000):
+  """The MGDA paper's solver (Sener & Koltun 2018, Algorithm 2) in numpy."""
+  k = len(gram)
+  w = np.full(k, 1.0 / k)
+  for _ in range(iterations):
+    t = int(np.argmin(gram @ w))
+    e = np.eye(k)[t]
+    d = e - w
+    denominator = d @ gram @ d
+    if denominator <= 0:
+      break
+    gamma = np.clip(-(w @ gram @ d) / denominator, 0.0, 1.0)
+    w = w + gamma * d
+  return w
+
+
+def _exact_min_norm(gram):
+  """argmin_{w in simplex} w^T gram w, trying every support."""
+  k = len(gram)
+  best, best_value = None, np.inf
+  for support in itertools.product([False, True], repeat=k):
+    s = np.array(support)
+    if not s.any():
+      continue
+    m = s.sum()
+    system = np.block([[gram[np.ix_(s, s)], np.ones((m, 1))], [np.ones((1, m)), np.zeros((1, 1))]])
+    try:
+      solution = np.linalg.solve(system, np.concatenate([np.zeros(m), [1.0]]))
+    except np.linalg.LinAlgError:
+      continue
+    w = np.zeros(k)
+    w[s] = solution[:m]
+    if (w >= -1e-12).all() and w @ gram @ w < best_value:
+      best, best_value = w, w @ gram @ w
+  return best
+
+
+def test_mgda_is_the_min_norm_point_by_its_kkt_conditions_and_frank_wolfe():
+  for seed in range(3):
+    grads = _conflicting(4, seed=seed)
+    direction, w = _combine("mgda", grads)
+    gram = grads.astype(np.float64) @ grads.T
+    assert np.isclose(w.sum(), 1.0) and (w >= 0).all()
+    value = w @ gram @ w
+    slopes = gram @ w  # KKT: >= value everywhere, = value where w > 0.
+    scale = np.abs(gram).max()
+    assert (slopes >= value - 1e-5 * scale).all()
+    np.testing.assert_allclose(slopes[w > 1e-6], value, atol=1e-5 * scale)
+    # The paper's Frank-Wolfe converges sublinearly: after 20,000 steps ours is no longer;
+    # the exact min-norm point (every support tried) is ours.
+    reference = grads.T @ _frank_wolfe_min_norm(gram)
+    assert direction @ direction <= reference @ reference * (1 + 1e-5)
+    np.testing.assert_allclose(direction, grads.T @ _exact_min_norm(gram),
+                               atol=1e-4 * np.linalg.norm(reference))
+
+
+def test_mgda_of_exactly_opposed_gradients_is_zero():
+  grads = np.array([[1.0, 2.0, -1.0], [-1.0, -2.0, 1.0]], np.float32)
+  direction, w = _combine("mgda", grads)
+  np.testing.assert_allclose(w, [0.5, 0.5], atol=1e-6)
+  assert np.abs(direction).max() < 1e-5
+
+
+def _imtl_g_paper(grads):
+  """IMTL-G's closed form as written in Liu et al. 2021: a_{2..K} = g_1 U^T (D U^T)^{-1}."""
+  units = grads / np.linalg.norm(grads, axis=1, keepdims=True)
+  d = grads[0] - grads[1:]
+  u = units[0] - units[1:]
+  rest = grads[0] @ u.T @ np.linalg.inv(d @ u.T)
+  return np.concatenate([[1.0 - rest.sum()], rest])
+
+
+def test_imtl_g_follows_the_papers_closed_form_and_projects_equally():
+  for seed in range(3):
+    grads = _conflicting(4, seed=seed)
+    direction, a = _combine("imtl_g", grads)
+    np.testing.assert_allclose(a, _imtl_g_paper(grads.astype(np.float64)), rtol=1e-4, atol=1e-5)
+    units = grads / np.linalg.norm(grads, axis=1, keepdims=True)
+    projections = units @ direction
+    np.testing.assert_allclose(projections, projections[0], atol=1e-5 * np.abs(grads).max())
+
+
+def test_nash_mtl_meets_the_bargaining_condition():
+  for seed in range(3):
+    grads = _conflicting(5, seed=seed)
+    direction, a = _combine("nash_mtl", grads)
+    assert (a > 0).all()
+    # Nash: g_i . d = 1 / a_i, i.e. a_i (GG^T a)_i = 1; exactly so (in float64) for the
+    # ridged Gram matrix it solves (the ridge adds 1e-6 max_i |g_i|^2 a_i^2).
+    np.testing.assert_allclose(a * (grads @ direction), 1.0, rtol=2e-3)
+    grads = grads.astype(np.float64)
+    a = gm.nash_mtl(tf.constant(grads))[1].numpy()
+    gram = grads @ grads.T
+    ridged = gram + 1e-6 * gram.diagonal().max() * np.eye(5)
+    np.testing.assert_allclose(a * (ridged @ a), 1.0, rtol=1e-9)
+  one = np.array([[3.0, 4.0]], np.float32)
+  np.testing.assert_allclose(_combine("nash_mtl", one)[0], [0.6, 0.8], rtol=1e-4)
+
+
+def _aligned_mtl_paper(grads):
+  gram = grads @ grads.T
+  values, vectors = np.linalg.eigh(gram)
+  kept = values > 1e-6 * values.max()
+  values, vectors = values[kept], vectors[:, kept]
+  b = np.sqrt(values.min()) * vectors @ np.diag(values ** -0.5) @ vectors.T
+  return b.sum(axis=1), b
+
+
+def test_aligned_mtl_aligns_to_the_smallest_singular_value():
+  grads = _conflicting(4, seed=2).astype(np.float64)
+  direction, a = _combine("aligned_mtl", grads.astype(np.float32))
+  want, b = _aligned_mtl_paper(grads)
+  np.testing.assert_allclose(a, want, rtol=1e-3, atol=1e-4)
+  aligned = b @ grads
+  smallest = np.linalg.eigvalsh(grads @ grads.T).min()
+  np.testing.assert_allclose(aligned @ aligned.T, smallest * np.eye(4), atol=1e-6 * smallest + 1e-8)
+  orthogonal = np.diag([2.0, 2.0, 2.0]).astype(np.float32)
+  np.testing.assert_allclose(_combine("aligned_mtl", orthogonal)[0], [2.0, 2.0, 2.0], rtol=1e-5)
+
+
+def _gradvac_paper(grads, orders, targets, beta):
+  altered = grads.copy()
+  norms = np.linalg.norm(grads, axis=1)
+  for i in range(len(grads)):
+    for j in orders[i]:
+      phi = altered[i] @ grads[j] / (np.linalg.norm(altered[i]) * norms[j])
+      target = targets[i, j]
+      if phi < target:
+        altered[i] = altered[i] + (np.linalg.norm(altered[i]) * (
+            target * np.sqrt(1 - phi ** 2) - phi * np.sqrt(1 - target ** 2))
+            / (norms[j] * np.sqrt(1 - target ** 2))) * grads[j]
+  cosines = (grads / norms[:, None]) @ (grads / norms[:, None]).T
+  new = (1 - beta) * targets + beta * cosines
+  np.fill_diagonal(new, np.diag(targets))
+  return altered.sum(0), new
+
+
+def test_gradvac_follows_the_paper_and_moves_its_targets():
+  grads = _conflicting(3, seed=4)
+  orders = [[2, 1], [0, 2], [1, 0]]
+  targets = np.array([[0.0, 0.3, -0.1], [0.2, 0.0, 0.5], [0.1, 0.4, 0.0]], np.float32)
+  direction, new = gm.gradvac(tf.constant(grads), tf.constant(orders), tf.constant(targets),
+                              0.01)
+  want, want_targets = _gradvac_paper(grads.astype(np.float64), orders,
+                                      targets.astype(np.float64), 0.01)
+  np.testing.assert_allclose(direction, want, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(new, want_targets, rtol=1e-5, atol=1e-6)
+  pc = gm.pcgrad(tf.constant(grads), tf.constant(orders))
+  zero = gm.gradvac(tf.constant(grads), tf.constant(orders), tf.zeros([3, 3]), 0.01)[0]
+  np.testing.assert_allclose(zero, pc, rtol=1e-5, atol=1e-6)  # Targets 0: PCGrad's rule.
+
+
+# ------------------------------------------------------------------------- all of them
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_an_unlabelled_task_takes_no_part(method):
+  """With task 1 of 4 unlabelled (a zero row), the method gives what it gives on the three
+  labelled rows alone, and task 1 weight 0."""
+  grads = _conflicting(3, seed=5)
+  with_gap = np.insert(grads, 1, 0.0, axis=0)
+  got, weights = _combine(method, with_gap, np.array([True, False, True, True]))
+  if method in ("pcgrad", "gradvac"):  # Random orders differ between K = 3 and K = 4.
+    return
+  want, want_weights = _combine(method, grads)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+  assert weights[1] == 0.0
+  scale = 4 / 3 if method == "cagrad" else 1.0  # CAGrad reports K w.
+  np.testing.assert_allclose(np.delete(weights, 1), scale * want_weights, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_near_parallel_and_opposed_gradients_give_finite_directions(method):
+  rng = np.random.default_rng(1)
+  base = rng.normal(size=7)
+  for grads in (np.stack([base, base * (1 + 1e-4) + 1e-5]), np.stack([base, -base]),
+                np.zeros((2, 7))):
+    direction, weights = _combine(method, grads.astype(np.float32))
+    assert np.isfinite(direction).all() and np.isfinite(weights).all(), (method, grads)
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_every_method_runs_at_64_tasks_compiled(method):
+  rng = np.random.default_rng(2)
+  grads = rng.normal(size=(64, 30)).astype(np.float32)
+  labelled = rng.random(64) > 0.2
+  combine = weighting.make_weighting(method, [f"t{i}" for i in range(64)]).combine_gradients
+  step = tf.function(lambda g, l: combine(g, SEED, l), jit_compile=True)
+  direction, weights = step(tf.constant(grads), tf.constant(labelled))
+  assert np.isfinite(direction.numpy()).all()
+  assert (weights.numpy()[~labelled] == 0).all() or method in ("pcgrad", "gradvac")
+  if method in ("upgrad", "dualproj"):
+    rows = grads[labelled] @ direction.numpy()
+    assert (rows >= -1e-4 * np.abs(rows).max()).all()
+
+
+# ------------------------------------------------------------------ inside the joint step
+
+
+class _GatedTrunk(SharedTrunk):
+  """A shared layer, then one gate per task (a task-owned part of the trunk)."""
+
+  def __init__(self):
+    super().__init__()
+    self.shared = Linear(4, 8, seed=0)
+    self.gates = {t: Linear(8, 8, seed=i + 1) for i, t in enumerate("ab")}
+    self.output_sizes = {t: 8 for t in "ab"}
+
+  def __call__(self, features, *, training, seed):
+    hidden = tf.nn.relu(self.shared(features["x"]))
+    return {t: gate(hidden) for t, gate in self.gates.items()}
+
+  def task_parts(self):
+    return dict(self.gates)
+
+
+class _Head(TaskHead):
+  def __init__(self, task):
+    super().__init__(reads=task)
+    self.out = Linear(8, 1, seed=7)
+
+  def __call__(self, representation, features, *, training, seed):
+    return self.out(representation)
+
+
+def _masked_squared(labels, predictions, features):
+  del features
+  known = ~tf.math.is_nan(labels)
+  error = tf.where(known, labels - predictions, 0.0)
+  return Ratio(tf.reduce_sum(tf.square(error)), tf.reduce_sum(tf.cast(known, tf.float32)))
+
+
+@pytest.mark.parametrize("method", [m for m in WEIGHTINGS if m != "static"])
+def test_an_unlabelled_tasks_head_gate_and_slots_stay_bitwise_under_every_method(method):
+  """Task b has no label in any batch: under every weighting its head, its gate inside the
+  trunk and their Adam slots stay bitwise; task a's gate and the shared layer move."""
+  model = MultiTaskModel(_GatedTrunk(), {t: _Head(t) for t in "ab"})
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(64, 4)).astype(np.float32)
+  labels = {"a": x[:, :1] * 2.0, "b": np.full((64, 1), np.nan, np.float32)}
+  data = tf.data.Dataset.from_tensor_slices(({"x": x}, labels)).repeat().batch(16)
+  optimizer = Adam(0.01)
+  trainer = JointTrainer(model=model, tasks=[Task(t, loss=_masked_squared) for t in "ab"],
+                         optimizer=optimizer, dataset=data, seed=1,
+                         weighting=weighting.make_weighting(method, ["a", "b"], period=2))
+  kept = [*model.trunk.gates["b"].trainable_variables, *model.heads["b"].trainable_variables]
+  moved = [*model.trunk.gates["a"].trainable_variables, *model.trunk.shared.trainable_variables]
+  before, moved_before = [v.numpy().copy() for v in kept], [v.numpy().copy() for v in moved]
+  trainer.train(3)
+  index = optimizer._index  # pylint: disable=protected-access
+  for b, v in zip(before, kept):
+    np.testing.assert_array_equal(b, v.numpy(), err_msg=v.name)
+    slot = index[v.ref()]
+    assert not optimizer.m[slot].numpy().any() and not optimizer.v[slot].numpy().any()
+  for b, v in zip(moved_before, moved):
+    assert not np.array_equal(b, v.numpy()), v.name
