@@ -10,6 +10,13 @@ EVAL = "mtlcore.trainers.cli.eval"
 TAG = "mtlcore.trainers.cli.tag"
 COMPILES = "mtlcore.benchmarks.compiles"
 
+# For tagging runs that test the process contract (kill and resume, preemption, model
+# directory and evaluation guards), not the trunk or the compiler: the conv trunk without XLA
+# traces in about half the time of the default BiLSTM under XLA. The default path keeps its
+# own tests: bitwise determinism (test_reliability), the real-data smoke run
+# (test_conll_binaries), XLA against plain steps (test_tagger), the replica checks.
+QUICK_TAGGER = ["--trunk=conv", "--noxla"]
+
 
 def run_binary(module, *args, stdin=None, text=True, timeout=900):
   """Runs `python -m module args...`; returns the CompletedProcess (text mode unless told)."""

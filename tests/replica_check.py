@@ -7,7 +7,8 @@ the one-line errors a strategy adds, one per line. MODE keras: Keras layers with
 BatchNormalization, mirrored against one device (see `keras`).
 
 Splits the CPU into 2 logical devices (before TensorFlow starts), builds the same tagger
-(CoNLL-2000 task set with the language-model task, BiLSTM-CRF, dropout off) twice from one
+(joint: CoNLL-2000 task set with the language-model task, BiLSTM-CRF; alternate: POS and
+chunking on the conv trunk with the CRF; dropout off) twice from one
 seed, once under MirroredStrategy over the 2 devices and once on a single device, and feeds
 them the same data: each distributed step gets two per-replica batches from the per-replica
 stream, the single-device step gets both in one global batch (padded to the longer one).
@@ -89,9 +90,9 @@ def as_maker(batches):
 
 def build_pair(mode, data_dir, strategy):
   """(distributed trainer, single-device trainer, replica batches of step 0)."""
-  # Alternating: POS and chunking (each task's step compiles per device; the LM task and
-  # its loss_count are the joint check's).
-  options = TINY if mode == "joint" else dict(TINY, lm_vocab=0)
+  # Alternating: POS and chunking on the conv trunk (each task's step compiles per device;
+  # the LM task, its loss_count and the BiLSTM's loops are the joint check's).
+  options = TINY if mode == "joint" else dict(TINY, lm_vocab=0, trunk="conv")
   resolved = build.resolve(RunConfig(task_set="conll2000", mode=mode, data_dir=data_dir,
                                      options=options, batch_size=2 * PER_REPLICA))
   config, task_set = resolved.config, resolved.task_set

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tests import fixtures
-from tests.binaries import EVAL, TRAIN, error_line, run_in_process
+from tests.binaries import EVAL, QUICK_TAGGER, TRAIN, error_line, run_in_process
 from tests.test_files import tree_digest
 
 TOY = ["--task_set=toy", "--steps_per_loop=10", "--checkpoint_every=10", "--nosummaries",
@@ -34,7 +34,7 @@ def model_dir(trained, tmp_path):
 
 
 TAGGER = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--lm_vocab=0",
-          "--buckets=16,32", "--steps_per_loop=10", "--nosummaries"]
+          "--buckets=16,32", "--steps_per_loop=10", "--nosummaries", *QUICK_TAGGER]
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 
 from mtlcore.trainers.config import RunConfig
 from tests import fixtures
-from tests.binaries import EVAL, TAG, TRAIN, error_line, run_in_process
+from tests.binaries import EVAL, QUICK_TAGGER, TAG, TRAIN, error_line, run_in_process
 from tests.test_files import tree_digest
 
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--lm_vocab=0",
         "--buckets=16,32", "--steps_per_loop=10", "--nosummaries", "--train_steps=20",
-        "--eval_every=10"]
+        "--eval_every=10", *QUICK_TAGGER]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_test_file_and_tasks_flags_are_applied(run_dir, tmp_path):
     ("--task_set=toy", "holds a run of --task_set=tagging; mtl-eval scores a model with the "
                        "task set it was trained with"),
     ("--tasks=ner", "the run trained ['pos', 'chunk'], not ['ner']"),
-    ("--trunk=conv", "--trunk cannot change the model"),
+    ("--trunk=bilstm", "--trunk cannot change the model"),
     ("--task_set_options=hidden_size=4", "--hidden_size cannot change the model"),
     ("--learning_rate=0.1", "--learning_rate does not apply to mtl-eval"),
     ("--export_dir=x", "--export_dir does not apply to mtl-eval"),

@@ -19,10 +19,11 @@ from mtlcore.errors import ConfigError
 from mtlcore.trainers import run
 from mtlcore.trainers.config import RunConfig
 from tests import fixtures
-from tests.binaries import TRAIN, error_line, popen_binary, run_binary, run_in_process, wait_for
+from tests.binaries import (QUICK_TAGGER, TRAIN, error_line, popen_binary, run_binary,
+                            run_in_process, wait_for)
 
 SMALL = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
-         "--log_every=10", "--learning_rate=0.01", "--buckets=32", "--lm_vocab=0"]
+         "--log_every=10", "--learning_rate=0.01", "--buckets=32", "--lm_vocab=0", *QUICK_TAGGER]
 
 
 def _checkpoint_value(model_dir, key):

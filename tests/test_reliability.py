@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tests import fixtures
-from tests.binaries import (TRAIN, checkpoint_state, error_line, kill_at_checkpoint_then_resume,
-                            popen_binary, run_in_process, wait_for)
+from tests.binaries import (QUICK_TAGGER, TRAIN, checkpoint_state, error_line,
+                            kill_at_checkpoint_then_resume, popen_binary, run_in_process, wait_for)
 
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
         "--log_every=10", "--learning_rate=0.01", "--eval_every=0", "--lm_vocab=0",
@@ -28,16 +28,18 @@ def _assert_same_state(a, b):
     np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-def _train_args(data_dir, model_dir, *extra):
+def _train_args(data_dir, model_dir, *extra, quick=True):
+  """mtl-train's flags; `quick`: QUICK_TAGGER's (all but the determinism test, which keeps the
+  default trunk under XLA)."""
   return ["--mode=alternate", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
-          "--deterministic", *TINY, *extra]
+          "--deterministic", *TINY, *(QUICK_TAGGER if quick else ()), *extra]
 
 
 def test_deterministic_runs_are_bitwise_identical_and_the_seed_matters(data_dir, tmp_path):
   states = []
   for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-    result = run_in_process(TRAIN, *_train_args(data_dir, tmp_path / name,
-                                                       "--train_steps=40", f"--seed={seed}"))
+    result = run_in_process(TRAIN, *_train_args(data_dir, tmp_path / name, "--train_steps=40",
+                                                f"--seed={seed}", quick=False))
     assert result.returncode == 0, result.stderr
     states.append(checkpoint_state(tmp_path / name))
   _assert_same_state(states[0], states[1])

@@ -20,13 +20,13 @@ import time
 import pytest
 
 from tests import fixtures
-from tests.binaries import (EVAL, TRAIN, checkpoint_state, error_line,
+from tests.binaries import (EVAL, QUICK_TAGGER, TRAIN, checkpoint_state, error_line,
                             kill_at_checkpoint_then_resume, run_binary, run_in_process, wait_for)
 from tests.test_reliability import _assert_same_state
 
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
         "--log_every=10", "--learning_rate=0.01", "--eval_every=0", "--lm_vocab=0",
-        "--buckets=32"]
+        "--buckets=32", *QUICK_TAGGER]
 MIRRORED = ["--strategy=mirrored", "--num_logical_cpus=2"]
 
 

@@ -7,10 +7,10 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from tests import fixtures
-from tests.binaries import TRAIN, run_in_process
+from tests.binaries import QUICK_TAGGER, TRAIN, run_in_process
 
 SMALL = ["--word_dim=16", "--char_filters=8", "--hidden_size=16", "--steps_per_loop=10",
-         "--log_every=20", "--learning_rate=0.01", "--buckets=16,32"]
+         "--log_every=20", "--learning_rate=0.01", "--buckets=16,32", *QUICK_TAGGER]
 
 
 def _scalars(run_dir):

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from tests import fixtures
-from tests.binaries import EVAL, TAG, TRAIN, error_line, run_in_process
+from tests.binaries import EVAL, QUICK_TAGGER, TAG, TRAIN, error_line, run_in_process
 
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
         "--log_every=10", "--learning_rate=0.01", "--batch_size=8", "--buckets=32"]
@@ -105,7 +105,8 @@ def test_a_checkpoint_does_not_grow_with_the_corpus(tmp_path):
   for name in ("one", "ten"):
     result = run_in_process(TRAIN, *FOUR, *TINY, "--mode=alternate", f"--data_dir={tmp_path}",
                         f"--train={name}.txt", "--dev=one.txt", f"--model_dir={tmp_path / name}",
-                        "--train_steps=20", "--checkpoint_every=20", "--eval_every=0")
+                        "--train_steps=20", "--checkpoint_every=20", "--eval_every=0",
+                        *QUICK_TAGGER)
     assert result.returncode == 0, result.stderr
     sizes.append(_checkpoint_bytes(tmp_path / name))
   assert abs(sizes[0] - sizes[1]) <= 16, sizes
