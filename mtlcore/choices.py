@@ -8,7 +8,7 @@ implement each choice take their names from here (mtlcore.precision, .sampling, 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SAMPLERS = ("uniform", "proportional", "temperature", "annealed", "weighted", "round_robin")
 WEIGHTINGS = ("sum", "static", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l",
-              "pcgrad", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "nash_mtl",
+              "pcgrad", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",
               "aligned_mtl", "gradvac")
 
 # Each weighting's hyper-parameters (--weighting_options=NAME=VALUE,...) and their papers'
@@ -21,6 +21,7 @@ WEIGHTING_OPTIONS = {
     "dualproj": {"ridge": 1e-6},
     "mgda": {"ridge": 1e-6},
     "imtl_g": {"ridge": 1e-6},
+    "imtl": {"ridge": 1e-6},
     "nash_mtl": {"ridge": 1e-6, "iterations": 50},
     "aligned_mtl": {"rank_tolerance": 1e-6},
     "gradvac": {"beta": 0.01},

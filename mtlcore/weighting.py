@@ -7,7 +7,7 @@ with hyper-parameters from --weighting_options (their papers' defaults otherwise
   one backward pass, as plain `sum` (`gradnorm` adds one per task, from the loss down to the
   last shared layer only).
 - gradient methods (`pcgrad`, `gradvac`, `cagrad`, `upgrad`, `dualproj`, `mgda`, `imtl_g`,
-  `nash_mtl`, `aligned_mtl`; their pure functions are in mtlcore.gradient_methods and
+  `imtl`, `nash_mtl`, `aligned_mtl`; their pure functions are in mtlcore.gradient_methods and
   re-exported here under the same names): each task's gradient on the shared variables of
   the owner map (mtlcore.ownership) is computed separately, the K gradients, flattened to a
   [K, P] matrix, are combined into one [P] direction; each task-owned variable (a head, a
@@ -35,6 +35,7 @@ from mtlcore import choices
 from mtlcore.choices import WEIGHTINGS as METHODS
 from mtlcore.errors import ConfigError
 # The gradient methods' pure functions, under the names the flags use.
+from mtlcore import gradient_methods
 from mtlcore.gradient_methods import (aligned_mtl, cagrad, cagrad_simplex_weights,  # pylint: disable=unused-import
                                       cosines_to_the_rest, dualproj, gradvac, imtl_g, mgda,
                                       nash_mtl, pcgrad, upgrad)
@@ -137,6 +138,12 @@ class Weighting(tf.Module):
     `labelled` bool [K]: the tasks with a label in the batch (the others' rows are zero and
     take no part)."""
     raise NotImplementedError
+
+  def task_losses(self, losses, labelled):
+    """Gradient methods: the K losses [K] whose gradients `combine_gradients` combines (the
+    task losses themselves unless the method rescales them first, as `imtl`)."""
+    del labelled
+    return losses
 
   def after_step(self, losses, labelled, layer_norms=None):
     """Updates the method's running state after an applied step (DWA's averages, GradNorm's
@@ -361,6 +368,32 @@ class ImpartialLossScaling(Weighting):
     return {t: [v] for t, v in zip(self.task_names, self.log_scales)}
 
 
+class ImpartialMTL(Weighting):
+  """IMTL (Liu et al. 2021), the hybrid: IMTL-L's learned scales on the losses (each task's
+  scaled loss e^{s_k} L_k - s_k), then IMTL-G's combination of the scaled losses' gradients on
+  the shared variables. Each head and each s_k get their own scaled loss's gradient.
+  Reports per task IMTL-G's weight times e^{s_k}: the weight on the raw loss's gradient."""
+
+  needs_task_gradients = True
+
+  def __init__(self, tasks, *, ridge=gradient_methods.RIDGE, name=None):
+    super().__init__(tasks, name=name)
+    self.ridge = float(ridge)
+    self.log_scales = [tf.Variable(0.0, name=f"log_scale_{t}") for t in self.task_names]
+
+  def task_losses(self, losses, labelled):
+    scales = tf.stack(self.log_scales)
+    return tf.where(labelled, tf.exp(scales) * losses - scales, 0.0)
+
+  def combine_gradients(self, grads, seed, labelled):
+    del seed
+    direction, a = imtl_g(grads, ridge=self.ridge, labelled=labelled)
+    return direction, a * tf.exp(tf.stack(self.log_scales))
+
+  def task_variables(self):
+    return {t: [v] for t, v in zip(self.task_names, self.log_scales)}
+
+
 _GRAM_METHODS = {"upgrad": upgrad, "dualproj": dualproj, "mgda": mgda, "imtl_g": imtl_g,
                  "nash_mtl": nash_mtl, "aligned_mtl": aligned_mtl}
 
@@ -399,4 +432,6 @@ def make_weighting(method, tasks, *, weights=None, period=None, options=None):
     return GradVac(tasks, name=method, **options)
   if method == "cagrad":
     return CAGrad(tasks, name=method, **options)
+  if method == "imtl":
+    return ImpartialMTL(tasks, name=method, **options)
   return GramMethod(tasks, _GRAM_METHODS[method], method, **options)

@@ -156,7 +156,7 @@ def test_cosines_to_the_rest_match_numpy():
 
 
 METHODS = ["sum", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "pcgrad", "gradvac",
-           "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "nash_mtl", "aligned_mtl"]
+           "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl", "aligned_mtl"]
 
 
 def _trainer(method, seed=0):
@@ -204,7 +204,7 @@ def test_gradnorm_moves_its_weights_and_keeps_their_sum():
 
 
 @pytest.mark.parametrize("method", ["uncertainty", "dwa", "gradnorm", "pcgrad", "rlw", "imtl_l",
-                                    "gradvac", "nash_mtl"])
+                                    "gradvac", "nash_mtl", "imtl"])
 def test_resume_from_a_checkpoint_is_bitwise_exact(method, tmp_path):
   straight = _trainer(method)
   straight.train(12)

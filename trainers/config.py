@@ -84,7 +84,7 @@ class RunConfig:
     weighting: joint mode's way of combining the task losses (mtlcore.weighting.METHODS):
       sum (default; static with --task_weights), a loss weighting (uncertainty, dwa,
       gradnorm, rlw, imtl_l) or a gradient method (pcgrad, gradvac, cagrad, upgrad,
-      dualproj, mgda, imtl_g, nash_mtl, aligned_mtl).
+      dualproj, mgda, imtl_g, imtl, nash_mtl, aligned_mtl).
     weighting_options: "NAME=VALUE" strings, the weighting's hyper-parameters
       (mtlcore.choices.WEIGHTING_OPTIONS; their papers' defaults otherwise).
     per_task_optimizer: alternate mode: one Adam per task (separate trunk moments per task),
