@@ -77,14 +77,14 @@ def test_the_iterative_solver_equals_the_exact_enumeration(k):
     assert bounded_quadratic.residual(q, np.zeros((k, k)), np.eye(k), u) < 1e-8
 
 
-def test_the_solver_compiles_and_converges_at_64_tasks_in_a_fixed_graph():
+def test_the_solver_converges_at_64_tasks_in_a_fixed_graph():
   rng = np.random.default_rng(0)
   grads = rng.normal(size=(64, 200))
   grads[32:] = -grads[:32] + 0.1 * rng.normal(size=(32, 200))  # Half of them conflict.
   gram = grads @ grads.T
   q = tf.constant(gram + 1e-6 * gram.max() * np.eye(64), tf.float32)
-  solve = tf.function(lambda q: bounded_quadratic.solve(q, tf.zeros([64, 64]), tf.eye(64)),
-                      jit_compile=True)
+  # In a graph (XLA's compile of the same solve is test_every_method_runs_at_64_tasks_compiled).
+  solve = tf.function(lambda q: bounded_quadratic.solve(q, tf.zeros([64, 64]), tf.eye(64)))
   u = solve(q)
   assert bounded_quadratic.residual(q, np.zeros((64, 64)), np.eye(64), u) < 1e-6
 

@@ -170,7 +170,7 @@ def _trainer(method, seed=0):
 def test_every_method_trains_the_toy_problem_compiled_and_logs_its_weights(method):
   trainer = _trainer(method)
   first = held_out_losses(trainer)
-  for _ in range(30):
+  for _ in range(10):
     last_logs = trainer.train(100)
   last = held_out_losses(trainer)
   for task in ("y1", "y2"):  # As test_trainers asks of the plain sum.
