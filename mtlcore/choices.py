@@ -45,9 +45,16 @@ def weighting_options(method, items):
     try:
       value = kind(text)
     except ValueError:
-      raise ValueError(f"--weighting_options: {name} must be {'an integer' if kind is int else 'a number'}, "
-                       f"got {text!r}.") from None
-    if not value >= 0 or value != value or (name == "iterations" and value < 1):
-      raise ValueError(f"--weighting_options: {name} must be {'positive' if name == 'iterations' else 'non-negative'}, got {text!r}.")
+      raise ValueError(f"--weighting_options: {name} must be "
+                       f"{'an integer' if kind is int else 'a number'}, got {text!r}.") from None
+    if value != value or value in (float("inf"), float("-inf")):
+      raise ValueError(f"--weighting_options: {name} must be a finite number, got {text!r}.")
+    positive = name in ("iterations", "temperature")
+    if not (value > 0 if positive else value >= 0):
+      raise ValueError(f"--weighting_options: {name} must be "
+                       f"{'positive' if positive else 'non-negative'}, got {text!r}.")
+    if name == "beta" and value > 1:
+      raise ValueError(f"--weighting_options: beta is a moving average's rate in [0, 1], "
+                       f"got {text!r}.")
     values[name] = value
   return values

@@ -233,8 +233,10 @@ def test_weighting_flags_are_checked_in_the_config():
   with pytest.raises(ConfigError, match="--weighting_options: 'c=1' is not NAME=VALUE .* "
                                         "--weighting=mgda \\(it has: ridge\\)"):
     RunConfig(task_set="toy", weighting="mgda", weighting_options=("c=1",))
-  with pytest.raises(ConfigError, match="gradvac beta must be in"):
-    weighting.make_weighting("gradvac", ["a", "b"], options={"beta": 2.0})
+  with pytest.raises(ConfigError, match="beta is a moving average's rate in \\[0, 1\\]"):
+    RunConfig(task_set="toy", weighting="gradvac", weighting_options=("beta=2",))
+  with pytest.raises(ConfigError, match="temperature must be positive, got '0'"):
+    weighting.make_weighting("dwa", ["a", "b"], options={"temperature": 0})
   assert RunConfig(task_set="toy", weighting="cagrad",
                    weighting_options=("c=0.2",)).weighting_options == ("c=0.2",)
   assert weighting.make_weighting("cagrad", ["a", "b"], options={"c": "0.2"}).c == 0.2

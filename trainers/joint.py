@@ -176,10 +176,10 @@ class JointTrainer(Trainer):
     `scale` (None: no scaling). `labelled` (bool [K]) tells the method which rows take part.
 
     The K rows are K backward passes (`tape.gradient` of each loss). One Jacobian instead
-    (`tape.jacobian`) was measured on the default BiLSTM step under XLA (mtl-bench, AMD EPYC
-    2 cores): vectorised by pfor it does not compile (pfor's TensorList ops over the LSTM's
-    loop), and as a while loop over the tasks the pcgrad step took 6.90x `sum`'s, against
-    1.40x with K passes.
+    (`tape.jacobian`) was tried on the default BiLSTM step under XLA (mtl-bench, AMD EPYC
+    2 cores, benchmarks/RESULTS.md): vectorised by pfor it does not compile (pfor's
+    TensorList ops over the LSTM's loop), and as a while loop over the tasks the pcgrad step
+    took 6.90x `sum`'s; with K passes, 1.52x (another invocation of the same command).
 
     Returns `_gradients`' (grads, reached variables, finite) plus (weights [K], cosines [K]).
     """
@@ -211,8 +211,8 @@ class JointTrainer(Trainer):
             for v in variables]
 
   def _task_of(self, variable):
-    """The task that owns `variable` (the model's owner map, then the weighting's own
-    per-task variables), or SHARED."""
+    """The task that owns `variable` (a weighting's own per-task variable, else the model's
+    owner map), or SHARED."""
     for task, owned in self.weighting.task_variables().items():
       if any(v is variable for v in owned):
         return task
