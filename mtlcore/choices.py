@@ -7,7 +7,7 @@ implement each choice take their names from here (mtlcore.precision, .sampling, 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SAMPLERS = ("uniform", "proportional", "temperature", "annealed", "weighted", "round_robin")
-WEIGHTINGS = ("sum", "static", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l",
+WEIGHTINGS = ("sum", "static", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "gls",
               "pcgrad", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",
               "aligned_mtl", "gradvac")
 

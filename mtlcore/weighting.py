@@ -2,7 +2,7 @@
 
 Two families, one interface (`Weighting`), chosen by --weighting (mtlcore.choices.WEIGHTINGS)
 with hyper-parameters from --weighting_options (their papers' defaults otherwise):
-- loss weighting (`sum`, `static`, `uncertainty`, `dwa`, `gradnorm`, `rlw`, `imtl_l`): the
+- loss weighting (`sum`, `static`, `uncertainty`, `dwa`, `gradnorm`, `rlw`, `imtl_l`, `gls`): the
   update is the gradient of sum_k w_k L_k (+ a regulariser for `uncertainty` and `imtl_l`);
   one backward pass, as plain `sum` (`gradnorm` adds one per task, from the loss down to the
   last shared layer only).
@@ -14,7 +14,7 @@ with hyper-parameters from --weighting_options (their papers' defaults otherwise
   task's trunk part) gets its own task's gradient as usual.
 
 The loss weightings' math is in pure functions here (`uncertainty_total`, `dwa_weights`,
-`gradnorm_weight_gradient`), checked against numpy references in tests/test_weighting.py
+`gradnorm_weight_gradient`, `gls_total`), checked against numpy references in tests/test_weighting.py
 (the gradient methods' in tests/test_gradient_methods.py). The modules around them hold what
 must survive a restart (learned log-variances and scales, DWA's loss averages, GradNorm's
 weights, GradVac's cosine targets) as variables, so a checkpoint of the trainer holds them and
@@ -59,6 +59,27 @@ def uncertainty_total(losses, log_variances, labelled):
   weights = tf.exp(-log_variances)
   terms = weights * losses + 0.5 * log_variances
   return tf.reduce_sum(tf.where(labelled, terms, 0.0)), weights
+
+
+def gls_total(losses, labelled):
+  """Geometric loss strategy (Chennupati et al. 2019): the geometric mean of the labelled
+  tasks' losses, (prod_k L_k)^(1/m). Its gradient weighs task k by total / (m L_k): a task
+  whose loss is already small gets a large weight. Paper's scale: with equal losses the
+  update is the mean of the task gradients, 1/m of `sum`'s.
+
+  Args:
+    losses: float32 [K] (each floored at 1e-30 inside the logarithm).
+    labelled: bool [K]; an unlabelled task takes no part (and gets weight 0).
+  Returns:
+    (total scalar, 0 with no labelled task; weights d total / d L_k [K]).
+  """
+  labelled = tf.convert_to_tensor(labelled)
+  m = tf.maximum(tf.reduce_sum(tf.cast(labelled, tf.float32)), 1.0)
+  floored = tf.maximum(losses, 1e-30)
+  total = tf.exp(tf.reduce_sum(tf.where(labelled, tf.math.log(floored), 0.0)) / m)
+  total = tf.where(tf.reduce_any(labelled), total, 0.0)
+  weights = tf.where(labelled, tf.stop_gradient(total) / (m * floored), 0.0)
+  return total, weights
 
 
 def dwa_weights(previous_means, temperature):
@@ -169,6 +190,13 @@ class Uncertainty(Weighting):
 
   def task_variables(self):
     return {t: [v] for t, v in zip(self.task_names, self.log_variances)}
+
+
+class GeometricLossStrategy(Weighting):
+  """GLS: the geometric mean of the task losses (`gls_total`); no state."""
+
+  def total(self, losses, labelled, seed=None):
+    return gls_total(losses, labelled)
 
 
 class DynamicWeightAverage(Weighting):
@@ -422,6 +450,8 @@ def make_weighting(method, tasks, *, weights=None, period=None, options=None):
     return ImpartialLossScaling(tasks, name=method)
   if method == "rlw":
     return RandomLossWeighting(tasks, name=method)
+  if method == "gls":
+    return GeometricLossStrategy(tasks, name=method)
   if method == "dwa":
     return DynamicWeightAverage(tasks, period=period or 1, name=method, **options)
   if method == "gradnorm":

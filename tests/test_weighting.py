@@ -59,6 +59,19 @@ def test_uncertainty_weights_and_total_match_the_formula():
   np.testing.assert_allclose(total, want, rtol=1e-6)
 
 
+def test_gls_is_the_geometric_mean_and_its_weights_its_gradient():
+  losses = tf.constant([2.0, 0.5, 9.0])
+  labelled = tf.constant([True, True, False])
+  with tf.GradientTape() as tape:
+    tape.watch(losses)
+    total, weights = weighting.gls_total(losses, labelled)
+  np.testing.assert_allclose(total, np.sqrt(2.0 * 0.5), rtol=1e-6)  # Task 3 unlabelled.
+  np.testing.assert_allclose(weights, tape.gradient(total, losses), rtol=1e-6)
+  np.testing.assert_allclose(weights, [1.0 / 4.0, 1.0, 0.0], rtol=1e-6)  # total / (m L_k)
+  none, _ = weighting.gls_total(losses, tf.zeros([3], tf.bool))
+  assert float(none) == 0.0
+
+
 def test_dwa_weights_match_the_formula():
   means = np.array([[2.0, 1.0], [1.0, 0.9]])  # Task 1 fell by half, task 2 by a tenth.
   got = weighting.dwa_weights(tf.constant(means, tf.float32), 2.0).numpy()
@@ -155,7 +168,7 @@ def test_cosines_to_the_rest_match_numpy():
     np.testing.assert_allclose(got[k], want, rtol=1e-6)
 
 
-METHODS = ["sum", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "pcgrad", "gradvac",
+METHODS = ["sum", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "gls", "pcgrad", "gradvac",
            "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl", "aligned_mtl"]
 
 

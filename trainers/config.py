@@ -83,7 +83,7 @@ class RunConfig:
     sampler_temperature: T of the temperature sampler.
     weighting: joint mode's way of combining the task losses (mtlcore.weighting.METHODS):
       sum (default; static with --task_weights), a loss weighting (uncertainty, dwa,
-      gradnorm, rlw, imtl_l) or a gradient method (pcgrad, gradvac, cagrad, upgrad,
+      gradnorm, rlw, imtl_l, gls) or a gradient method (pcgrad, gradvac, cagrad, upgrad,
       dualproj, mgda, imtl_g, imtl, nash_mtl, aligned_mtl).
     weighting_options: "NAME=VALUE" strings, the weighting's hyper-parameters
       (mtlcore.choices.WEIGHTING_OPTIONS; their papers' defaults otherwise).
