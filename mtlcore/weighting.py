@@ -386,17 +386,20 @@ class ImpartialLossScaling(Weighting):
     super().__init__(tasks, name=name)
     self.log_scales = [tf.Variable(0.0, name=f"log_scale_{t}") for t in self.task_names]
 
-  def total(self, losses, labelled, seed=None):
+  def task_losses(self, losses, labelled):
+    """[K]: e^{s_k} L_k - s_k for labelled tasks, 0 for the others."""
     scales = tf.stack(self.log_scales)
-    weights = tf.exp(scales)
-    terms = weights * losses - scales
-    return tf.reduce_sum(tf.where(labelled, terms, 0.0)), weights
+    return tf.where(labelled, tf.exp(scales) * losses - scales, 0.0)
+
+  def total(self, losses, labelled, seed=None):
+    return (tf.reduce_sum(self.task_losses(losses, labelled)),
+            tf.exp(tf.stack(self.log_scales)))
 
   def task_variables(self):
     return {t: [v] for t, v in zip(self.task_names, self.log_scales)}
 
 
-class ImpartialMTL(Weighting):
+class ImpartialMTL(ImpartialLossScaling):
   """IMTL (Liu et al. 2021), the hybrid: IMTL-L's learned scales on the losses (each task's
   scaled loss e^{s_k} L_k - s_k), then IMTL-G's combination of the scaled losses' gradients on
   the shared variables. Each head and each s_k get their own scaled loss's gradient.
@@ -407,19 +410,15 @@ class ImpartialMTL(Weighting):
   def __init__(self, tasks, *, ridge=gradient_methods.RIDGE, name=None):
     super().__init__(tasks, name=name)
     self.ridge = float(ridge)
-    self.log_scales = [tf.Variable(0.0, name=f"log_scale_{t}") for t in self.task_names]
 
-  def task_losses(self, losses, labelled):
-    scales = tf.stack(self.log_scales)
-    return tf.where(labelled, tf.exp(scales) * losses - scales, 0.0)
+  def total(self, losses, labelled, seed=None):
+    # Only logged: a gradient method's update is combine_gradients' of task_losses.
+    return Weighting.total(self, losses, labelled, seed)
 
   def combine_gradients(self, grads, seed, labelled):
     del seed
     direction, a = imtl_g(grads, ridge=self.ridge, labelled=labelled)
     return direction, a * tf.exp(tf.stack(self.log_scales))
-
-  def task_variables(self):
-    return {t: [v] for t, v in zip(self.task_names, self.log_scales)}
 
 
 _GRAM_METHODS = {"upgrad": upgrad, "dualproj": dualproj, "mgda": mgda, "imtl_g": imtl_g,

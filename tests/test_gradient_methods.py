@@ -15,8 +15,9 @@ from mtlcore.choices import WEIGHTINGS
 from mtlcore.layers import Linear
 from mtlcore.model import MultiTaskModel, SharedTrunk, TaskHead
 from mtlcore.optimizers import Adam
-from mtlcore.tasks import Ratio, Task
+from mtlcore.tasks import Task
 from mtlcore.trainers import JointTrainer
+from tests.test_keras_parts import _masked_squared
 
 GRAM_METHODS = ["upgrad", "dualproj", "mgda", "imtl_g", "nash_mtl", "aligned_mtl"]
 ALL = GRAM_METHODS + ["pcgrad", "gradvac", "cagrad", "imtl"]
@@ -353,13 +354,6 @@ class _Head(TaskHead):
 
   def __call__(self, representation, features, *, training, seed):
     return self.out(representation)
-
-
-def _masked_squared(labels, predictions, features):
-  del features
-  known = ~tf.math.is_nan(labels)
-  error = tf.where(known, labels - predictions, 0.0)
-  return Ratio(tf.reduce_sum(tf.square(error)), tf.reduce_sum(tf.cast(known, tf.float32)))
 
 
 @pytest.mark.parametrize("method", [m for m in WEIGHTINGS if m != "static"])
