@@ -38,7 +38,8 @@ class Evaluator:
         self._slots.append((f"{task.name}/{name}", task.name, metric, size, metric.size))
         size += metric.size
     self.size = size
-    self._statistics = tf.function(self._batch_statistics, reduce_retracing=True)
+    self._statistics = tf.function(self._batch_statistics, reduce_retracing=True,
+                                   autograph=False)
 
   def _batch_statistics(self, features, labels):
     """float32 [size]: every metric's statistics on one batch."""

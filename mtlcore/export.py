@@ -41,7 +41,7 @@ class ExportedModel(tf.Module):
     self.tasks = tuple(tasks)
     self.serve = tf.function(
         lambda features: self.model(features, tasks=self.tasks, training=False),
-        input_signature=[dict(feature_specs)])
+        input_signature=[dict(feature_specs)], autograph=False)
 
 
 def export_model(export_dir, model, tasks, feature_specs, *, atomically=True):

@@ -9,9 +9,18 @@ per core each, per process) they oversubscribe the cores: the five process-contr
 (test_reliability, test_model_dir, test_eval_guards, test_checkpoint_recovery,
 test_replicas) took 425.9 s with the default pools and 320.9 s with one thread each, on the
 same machine in the same hour (-n 2, one invocation each). A user's run keeps the defaults.
+
+XLA's persistent compilation cache (TF_XLA_FLAGS=--tf_xla_persistent_cache_directory) is
+shared by every process of one test session, workers and the binaries they start, and removed
+at its end: many tests train the same tiny tagger, and each program is compiled once per
+session instead of once per process. The cache holds what XLA would compile again from the
+same program under the same flags, so no result depends on it; the test that counts XLA's
+compilations (test_compiles) runs its binary without it.
 """
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
@@ -20,7 +29,22 @@ if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                              " --xla_backend_optimization_level=0").strip()
 
+XLA_CACHE_FLAG = "--tf_xla_persistent_cache_directory"
+# The process that creates the cache (pytest's controller, which the xdist workers and their
+# binaries inherit the environment from; or a run without workers) removes it at the end.
+_CREATED_XLA_CACHE = None
+if XLA_CACHE_FLAG not in os.environ.get("TF_XLA_FLAGS", ""):
+  _CREATED_XLA_CACHE = tempfile.mkdtemp(prefix="mtlcore-tests-xla-cache-")
+  os.environ["TF_XLA_FLAGS"] = (os.environ.get("TF_XLA_FLAGS", "") +
+                                f" {XLA_CACHE_FLAG}={_CREATED_XLA_CACHE}").strip()
+
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def pytest_sessionfinish(session):
+  del session
+  if _CREATED_XLA_CACHE:
+    shutil.rmtree(_CREATED_XLA_CACHE, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,14 +1,19 @@
 """The pipeline's promise to XLA: alternating training compiles (tasks x buckets) programs and
 never compiles or traces again after warm-up. Counted from XLA's own module dumps, in a fresh
-process (XLA reads its flags at the first compilation)."""
+process (XLA reads its flags at the first compilation), without the suite's persistent XLA
+cache (conftest.py): a program loaded from it is not compiled, so XLA would not dump it."""
 
 import json
+import os
 
 from tests.binaries import COMPILES, run_binary
 from tests.fixtures import write_dataset
 
 
-def test_alternating_training_compiles_tasks_times_buckets_then_nothing(tmp_path):
+def test_alternating_training_compiles_tasks_times_buckets_then_nothing(tmp_path, monkeypatch):
+  monkeypatch.setenv("TF_XLA_FLAGS", " ".join(
+      f for f in os.environ.get("TF_XLA_FLAGS", "").split()
+      if not f.startswith("--tf_xla_persistent_cache_directory")))
   data_dir = write_dataset(tmp_path / "data", train=200, test=20)
   output = tmp_path / "compiles.json"
   result = run_binary(COMPILES, f"--data_dir={data_dir}", "--hidden_size=16",

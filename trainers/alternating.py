@@ -70,7 +70,8 @@ class AlternatingTrainer(Trainer):
     for optimizer, variables in served.values():
       optimizer.build(variables.values())
     self._set_inputs({n: datasets[n] for n in names}, self.task_steps)
-    self._steps = {n: tf.function(functools.partial(self._task_step, n), jit_compile=jit_compile)
+    self._steps = {n: tf.function(functools.partial(self._task_step, n), jit_compile=jit_compile,
+                                     autograph=False)
                    for n in names}
 
   def _task_step(self, name, features, labels):
@@ -98,18 +99,12 @@ class AlternatingTrainer(Trainer):
       return log, bad
     return self._steps[name](features, labels)
 
-  def _loop_impl(self, num_steps):
-    sums, counts, nonfinite, first_bad, mismatched = self._initial_accumulators()
-    branches = [functools.partial(self._run_task, n) for n in self.tasks]
-    for _ in tf.range(num_steps):
-      step = self.global_step.read_value()
-      k = self.sampler.sample(step)
-      log, bad = tf.switch_case(k, branches)
-      sums += log
-      counts += tf.one_hot(k, len(self.tasks))
-      nonfinite += bad
-      first_bad = self._note_first_bad(first_bad, bad, k, step)
-    return sums, counts, nonfinite, first_bad, mismatched
+  def _loop_step(self, sums, counts, nonfinite, first_bad, mismatched):
+    step = self.global_step.read_value()
+    k = self.sampler.sample(step)
+    log, bad = tf.switch_case(k, [functools.partial(self._run_task, n) for n in self.tasks])
+    return (sums + log, counts + tf.one_hot(k, len(self.tasks)), nonfinite + bad,
+            self._note_first_bad(first_bad, bad, k, step), mismatched)
 
   def step_functions(self):
     if self._replicas.distributed:

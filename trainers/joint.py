@@ -76,7 +76,7 @@ class JointTrainer(Trainer):
     self.optimizer = optimizer
     self.optimizer.build(self._variables())
     self._set_inputs({"joint": dataset}, {"joint": self.global_step})
-    self._step = tf.function(self._joint_step, jit_compile=jit_compile)
+    self._step = tf.function(self._joint_step, jit_compile=jit_compile, autograph=False)
 
   def _check_distributable(self):
     """What joint training under a strategy needs: a weighting linear in the task losses
@@ -196,7 +196,7 @@ class JointTrainer(Trainer):
       flat = flat / scale
     head_grads = self._unscaled_gradient(tape, plain_sum, own)
     combined, weights = self.weighting.combine_gradients(flat, self.step_seed(), labelled)
-    pieces = tf.split(combined, [int(tf.size(v)) for v in targets])
+    pieces = tf.split(combined, [v.shape.num_elements() for v in targets])
     shared_grads = [tf.reshape(p, v.shape) for p, v in zip(pieces, targets)]
     grads, reached_vars, finite = self._checked(shared_grads + head_grads, targets + own,
                                                 plain_sum)
@@ -218,18 +218,12 @@ class JointTrainer(Trainer):
         return task
     return self.model.owners.owner(variable)
 
-  def _loop_impl(self, num_steps):
-    sums, counts, nonfinite, first_bad, mismatched = self._initial_accumulators()
-    for _ in tf.range(num_steps):
-      step = self.global_step.read_value()
-      features, labels = next(self._inputs.iterators["joint"])
-      log, bad, culprit, mismatch = self._run_step(features, labels)
-      sums += log
-      counts += 1.0
-      nonfinite += bad
-      first_bad = self._note_first_bad(first_bad, bad, culprit, step)
-      mismatched += mismatch
-    return sums, counts, nonfinite, first_bad, mismatched
+  def _loop_step(self, sums, counts, nonfinite, first_bad, mismatched):
+    step = self.global_step.read_value()
+    features, labels = next(self._inputs.iterators["joint"])
+    log, bad, culprit, mismatch = self._run_step(features, labels)
+    return (sums + log, counts + 1.0, nonfinite + bad,
+            self._note_first_bad(first_bad, bad, culprit, step), mismatched + mismatch)
 
   def _run_step(self, features, labels):
     """One step (compiled; under a strategy, per replica): (log vector, 1 if skipped as

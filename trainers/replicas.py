@@ -78,7 +78,7 @@ class Replicas:
       device = tf.identity(0).device
       key = (name, device)
       if key not in self._compiled:
-        self._compiled[key] = tf.function(fn, jit_compile=jit_compile)
+        self._compiled[key] = tf.function(fn, jit_compile=jit_compile, autograph=False)
       with tf.device(device):
         return self._compiled[key](*args)
 

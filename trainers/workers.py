@@ -123,7 +123,7 @@ class StopAgreement:
 
   def __init__(self, strategy):
     self.strategy = strategy
-    self._reduce = tf.function(self._any)
+    self._reduce = tf.function(self._any, autograph=False)
 
   def _any(self, flag):
     per_replica = self.strategy.experimental_distribute_values_from_function(

@@ -27,7 +27,7 @@ class TagPredictor:
     self.tasks = tuple(tasks)
     self.batch_size = batch_size
     self.buckets = buckets
-    self._predict = tf.function(self._predict_ids, reduce_retracing=True)
+    self._predict = tf.function(self._predict_ids, reduce_retracing=True, autograph=False)
 
   def _predict_ids(self, features):
     outputs = self.model(features, tasks=self.tasks, training=False)

@@ -28,7 +28,8 @@ class ExportedTagger(tf.Module):
     self.task_order = tf.Variable(list(self.tasks), trainable=False, name="task_order")
     self.tag_names = {t: tf.constant(list(vocabularies.tags[t]), tf.string) for t in self.tasks}
 
-  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="tokens")])
+  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="tokens")],
+               autograph=False)
   def tag(self, tokens):
     length = tf.reduce_sum(tf.cast(tf.not_equal(tokens, ""), tf.int32), axis=1)
     features = self.featurizer(tokens)
