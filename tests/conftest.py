@@ -3,7 +3,7 @@ passes (the tests' programs are tiny and compiled once each: optimising them cos
 running them), one TensorFlow thread per pool (both set before TensorFlow starts, and
 inherited by the binaries the tests start), and the path to the real CoNLL-2000 files.
 
-One thread: the suite runs two pytest workers on this 2-core machine kind, each often with a
+One thread: the suite runs three pytest workers on this 2-core machine kind, each often with a
 binary of its own, and the tests' shapes are tiny. With TensorFlow's default pools (one thread
 per core each, per process) they oversubscribe the cores: the five process-contract files
 (test_reliability, test_model_dir, test_eval_guards, test_checkpoint_recovery,
