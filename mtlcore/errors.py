@@ -27,6 +27,17 @@ class NonFiniteError(MtlError, FloatingPointError):
   """Training produced a NaN or Inf loss or gradient."""
 
 
+def traced_control_flow(error, where):
+  """The ConfigError for a tf.errors.OperatorNotAllowedInGraphError raised while `where` (e.g.
+  "The training step") was traced: a user's loss, metric, head or trunk used a tensor as a
+  Python bool or iterated over it. mtlcore traces without autograph (tracing is then a third
+  to half faster), so such code must use TensorFlow's control flow."""
+  first = str(error).strip().split(". ")[0].rstrip(".")
+  return ConfigError(f"{where}: {first}; mtlcore traces without autograph, so a loss, metric, "
+                     f"head or trunk must branch and loop on tensors with tf.cond, tf.where or "
+                     f"tf.while_loop.")
+
+
 def require_positive(what, value):
   """Raises ConfigError unless `value` is a positive integer.
 

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from mtlcore import metrics as metrics_lib
-from mtlcore.errors import ConfigError
+from mtlcore.errors import ConfigError, traced_control_flow
 
 
 class Evaluator:
@@ -61,7 +61,10 @@ class Evaluator:
       if not (isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[1], dict)):
         raise ConfigError("An evaluation data set must yield (features, {task: labels}) "
                           "pairs.")
-      sums += self._statistics(*batch).numpy()
+      try:
+        sums += self._statistics(*batch).numpy()
+      except tf.errors.OperatorNotAllowedInGraphError as e:
+        raise traced_control_flow(e, "The evaluation") from None
     return sums
 
   def results(self, sums):

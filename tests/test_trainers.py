@@ -10,6 +10,7 @@ from mtlcore.toy.network import build_toy_model, toy_tasks
 from mtlcore.optimizers import Adam
 from mtlcore.sampling import TaskSampler
 from mtlcore.trainers import AlternatingTrainer, JointTrainer
+from mtlcore.tasks import Ratio, Task
 
 
 def _alternating(sampler_probabilities=None, jit_compile=True, seed=0, **kwargs):
@@ -183,3 +184,22 @@ def test_close_releases_the_iterators_and_training_again_continues_the_stream():
   trainer.train(2)  # Rebuilt at batch 3: the same five batches as one uninterrupted run.
   for a, b in zip(trainer.model.variables_to_train(), reference.model.variables_to_train()):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_python_control_flow_on_a_tensor_in_a_loss_is_one_clear_error():
+  """The steps trace without autograph: a loss that branches in Python on a tensor gets a
+  ConfigError that says what to write instead, not TensorFlow's autograph advice."""
+  def branching_loss(labels, predictions, features):
+    del features
+    error = tf.reduce_mean(tf.square(predictions - labels))
+    if error > 1.0:  # A tensor as a Python bool.
+      return Ratio(error * 0.5, tf.constant(1.0))
+    return Ratio(error, tf.constant(1.0))
+
+  tasks = [Task(t.name, loss=branching_loss) for t in toy_tasks()]
+  trainer = JointTrainer(model=build_toy_model(), tasks=tasks, optimizer=Adam(0.01),
+                         dataset=toy_dataset(64, batch_size=16, seed=0))
+  with pytest.raises(ConfigError, match="The training step: Using a symbolic `tf.Tensor` as a "
+                                        "Python `bool` is not allowed; mtlcore traces without "
+                                        "autograph, .* tf.cond, tf.where or tf.while_loop"):
+    trainer.train(2)

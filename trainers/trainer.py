@@ -45,7 +45,7 @@ import tempfile
 
 import tensorflow as tf
 
-from mtlcore.errors import ConfigError, NonFiniteError, require_positive
+from mtlcore.errors import ConfigError, NonFiniteError, require_positive, traced_control_flow
 from mtlcore.ownership import SHARED
 from mtlcore.trainers.logs import LogLayout
 from mtlcore.trainers.replicas import Replicas
@@ -449,6 +449,8 @@ class Trainer(tf.Module):
     try:
       sums, counts, nonfinite, first_bad, mismatched = self._loop(
           tf.constant(num_steps, tf.int32))
+    except tf.errors.OperatorNotAllowedInGraphError as e:
+      raise traced_control_flow(e, "The training step") from None
     except Exception:
       if self._refusal.error is not None:
         raise self._refusal.error from None
