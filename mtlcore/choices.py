@@ -7,7 +7,7 @@ implement each choice take their names from here (mtlcore.precision, .sampling, 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SAMPLERS = ("uniform", "proportional", "temperature", "annealed", "weighted", "round_robin")
-WEIGHTINGS = ("sum", "static", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "gls",
+WEIGHTINGS = ("sum", "static", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "gls", "famo",
               "pcgrad", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",
               "aligned_mtl", "gradvac")
 
@@ -16,6 +16,7 @@ WEIGHTINGS = ("sum", "static", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l"
 WEIGHTING_OPTIONS = {
     "dwa": {"temperature": 2.0},
     "gradnorm": {"alpha": 1.5, "learning_rate": 0.025},
+    "famo": {"learning_rate": 0.025, "gamma": 0.01},
     "cagrad": {"c": 0.5},
     "upgrad": {"ridge": 1e-6},
     "dualproj": {"ridge": 1e-6},

@@ -2,10 +2,10 @@
 
 Two families, one interface (`Weighting`), chosen by --weighting (mtlcore.choices.WEIGHTINGS)
 with hyper-parameters from --weighting_options (their papers' defaults otherwise):
-- loss weighting (`sum`, `static`, `uncertainty`, `dwa`, `gradnorm`, `rlw`, `imtl_l`, `gls`): the
-  update is the gradient of sum_k w_k L_k (+ a regulariser for `uncertainty` and `imtl_l`);
-  one backward pass, as plain `sum` (`gradnorm` adds one per task, from the loss down to the
-  last shared layer only).
+- loss weighting (`sum`, `static`, `uncertainty`, `dwa`, `gradnorm`, `rlw`, `imtl_l`, `gls`,
+  `famo`): the update is the gradient of sum_k w_k L_k (+ a regulariser for `uncertainty` and
+  `imtl_l`); one backward pass, as plain `sum` (`gradnorm` adds one per task, from the loss
+  down to the last shared layer only; `famo` one forward pass, for the losses after the update).
 - gradient methods (`pcgrad`, `gradvac`, `cagrad`, `upgrad`, `dualproj`, `mgda`, `imtl_g`,
   `imtl`, `nash_mtl`, `aligned_mtl`; their pure functions are in mtlcore.gradient_methods and
   re-exported here under the same names): each task's gradient on the shared variables of
@@ -14,10 +14,10 @@ with hyper-parameters from --weighting_options (their papers' defaults otherwise
   task's trunk part) gets its own task's gradient as usual.
 
 The loss weightings' math is in pure functions here (`uncertainty_total`, `dwa_weights`,
-`gradnorm_weight_gradient`, `gls_total`), checked against numpy references in tests/test_weighting.py
+`gradnorm_weight_gradient`, `gls_total`, `famo_total`, `famo_logit_gradient`), checked against numpy references in tests/test_weighting.py
 (the gradient methods' in tests/test_gradient_methods.py). The modules around them hold what
 must survive a restart (learned log-variances and scales, DWA's loss averages, GradNorm's
-weights, GradVac's cosine targets) as variables, so a checkpoint of the trainer holds them and
+weights, GradVac's cosine targets, FAMO's logits) as variables, so a checkpoint of the trainer holds them and
 resume stays exact. Everything runs inside the compiled step. Every method reports per task
 the weight it gave the task's loss (`weights`), and the gradient methods the cosine between
 the task's gradient and the sum of the others' (`cosines`); the joint trainer logs both per
@@ -129,6 +129,51 @@ def gradnorm_weight_gradient(weights, layer_norms, loss_ratios, alpha, labelled=
   return tf.where(labelled, tf.sign(norms - target) * layer_norms, 0.0)
 
 
+FAMO_EPSILON = 1e-8  # FAMO's shift of the losses inside its logarithms (its min losses are 0).
+
+
+def famo_total(losses, logits, labelled):
+  """FAMO (Liu et al. 2023): the loss whose gradient is FAMO's update direction.
+
+  total = c sum_k z_k log(L_k + eps) over the labelled tasks, z = softmax of the task logits
+  over them, c = 1 / sum_k (z_k / (L_k + eps)) held constant: its gradient is
+  sum_k w_k grad L_k with w_k = c z_k / (L_k + eps), weights that sum to 1 (paper's scale: with
+  equal logits and losses, the mean of the task gradients, 1/m of `sum`'s). The losses must
+  be positive (FAMO's assumption; a loss at or below -eps makes the step non-finite).
+
+  Args:
+    losses, logits: float32 [K].
+    labelled: bool [K]; an unlabelled task takes no part (weight 0).
+  Returns:
+    (total scalar, 0 with no labelled task; weights [K]).
+  """
+  labelled = tf.convert_to_tensor(labelled)
+  z = tf.where(labelled, tf.nn.softmax(tf.where(labelled, logits, -1e9)), 0.0)
+  shifted = tf.where(labelled, losses + FAMO_EPSILON, 1.0)
+  c = tf.stop_gradient(1.0 / tf.maximum(tf.reduce_sum(z / shifted), 1e-30))
+  total = c * tf.reduce_sum(tf.stop_gradient(z) * tf.math.log(shifted))
+  return total, tf.stop_gradient(c * z / shifted)
+
+
+def famo_logit_gradient(logits, losses_before, losses_after, labelled):
+  """FAMO's gradient on its task logits after an applied update: J^T delta, J the Jacobian
+  of z = softmax(logits) over the labelled tasks, delta_k = log(L_k + eps) - log(L'_k + eps)
+  the fall of task k's log loss over the update (L before it, L' after it, on the same batch).
+  A descent step on it raises the weight of the tasks whose loss fell least.
+
+  Args:
+    logits, losses_before, losses_after: float32 [K].
+    labelled: bool [K]; the others get 0 (and take no part in the softmax).
+  Returns:
+    [K].
+  """
+  labelled = tf.convert_to_tensor(labelled)
+  z = tf.where(labelled, tf.nn.softmax(tf.where(labelled, logits, -1e9)), 0.0)
+  fall = tf.where(labelled, tf.math.log(losses_before + FAMO_EPSILON) -
+                  tf.math.log(losses_after + FAMO_EPSILON), 0.0)
+  return tf.where(labelled, z * (fall - tf.reduce_sum(z * fall)), 0.0)
+
+
 # ----------------------------------------------------------------------------------- modules
 
 
@@ -141,6 +186,7 @@ class Weighting(tf.Module):
 
   needs_task_gradients = False
   needs_layer_norms = False  # GradNorm: the trainer gives after_step |grad_W L_k| [K].
+  needs_losses_after_update = False  # FAMO: after_step gets the losses after the update.
 
   def __init__(self, tasks, weights=None, name=None):
     super().__init__(name=name)
@@ -166,10 +212,11 @@ class Weighting(tf.Module):
     del labelled
     return losses
 
-  def after_step(self, losses, labelled, layer_norms=None):
+  def after_step(self, losses, labelled, layer_norms=None, losses_after=None):
     """Updates the method's running state after an applied step (DWA's averages, GradNorm's
-    weights); fixed weights keep none."""
-    del losses, labelled, layer_norms
+    weights, FAMO's logits); fixed weights keep none. `losses_after` [K]: the same batch's
+    losses after the update (given only when `needs_losses_after_update`)."""
+    del losses, labelled, layer_norms, losses_after
 
   def task_variables(self):
     """{task: its own trained variables}: a step where the task has no label leaves them
@@ -225,7 +272,7 @@ class DynamicWeightAverage(Weighting):
     weights = self.current_weights()
     return tf.reduce_sum(weights * losses), weights
 
-  def after_step(self, losses, labelled, layer_norms=None):
+  def after_step(self, losses, labelled, layer_norms=None, losses_after=None):
     labelled = tf.cast(labelled, tf.float32)
     self.sums.assign_add(losses * labelled)
     self.counts.assign_add(labelled)
@@ -269,7 +316,7 @@ class GradNorm(Weighting):
     weights = tf.identity(self.weights)
     return tf.reduce_sum(weights * losses), weights
 
-  def after_step(self, losses, labelled, layer_norms=None):
+  def after_step(self, losses, labelled, layer_norms=None, losses_after=None):
     first = labelled & ~self.started
     self.initial_losses.assign(tf.where(first, losses, self.initial_losses))
     self.started.assign(self.started | labelled)
@@ -282,6 +329,50 @@ class GradNorm(Weighting):
     weights = tf.maximum(tf.where(labelled, moved, self.weights), 1e-3)
     k = float(len(self.task_names))
     self.weights.assign(k * weights / tf.reduce_sum(weights))
+
+
+class FAMO(Weighting):
+  """FAMO (Liu et al. 2023): loss weights z = softmax(logits) over the labelled tasks, the
+  update the gradient of `famo_total`; after each applied update a second forward pass on the
+  same batch (same dropout masks) gives the losses after it, and the logits take one Adam
+  step (the authors' torch Adam: betas 0.9, 0.999, eps 1e-8, L2 weight decay `gamma`) on
+  `famo_logit_gradient`.
+
+  Cost: one backward pass as `sum`, plus one forward pass per applied step. State (in the
+  checkpoint): the logits and their Adam moments and step counts, [K] each. A task with no
+  label in the batch keeps all of its entries bitwise (its Adam count counts its own updates:
+  with every task labelled, the paper's single count). The authors' code also clips the
+  shared gradient's norm at 1 (its max_norm); here clipping is --clip_norm's, for every method.
+  """
+
+  needs_losses_after_update = True
+
+  def __init__(self, tasks, *, learning_rate=0.025, gamma=0.01, name=None):
+    super().__init__(tasks, name=name)
+    self.learning_rate, self.gamma = float(learning_rate), float(gamma)
+    k = len(self.task_names)
+    self.logits = tf.Variable(tf.zeros([k]), trainable=False, name="logits")
+    self.first_moments = tf.Variable(tf.zeros([k]), trainable=False, name="logit_first_moments")
+    self.second_moments = tf.Variable(tf.zeros([k]), trainable=False,
+                                      name="logit_second_moments")
+    self.updates = tf.Variable(tf.zeros([k]), trainable=False, name="logit_updates")
+
+  def total(self, losses, labelled, seed=None):
+    return famo_total(losses, self.logits, labelled)
+
+  def after_step(self, losses, labelled, layer_norms=None, losses_after=None):
+    if losses_after is None:
+      raise ValueError("FAMO's after_step needs the losses after the update (losses_after).")
+    gradient = famo_logit_gradient(self.logits, losses, losses_after, labelled)
+    gradient += self.gamma * self.logits  # torch Adam's weight_decay: L2 on the logits.
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    m = beta1 * self.first_moments + (1 - beta1) * gradient
+    v = beta2 * self.second_moments + (1 - beta2) * tf.square(gradient)
+    t = self.updates + 1.0
+    step = self.learning_rate * (m / (1 - beta1**t)) / (tf.sqrt(v / (1 - beta2**t)) + eps)
+    for variable, value in ((self.logits, self.logits - step), (self.first_moments, m),
+                            (self.second_moments, v), (self.updates, t)):
+      variable.assign(tf.where(labelled, value, variable))
 
 
 def _random_orders(k, seed):
@@ -326,7 +417,7 @@ class GradVac(Weighting):
     direction, self._pending = gradvac(grads, _random_orders(k, seed), self.targets, self.beta)
     return direction, tf.ones([k])
 
-  def after_step(self, losses, labelled, layer_norms=None):
+  def after_step(self, losses, labelled, layer_norms=None, losses_after=None):
     if self._pending is not None:
       self.targets.assign(self._pending)
 
@@ -451,6 +542,8 @@ def make_weighting(method, tasks, *, weights=None, period=None, options=None):
     return RandomLossWeighting(tasks, name=method)
   if method == "gls":
     return GeometricLossStrategy(tasks, name=method)
+  if method == "famo":
+    return FAMO(tasks, name=method, **options)
   if method == "dwa":
     return DynamicWeightAverage(tasks, period=period or 1, name=method, **options)
   if method == "gradnorm":

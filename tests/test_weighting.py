@@ -159,6 +159,68 @@ def test_gradnorm_leaves_an_unlabelled_task_out_of_its_means():
   assert got[2] == 0.0
 
 
+def _numpy_famo(theta, matrices, targets, masks, alpha, learning_rate=0.025, gamma=0.01):
+  """FAMO (Liu et al. 2023, Algorithm 1, and the authors' torch code) on the losses
+  L_k = 1/2 |A_k theta - b_k|^2 + 0.1, by SGD at rate `alpha`, in float64; masks [steps][K]
+  (an unlabelled task sits out the softmax, its logit and its Adam state stay)."""
+  eps, k = 1e-8, len(matrices)
+  losses = lambda t: np.array([0.5 * np.sum((a @ t - b) ** 2) + 0.1
+                               for a, b in zip(matrices, targets)])
+  grads = lambda t: np.array([a.T @ (a @ t - b) for a, b in zip(matrices, targets)])
+  xi, m, v, count = np.zeros(k), np.zeros(k), np.zeros(k), np.zeros(k)
+  history = []
+  for mask in masks:
+    on = np.flatnonzero(mask)
+    before = losses(theta)
+    z = np.zeros(k)
+    z[on] = np.exp(xi[on] - xi[on].max()) / np.exp(xi[on] - xi[on].max()).sum()
+    c = 1.0 / np.sum(z[on] / (before[on] + eps))
+    weights = c * z / (before + eps)
+    theta = theta - alpha * weights @ grads(theta)
+    delta = np.log(before + eps) - np.log(losses(theta) + eps)
+    g = np.zeros(k)
+    g[on] = z[on] * (delta[on] - z[on] @ delta[on]) + gamma * xi[on]
+    m[on] = 0.9 * m[on] + 0.1 * g[on]
+    v[on] = 0.999 * v[on] + 0.001 * g[on] ** 2
+    count[on] += 1
+    xi[on] -= learning_rate * (m[on] / (1 - 0.9 ** count[on])) / (
+        np.sqrt(v[on] / (1 - 0.999 ** count[on])) + 1e-8)
+    history.append((weights, xi.copy()))
+  return theta, history
+
+
+def test_famo_matches_its_algorithm_in_numpy_and_an_unlabelled_task_keeps_its_state():
+  rng = np.random.default_rng(3)
+  matrices = [rng.normal(size=(4, 3)) for _ in range(3)]
+  targets = [rng.normal(size=4) for _ in range(3)]
+  masks = [[True] * 3] * 3 + [[True, True, False]] + [[True] * 3] * 4
+  theta0 = rng.normal(size=3)
+  want_theta, want = _numpy_famo(theta0, matrices, targets, masks, alpha=0.05)
+
+  famo = weighting.make_weighting("famo", ["a", "b", "c"])
+  theta = tf.Variable(theta0, dtype=tf.float32)
+  a = [tf.constant(x, tf.float32) for x in matrices]
+  b = [tf.constant(x, tf.float32) for x in targets]
+  losses = lambda: tf.stack([0.5 * tf.reduce_sum(tf.square(tf.linalg.matvec(x, theta) - y)) + 0.1
+                             for x, y in zip(a, b)])
+  for step, mask in enumerate(masks):
+    labelled = tf.constant(mask)
+    kept = [v.numpy()[2].copy() for v in famo.variables]
+    with tf.GradientTape() as tape:
+      before = losses()
+      total, weights = famo.total(before, labelled)
+    theta.assign_sub(0.05 * tape.gradient(total, theta))
+    famo.after_step(before, labelled, losses_after=losses())
+    np.testing.assert_allclose(weights, want[step][0], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(famo.logits, want[step][1], rtol=1e-3, atol=1e-5)
+    assert np.isclose(float(tf.reduce_sum(weights)), 1.0, atol=1e-5)  # Paper's scale.
+    if not mask[2]:
+      assert [v.numpy()[2] for v in famo.variables] == kept
+  np.testing.assert_allclose(theta, want_theta, rtol=1e-4)
+  assert famo.updates.numpy().tolist() == [8.0, 8.0, 7.0]
+  assert np.ptp(famo.logits.numpy()) > 1e-3  # The tasks' weights moved apart.
+
+
 def test_cosines_to_the_rest_match_numpy():
   grads = np.array([[1.0, 0.0, 1.0], [0.0, 2.0, 1.0], [-1.0, 1.0, 0.0]], np.float32)
   got = weighting.cosines_to_the_rest(tf.constant(grads)).numpy()
@@ -168,8 +230,9 @@ def test_cosines_to_the_rest_match_numpy():
     np.testing.assert_allclose(got[k], want, rtol=1e-6)
 
 
-METHODS = ["sum", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "gls", "pcgrad", "gradvac",
-           "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl", "aligned_mtl"]
+METHODS = ["sum", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "gls", "famo", "pcgrad",
+           "gradvac", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",
+           "aligned_mtl"]
 
 
 def _trainer(method, seed=0):
@@ -207,6 +270,16 @@ def test_uncertainty_learns_its_log_variances_and_dwa_moves_off_one():
   assert np.isfinite(logs.tasks["y1"].metrics["weight"])
 
 
+def test_famo_in_the_joint_step_updates_its_logits_from_a_second_forward_pass():
+  trainer = _trainer("famo")
+  trainer.train(20)
+  famo = trainer.weighting
+  assert famo.updates.numpy().tolist() == [20.0, 20.0]
+  assert np.all(famo.logits.numpy() != 0.0)
+  with pytest.raises(ValueError, match="needs the losses after the update"):
+    famo.after_step(tf.ones([2]), tf.constant([True, True]))
+
+
 def test_gradnorm_moves_its_weights_and_keeps_their_sum():
   trainer = _trainer("gradnorm")
   trainer.train(50)
@@ -217,7 +290,7 @@ def test_gradnorm_moves_its_weights_and_keeps_their_sum():
 
 
 @pytest.mark.parametrize("method", ["uncertainty", "dwa", "gradnorm", "pcgrad", "rlw", "imtl_l",
-                                    "gradvac", "nash_mtl", "imtl"])
+                                    "gradvac", "nash_mtl", "imtl", "famo"])
 def test_resume_from_a_checkpoint_is_bitwise_exact(method, tmp_path):
   straight = _trainer(method)
   straight.train(12)

@@ -160,12 +160,24 @@ class JointTrainer(Trainer):
     has_label = {n: ratios["loss"].count > 0 for n, (ratios, _) in reports.items()}
     bad = self._apply_if_finite(finite, self.optimizer, grads, reached, list(self.tasks),
                                 self._active(reached, has_label),
-                                on_apply=lambda: w.after_step(vector, labelled, layer_norms),
+                                on_apply=lambda: w.after_step(
+                                    vector, labelled, layer_norms,
+                                    losses_after=self._losses_after(w, features, labels)),
                                 state_updates=self._state_updates(updates, has_label),
                                 labelled=tf.reduce_any(labelled))
     loss_finite = tf.stack([tf.math.is_finite(losses[n]) for n in self.tasks] + [False])
     culprit = tf.argmin(tf.cast(loss_finite, tf.int32), output_type=tf.int32)
     return self.log_layout.step_vector(features, reports), bad, culprit
+
+  def _losses_after(self, weighting, features, labels):
+    """The task losses [K] on this batch with the variables as the update left them (a
+    second forward pass, same dropout masks: the step seed has not advanced), for a method
+    that needs them (FAMO); else None. Runs inside the applied branch, after the update."""
+    if not weighting.needs_losses_after_update:
+      return None
+    predictions, _ = self._forward(features, list(self.tasks))  # Its Keras state is dropped.
+    return tf.stack([self.tasks[n].loss(labels[n], predictions[n], features).value()
+                     for n in self.tasks])
 
   def _combined_gradients(self, tape, scaled, scale, plain_sum, variables, labelled):
     """A gradient method's update: each task's gradient on the shared variables it reaches,
