@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-APPLICATIONS = ("tagging", "toy")  # mtlcore/tagging/, mtlcore/toy/: reached by entry points.
+APPLICATIONS = ("synthetic", "tagging", "toy")  # mtlcore/NAME/: reached by entry points.
 CORE = sorted([*(p for p in (ROOT / "mtlcore").rglob("*.py")
                  if p.relative_to(ROOT / "mtlcore").parts[0] not in APPLICATIONS),
                *(ROOT / "trainers").rglob("*.py")])

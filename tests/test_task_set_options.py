@@ -24,7 +24,8 @@ def test_installed_task_sets_are_declared_without_importing_tensorflow():
                           check=False, timeout=120)
   assert result.returncode == 0, result.stderr
   assert result.stdout.split("\n")[:3] == [
-      "['conll2000', 'tagging', 'toy'] conll2000", "['hidden_size', 'num_examples', 'network']", "False"]
+      "['conll2000', 'synthetic', 'tagging', 'toy'] conll2000",
+      "['hidden_size', 'num_examples', 'network']", "False"]
 
 
 def _tagging_defaults(task_set_instance):

@@ -6,19 +6,8 @@ import tensorflow as tf
 from mtlcore import losses
 from mtlcore.layers import Linear
 from mtlcore.model import MultiTaskModel, SharedTrunk, TaskHead
+from mtlcore.relu_trunk import ReluTrunk
 from mtlcore.tasks import Task
-
-
-class ReluTrunk(SharedTrunk):
-  """features["x"] [B, input_size] -> {"hidden": relu(x W + b)} [B, hidden_size]."""
-
-  def __init__(self, input_size, hidden_size, *, seed, name=None):
-    super().__init__(name=name)
-    self.layer = Linear(input_size, hidden_size, seed=seed, name="shared")
-    self.output_sizes = {"hidden": hidden_size}
-
-  def __call__(self, features, *, training, seed):
-    return {"hidden": tf.nn.relu(self.layer(features["x"]))}
 
 
 class RegressionHead(TaskHead):

@@ -1,0 +1,51 @@
+"""MixtureOfExperts: MMoE (Ma et al. 2018), shared experts and a softmax gate per task.
+
+  features[feature] [B, input_size]
+    -> experts: E ReLU layers, each [B, expert_size], shared by every task;
+    -> per task k: gate_k = softmax(x G_k + b_k) [B, E] (its own parameters);
+    -> {task: sum_e gate_k[:, e] expert_e(x)} [B, expert_size].
+
+Each task's gate is a task-owned part of the trunk (`task_parts`, mtlcore.ownership): a step
+of another task reads none of it and leaves it and its optimizer slots bitwise unchanged;
+the experts are shared. With one expert every gate is 1 and the trunk is hard sharing. The
+gates start uniform (zero weights: every expert 1/E), the experts Glorot-uniform.
+"""
+
+import tensorflow as tf
+
+from mtlcore.errors import require_positive
+from mtlcore.layers import Linear
+from mtlcore.model import SharedTrunk
+
+
+class MixtureOfExperts(SharedTrunk):
+  """Outputs one representation per task, named by the task; the task's head reads it."""
+
+  def __init__(self, input_size, tasks, *, num_experts, expert_size, seed, feature="x",
+               name=None):
+    super().__init__(name=name)
+    require_positive("num_experts", num_experts)
+    require_positive("expert_size", expert_size)
+    self.feature = feature
+    self.experts = [Linear(input_size, expert_size, seed=seed + e, name=f"expert_{e}")
+                    for e in range(num_experts)]
+    self.gates = {t: Linear(input_size, num_experts, seed=seed, name=f"gate_{t}")
+                  for t in tasks}
+    for gate in self.gates.values():
+      gate.w.assign(tf.zeros_like(gate.w))  # Uniform over the experts at the start.
+    self.output_sizes = {t: expert_size for t in tasks}
+
+  def gate_weights(self, features):
+    """{task: softmax gate [B, E]} on a batch (for the gates' logs)."""
+    x = features[self.feature]
+    return {t: tf.nn.softmax(gate(x)) for t, gate in self.gates.items()}
+
+  def __call__(self, features, *, training, seed):
+    del training, seed
+    x = features[self.feature]
+    experts = tf.stack([tf.nn.relu(e(x)) for e in self.experts], axis=1)  # [B, E, H]
+    return {t: tf.einsum("be,beh->bh", g, experts)
+            for t, g in self.gate_weights(features).items()}
+
+  def task_parts(self):
+    return dict(self.gates)

@@ -1,0 +1,27 @@
+"""The synthetic task set's declaration (entry point `synthetic`): its options and defaults."""
+
+from mtlcore.options import Declaration, Option
+
+SYNTHETIC = Declaration(
+    factory="mtlcore.synthetic.task_set:SyntheticTaskSet",
+    summary="K regression tasks t0..t{K-1} of set correlation on 100 Gaussian inputs "
+            "(the MMoE paper's generator)",
+    options=(
+        Option("num_tasks", "integer", 2, "Tasks t0..t{K-1}; at most --input_dim."),
+        Option("correlation", "float", 0.5, "p: each task's weight vector has cosine p with "
+               "t0's and p^2 with the others'."),
+        Option("input_dim", "integer", 100, "d, the inputs' size."),
+        Option("sinusoids", "integer", 10, "m, the sine terms of each label."),
+        Option("num_examples", "integer", 8192, "Training examples; dev and test hold 2,048 "
+               "each."),
+        Option("data_seed", "integer", 0, "Seed of the weight vectors, the sine terms and the "
+               "examples (--seed seeds the model)."),
+        Option("hidden_size", "integer", 16, "Units of the shared ReLU layer (hard sharing)."),
+        Option("architecture", "enum", "hard", "hard: one shared ReLU layer; mmoe: --experts "
+               "shared ReLU experts of --expert_size units and a softmax gate per task (Ma et "
+               "al. 2018), each gate its task's own.", choices=("hard", "mmoe")),
+        Option("experts", "integer", 8, "mmoe: the number of experts."),
+        Option("expert_size", "integer", 16, "mmoe: units of each expert."),
+    ),
+    run_defaults={"batch_size": 64, "learning_rate": 1e-3, "epochs": 10.0, "clip_norm": 0.0,
+                  "eval_every": 0, "lr_decay_start": 1.0, "average_decay": 0.0})
