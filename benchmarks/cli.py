@@ -46,7 +46,12 @@ flags.DEFINE_integer("head_to_head_rounds", 8,
                      "step (fp32), each --steps/rounds steps of both (at least 2 calls), "
                      "alternating which runs first; 0: none. Runs when Keras, xla, joint and "
                      "fp32 (with sum) are all timed.")
-BENCH_FLAGS = ("quick", "large", "trunks", "executions", "modes", "keras", "precisions",
+flags.DEFINE_list("task_counts", [],
+                  "Instead of the tagger table: time each --weightings method's joint step "
+                  "on the synthetic task set at each of these numbers of tasks (e.g. "
+                  "2,8,32,64), --head_to_head_rounds interleaved rounds of --steps steps "
+                  "(mtlcore.benchmarks.task_scaling).")
+BENCH_FLAGS = ("quick", "task_counts", "large", "trunks", "executions", "modes", "keras", "precisions",
                "weightings", "seq_len", "steps", "steps_per_call", "head_to_head_rounds",
                "output_json")
 
@@ -64,6 +69,10 @@ def check_bench_flags():
   if FLAGS.head_to_head_rounds < 0:
     raise ConfigError(f"--head_to_head_rounds must be >= 0 (0: none), got "
                       f"{FLAGS.head_to_head_rounds}.")
+  for count in FLAGS.task_counts:
+    if not count.isdigit() or not 1 <= int(count) <= 100:
+      raise ConfigError(f"--task_counts: {count!r} is not a number of tasks from 1 to 100 "
+                        f"(the synthetic inputs' size).")
   for flag, allowed in (("trunks", TRUNKS), ("executions", EXECUTIONS), ("modes", BENCH_MODES),
                         ("precisions", PRECISIONS),
                         ("weightings", [m for m in WEIGHTINGS if m != "static"])):
@@ -75,6 +84,11 @@ def check_bench_flags():
 def _bench():
   check_bench_flags()
   common.start_tensorflow()
+  if FLAGS.task_counts:
+    from mtlcore.benchmarks import task_scaling  # pylint: disable=g-import-not-at-top
+    return task_scaling.run([int(k) for k in FLAGS.task_counts], FLAGS.weightings,
+                            steps=FLAGS.steps, rounds=max(FLAGS.head_to_head_rounds, 1),
+                            batch_size=FLAGS.batch_size or 64)
   from mtlcore.benchmarks import throughput  # pylint: disable=g-import-not-at-top
   return throughput.run()
 

@@ -50,6 +50,7 @@ def _imports_tensorflow(module, *args):
     (BENCH, ["--stepz=3"], "Unknown command line flag 'stepz'"),
     (BENCH, ["--steps=0"], "--steps must be positive, got 0"),
     (BENCH, ["--trunks=gru"], "--trunks: unknown ['gru']"),
+    (BENCH, ["--task_counts=2,x"], "--task_counts: 'x' is not a number of tasks"),
     (COMPILES, ["--task_set=toy"], "measures the conll2000 task set"),
     (TRAIN, ["--hidden_size=wide"], "flag --hidden_size=wide: invalid literal"),
     (TRAIN, ["--task_set=toy", "--trunk=conv"], "Unknown command line flag 'trunk'"),
@@ -72,7 +73,8 @@ def test_a_bad_flag_is_one_line_before_tensorflow_is_imported(module, args, word
     (EVAL, ["--helpshort"], ["--split", "--output", "--tasks"], ["--learning_rate"]),
     (EVAL, ["--task_set=tagging", "--helpshort"], ["--test", "--dev"], ["--learning_rate"]),
     (TAG, ["-h"], ["--model", "--batch_size"], []),
-    (BENCH, ["--helpshort"], ["--quick", "--trunks", "--output_json", "--batch_size"], []),
+    (BENCH, ["--helpshort"], ["--quick", "--trunks", "--task_counts", "--output_json",
+                               "--batch_size"], []),
     (COMPILES, ["--helpshort"], ["--output_json", "--data_dir", "--trunk"], []),
 ])
 def test_help_lists_the_binarys_own_flags_and_exits_zero(module, args, listed, absent):

@@ -1,0 +1,86 @@
+"""mtl-bench --task_counts: how each joint-mode method's step time grows with the number of tasks.
+
+  mtl-bench --task_counts=2,8,32,64 --weightings=sum,pcgrad,mgda,upgrad,nash_mtl,famo
+
+On the synthetic task set (mtlcore.synthetic: K regression tasks on Gaussian inputs, a shared
+ReLU layer), each (K, method) trainer is built as mtl-train builds it (trainers.build), compiled
+with XLA and warmed up (its compile time reported apart), then timed in --head_to_head_rounds
+interleaved rounds of --steps steps each, every configuration once per round, the order
+reversed every other round, so that the machine's drifts reach all of them. It prints per K
+and method the median ms per step, the ratio to `sum` at the same K (when `sum` is timed),
+and per method how the step grows from the smallest K to the largest (ratio and its slope in
+log-log: 1.0 is linear in K), with the device and CPU it ran on.
+"""
+
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+from mtlcore.benchmarks import hardware
+from mtlcore.trainers import build
+from mtlcore.trainers.config import RunConfig
+
+SIZES = {"input_dim": 100, "hidden_size": 256, "num_examples": 4096}
+
+
+def _trainer(num_tasks, method, *, batch_size, steps, sizes):
+  config = RunConfig(task_set="synthetic", mode="joint", weighting=method, xla=True,
+                     batch_size=batch_size, train_steps=10**6,
+                     options={**sizes, "num_tasks": num_tasks})
+  resolved = build.resolve(config)
+  config, task_set = resolved.config, resolved.task_set
+  data = task_set.load_data(None)
+  with tempfile.TemporaryDirectory() as assets_dir:
+    model, tasks = build.build_model(config, task_set, assets_dir=assets_dir, data=data)
+  streams = build.make_streams(config, task_set, data)
+  trainer = build.build_trainer(config, model=model, tasks=tasks, streams=streams,
+                                total_steps=10**6)
+  start = time.perf_counter()
+  trainer.train(steps)  # Traces and compiles.
+  return trainer, time.perf_counter() - start
+
+
+def measure(task_counts, methods, *, steps=20, rounds=6, batch_size=64, sizes=None):
+  """{(K, method): {"ms": [per round ms/step], "compile_s": warm-up seconds}}."""
+  sizes = dict(SIZES, **(sizes or {}))
+  configs = [(k, m) for k in task_counts for m in methods]
+  trainers, out = {}, {}
+  for k, m in configs:
+    trainers[(k, m)], warm = _trainer(k, m, batch_size=batch_size, steps=steps, sizes=sizes)
+    out[(k, m)] = {"ms": [], "compile_s": warm}
+  for r in range(rounds):
+    for key in (configs if r % 2 == 0 else configs[::-1]):
+      start = time.perf_counter()
+      trainers[key].train(steps)
+      out[key]["ms"].append(1000 * (time.perf_counter() - start) / steps)
+  return out
+
+
+def table(results, task_counts, methods):
+  """Markdown lines: ms/step (median), x sum at the same K, and the growth per method."""
+  median = {key: statistics.median(v["ms"]) for key, v in results.items()}
+  lines = ["| K | method | ms/step (median) | x sum | compile s |", "|---|---|---|---|---|"]
+  for k in task_counts:
+    for m in methods:
+      ratio = (f"{median[(k, m)] / median[(k, 'sum')]:.2f}" if "sum" in methods else "-")
+      lines.append(f"| {k} | {m} | {median[(k, m)]:.2f} | {ratio} | "
+                   f"{results[(k, m)]['compile_s']:.1f} |")
+  lo, hi = min(task_counts), max(task_counts)
+  if hi > lo:
+    lines += ["", f"| method | ms/step at K={hi} / at K={lo} | log-log slope |", "|---|---|---|"]
+    for m in methods:
+      growth = median[(hi, m)] / median[(lo, m)]
+      lines.append(f"| {m} | {growth:.2f} | {np.log(growth) / np.log(hi / lo):.2f} |")
+  return lines
+
+
+def run(task_counts, methods, *, steps, rounds, batch_size):
+  device = hardware.describe_device()
+  print(f"device: {device}")
+  results = measure(task_counts, methods, steps=steps, rounds=rounds, batch_size=batch_size)
+  print(f"synthetic task set, {SIZES}, batch {batch_size}, XLA, {rounds} interleaved rounds "
+        f"of {steps} steps per configuration")
+  print("\n".join(table(results, task_counts, methods)))
+  return 0

@@ -1,0 +1,17 @@
+"""mtl-bench --task_counts (mtlcore.benchmarks.task_scaling): every (K, method) step is built,
+compiled and timed in interleaved rounds, and the table reports ratios to sum and growth."""
+
+from mtlcore.benchmarks import task_scaling
+
+
+def test_each_configuration_is_timed_every_round_and_the_table_has_ratios_and_growth():
+  sizes = {"input_dim": 8, "hidden_size": 4, "num_examples": 64}
+  results = task_scaling.measure([2, 3], ["sum", "mgda"], steps=2, rounds=3, batch_size=8,
+                                 sizes=sizes)
+  assert sorted(results) == [(2, "mgda"), (2, "sum"), (3, "mgda"), (3, "sum")]
+  for value in results.values():
+    assert len(value["ms"]) == 3 and all(ms > 0 for ms in value["ms"])
+    assert value["compile_s"] > 0
+  lines = task_scaling.table(results, [2, 3], ["sum", "mgda"])
+  assert lines[2].startswith("| 2 | sum |") and lines[2].split("|")[4].strip() == "1.00"
+  assert any(l.startswith("| mgda |") for l in lines)  # The growth table, K=3 over K=2.
