@@ -70,8 +70,8 @@ class AlternatingTrainer(Trainer):
     for optimizer, variables in served.values():
       optimizer.build(variables.values())
     self._set_inputs({n: datasets[n] for n in names}, self.task_steps)
-    self._steps = {n: tf.function(functools.partial(self._task_step, n), jit_compile=jit_compile,
-                                     autograph=False)
+    self._steps = {n: tf.function(functools.partial(self._task_step, n),
+                                  jit_compile=jit_compile, autograph=False)
                    for n in names}
 
   def _task_step(self, name, features, labels):
