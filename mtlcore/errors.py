@@ -30,8 +30,8 @@ class NonFiniteError(MtlError, FloatingPointError):
 def traced_control_flow(error, where):
   """The ConfigError for a tf.errors.OperatorNotAllowedInGraphError raised while `where` (e.g.
   "The training step") was traced: a user's loss, metric, head or trunk used a tensor as a
-  Python bool or iterated over it. mtlcore traces without autograph (a tiny default tagger
-  run took 21.6 s instead of 27.8 s: docs/guide.md), so such code must use TensorFlow's
+  Python bool or iterated over it. mtlcore traces without autograph (a tiny default run of the
+  flagship took 21.6 s instead of 27.8 s: docs/guide.md), so such code must use TensorFlow's
   control flow."""
   first = str(error).strip().split(". ")[0].rstrip(".")
   return ConfigError(f"{where}: {first}; mtlcore traces without autograph, so a loss, metric, "
