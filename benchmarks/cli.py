@@ -51,9 +51,9 @@ flags.DEFINE_list("task_counts", [],
                   "on the synthetic task set at each of these numbers of tasks (e.g. "
                   "2,8,32,64), --head_to_head_rounds interleaved rounds of --steps steps "
                   "(mtlcore.benchmarks.task_scaling).")
-BENCH_FLAGS = ("quick", "task_counts", "large", "trunks", "executions", "modes", "keras", "precisions",
-               "weightings", "seq_len", "steps", "steps_per_call", "head_to_head_rounds",
-               "output_json")
+BENCH_FLAGS = ("quick", "task_counts", "large", "trunks", "executions", "modes", "keras",
+               "precisions", "weightings", "seq_len", "steps", "steps_per_call",
+               "head_to_head_rounds", "output_json")
 
 # Both
 flags.DEFINE_string("output_json", None, "Write the benchmark's result here as JSON.")

@@ -14,11 +14,12 @@ with hyper-parameters from --weighting_options (their papers' defaults otherwise
   task's trunk part) gets its own task's gradient as usual.
 
 The loss weightings' math is in pure functions here (`uncertainty_total`, `dwa_weights`,
-`gradnorm_weight_gradient`, `gls_total`, `famo_total`, `famo_logit_gradient`), checked against numpy references in tests/test_weighting.py
-(the gradient methods' in tests/test_gradient_methods.py). The modules around them hold what
-must survive a restart (learned log-variances and scales, DWA's loss averages, GradNorm's
-weights, GradVac's cosine targets, FAMO's logits) as variables, so a checkpoint of the trainer holds them and
-resume stays exact. Everything runs inside the compiled step. Every method reports per task
+`gradnorm_weight_gradient`, `gls_total`, `famo_total`, `famo_logit_gradient`), checked against
+numpy references in tests/test_weighting.py (the gradient methods' in
+tests/test_gradient_methods.py). The modules around them hold what must survive a restart
+(learned log-variances and scales, DWA's loss averages, GradNorm's weights, GradVac's cosine
+targets, FAMO's logits) as variables, so a checkpoint of the trainer holds them and resume
+stays exact. Everything runs inside the compiled step. Every method reports per task
 the weight it gave the task's loss (`weights`), and the gradient methods the cosine between
 the task's gradient and the sum of the others' (`cosines`); the joint trainer logs both per
 task (TASK/weight, TASK/cosine).
@@ -129,6 +130,11 @@ def gradnorm_weight_gradient(weights, layer_norms, loss_ratios, alpha, labelled=
   return tf.where(labelled, tf.sign(norms - target) * layer_norms, 0.0)
 
 
+def _labelled_softmax(logits, labelled):
+  """[K]: softmax of `logits` over the labelled tasks (bool [K]), 0 for the others."""
+  return tf.where(labelled, tf.nn.softmax(tf.where(labelled, logits, -1e9)), 0.0)
+
+
 FAMO_EPSILON = 1e-8  # FAMO's shift of the losses inside its logarithms (its min losses are 0).
 
 
@@ -148,7 +154,7 @@ def famo_total(losses, logits, labelled):
     (total scalar, 0 with no labelled task; weights [K]).
   """
   labelled = tf.convert_to_tensor(labelled)
-  z = tf.where(labelled, tf.nn.softmax(tf.where(labelled, logits, -1e9)), 0.0)
+  z = _labelled_softmax(logits, labelled)
   shifted = tf.where(labelled, losses + FAMO_EPSILON, 1.0)
   c = tf.stop_gradient(1.0 / tf.maximum(tf.reduce_sum(z / shifted), 1e-30))
   total = c * tf.reduce_sum(tf.stop_gradient(z) * tf.math.log(shifted))
@@ -168,7 +174,7 @@ def famo_logit_gradient(logits, losses_before, losses_after, labelled):
     [K].
   """
   labelled = tf.convert_to_tensor(labelled)
-  z = tf.where(labelled, tf.nn.softmax(tf.where(labelled, logits, -1e9)), 0.0)
+  z = _labelled_softmax(logits, labelled)
   fall = tf.where(labelled, tf.math.log(losses_before + FAMO_EPSILON) -
                   tf.math.log(losses_after + FAMO_EPSILON), 0.0)
   return tf.where(labelled, z * (fall - tf.reduce_sum(z * fall)), 0.0)
@@ -463,8 +469,7 @@ class RandomLossWeighting(Weighting):
     draws = tf.random.stateless_normal([k], seed=seed)
     labelled = tf.convert_to_tensor(labelled)
     m = tf.reduce_sum(tf.cast(labelled, tf.float32))
-    weights = m * tf.nn.softmax(tf.where(labelled, draws, -1e9))
-    weights = tf.where(labelled, weights, 0.0)
+    weights = m * _labelled_softmax(draws, labelled)
     return tf.reduce_sum(weights * losses), weights
 
 

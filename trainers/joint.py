@@ -219,8 +219,8 @@ class JointTrainer(Trainer):
     parts, its weighting variables) only if its task has a label in the batch (`labelled`:
     task -> bool scalar; partial labels); None (always) for the shared ones, which some
     task's loss reaches."""
-    return [None if self._task_of(v) is SHARED else labelled[self._task_of(v)]
-            for v in variables]
+    owners = [self._task_of(v) for v in variables]
+    return [None if owner is SHARED else labelled[owner] for owner in owners]
 
   def _task_of(self, variable):
     """The task that owns `variable` (a weighting's own per-task variable, else the model's
