@@ -18,9 +18,11 @@ COMPILES = "mtlcore.benchmarks.compiles"
 QUICK_TAGGER = ["--trunk=conv", "--noxla"]
 
 
-def run_binary(module, *args, stdin=None, text=True, timeout=900):
-  """Runs `python -m module args...`; returns the CompletedProcess (text mode unless told)."""
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+def run_binary(module, *args, stdin=None, text=True, timeout=900, env=None):
+  """Runs `python -m module args...`; returns the CompletedProcess (text mode unless told).
+  `env`: variables to set (or, with value None, to remove) on top of this process's."""
+  env = {k: v for k, v in dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {})).items()
+         if v is not None}
   return subprocess.run([sys.executable, "-m", module, *args], input=stdin, capture_output=True,
                         text=text, timeout=timeout, env=env, check=False)
 

@@ -98,19 +98,6 @@ def _train(data_dir, model_dir, *extra, mode="joint"):
           "--deterministic", *MIRRORED, *TINY, *extra]
 
 
-def test_sigkill_then_resume_under_mirrored_gives_the_uninterrupted_result(data_dir, tmp_path):
-  common = ["--train_steps=40", "--checkpoint_every=20", "--seed=3"]
-  whole = run_binary(TRAIN, *_train(data_dir, tmp_path / "whole", *common, mode="alternate"))
-  assert whole.returncode == 0, whole.stderr
-  kill_after = 20
-  model_dir = tmp_path / "killed"
-  args = _train(data_dir, model_dir, *common, mode="alternate")
-  resumed = kill_at_checkpoint_then_resume(args, model_dir, kill_after)
-  assert resumed.returncode == 0, resumed.stderr
-  assert "Resumed from" in resumed.stderr
-  _assert_same_state(checkpoint_state(tmp_path / "whole"), checkpoint_state(model_dir))
-
-
 # The joint run the two-worker test must equal; the evaluation, export and resume checks
 # read it too.
 JOINT = ["--mode=joint", "--deterministic", *TINY, "--train_steps=30", "--checkpoint_every=10",
@@ -125,6 +112,18 @@ def mirrored_run(data_dir, tmp_path_factory):
                        f"--model_dir={root / 'm'}", f"--export_dir={root / 'export'}")
   assert trained.returncode == 0, trained.stderr
   return root / "m", root / "export"
+
+
+def test_sigkill_then_resume_under_mirrored_gives_the_uninterrupted_result(data_dir,
+                                                                          mirrored_run, tmp_path):
+  """The joint mirrored run (`mirrored_run`, uninterrupted) against the same command killed
+  once its checkpoint at step 20 is written, then run again."""
+  model_dir = tmp_path / "killed"
+  args = [*JOINT, *MIRRORED, f"--data_dir={data_dir}", f"--model_dir={model_dir}"]
+  resumed = kill_at_checkpoint_then_resume(args, model_dir, 20)
+  assert resumed.returncode == 0, resumed.stderr
+  assert "Resumed from" in resumed.stderr
+  _assert_same_state(checkpoint_state(mirrored_run[0]), checkpoint_state(model_dir))
 
 
 def test_a_mirrored_run_evaluates_and_exports_on_one_device_and_resumes_only_mirrored(
