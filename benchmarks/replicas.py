@@ -2,8 +2,10 @@
 
   mtl-bench --strategy=mirrored --num_logical_cpus=2 --modes=default_lm,alternate
   mtl-bench --strategy=mirrored --num_logical_cpus=4 --modes=default_lm --steps=100
+  mtl-bench --strategy=mirrored --modes=default --weightings=sum,uncertainty,famo,pcgrad,upgrad
 
-mtl-bench's --modes, --steps (timed steps per build) and --steps_per_call apply.
+mtl-bench's --modes, --weightings (joint modes only), --steps (timed steps per build) and
+--steps_per_call apply.
 
 In one process it builds, for each mode, the step mtl-train runs (mtl-bench's synthetic
 CoNLL-2000-shaped batches, the same global batch) twice: on one device (the whole step one XLA
@@ -17,6 +19,7 @@ price of the split step (two compiled programs, the reduction and an update outs
 not a speed-up; with real devices the replicas run side by side.
 """
 
+import itertools
 import statistics
 import time
 
@@ -40,10 +43,11 @@ def _split(batch, parts):
   return pieces
 
 
-def _trainer(bench, mode, batches, strategy):
+def _trainer(bench, mode, batches, strategy, weighting):
   options = bench.row_options(mode, trunk="bilstm", reads={"pos": 1})
   config = bench.bench_config(mode, options=options, jit_compile=True,
-                              batch_size=len(batches[0][0]["length"]), steps=10_000)
+                              batch_size=len(batches[0][0]["length"]), steps=10_000,
+                              weighting=weighting)
   with strategy.scope():
     return bench.build_bench_trainer(config, lambda tasks: bench.as_dataset(batches, tasks))
 
@@ -66,9 +70,12 @@ def run(bench):
   print(f"device: {hardware.describe_device()}; replicas: {len(devices)} logical CPUs; "
         f"global batch {batch_size} x 36 tokens")
   calls = FLAGS.steps_per_call
-  for mode in FLAGS.modes:
-    builds = {"one device": _trainer(bench, mode, global_batches, tf.distribute.get_strategy()),
-              f"mirrored x{len(devices)}": _trainer(bench, mode, per_replica, strategy)}
+  for mode, method in itertools.product(FLAGS.modes, FLAGS.weightings):
+    if method != "sum" and mode not in ("joint", "default", "default_lm"):
+      continue  # Weighting methods are joint mode's.
+    builds = {"one device": _trainer(bench, mode, global_batches, tf.distribute.get_strategy(),
+                                     method),
+              f"mirrored x{len(devices)}": _trainer(bench, mode, per_replica, strategy, method)}
     times = {name: [] for name in builds}
     for name, trainer in builds.items():
       trainer.train(calls)  # Trace and compile.
@@ -80,6 +87,7 @@ def run(bench):
         times[name].append((time.perf_counter() - start) / calls)
     medians = {name: 1000 * statistics.median(t) for name, t in times.items()}
     one, mirrored = medians.values()
-    print(f"{mode}: " + ", ".join(f"{n} {m:.1f} ms/step ({1000 * tokens / m:.0f} tokens/s)"
+    label = mode if method == "sum" else f"{mode} --weighting={method}"
+    print(f"{label}: " + ", ".join(f"{n} {m:.1f} ms/step ({1000 * tokens / m:.0f} tokens/s)"
                                   for n, m in medians.items())
           + f"; step time mirrored / one device {mirrored / one:.2f}x")

@@ -193,6 +193,9 @@ class Weighting(tf.Module):
   needs_task_gradients = False
   needs_layer_norms = False  # GradNorm: the trainer gives after_step |grad_W L_k| [K].
   needs_losses_after_update = False  # FAMO: after_step gets the losses after the update.
+  # Whether `total` is linear in the losses, d total / d L_k not depending on L (under a
+  # tf.distribute strategy each replica can then weigh its own share of each loss).
+  linear_in_losses = True
 
   def __init__(self, tasks, weights=None, name=None):
     super().__init__(name=name)
@@ -247,6 +250,8 @@ class Uncertainty(Weighting):
 
 class GeometricLossStrategy(Weighting):
   """GLS: the geometric mean of the task losses (`gls_total`); no state."""
+
+  linear_in_losses = False
 
   def total(self, losses, labelled, seed=None):
     return gls_total(losses, labelled)
@@ -352,6 +357,7 @@ class FAMO(Weighting):
   """
 
   needs_losses_after_update = True
+  linear_in_losses = False
 
   def __init__(self, tasks, *, learning_rate=0.025, gamma=0.01, name=None):
     super().__init__(tasks, name=name)
@@ -381,13 +387,22 @@ class FAMO(Weighting):
       variable.assign(tf.where(labelled, value, variable))
 
 
+# Stateless draws, always computed by XLA: the same numbers inside the compiled step, outside
+# it and across replicas under a strategy (TensorFlow's own kernels draw other numbers from
+# the same seed). Traced once per shape.
+_uniform = tf.function(lambda shape, seed: tf.random.stateless_uniform(shape, seed=seed),
+                       jit_compile=True, autograph=False)
+_normal = tf.function(lambda shape, seed: tf.random.stateless_normal(shape, seed=seed),
+                      jit_compile=True, autograph=False)
+
+
 def _random_orders(k, seed):
   """int32 [K, K - 1]: for each task the other tasks in a fresh random order (from `seed`);
   with two tasks the one order."""
   others = tf.constant([[j for j in range(k) if j != i] for i in range(k)], tf.int32)
   if k <= 2:
     return others
-  keys = tf.random.stateless_uniform([k, k - 1], seed=seed)
+  keys = _uniform((k, k - 1), seed)
   return tf.gather(others, tf.argsort(keys, axis=1), batch_dims=1)
 
 
@@ -466,7 +481,7 @@ class RandomLossWeighting(Weighting):
   def total(self, losses, labelled, seed=None):
     k = len(self.task_names)
     seed = tf.constant([0, 0], tf.int64) if seed is None else seed
-    draws = tf.random.stateless_normal([k], seed=seed)
+    draws = _normal((k,), seed)
     labelled = tf.convert_to_tensor(labelled)
     m = tf.reduce_sum(tf.cast(labelled, tf.float32))
     weights = m * _labelled_softmax(draws, labelled)

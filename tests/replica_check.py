@@ -4,7 +4,8 @@ MODE joint or alternate: the step check below. MODE restore: a checkpoint writte
 device restores under the strategy (both replicas' copies) and the other way round; prints
 the largest difference. MODE seeds: each replica's dropout seed in one step. MODE errors:
 the one-line errors a strategy adds, one per line. MODE keras: Keras layers with
-BatchNormalization, mirrored against one device (see `keras`).
+BatchNormalization, mirrored against one device (see `keras`). MODE methods: every kind of
+weighting method, mirrored against one device (see `methods`).
 
 Splits the CPU into 2 logical devices (before TensorFlow starts), builds the same tagger
 (joint: CoNLL-2000 task set with the language-model task, BiLSTM-CRF; alternate: POS and
@@ -28,6 +29,7 @@ import functools
 import json
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -134,7 +136,8 @@ def build_pair(mode, data_dir, strategy):
 
 
 def max_diff(a, b):
-  return max(float(np.max(np.abs(x.numpy() - y.numpy()))) for x, y in zip(a, b))
+  return max(float(np.max(np.abs(np.subtract(x.numpy(), y.numpy(), dtype=np.float64))))
+             for x, y in zip(a, b))
 
 
 def main(mode, data_dir):
@@ -190,7 +193,8 @@ def seeds(data_dir):
 
 
 def errors(data_dir):
-  """The ConfigError a strategy adds, for: a gradient method; a task without loss_count."""
+  """What a strategy adds for joint training: a gradient method is built ("no error"); a task
+  without loss_count is a ConfigError."""
   strategy = mirrored()
   resolved = build.resolve(RunConfig(task_set="conll2000", data_dir=data_dir, options=TINY,
                                      weighting="pcgrad"))
@@ -210,6 +214,58 @@ def errors(data_dir):
         print("no error")
       except ConfigError as e:
         print(e)
+
+
+# One weighting of each way under a strategy: linear in the losses, one backward pass per
+# replica (uncertainty: its own variables' gradient taken across replicas; rlw: its draws);
+# from per-task rows summed over replicas: non-linear (famo, with its second forward pass),
+# gradnorm (its layer norms), a gradient method (imtl: rows of the scaled losses, its own
+# variables). Each costs about 10 s of this process (gls, pcgrad and upgrad: the same
+# paths, 0.6e-7 .. 0.75e-7 apart from one device when last run, not kept for time).
+METHODS = ("uncertainty", "rlw", "famo", "gradnorm", "imtl")
+
+
+def methods(data_dir):
+  """Each weighting method, joint, mirrored over 2 replicas against one device on the global
+  batch: 3 synthetic regression tasks on an MMoE trunk (each task's gate is its own part of
+  the trunk), task t1 unlabelled in one replica's half of step 1 and in all of step 2.
+  Prints {method: [largest |difference| over every model and weighting variable after STEPS
+  steps, largest |value| of those variables, largest |difference| of the logged weights]}."""
+  del data_dir
+  from mtlcore.weighting import make_weighting  # pylint: disable=g-import-not-at-top
+  strategy = mirrored()
+  resolved = build.resolve(RunConfig(
+      task_set="synthetic", batch_size=2 * PER_REPLICA,
+      options={"num_tasks": 3, "architecture": "mmoe", "input_dim": 6, "sinusoids": 2,
+               "num_examples": 64, "experts": 2, "expert_size": 4}))
+  config, task_set = resolved.config, resolved.task_set
+  data, tasks = task_set.load_data(None), list(config.tasks)
+  halves = [tf.nest.map_structure(lambda t: t.numpy().copy(), b) for b in task_set.joint_dataset(
+      data, tasks, batch_size=PER_REPLICA, seed=0).make_dataset(0).take(2 * STEPS)]
+  for half in halves[2:3] + halves[4:6]:  # Step 1's first replica, both halves of step 2.
+    half[1]["t1"][:] = np.nan
+  whole = [tf.nest.map_structure(lambda a, b: np.concatenate([a, b]), halves[2 * i],
+                                 halves[2 * i + 1]) for i in range(STEPS)]
+  out = {}
+  for method in METHODS:
+    started = time.time()
+    trainers, weights = [], []
+    for scope, stream in ((strategy.scope(), halves),
+                          (tf.distribute.get_strategy().scope(), whole)):
+      with scope:
+        model, task_objects = build.build_model(config, task_set, assets_dir=tempfile.mkdtemp(),
+                                                data=data)
+        trainers.append(JointTrainer(
+            model=model, tasks=task_objects, optimizer=Adam(1e-2), dataset=as_maker(stream),
+            weighting=make_weighting(method, tasks, period=2)))
+      logs = trainers[-1].train(STEPS)
+      weights.append([logs.tasks[t].metrics["weight"] for t in tasks])
+    state = lambda t: list(t.model.variables_to_train()) + list(t.weighting.variables)
+    out[method] = [max_diff(state(trainers[0]), state(trainers[1])),
+                   max(float(np.max(np.abs(v.numpy()))) for v in state(trainers[1])),
+                   float(np.max(np.abs(np.subtract(*weights))))]
+    print(method, out[method], f"{time.time() - started:.1f} s", file=sys.stderr, flush=True)
+  print(json.dumps(out))
 
 
 def keras_model(seed):

@@ -79,20 +79,13 @@ class JointTrainer(Trainer):
     self._step = tf.function(self._joint_step, jit_compile=jit_compile, autograph=False)
 
   def _check_distributable(self):
-    """What joint training under a strategy needs: a weighting linear in the task losses
-    (each replica differentiates its share of the total), and with several tasks each task's
-    loss_count (the global counts are summed before the backward pass)."""
-    if type(self.weighting) is not weighting_lib.Weighting:
-      raise ConfigError(f"--weighting={self.weighting.name} does not run under a tf.distribute "
-                        f"strategy; use sum or static (fixed weights) there.")
+    """What joint training of several tasks under a strategy needs: each task's loss_count
+    (the global counts are summed before the backward pass)."""
     if len(self.tasks) > 1:
       missing = [n for n, t in self.tasks.items() if t.loss_count is None]
       if missing:
         raise ConfigError(f"Task '{missing[0]}' has no loss_count: joint training of several "
                           f"tasks under a strategy needs each task's (mtlcore.tasks.Task).")
-
-  def _objective(self, losses, labelled):
-    return self.weighting.total(losses, labelled)[0]
 
   def _variables(self):
     """What the optimizer updates: the model's trained variables, then the weighting's."""
@@ -197,22 +190,132 @@ class JointTrainer(Trainer):
     """
     shared = [v for v in variables if self._task_of(v) is SHARED]
     own = [v for v in variables if self._task_of(v) is not SHARED]
-    per_task = [tape.gradient(loss, shared) for loss in scaled]
-    reached = [i for i in range(len(shared)) if any(g[i] is not None for g in per_task)]
-    targets = [shared[i] for i in reached]
-    flat = tf.stack([
-        tf.concat([tf.reshape(tf.zeros_like(shared[i]) if g[i] is None
-                              else tf.convert_to_tensor(g[i]), [-1]) for i in reached], 0)
-        for g in per_task])  # [K, P]
+    flat, targets = _flat_rows([tape.gradient(loss, shared) for loss in scaled], shared)
     if scale is not None:
       flat = flat / scale
     head_grads = self._unscaled_gradient(tape, plain_sum, own)
     combined, weights = self.weighting.combine_gradients(flat, self.step_seed(), labelled)
-    pieces = tf.split(combined, [v.shape.num_elements() for v in targets])
-    shared_grads = [tf.reshape(p, v.shape) for p, v in zip(pieces, targets)]
-    grads, reached_vars, finite = self._checked(shared_grads + head_grads, targets + own,
-                                                plain_sum)
+    grads, reached_vars, finite = self._checked(_unflattened(combined, targets) + head_grads,
+                                                targets + own, plain_sum)
     return grads, reached_vars, finite, weights, weighting_lib.cosines_to_the_rest(flat)
+
+  # Under a tf.distribute strategy (trainers.replicas), a weighting other than fixed
+  # weights takes one of two ways, both exact (the update of one device on the global batch):
+  # - linear in the losses (uncertainty, imtl_l, dwa, rlw): each replica differentiates its
+  #   shares of the task losses weighed by d total / d L_k (which does not depend on the
+  #   losses), one backward pass as on one device; the weighting's own variables get
+  #   d total / d s from the global losses, across replicas;
+  # - otherwise (gradient methods, gls, famo, gradnorm): each replica gives each task's
+  #   gradient of its share on the shared variables ([K, P] rows, K backward passes) and the
+  #   gradient of the plain sum on the task-owned ones; summed over replicas they are the
+  #   global batch's per-task gradients, which the method combines once, across replicas.
+
+  def _distributed_rows(self):
+    w = self.weighting
+    return w.needs_task_gradients or w.needs_layer_norms or not w.linear_in_losses
+
+  def _per_task_rows(self):
+    return self._replicas.distributed and self._distributed_rows()
+
+  def _weighting_seed(self):
+    """The int64 [2] seed a weighting draws from: (trainer seed, global step), on one device
+    and across replicas alike (each replica's dropout seed differs; the method's does not)."""
+    return tf.stack([tf.constant(self._seed, tf.int64), self.global_step.read_value()])
+
+  def _loss_coefficients(self, labelled):
+    w = self.weighting
+    if type(w) is weighting_lib.Weighting:
+      return w.fixed_weights
+    if self._distributed_rows():
+      return tf.ones([len(self.tasks)])  # Each replica's objective: the plain sum.
+    at = tf.ones([len(self.tasks)])  # d total / d L of a linear total is the same anywhere.
+    with tf.GradientTape() as tape:
+      tape.watch(at)
+      total, _ = w.total(at, labelled, seed=self._weighting_seed())
+    return tf.stop_gradient(tape.gradient(total, at))
+
+  def _replica_gradients(self, key, tape, objective, shares, variables, labelled):
+    if shares is None:
+      return super()._replica_gradients(key, tape, objective, shares, variables, labelled)
+    owned = {v.ref() for v in self.weighting.trainable_variables}  # Taken across replicas.
+    model = [v for v in variables if v.ref() not in owned]
+    shared = [v for v in model if self._task_of(v) is SHARED]
+    own = [v for v in model if self._task_of(v) is not SHARED]
+    rows, targets = _flat_rows([self._unscaled_gradient(tape, s, shared) for s in shares],
+                               shared)
+    own_grads = self._unscaled_gradient(tape, objective, own)
+    own_reached = [v for v, g in zip(own, own_grads) if g is not None]
+    index = {v.ref(): i for i, v in enumerate(variables)}
+    self._replicas.row_variables[key] = targets
+    return ((rows, [tf.convert_to_tensor(g) for g in own_grads if g is not None]),
+            [index[v.ref()] for v in targets + own_reached])
+
+  def _reduced_gradients(self, key, grads, losses, labelled, variables):
+    w = self.weighting
+    reached = [variables[i] for i in self._replicas.reached[key]]
+    if type(w) is weighting_lib.Weighting:
+      return grads, reached, w.total(losses, labelled)[0], None, None
+    seed = self._weighting_seed()
+    own_weighting = list(w.trainable_variables)
+    with tf.GradientTape() as tape:
+      tape.watch(losses)
+      if w.needs_task_gradients:
+        objective, weights = tf.reduce_sum(w.task_losses(losses, labelled)), None
+      else:
+        objective, weights = w.total(losses, labelled, seed=seed)
+    coefficients, *weighting_grads = tape.gradient(
+        objective, [losses] + own_weighting, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    cosines, layer_norms = None, None
+    if self._distributed_rows():
+      (rows, own_grads), targets = grads, self._replicas.row_variables[key]
+      scaled = coefficients[:, None] * rows  # Row k: the gradient of what task k differentiates.
+      if w.needs_task_gradients:
+        direction, weights = w.combine_gradients(scaled, seed, labelled)
+        cosines = weighting_lib.cosines_to_the_rest(scaled)
+      else:
+        direction = tf.linalg.matvec(rows, coefficients, transpose_a=True)
+      tasks = list(self.tasks)
+      own_vars = reached[len(targets):]
+      if w.needs_layer_norms:  # Its shared columns, and each task's own part of the layer.
+        layer = {v.ref() for v in self.gradnorm_layer}
+        squares = [tf.square(_row_norms(rows, targets, layer))] + [
+            tf.one_hot(tasks.index(self._task_of(v)), len(tasks)) * tf.reduce_sum(tf.square(g))
+            for g, v in zip(own_grads, own_vars) if v.ref() in layer]
+        layer_norms = tf.sqrt(tf.add_n(squares))
+      grads = _unflattened(direction, targets) + [
+          coefficients[tasks.index(self._task_of(v))] * g for g, v in zip(own_grads, own_vars)]
+    trained = [(g, v) for g, v in zip(weighting_grads, own_weighting)]
+    extra = {"weight": weights, "cosine": cosines}
+    log = self.log_layout.extra_vector({m: extra[m] for m in self.log_layout.extra_metrics})
+    on_apply = None
+    if not w.needs_losses_after_update:
+      on_apply = lambda: w.after_step(losses, labelled, layer_norms)
+    return (list(grads) + [g for g, _ in trained], reached + [v for _, v in trained],
+            objective, log, on_apply)
+
+  def _after_distributed_apply(self, applied, features, labels, losses, counts):
+    """FAMO across replicas: the losses after the update (each replica's second forward pass
+    with the step's dropout masks, summed over replicas), then its after_step if applied."""
+    w = self.weighting
+    if not w.needs_losses_after_update:
+      return
+    names = list(self.tasks)
+
+    def totals_after(f, l):
+      step = self.global_step.read_value() - 1  # The update's step (the counter moved on).
+      predictions, _ = self._forward(f, names, seed=self.step_seed(step))
+      return tf.stack([self.tasks[n].loss(l[n], predictions[n], f).total for n in names])
+
+    run = self._replicas.compiled(totals_after, jit_compile=self._jit_compile,
+                                  name="joint/losses_after")
+    after = self._replicas.sum(self._replicas.run(run, (features, labels)))
+    after = after / tf.maximum(counts, 1.0)
+
+    def update():
+      w.after_step(losses, counts > 0, losses_after=after)
+      return tf.constant(0)
+
+    tf.cond(applied, update, lambda: tf.constant(0))
 
   def _active(self, variables, labelled):
     """Per variable, whether this batch moves it: a task-owned variable (its head, its trunk
@@ -257,3 +360,36 @@ class JointTrainer(Trainer):
 
   def optimizer_map(self):
     return {"joint": self.optimizer}
+
+
+def _flat_rows(per_task, variables):
+  """Per-task gradients (K lists, one entry per variable, None where a task does not reach
+  it) as rows [K, P] over the variables some task reaches; returns (rows, those
+  variables), a task's unreached entries zero."""
+  reached = [i for i in range(len(variables)) if any(g[i] is not None for g in per_task)]
+  rows = tf.stack([
+      tf.concat([tf.reshape(tf.zeros_like(variables[i]) if g[i] is None
+                            else tf.convert_to_tensor(g[i]), [-1]) for i in reached], 0)
+      for g in per_task])
+  return rows, [variables[i] for i in reached]
+
+
+def _unflattened(direction, variables):
+  """A flat [P] vector over `variables` as one tensor per variable, in their shapes."""
+  pieces = tf.split(direction, [v.shape.num_elements() for v in variables])
+  return [tf.reshape(p, v.shape) for p, v in zip(pieces, variables)]
+
+
+def _row_norms(rows, variables, wanted):
+  """[K]: each row's norm over the columns of the variables whose refs are in `wanted` (the
+  rows' columns are `variables`' elements in order); 0 without any."""
+  columns, start = [], 0
+  for v in variables:
+    size = v.shape.num_elements()
+    if v.ref() in wanted:
+      columns.append(rows[:, start:start + size])
+    start += size
+  if not columns:
+    return tf.zeros([rows.shape[0]])
+  return tf.norm(tf.concat(columns, 1), axis=1)
+

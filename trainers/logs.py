@@ -138,6 +138,23 @@ class LogLayout:
       units = tf.reduce_max(tf.stack([tf.cast(u, tf.float32) for _, u in reports.values()]))
     return tf.concat([*pieces, tf.stack([examples, units])], 0)
 
+  def extra_vector(self, values):
+    """A log vector holding only extra metrics: {metric: [K] values, one per task in order,
+    or None}, each as (value, count 1) in its task's slots (added once to the replicas'
+    summed vectors, whose own extra slots are zero); None without extra metrics."""
+    indices, updates = [], []
+    for metric, value in values.items():
+      if value is None:
+        continue
+      for k, name in enumerate(self.tasks):
+        start = self._slots[(name, metric)][0]
+        indices += [[start], [start + 1]]
+        updates += [value[k], tf.constant(1.0)]
+    if not indices:
+      return None
+    return tf.scatter_nd(tf.constant(indices, tf.int32),
+                         tf.cast(tf.stack(updates), tf.float32), [self.size])
+
   def to_logs(self, sums, task_steps, *, steps, step, nonfinite_steps):
     """LoopLogs of `steps` steps from their summed vectors [size] and steps per task [tasks]
     (numpy)."""

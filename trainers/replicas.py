@@ -59,6 +59,9 @@ class Replicas:
     self.reached = {}
     # Step name -> indices of the Keras state variables its forward pass assigns.
     self.updated = {}
+    # Step name -> the shared variables whose per-task gradient rows its replicas give
+    # (a joint gradient method's), in the rows' column order.
+    self.row_variables = {}
 
   def replica_index(self):
     """This replica's index in [0, count) (an int32 scalar; 0 outside strategy.run)."""

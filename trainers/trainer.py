@@ -201,11 +201,13 @@ class Trainer(tf.Module):
     """`variables` without the frozen ones, in order."""
     return [v for v in variables if v.ref() not in self._frozen]
 
-  def _forward(self, features, tasks):
+  def _forward(self, features, tasks, seed=None):
     """The training-mode forward pass of `tasks` on a batch: (predictions, Keras state
-    updates [(index into the owner map's state, new value)]), none of them applied."""
+    updates [(index into the owner map's state, new value)]), none of them applied. `seed`:
+    the dropout seed (default: the current step's, `step_seed`)."""
     try:
-      return self.model.forward(features, tasks=tasks, training=True, seed=self.step_seed())
+      return self.model.forward(features, tasks=tasks, training=True,
+                                seed=self.step_seed() if seed is None else seed)
     except ConfigError as error:  # Raised while tracing: `train` raises it as itself.
       self._refusal.error = error
       raise
@@ -235,14 +237,15 @@ class Trainer(tf.Module):
     """Trainable variables the trainer itself owns beside the model's (a weighting's)."""
     return ()
 
-  def step_seed(self):
-    """The int64 [2] dropout seed of the current step and replica: (trainer seed, global step
-    x replicas + replica index); on one device (trainer seed, global step)."""
+  def step_seed(self, step=None):
+    """The int64 [2] dropout seed of the current step (or global step `step`) and replica:
+    (trainer seed, global step x replicas + replica index); on one device (trainer seed,
+    global step)."""
+    step = self.global_step if step is None else step
     if not self._replicas.distributed:
-      return tf.stack([tf.constant(self._seed, tf.int64), self.global_step])
+      return tf.stack([tf.constant(self._seed, tf.int64), step])
     replica = tf.cast(self._replicas.replica_index(), tf.int64)
-    return tf.stack([tf.constant(self._seed, tf.int64),
-                     self.global_step * self._replicas.count + replica])
+    return tf.stack([tf.constant(self._seed, tf.int64), step * self._replicas.count + replica])
 
   def _gradients(self, tape, loss, variables):
     """Gradients of `loss` for the variables it reaches, clipped to `clip_norm` if set.
@@ -356,34 +359,66 @@ class Trainer(tf.Module):
           f"{int(step)}; the update was not applied ({int(self.nonfinite_steps.numpy())} such "
           f"steps in all, {self.max_nonfinite_steps} allowed).")
 
-  def _replica_share(self, key, names, variables, features, labels, scales, labelled):
+  def _replica_share(self, key, names, variables, features, labels, scales, labelled,
+                     coefficients):
     """One replica's part of a distributed step (compiled per device): the forward pass on its
-    batch and the gradients of objective(scales x loss totals [K], labelled [K]) for the
-    `variables` it reaches (their indices kept in Replicas.reached[key]).
+    batch and the gradients (`_replica_gradients`) of its shares of the task losses, shares
+    = scales x loss totals [K] (each replica's share of a task's loss over all replicas);
+    `coefficients` [K] weigh the shares in the objective, `labelled` [K] says which tasks
+    have a label over all replicas.
 
-    Returns (gradients of the reached variables, loss totals [K], loss counts [K], log
-    vector, this replica's new Keras state values), all of this replica's batch, to be
-    summed over replicas (the state's indices are kept in Replicas.updated[key]).
+    Returns (the gradients, as `_replica_gradients` gives them, loss totals [K], loss counts
+    [K], log vector, this replica's new Keras state values), all of this replica's batch, to
+    be summed over replicas (the reached variables' indices are kept in
+    Replicas.reached[key], the state's in Replicas.updated[key]).
     """
-    with tf.GradientTape() as tape:
+    rows = self._per_task_rows()
+    with tf.GradientTape(persistent=rows) as tape:
       predictions, updates = self._forward(features, names)
       reports = {n: self._task_report(n, labels, predictions, features)[1] for n in names}
       totals = tf.stack([reports[n][0]["loss"].total for n in names])
-      objective = self._objective(totals * scales, labelled)
+      shares = totals * scales
+      objective = tf.reduce_sum(coefficients * shares)
+      # Each share taken on the tape, for per-task gradients.
+      pieces = tf.unstack(shares) if rows else None
     self._check_reads(tape, f"The step of {names}")
-    grads = self._unscaled_gradient(tape, objective, variables)
-    reached = self._replicas.reached[key] = [i for i, g in enumerate(grads) if g is not None]
+    grads, self._replicas.reached[key] = self._replica_gradients(
+        key, tape, objective, pieces, variables, labelled)
     self._replicas.updated[key] = [i for i, _ in updates]
     counts = tf.stack([reports[n][0]["loss"].count for n in names])
-    return ([tf.convert_to_tensor(grads[i]) for i in reached], totals, counts,
-            self.log_layout.step_vector(features, reports),
+    return (grads, totals, counts, self.log_layout.step_vector(features, reports),
             [value for _, value in updates])
 
-  def _objective(self, losses, labelled):
-    """What a distributed step differentiates, from the task losses [K]: their sum (one
-    task); a joint trainer's weighting (linear in the losses)."""
+  def _per_task_rows(self):
+    """Whether each replica gives each task's gradient on the shared variables (a joint
+    trainer's gradient method or non-linear weighting) rather than one gradient."""
+    return False
+
+  def _replica_gradients(self, key, tape, objective, shares, variables, labelled):
+    """(gradients of `objective` for the `variables` it reaches, their indices); with
+    `_per_task_rows`, JointTrainer's per-task rows (`shares`: the K shares on the tape)."""
+    del key, shares, labelled
+    grads = self._unscaled_gradient(tape, objective, variables)
+    reached = [i for i, g in enumerate(grads) if g is not None]
+    return [tf.convert_to_tensor(grads[i]) for i in reached], reached
+
+  def _loss_coefficients(self, labelled):
+    """[K] weights of the task losses' shares in each replica's objective (their sum: 1)."""
+    return tf.ones(labelled.shape)
+
+  def _reduced_gradients(self, key, grads, losses, labelled, variables):
+    """Across replicas, from the summed `_replica_gradients`: (gradients, the variables they
+    update, the loss whose finiteness guards the step, extra log vector or None, a function
+    to run with an applied update or None). `losses` [K]: the task losses over all replicas."""
     del labelled
-    return tf.reduce_sum(losses)
+    reached = [variables[i] for i in self._replicas.reached[key]]
+    return grads, reached, tf.reduce_sum(losses), None, None
+
+  def _after_distributed_apply(self, applied, features, labels, losses, counts):
+    """Runs after a distributed step's update (`applied`: bool scalar, whether it was;
+    `losses`, `counts` [K]: the task losses and their counts over all replicas); nothing
+    here (a joint trainer's FAMO takes the losses after the update)."""
+    del applied, features, labels, losses, counts
 
   def _distributed_step(self, key, names, variables, optimizer, features, labels, *,
                         count_first, active=None):
@@ -409,10 +444,10 @@ class Trainer(tf.Module):
     else:
       scales, labelled = tf.ones([k]), tf.ones([k], tf.bool)
     share = replicas.compiled(
-        lambda f, l, s, m: self._replica_share(key, names, variables, f, l, s, m),
+        lambda f, l, s, m, c: self._replica_share(key, names, variables, f, l, s, m, c),
         jit_compile=self._jit_compile, name=key)
     grads, totals, counts, log, state = replicas.sum(replicas.run(
-        share, (features, labels, scales, labelled)))
+        share, (features, labels, scales, labelled, self._loss_coefficients(labelled))))
     if count_first:
       mismatched = tf.cast(tf.not_equal(counts, counted), tf.int64)
     else:
@@ -420,15 +455,21 @@ class Trainer(tf.Module):
       grads = [g * scales[0] for g in grads]
       mismatched = tf.zeros([k], tf.int64)
     losses = totals * scales
-    reached = [variables[i] for i in replicas.reached[key]]
-    grads, reached, finite = self._checked(grads, reached, self._objective(losses, counts > 0))
+    grads, reached, objective, extra_log, on_apply = self._reduced_gradients(
+        key, grads, losses, counts > 0, variables)
+    if extra_log is not None:
+      log += extra_log
+    grads, reached, finite = self._checked(grads, reached, objective)
     labelled = {n: counts[i] > 0 if k > 1 else None for i, n in enumerate(names)}
     state = [_mean_of(total, replicas.count) for total in state]  # One value for every copy.
     state_updates = self._state_updates(zip(replicas.updated[key], state), labelled)
+    any_labelled = tf.reduce_any(counts > 0)
     bad = self._apply_if_finite(finite, optimizer, grads, reached, names,
                                 None if active is None else active(reached, counts),
-                                state_updates=state_updates,
-                                labelled=tf.reduce_any(counts > 0))
+                                on_apply=on_apply, state_updates=state_updates,
+                                labelled=any_labelled)
+    self._after_distributed_apply(finite[0] & finite[1] & any_labelled, features, labels,
+                                  losses, counts)
     loss_finite = tf.concat([tf.math.is_finite(losses), [False]], 0)
     culprit = tf.argmin(tf.cast(loss_finite, tf.int32), output_type=tf.int32)
     return log, bad, culprit, mismatched
