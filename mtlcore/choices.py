@@ -9,7 +9,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 SAMPLERS = ("uniform", "proportional", "temperature", "annealed", "weighted", "round_robin")
 WEIGHTINGS = ("sum", "static", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "gls", "famo",
               "pcgrad", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",
-              "aligned_mtl", "gradvac")
+              "aligned_mtl", "gradvac", "config")
 
 # Each weighting's hyper-parameters (--weighting_options=NAME=VALUE,...) and their papers'
 # defaults; a method not listed has none.
@@ -26,6 +26,7 @@ WEIGHTING_OPTIONS = {
     "nash_mtl": {"ridge": 1e-6, "iterations": 50},
     "aligned_mtl": {"rank_tolerance": 1e-6},
     "gradvac": {"beta": 0.01},
+    "config": {"rank_tolerance": 1e-6},
 }
 
 

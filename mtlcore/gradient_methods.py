@@ -15,7 +15,8 @@ Scale. A method that reduces to the plain sum when no two gradients conflict (`p
 so it keeps `sum`'s learning rate. The others keep their papers' scale: `mgda` returns the
 min-norm point of the convex hull (weights sum to 1), `imtl_g` a combination whose weights sum
 to 1, `nash_mtl` the Nash bargaining solution (task utilities g_k . d = 1 / a_k), and
-`aligned_mtl` the gradients rescaled to their smallest singular value.
+`aligned_mtl` the gradients rescaled to their smallest singular value, and `config` the
+sum of the gradients' projections on the direction of equal cosines.
 
 Checked against each paper's algorithm in numpy, and by each problem's optimality conditions,
 in tests/test_gradient_methods.py.
@@ -368,6 +369,40 @@ def aligned_mtl(grads, labelled=None, rank_tolerance=1e-6):
   b = tf.sqrt(smallest) * tf.linalg.matmul(vectors * inverse_root[None], vectors,
                                            transpose_b=True)
   return _combine(grads, tf.where(labelled, tf.reduce_sum(b, axis=1), 0.0))
+
+
+def config(grads, labelled=None, rank_tolerance=1e-6):
+  """ConFIG (Liu et al. 2024, "ConFIG: towards conflict-free training of physics informed
+  neural networks"): the direction whose cosine with every task's gradient is the same,
+  g_u = y / |y| with y = (U^T)^+ 1 (U = [u_1 .. u_K], the unit gradients as columns; the
+  pseudo-inverse from the eigendecomposition of the unit gradients' Gram matrix, over the
+  eigenvalues above `rank_tolerance` times the largest), scaled by the sum of the gradients'
+  projections on it: (sum_k g_k . g_u) g_u. Every task's gradient has a positive projection on
+  it whenever 1 is in the span (no exact opposition). Exactly opposed gradients leave 1
+  outside it: y = 0 and the direction is 0.
+
+  Paper's scale (the sum of projections), which is `sum`'s direction for orthogonal gradients
+  of equal norm and for parallel ones.
+
+  Args and returns as `aligned_mtl`.
+  """
+  grads, gram, labelled = _masked(grads, labelled)
+  norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 0.0))
+  inverse = tf.where(norms > 0.0, 1.0 / tf.where(norms > 0.0, norms, 1.0), 0.0)
+  unit_gram = gram * inverse[:, None] * inverse[None, :]
+  values, vectors = tf.linalg.eigh(unit_gram)
+  kept = values > rank_tolerance * tf.maximum(tf.reduce_max(values), 1e-300)
+  pinv = tf.linalg.matmul(vectors * tf.where(kept, 1.0 / tf.where(kept, values, 1.0), 0.0)[None],
+                          vectors, transpose_b=True)
+  ones = tf.cast(labelled, tf.float64)
+  a = tf.linalg.matvec(pinv, ones)  # y = sum_k a_k u_k.
+  y_norm = tf.sqrt(tf.maximum(tf.tensordot(a, tf.linalg.matvec(unit_gram, a), 1), 0.0))
+  on_raw = a * inverse  # y = sum_k on_raw_k g_k.
+  positive = y_norm > 1e-12 * tf.maximum(tf.reduce_max(values), 1e-300)
+  safe = tf.where(positive, y_norm, 1.0)
+  projections = tf.reduce_sum(ones * tf.linalg.matvec(gram, on_raw)) / safe  # sum_k g_k . g_u
+  weights = tf.where(positive, on_raw * projections / safe, 0.0)
+  return _combine(grads, tf.where(labelled, weights, 0.0))
 
 
 def cosines_to_the_rest(grads):

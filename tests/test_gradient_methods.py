@@ -19,7 +19,7 @@ from mtlcore.tasks import Task
 from mtlcore.trainers import JointTrainer
 from tests.test_keras_parts import _masked_squared
 
-GRAM_METHODS = ["upgrad", "dualproj", "mgda", "imtl_g", "nash_mtl", "aligned_mtl"]
+GRAM_METHODS = ["upgrad", "dualproj", "mgda", "imtl_g", "nash_mtl", "aligned_mtl", "config"]
 ALL = GRAM_METHODS + ["pcgrad", "gradvac", "cagrad", "imtl"]
 SEED = tf.constant([3, 4], tf.int64)
 
@@ -249,6 +249,33 @@ def test_aligned_mtl_aligns_to_the_smallest_singular_value():
   np.testing.assert_allclose(aligned @ aligned.T, smallest * np.eye(4), atol=1e-6 * smallest + 1e-8)
   orthogonal = np.diag([2.0, 2.0, 2.0]).astype(np.float32)
   np.testing.assert_allclose(_combine("aligned_mtl", orthogonal)[0], [2.0, 2.0, 2.0], rtol=1e-5)
+
+
+def _config_paper(grads):
+  """ConFIG as the paper writes it: g_u = y / |y|, y = pinv([u_1 .. u_K]^T) 1; (sum_k g_k .
+  g_u) g_u."""
+  units = grads / np.linalg.norm(grads, axis=1, keepdims=True)
+  y = np.linalg.pinv(units) @ np.ones(len(grads))  # units is [u_1 .. u_K]^T, [K, P].
+  g_u = y / np.linalg.norm(y)
+  return (grads @ g_u).sum() * g_u
+
+
+def test_config_follows_the_paper_with_equal_cosines_to_every_task():
+  grads = _conflicting(4, seed=6)
+  direction, weights = _combine("config", grads)
+  want = _config_paper(grads.astype(np.float64))
+  np.testing.assert_allclose(direction, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+  np.testing.assert_allclose(grads.astype(np.float64).T @ weights, direction, rtol=1e-4,
+                             atol=1e-5 * np.abs(want).max())
+  cosines = grads @ direction / (np.linalg.norm(grads, axis=1) * np.linalg.norm(direction))
+  np.testing.assert_allclose(cosines, cosines[0], rtol=1e-4)
+  assert cosines[0] > 0  # No task's loss rises to first order.
+  orthogonal = np.diag([2.0, 2.0, 2.0]).astype(np.float32)  # Reduces to the sum here,
+  np.testing.assert_allclose(_combine("config", orthogonal)[0], [2.0, 2.0, 2.0], rtol=1e-5)
+  parallel = np.array([[1.0, 2.0], [2.0, 4.0]], np.float32)  # and here.
+  np.testing.assert_allclose(_combine("config", parallel)[0], [3.0, 6.0], rtol=1e-5)
+  opposed = np.array([[1.0, 2.0], [-1.0, -2.0]], np.float32)  # No direction of equal cosines.
+  np.testing.assert_array_equal(_combine("config", opposed)[0], [0.0, 0.0])
 
 
 def _gradvac_paper(grads, orders, targets, beta):

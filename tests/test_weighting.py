@@ -232,7 +232,7 @@ def test_cosines_to_the_rest_match_numpy():
 
 METHODS = ["sum", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "gls", "famo", "pcgrad",
            "gradvac", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",
-           "aligned_mtl"]
+           "aligned_mtl", "config"]
 
 
 def _trainer(method, seed=0):
