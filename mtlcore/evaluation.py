@@ -20,7 +20,9 @@ class Evaluator:
   Labels are a dict {task: labels}; a task absent from a batch's labels has no label there
   (as one whose labels are all missing). Keys of the result: "TASK/loss" (unless
   `with_loss` is False), "TASK/METRIC" of each in-step and evaluation-only metric
-  (Task.eval_metrics; one whose result is a dict gives those keys instead).
+  (Task.eval_metrics; one whose result is a dict gives those keys instead), and for a trunk
+  with softmax gates (SharedTrunk.gate_widths) "gates/GATE/expert_E": the gate's mean weight
+  on expert E over the data set's examples.
   """
 
   def __init__(self, model, tasks, *, with_loss=True):
@@ -37,6 +39,9 @@ class Evaluator:
       for name, metric in named.items():
         self._slots.append((f"{task.name}/{name}", task.name, metric, size, metric.size))
         size += metric.size
+    for name, width in model.trunk.gate_widths().items():  # A mixture's gates, if any.
+      self._slots.append((f"gates/{name}", None, _GateMean(name, width), size, width + 1))
+      size += width + 1
     self.size = size
     self._statistics = tf.function(self._batch_statistics, reduce_retracing=True,
                                    autograph=False)
@@ -45,9 +50,13 @@ class Evaluator:
     """float32 [size]: every metric's statistics on one batch."""
     names = tuple(t.name for t in self.tasks)
     predictions = self.model(features, tasks=names, training=False)
+    gates = self.model.trunk.gate_weights(features) if self.model.trunk.gate_widths() else {}
     pieces = []
     for _, task, metric, _, size in self._slots:
-      if task in labels:
+      if task is None:  # A gate: its weights summed over the batch, and the batch's size.
+        weights = tf.cast(gates[metric.name], tf.float32)
+        pieces += [tf.reduce_sum(weights, 0), tf.cast(tf.shape(weights)[:1], tf.float32)]
+      elif task in labels:
         pieces.append(tf.reshape(tf.cast(
             metric.statistics(labels[task], predictions[task], features), tf.float32), [size]))
       else:
@@ -78,3 +87,17 @@ class Evaluator:
   def __call__(self, dataset):
     """{"TASK/METRIC": value} of the model on every batch of `dataset`."""
     return self.results(self.statistics(dataset))
+
+
+class _GateMean:
+  """A gate's statistics [width + 1] (its weights summed over examples, then the examples)
+  as its mean weight per expert."""
+
+  def __init__(self, name, width):
+    self.name, self.width = name, width
+
+  def result(self, values):
+    count = max(float(values[-1]), 1.0)
+    return {f"gates/{self.name}/expert_{e}": float(values[e]) / count
+            for e in range(self.width)}
+

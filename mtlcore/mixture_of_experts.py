@@ -35,8 +35,11 @@ class MixtureOfExperts(SharedTrunk):
       gate.w.assign(tf.zeros_like(gate.w))  # Uniform over the experts at the start.
     self.output_sizes = {t: expert_size for t in tasks}
 
+  def gate_widths(self):
+    return {t: len(self.experts) for t in self.gates}
+
   def gate_weights(self, features):
-    """{task: softmax gate [B, E]} on a batch (for the gates' logs)."""
+    """{task: softmax gate [B, E]} on a batch."""
     x = features[self.feature]
     return {t: tf.nn.softmax(gate(x)) for t, gate in self.gates.items()}
 

@@ -48,6 +48,17 @@ class SharedTrunk(tf.Module):
     never changes them. This default: none (a hard-shared trunk)."""
     return {}
 
+  def gate_widths(self):
+    """{gate name: the number of experts it weighs} of a trunk that mixes experts with
+    softmax gates (MMoE, PLE); the engine's evaluation reports each gate's mean weight per
+    expert (mtlcore.evaluation). This default: none."""
+    return {}
+
+  def gate_weights(self, features):
+    """{gate name: its softmax weights [B, width]} on a batch (see `gate_widths`)."""
+    del features
+    return {}
+
 
 class TaskHead(tf.Module):
   """Base class of heads.

@@ -131,9 +131,9 @@ class TaskSet(abc.ABC):
 
   def is_detail_metric(self, key):
     """Whether `evaluate`'s metric `key` is a detail (e.g. a score per class): listed after
-    the headline metrics and left out of TensorBoard's HParams view."""
-    del key
-    return False
+    the headline metrics and left out of TensorBoard's HParams view. This default: a gate's
+    mean weights (mtlcore.evaluation's "gates/...")."""
+    return key.startswith("gates/")
 
   def export(self, model, tasks, export_dir):
     """Writes a SavedModel that serves `tasks` into export_dir, a new empty directory that

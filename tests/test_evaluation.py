@@ -75,6 +75,33 @@ def test_results_do_not_depend_on_the_batching_and_trace_once(small):
           "flags/average_precision"} <= by_batch[100].keys()
 
 
+@pytest.mark.parametrize("architecture", ["mmoe", "ple"])
+def test_a_trunks_gates_are_reported_as_their_mean_weight_per_expert(architecture):
+  """Each gate (MMoE's per task; PLE's per task and level, and the shared ones) as
+  gates/GATE/expert_E: its mean weight over the split, whatever the batching."""
+  from mtlcore.synthetic.task_set import SyntheticTaskSet  # pylint: disable=g-import-not-at-top
+  task_set = SyntheticTaskSet({"num_tasks": 2, "input_dim": 6, "num_examples": 64,
+                               "architecture": architecture, "experts": 3, "expert_size": 4})
+  names = list(task_set.task_names)
+  model = task_set.build_model(names, seed=0, assets_dir=None)
+  trunk = model.trunk
+  gates = trunk.gate_weights({"x": tf.zeros([1, 6])})
+  for gate in (trunk.gates.values() if architecture == "mmoe" else
+               [g for level in trunk.levels for g in [*level.task_gates.values(),
+                                                      level.shared_gate] if g is not None]):
+    gate.w.assign(tf.random.stateless_normal(gate.w.shape, seed=[1, 2]))  # Not uniform.
+  data = task_set.load_data(None)
+  x = data["dev"][0]["x"]
+  results = Evaluator(model, task_set.make_tasks(model, names))(
+      task_set.eval_dataset(data, names, "dev", batch_size=300))
+  for name, weights in trunk.gate_weights({"x": x}).items():
+    means = [results[f"gates/{name}/expert_{e}"] for e in range(weights.shape[1])]
+    np.testing.assert_allclose(means, weights.numpy().mean(0), rtol=1e-5, err_msg=name)
+    assert sum(means) == pytest.approx(1.0, abs=1e-5)
+  assert len(gates) == len([k for k in results if k.endswith("/expert_0")])
+  assert task_set.is_detail_metric("gates/t0/expert_0")
+
+
 def test_the_evaluation_state_is_one_vector_whatever_the_split(small):
   task_set, data, model = small
   evaluator = Evaluator(model, task_set.make_tasks(model, task_set.task_names))

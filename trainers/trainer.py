@@ -452,7 +452,7 @@ class Trainer(tf.Module):
       mismatched = tf.cast(tf.not_equal(counts, counted), tf.int64)
     else:
       scales = 1.0 / tf.maximum(counts, 1.0)
-      grads = [g * scales[0] for g in grads]
+      grads = tf.nest.map_structure(lambda g: g * scales[0], grads)
       mismatched = tf.zeros([k], tf.int64)
     losses = totals * scales
     grads, reached, objective, extra_log, on_apply = self._reduced_gradients(

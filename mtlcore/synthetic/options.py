@@ -19,9 +19,18 @@ SYNTHETIC = Declaration(
         Option("hidden_size", "integer", 16, "Units of the shared ReLU layer (hard sharing)."),
         Option("architecture", "enum", "hard", "hard: one shared ReLU layer; mmoe: --experts "
                "shared ReLU experts of --expert_size units and a softmax gate per task (Ma et "
-               "al. 2018), each gate its task's own.", choices=("hard", "mmoe")),
+               "al. 2018), each gate its task's own; cgc: --shared_experts shared and "
+               "--task_experts per task, a gate per task over its own and the shared ones "
+               "(Tang et al. 2020); ple: --levels such levels, a shared gate between them.",
+               choices=("hard", "mmoe", "cgc", "ple")),
         Option("experts", "integer", 8, "mmoe: the number of experts."),
-        Option("expert_size", "integer", 16, "mmoe: units of each expert."),
+        Option("expert_size", "integer", 16, "mmoe, cgc, ple: units of each expert."),
+        Option("shared_experts", "integer", 1, "cgc, ple: shared experts per level."),
+        Option("task_experts", "integer", 1, "cgc, ple: each task's own experts per level."),
+        Option("levels", "integer", 2, "ple: extraction levels (cgc is one)."),
+        Option("cross_task_gradients", "boolean", False, "ple: the shared gate passes every "
+               "task's loss into the other tasks' lower experts, as in the paper (default: "
+               "a task's experts learn from its own loss only)."),
     ),
     run_defaults={"batch_size": 64, "learning_rate": 1e-3, "epochs": 10.0, "clip_norm": 0.0,
                   "eval_every": 0, "lr_decay_start": 1.0, "average_decay": 0.0})

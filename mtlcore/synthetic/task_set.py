@@ -2,9 +2,10 @@
 
 Every task is labelled on every example (one joint corpus; each task's alternating stream is
 that corpus shuffled with its own seed). Held-out splits dev and test, scored by the engine
-(loss, mae, rmse per task). The network: one shared ReLU layer (`--architecture=hard`) or a
-mixture of experts with a gate per task (`mmoe`, mtlcore.mixture_of_experts), and a linear
-head per task reading its own representation.
+(loss, mae, rmse per task). The network: one shared ReLU layer (`--architecture=hard`), a
+mixture of experts with a gate per task (`mmoe`, mtlcore.mixture_of_experts), or shared and
+task experts in extraction levels (`cgc`, `ple`, mtlcore.progressive_layered_extraction), and
+a linear head per task reading its own representation.
 """
 
 from mtlcore import in_memory
@@ -12,6 +13,7 @@ from mtlcore.errors import ConfigError, require_positive
 from mtlcore.mixture_of_experts import MixtureOfExperts
 from mtlcore.model import MultiTaskModel
 from mtlcore.options import reject_unknown
+from mtlcore.progressive_layered_extraction import ProgressiveLayeredExtraction
 from mtlcore.relu_trunk import ReluTrunk
 from mtlcore.synthetic import data as synthetic_data
 from mtlcore.synthetic.options import SYNTHETIC
@@ -31,7 +33,7 @@ class SyntheticTaskSet(in_memory.InMemoryTaskSet):
     reject_unknown("synthetic", options or {}, self.option_schema)
     options = {**SYNTHETIC.option_defaults(), **(options or {})}
     for name in ("num_tasks", "input_dim", "num_examples", "hidden_size", "experts",
-                 "expert_size"):
+                 "expert_size", "shared_experts", "task_experts", "levels"):
       require_positive(name, options[name])
     if options["sinusoids"] < 0:
       raise ConfigError(f"--sinusoids must be >= 0, got {options['sinusoids']}.")
@@ -49,6 +51,14 @@ class SyntheticTaskSet(in_memory.InMemoryTaskSet):
     return dict(self._options)
 
   def trunk(self, seed, tasks=None):
+    options = self._options
+    if options["architecture"] in ("cgc", "ple"):  # Each trained task's experts and gates.
+      return ProgressiveLayeredExtraction(
+          options["input_dim"], tasks or self.task_names,
+          levels=1 if options["architecture"] == "cgc" else options["levels"],
+          shared_experts=options["shared_experts"], task_experts=options["task_experts"],
+          expert_size=options["expert_size"], seed=seed,
+          cross_task_gradients=options["cross_task_gradients"], name="trunk")
     if self._options["architecture"] == "mmoe":  # A gate for each trained task.
       return MixtureOfExperts(self._options["input_dim"], tasks or self.task_names,
                               num_experts=self._options["experts"],
