@@ -50,11 +50,11 @@ class Evaluator:
     """float32 [size]: every metric's statistics on one batch."""
     names = tuple(t.name for t in self.tasks)
     predictions = self.model(features, tasks=names, training=False)
-    gates = self.model.trunk.gate_weights(features) if self.model.trunk.gate_widths() else {}
+    gates = self.model.gate_weights(features) if self.model.trunk.gate_widths() else {}
     pieces = []
     for _, task, metric, _, size in self._slots:
       if task is None:  # A gate: its weights summed over the batch, and the batch's size.
-        weights = tf.cast(gates[metric.name], tf.float32)
+        weights = gates[metric.name]
         pieces += [tf.reduce_sum(weights, 0), tf.cast(tf.shape(weights)[:1], tf.float32)]
       elif task in labels:
         pieces.append(tf.reshape(tf.cast(

@@ -159,6 +159,17 @@ class MultiTaskModel(tf.Module):
     order (for a model without Keras layers, `trainable_variables`' order)."""
     return tuple(self._owners.variables(self.trainable_variables))
 
+  def _in_compute_dtype(self, features):
+    """`features` with the float ones cast to the compute type (what the trunk reads)."""
+    return {k: tf.cast(v, self.compute_dtype) if tf.as_dtype(v.dtype).is_floating else v
+            for k, v in features.items()}
+
+  def gate_weights(self, features):
+    """The trunk's softmax gates on a batch (SharedTrunk.gate_weights, e.g. MMoE's), each
+    [B, width] float32, the features cast as `forward` casts them."""
+    gates = self.trunk.gate_weights(self._in_compute_dtype(features))
+    return {name: tf.cast(w, tf.float32) for name, w in gates.items()}
+
   def forward(self, features, *, tasks=None, training=False, seed=None):
     """Runs the trunk once and the heads of `tasks` (default: all), applying no state update.
 
@@ -178,8 +189,7 @@ class MultiTaskModel(tf.Module):
       if training:
         raise ConfigError("Training-mode calls need a dropout seed.")
       seed = tf.zeros([2], tf.int64)
-    low = {k: tf.cast(v, self.compute_dtype) if tf.as_dtype(v.dtype).is_floating else v
-           for k, v in features.items()}
+    low = self._in_compute_dtype(features)
 
     def run():
       representations = self.trunk(low, training=training, seed=seed)

@@ -100,6 +100,11 @@ def test_a_trunks_gates_are_reported_as_their_mean_weight_per_expert(architectur
     assert sum(means) == pytest.approx(1.0, abs=1e-5)
   assert len(gates) == len([k for k in results if k.endswith("/expert_0")])
   assert task_set.is_detail_metric("gates/t0/expert_0")
+  model.set_compute_dtype(tf.bfloat16)  # The gates read the features cast as the trunk does.
+  low = Evaluator(model, task_set.make_tasks(model, names))(
+      task_set.eval_dataset(data, names, "dev", batch_size=300))
+  for key in (k for k in results if k.startswith("gates/")):
+    assert low[key] == pytest.approx(results[key], abs=2e-2), key
 
 
 def test_the_evaluation_state_is_one_vector_whatever_the_split(small):

@@ -35,7 +35,7 @@ def data_dir(tmp_path_factory):
   return fixtures.write_dataset(tmp_path_factory.mktemp("data"), train=60, test=10)
 
 
-CHECKS = ("joint", "alternate", "restore", "seeds", "errors", "keras", "methods")
+CHECKS = ("joint", "alternate", "restore", "seeds", "errors", "keras")
 
 
 @pytest.fixture(scope="module")
@@ -91,17 +91,6 @@ def test_what_a_strategy_cannot_run_is_one_line_naming_it(checks):
   lines = checks["errors"]
   assert lines[0] == "no error"  # A gradient method builds under a strategy.
   assert lines[1].startswith("Task 'chunk' has no loss_count")
-
-
-# tests/replica_check.py's METHODS (not imported: importing it splits this process's CPU).
-@pytest.mark.parametrize("method", ["uncertainty", "rlw", "famo", "gradnorm", "imtl"])
-def test_every_way_of_weighting_mirrored_equals_one_device_with_partial_labels(method, checks):
-  """Mirrored over 2 replicas, 3 tasks on an MMoE trunk, one task unlabelled in half of one
-  step and in all of another: every model and weighting variable and the logged weights
-  equal one device's on the global batch (up to float32 summation order)."""
-  (result,) = [line for line in checks["methods"] if isinstance(line, dict)]
-  diff, scale, weight_diff = result[method]
-  assert diff <= 1e-5 * max(scale, 1.0) and weight_diff <= 1e-5, result[method]
 
 
 def _train(data_dir, model_dir, *extra, mode="joint"):
