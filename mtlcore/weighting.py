@@ -7,11 +7,12 @@ with hyper-parameters from --weighting_options (their papers' defaults otherwise
   `imtl_l`); one backward pass, as plain `sum` (`gradnorm` adds one per task, from the loss
   down to the last shared layer only; `famo` one forward pass, for the losses after the update).
 - gradient methods (`pcgrad`, `gradvac`, `cagrad`, `upgrad`, `dualproj`, `mgda`, `imtl_g`,
-  `imtl`, `nash_mtl`, `aligned_mtl`, `config`; their pure functions are in mtlcore.gradient_methods and
-  re-exported here under the same names): each task's gradient on the shared variables of
-  the owner map (mtlcore.ownership) is computed separately, the K gradients, flattened to a
-  [K, P] matrix, are combined into one [P] direction; each task-owned variable (a head, a
-  task's trunk part) gets its own task's gradient as usual.
+  `imtl`, `nash_mtl`, `aligned_mtl`, `config`; their pure functions are in
+  mtlcore.gradient_methods and re-exported here under the same names): each task's
+  gradient on the shared variables of the owner map (mtlcore.ownership) is computed
+  separately, the K gradients, flattened to a [K, P] matrix, are combined into one [P]
+  direction; each task-owned variable (a head, a task's trunk part) gets its own task's
+  gradient as usual.
 
 The loss weightings' math is in pure functions here (`uncertainty_total`, `dwa_weights`,
 `gradnorm_weight_gradient`, `gls_total`, `famo_total`, `famo_logit_gradient`), checked against

@@ -63,11 +63,11 @@ def real_conll_dir():
 
 
 # The files that take longest (subprocesses under tf.distribute, kill-and-resume runs, the
-# real-data run) start first, so the two workers finish together rather than one running
-# them alone at the end.
-_SLOW_FIRST = ("test_replicas.py", "test_replica_weightings.py", "test_reliability.py", "test_conll_binaries.py",
-               "test_model_dir.py", "test_tagging_binaries.py", "test_language_model.py",
-               "test_train_toy_binary.py", "test_keras_parts.py")
+# real-data run) start first, so the workers finish together rather than one running them
+# alone at the end.
+_SLOW_FIRST = ("test_replicas.py", "test_replica_weightings.py", "test_reliability.py",
+               "test_conll_binaries.py", "test_model_dir.py", "test_tagging_binaries.py",
+               "test_language_model.py", "test_train_toy_binary.py", "test_keras_parts.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -91,7 +91,8 @@ def test_another_tasks_loss_reaches_a_tasks_experts_only_with_cross_task_gradien
   with tf.GradientTape(persistent=True) as tape:
     outputs = model.trunk({"x": x}, training=True, seed=None)
     loss = tf.reduce_sum(tf.square(outputs["t0"]))
-  reaching = [g is not None and bool(tf.reduce_any(g != 0)) for g in tape.gradient(loss, t1_experts)]
+  reaching = [g is not None and bool(tf.reduce_any(g != 0))
+              for g in tape.gradient(loss, t1_experts)]
   assert any(reaching) == cross, reaching
   assert all(g is not None for g in tape.gradient(loss, t0_parts))
 
