@@ -18,6 +18,14 @@ from mtlcore.layers import Linear
 from mtlcore.model import SharedTrunk
 
 
+def uniform_gate(input_size, width, *, seed, name):
+  """A softmax gate's logits layer [input_size -> width], zero weights: uniform over its
+  experts at the start (MMoE's gates, PLE's)."""
+  gate = Linear(input_size, width, seed=seed, name=name)
+  gate.w.assign(tf.zeros_like(gate.w))
+  return gate
+
+
 class MixtureOfExperts(SharedTrunk):
   """Outputs one representation per task, named by the task; the task's head reads it."""
 
@@ -29,10 +37,8 @@ class MixtureOfExperts(SharedTrunk):
     self.feature = feature
     self.experts = [Linear(input_size, expert_size, seed=seed + e, name=f"expert_{e}")
                     for e in range(num_experts)]
-    self.gates = {t: Linear(input_size, num_experts, seed=seed, name=f"gate_{t}")
+    self.gates = {t: uniform_gate(input_size, num_experts, seed=seed, name=f"gate_{t}")
                   for t in tasks}
-    for gate in self.gates.values():
-      gate.w.assign(tf.zeros_like(gate.w))  # Uniform over the experts at the start.
     self.output_sizes = {t: expert_size for t in tasks}
 
   def gate_widths(self):

@@ -32,14 +32,8 @@ import tensorflow as tf
 
 from mtlcore.errors import require_positive
 from mtlcore.layers import Linear
+from mtlcore.mixture_of_experts import uniform_gate
 from mtlcore.model import SharedTrunk
-
-
-def _uniform_gate(input_size, width, *, seed, name):
-  """A softmax gate's logits layer, zero weights (uniform over its experts at the start)."""
-  gate = Linear(input_size, width, seed=seed, name=name)
-  gate.w.assign(tf.zeros_like(gate.w))
-  return gate
 
 
 class ExtractionLevel(tf.Module):
@@ -58,9 +52,9 @@ class ExtractionLevel(tf.Module):
         t: [expert(shared_experts + k * task_experts + e, f"{t}_expert_{e}")
             for e in range(task_experts)]
         for k, t in enumerate(self.tasks)}
-    self.task_gates = {t: _uniform_gate(input_size, task_experts + shared_experts, seed=seed,
+    self.task_gates = {t: uniform_gate(input_size, task_experts + shared_experts, seed=seed,
                                         name=f"{t}_gate") for t in self.tasks}
-    self.shared_gate = None if last else _uniform_gate(
+    self.shared_gate = None if last else uniform_gate(
         input_size, len(self.tasks) * task_experts + shared_experts, seed=seed,
         name="shared_gate")
 

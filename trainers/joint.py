@@ -188,8 +188,7 @@ class JointTrainer(Trainer):
 
     Returns `_gradients`' (grads, reached variables, finite) plus (weights [K], cosines [K]).
     """
-    shared = [v for v in variables if self._task_of(v) is SHARED]
-    own = [v for v in variables if self._task_of(v) is not SHARED]
+    shared, own = self._by_owner(variables)
     flat, targets = _flat_rows([tape.gradient(loss, shared) for loss in scaled], shared)
     if scale is not None:
       flat = flat / scale
@@ -239,8 +238,7 @@ class JointTrainer(Trainer):
       return super()._replica_gradients(key, tape, objective, shares, variables, labelled)
     owned = {v.ref() for v in self.weighting.trainable_variables}  # Taken across replicas.
     model = [v for v in variables if v.ref() not in owned]
-    shared = [v for v in model if self._task_of(v) is SHARED]
-    own = [v for v in model if self._task_of(v) is not SHARED]
+    shared, own = self._by_owner(model)
     rows, targets = _flat_rows([self._unscaled_gradient(tape, s, shared) for s in shares],
                                shared)
     own_grads = self._unscaled_gradient(tape, objective, own)
@@ -316,6 +314,12 @@ class JointTrainer(Trainer):
       return tf.constant(0)
 
     tf.cond(applied, update, lambda: tf.constant(0))
+
+  def _by_owner(self, variables):
+    """(the shared ones of `variables`, the task-owned ones), each in order."""
+    owners = [self._task_of(v) for v in variables]
+    return ([v for v, o in zip(variables, owners) if o is SHARED],
+            [v for v, o in zip(variables, owners) if o is not SHARED])
 
   def _active(self, variables, labelled):
     """Per variable, whether this batch moves it: a task-owned variable (its head, its trunk
