@@ -10,6 +10,30 @@ import tensorflow as tf
 from mtlcore.errors import ConfigError
 
 
+def adam_step_size(*, alpha, beta_1, beta_2, t):
+  """The bias-corrected step size of Adam's step `t` (float scalar, counting from 1):
+  alpha * sqrt(1 - beta_2^t) / (1 - beta_1^t). One per step, shared by every variable."""
+  return alpha * tf.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
+
+
+def adam_moments_update(g, *, step_size, beta_1, beta_2, epsilon, m, v):
+  """Adam's update of one variable given the step's `adam_step_size`.
+
+  Args:
+    g: gradient, same shape as the variable.
+    step_size: the step's bias-corrected step size (scalar).
+    beta_1, beta_2: decay rates of the first and second moment estimates (scalars).
+    epsilon: added to the denominator.
+    m, v: first and second moment estimates before this step.
+  Returns:
+    (delta, m, v): the change to add to the variable and the new moment estimates.
+  """
+  m = beta_1 * m + (1.0 - beta_1) * g  # Biased first moment.
+  v = beta_2 * v + (1.0 - beta_2) * tf.square(g)  # Biased second raw moment.
+  delta = -step_size * m / (tf.sqrt(v) + epsilon)
+  return delta, m, v
+
+
 def adam_update(g, *, alpha, beta_1, beta_2, epsilon, t, m, v):
   """One Adam step for one variable (Kingma & Ba 2015, the "epsilon hat" form Keras uses).
 
@@ -23,11 +47,9 @@ def adam_update(g, *, alpha, beta_1, beta_2, epsilon, t, m, v):
   Returns:
     (delta, m, v): the change to add to the variable and the new moment estimates.
   """
-  m = beta_1 * m + (1.0 - beta_1) * g  # Biased first moment.
-  v = beta_2 * v + (1.0 - beta_2) * tf.square(g)  # Biased second raw moment.
-  step_size = alpha * tf.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)  # Bias corrections.
-  delta = -step_size * m / (tf.sqrt(v) + epsilon)
-  return delta, m, v
+  return adam_moments_update(
+      g, step_size=adam_step_size(alpha=alpha, beta_1=beta_1, beta_2=beta_2, t=t),
+      beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, m=m, v=v)
 
 
 class Adam(tf.Module):
@@ -88,14 +110,17 @@ class Adam(tf.Module):
     alpha = self.current_learning_rate()
     self.iterations.assign_add(1)
     t = tf.cast(self.iterations, tf.float32)
+    # The step size once, shared by every variable's update: the traced step holds one copy
+    # of its ops instead of one per variable (the same value, so the same updates).
+    step_size = adam_step_size(alpha=alpha, beta_1=self.beta_1, beta_2=self.beta_2, t=t)
     active = [None] * len(variables) if active is None else list(active)
     for g, var, on in zip(grads, variables, active):
       i = self._index.get(var.ref())
       if i is None:
         raise ConfigError(f"{self.name} was not built on variable {var.name}.")
-      delta, m, v = adam_update(
-          tf.convert_to_tensor(g), alpha=alpha, beta_1=self.beta_1, beta_2=self.beta_2,
-          epsilon=self.epsilon, t=t, m=self.m[i], v=self.v[i])
+      delta, m, v = adam_moments_update(
+          tf.convert_to_tensor(g), step_size=step_size, beta_1=self.beta_1,
+          beta_2=self.beta_2, epsilon=self.epsilon, m=self.m[i], v=self.v[i])
       if on is None:
         self.m[i].assign(m)
         self.v[i].assign(v)

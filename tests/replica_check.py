@@ -217,12 +217,12 @@ def errors(data_dir):
 
 
 # One weighting of each way under a strategy: linear in the losses, one backward pass per
-# replica (uncertainty: its own variables' gradient taken across replicas; rlw: its draws);
-# from per-task rows summed over replicas: non-linear (famo, with its second forward pass),
-# gradnorm (its layer norms), a gradient method (imtl: rows of the scaled losses, its own
-# variables). Each costs about 10 s of this process (gls, pcgrad and upgrad: the same
-# paths, 0.6e-7 .. 0.75e-7 apart from one device when last run, not kept for time).
-METHODS = ("uncertainty", "rlw", "famo", "gradnorm", "imtl")
+# replica (uncertainty: its own variables' gradient taken across replicas); from per-task
+# rows summed over replicas: non-linear (famo, with its second forward pass), gradnorm (its
+# layer norms), a gradient method (imtl: rows of the scaled losses, its own variables). Each
+# costs 8-15 s of this process. Left out for time, the same paths: rlw (its draws, 1.5e-8
+# apart from one device when last run), gls, pcgrad, upgrad (0.6e-7 .. 0.75e-7).
+METHODS = ("uncertainty", "famo", "gradnorm", "imtl")
 
 
 def methods(data_dir):

@@ -360,11 +360,11 @@ def test_every_method_runs_at_64_tasks_compiled(method):
 class _GatedTrunk(SharedTrunk):
   """A shared layer, then one gate per task (a task-owned part of the trunk)."""
 
-  def __init__(self):
+  def __init__(self, tasks):
     super().__init__()
     self.shared = Linear(4, 8, seed=0)
-    self.gates = {t: Linear(8, 8, seed=i + 1) for i, t in enumerate("ab")}
-    self.output_sizes = {t: 8 for t in "ab"}
+    self.gates = {t: Linear(8, 8, seed=i + 1) for i, t in enumerate(tasks)}
+    self.output_sizes = {t: 8 for t in tasks}
 
   def __call__(self, features, *, training, seed):
     hidden = tf.nn.relu(self.shared(features["x"]))
@@ -383,27 +383,44 @@ class _Head(TaskHead):
     return self.out(representation)
 
 
+STEPS = 300
+
+
+def _mean_losses(trainer, features, labels):
+  predictions = trainer.model(features)
+  return {t: float(_masked_squared(labels[t], predictions[t], features).value())
+          for t in ("a", "c")}
+
+
 @pytest.mark.parametrize("method", [m for m in WEIGHTINGS if m != "static"])
 def test_an_unlabelled_tasks_head_gate_and_slots_stay_bitwise_under_every_method(method):
-  """Task b has no label in any batch: under every weighting its head, its gate inside the
-  trunk, its weighting variables (a learned scale) and their Adam slots stay bitwise; task
-  a's gate, its weighting variables and the shared layer move."""
-  model = MultiTaskModel(_GatedTrunk(), {t: _Head(t) for t in "ab"})
+  """Every weighting, compiled, on a shared layer with one gate per task: tasks a and c are
+  labelled and each learns (held-out loss down tenfold in STEPS steps; measured 100x to
+  18,000x; the method's weights, and a gradient method's cosines, logged). Task b has no
+  label in any batch, so its head, its gate inside the trunk, its weighting variables (a
+  learned scale) and their Adam slots stay bitwise, while a's gate, its weighting variables
+  and the shared layer move. Each step is traced once."""
+  tasks = ("a", "b", "c")
+  model = MultiTaskModel(_GatedTrunk(tasks), {t: _Head(t) for t in tasks})
   rng = np.random.default_rng(0)
-  x = rng.normal(size=(64, 4)).astype(np.float32)
-  labels = {"a": x[:, :1] * 2.0, "b": np.full((64, 1), np.nan, np.float32)}
-  data = tf.data.Dataset.from_tensor_slices(({"x": x}, labels)).repeat().batch(16)
-  optimizer = Adam(0.01)
-  trainer = JointTrainer(model=model, tasks=[Task(t, loss=_masked_squared) for t in "ab"],
+  x = rng.normal(size=(320, 4)).astype(np.float32)
+  targets = {"a": x[:, :1] * 2.0, "b": np.full((320, 1), np.nan, np.float32),
+             "c": x[:, 1:2] - x[:, 2:3]}
+  data = tf.data.Dataset.from_tensor_slices(
+      ({"x": x[:256]}, {t: y[:256] for t, y in targets.items()})).repeat().batch(16)
+  held_out = ({"x": x[256:]}, {t: y[256:] for t, y in targets.items()})
+  optimizer = Adam(0.03)
+  trainer = JointTrainer(model=model, tasks=[Task(t, loss=_masked_squared) for t in tasks],
                          optimizer=optimizer, dataset=data, seed=1,
-                         weighting=weighting.make_weighting(method, ["a", "b"], period=2))
+                         weighting=weighting.make_weighting(method, list(tasks), period=2))
   own = trainer.weighting.task_variables()
   kept = [*model.trunk.gates["b"].trainable_variables, *model.heads["b"].trainable_variables,
           *own.get("b", [])]
   moved = [*model.trunk.gates["a"].trainable_variables, *model.trunk.shared.trainable_variables,
            *own.get("a", [])]
   before, moved_before = [v.numpy().copy() for v in kept], [v.numpy().copy() for v in moved]
-  trainer.train(3)
+  first = _mean_losses(trainer, *held_out)
+  logs = trainer.train(STEPS)
   index = optimizer._index  # pylint: disable=protected-access
   for b, v in zip(before, kept):
     np.testing.assert_array_equal(b, v.numpy(), err_msg=v.name)
@@ -411,3 +428,11 @@ def test_an_unlabelled_tasks_head_gate_and_slots_stay_bitwise_under_every_method
     assert not optimizer.m[slot].numpy().any() and not optimizer.v[slot].numpy().any()
   for b, v in zip(moved_before, moved):
     assert not np.array_equal(b, v.numpy()), v.name
+  last = _mean_losses(trainer, *held_out)
+  for task in ("a", "c"):
+    assert last[task] * 10 <= first[task], (task, first, last)
+    if method != "sum":
+      assert np.isfinite(logs.tasks[task].metrics["weight"])
+    if trainer.weighting.needs_task_gradients:
+      assert -1.0 <= logs.tasks[task].metrics["cosine"] <= 1.0
+  assert all(n == 1 for n in trainer.step_trace_counts().values())

@@ -344,7 +344,8 @@ def test_a_keras_model_trunk_refuses_bad_arguments_in_one_line(build, message):
 def test_a_keras_applications_network_trains_as_a_trunk():
   from mtlcore.keras_trunk import KerasModelTrunk  # pylint: disable=g-import-not-at-top
   net = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), weights=None,
-                                             include_top=False, include_preprocessing=False)
+                                             include_top=False, include_preprocessing=False,
+                                             minimalistic=True)
   trunk = KerasModelTrunk(net, {"features": net.layers[-1].name}, inputs="image")
 
   class Pooled(TaskHead):

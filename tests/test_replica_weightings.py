@@ -21,7 +21,7 @@ def results():
 
 
 # tests/replica_check.py's METHODS (not imported: importing it splits this process's CPU).
-@pytest.mark.parametrize("method", ["uncertainty", "rlw", "famo", "gradnorm", "imtl"])
+@pytest.mark.parametrize("method", ["uncertainty", "famo", "gradnorm", "imtl"])
 def test_every_way_of_weighting_mirrored_equals_one_device_with_partial_labels(method, results):
   """Mirrored over 2 replicas, 3 tasks on an MMoE trunk, one task unlabelled in half of one
   step and in all of another: every model and weighting variable and the logged weights

@@ -12,7 +12,6 @@ from mtlcore.toy.network import build_toy_model, toy_tasks
 from mtlcore.optimizers import Adam
 from mtlcore.trainers import JointTrainer
 from mtlcore.trainers.config import RunConfig
-from tests.test_trainers import held_out_losses
 
 
 def _numpy_pcgrad(grads, orders):
@@ -230,32 +229,11 @@ def test_cosines_to_the_rest_match_numpy():
     np.testing.assert_allclose(got[k], want, rtol=1e-6)
 
 
-METHODS = ["sum", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "gls", "famo", "pcgrad",
-           "gradvac", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",
-           "aligned_mtl", "config"]
-
-
 def _trainer(method, seed=0):
   names = [t.name for t in toy_tasks()]
   return JointTrainer(model=build_toy_model(seed=seed), tasks=toy_tasks(), optimizer=Adam(0.01),
                       dataset=toy_dataset(512, batch_size=16, seed=seed),
                       weighting=weighting.make_weighting(method, names, period=8), seed=seed)
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_every_method_trains_the_toy_problem_compiled_and_logs_its_weights(method):
-  trainer = _trainer(method)
-  first = held_out_losses(trainer)
-  for _ in range(10):
-    last_logs = trainer.train(100)
-  last = held_out_losses(trainer)
-  for task in ("y1", "y2"):  # As test_trainers asks of the plain sum.
-    assert last[task] * 10 <= first[task], (task, first, last)
-    if method != "sum":
-      assert np.isfinite(last_logs.tasks[task].metrics["weight"])
-  if trainer.weighting.needs_task_gradients:
-    assert -1.0 <= last_logs.tasks["y1"].metrics["cosine"] <= 1.0
-  assert all(n == 1 for n in trainer.step_trace_counts().values())
 
 
 def test_uncertainty_learns_its_log_variances_and_dwa_moves_off_one():
@@ -289,8 +267,12 @@ def test_gradnorm_moves_its_weights_and_keeps_their_sum():
       v.name for v in trainer.model.trunk.trainable_variables]  # The toy trunk's one layer.
 
 
-@pytest.mark.parametrize("method", ["uncertainty", "dwa", "gradnorm", "pcgrad", "rlw", "imtl_l",
-                                    "gradvac", "nash_mtl", "imtl", "famo"])
+# One method per kind of state a weighting keeps: learned log-variances (uncertainty; imtl_l's
+# and imtl's scales are the same kind), a loss history (dwa), learned weights and the first
+# losses (gradnorm), draws from the step's seed (pcgrad; rlw's are the same kind), moving
+# targets (gradvac), logits and their update count (famo). The Gram methods keep none.
+@pytest.mark.parametrize("method", ["uncertainty", "dwa", "gradnorm", "pcgrad", "gradvac",
+                                    "famo"])
 def test_resume_from_a_checkpoint_is_bitwise_exact(method, tmp_path):
   """24 steps straight against a new trainer that restores the checkpoint of step 12."""
   straight = _trainer(method)
