@@ -11,6 +11,7 @@ import importlib.util
 from absl import flags
 
 from mtlcore.choices import PRECISIONS, WEIGHTINGS
+from mtlcore.synthetic.options import SYNTHETIC
 from mtlcore.errors import ConfigError
 from mtlcore.trainers.cli import common
 from mtlcore.tagging.options import TRUNKS
@@ -23,6 +24,7 @@ TASK_SET = "conll2000"
 FLAGS = flags.FLAGS
 
 # mtl-bench
+ARCHITECTURES = next(o.choices for o in SYNTHETIC.options if o.name == "architecture")
 BENCH_MODES = ("joint", "alternate", "pos", "chunk", "default", "default_lm")
 EXECUTIONS = ("eager", "function", "xla")
 flags.DEFINE_boolean("quick", False, "Tiny sizes and few steps: a smoke run.")
@@ -51,7 +53,12 @@ flags.DEFINE_list("task_counts", [],
                   "on the synthetic task set at each of these numbers of tasks (e.g. "
                   "2,8,32,64), --head_to_head_rounds interleaved rounds of --steps steps "
                   "(mtlcore.benchmarks.task_scaling).")
-BENCH_FLAGS = ("quick", "task_counts", "large", "trunks", "executions", "modes", "keras",
+flags.DEFINE_list("architectures", [],
+                  "Instead of the tagger table: time the synthetic task set's joint and "
+                  "alternating steps with each of these trunk architectures (hard, mmoe, cgc, "
+                  "ple, cross_stitch, mtan), each sized to hard sharing's parameter count, at "
+                  "each --task_counts (default 2) (mtlcore.benchmarks.architectures).")
+BENCH_FLAGS = ("quick", "task_counts", "architectures", "large", "trunks", "executions", "modes", "keras",
                "precisions", "weightings", "seq_len", "steps", "steps_per_call",
                "head_to_head_rounds", "output_json")
 
@@ -73,7 +80,8 @@ def check_bench_flags():
     if not count.isdigit() or not 1 <= int(count) <= 100:
       raise ConfigError(f"--task_counts: {count!r} is not a number of tasks from 1 to 100 "
                         f"(the synthetic inputs' size).")
-  for flag, allowed in (("trunks", TRUNKS), ("executions", EXECUTIONS), ("modes", BENCH_MODES),
+  for flag, allowed in (("architectures", ARCHITECTURES), ("trunks", TRUNKS),
+                        ("executions", EXECUTIONS), ("modes", BENCH_MODES),
                         ("precisions", PRECISIONS),
                         ("weightings", [m for m in WEIGHTINGS if m != "static"])):
     unknown = [v for v in getattr(FLAGS, flag) if v not in allowed]
@@ -84,6 +92,11 @@ def check_bench_flags():
 def _bench():
   check_bench_flags()
   common.start_tensorflow()
+  if FLAGS.architectures:
+    from mtlcore.benchmarks import architectures  # pylint: disable=g-import-not-at-top
+    return architectures.run(FLAGS.architectures, [int(k) for k in FLAGS.task_counts or [2]],
+                             steps=FLAGS.steps, rounds=max(FLAGS.head_to_head_rounds, 1),
+                             batch_size=FLAGS.batch_size or 64)
   if FLAGS.task_counts:
     from mtlcore.benchmarks import task_scaling  # pylint: disable=g-import-not-at-top
     return task_scaling.run([int(k) for k in FLAGS.task_counts], FLAGS.weightings,

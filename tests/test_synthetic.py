@@ -109,11 +109,12 @@ def test_mmoe_gates_start_uniform_and_each_task_owns_its_gate():
   assert sorted(two.trunk.gates) == ["t0", "t2"]  # A gate only for a trained task.
 
 
-@pytest.mark.parametrize("architecture", ["mmoe", "ple"])
+@pytest.mark.parametrize("architecture", ["mmoe", "ple", "cross_stitch", "mtan"])
 def test_an_alternating_step_of_one_task_leaves_the_others_parts_heads_and_slots(architecture):
-  """MMoE (a gate per task) and PLE (each task's experts and gates at every level): three
-  steps of t0 leave every variable t1 and t2 own bitwise and their optimizers unused; t0's
-  own parts and the shared experts move."""
+  """MMoE (a gate per task), PLE (each task's experts and gates at every level),
+  cross-stitch (each task's row of the last unit) and MTAN (each task's attention masks):
+  three steps of t0 leave every variable t1 and t2 own bitwise and their optimizers unused;
+  t0's own parts and the shared ones move."""
   from mtlcore.optimizers import Adam  # pylint: disable=g-import-not-at-top
   from mtlcore.sampling import TaskSampler  # pylint: disable=g-import-not-at-top
   from mtlcore.trainers import AlternatingTrainer  # pylint: disable=g-import-not-at-top

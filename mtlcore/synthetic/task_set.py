@@ -3,12 +3,15 @@
 Every task is labelled on every example (one joint corpus; each task's alternating stream is
 that corpus shuffled with its own seed). Held-out splits dev and test, scored by the engine
 (loss, mae, rmse per task). The network: one shared ReLU layer (`--architecture=hard`), a
-mixture of experts with a gate per task (`mmoe`, mtlcore.mixture_of_experts), or shared and
-task experts in extraction levels (`cgc`, `ple`, mtlcore.progressive_layered_extraction), and
-a linear head per task reading its own representation.
+mixture of experts with a gate per task (`mmoe`, mtlcore.mixture_of_experts), shared and task
+experts in extraction levels (`cgc`, `ple`, mtlcore.progressive_layered_extraction), a column
+per task joined by cross-stitch units (`cross_stitch`, mtlcore.cross_stitch) or a shared
+network with task attention masks (`mtan`, mtlcore.task_attention), and a linear head per
+task reading its own representation.
 """
 
 from mtlcore import in_memory
+from mtlcore.cross_stitch import CrossStitchNetwork
 from mtlcore.errors import ConfigError, require_positive
 from mtlcore.mixture_of_experts import MixtureOfExperts
 from mtlcore.model import MultiTaskModel
@@ -17,6 +20,7 @@ from mtlcore.progressive_layered_extraction import ProgressiveLayeredExtraction
 from mtlcore.relu_trunk import ReluTrunk
 from mtlcore.synthetic import data as synthetic_data
 from mtlcore.synthetic.options import SYNTHETIC
+from mtlcore.task_attention import TaskAttentionNetwork
 from mtlcore.task_kinds import Regression
 
 HELD_OUT = 2048  # Examples of dev and of test.
@@ -33,10 +37,12 @@ class SyntheticTaskSet(in_memory.InMemoryTaskSet):
     reject_unknown("synthetic", options or {}, self.option_schema)
     options = {**SYNTHETIC.option_defaults(), **(options or {})}
     for name in ("num_tasks", "input_dim", "num_examples", "hidden_size", "experts",
-                 "expert_size", "shared_experts", "task_experts", "levels"):
+                 "expert_size", "shared_experts", "task_experts", "levels", "layers"):
       require_positive(name, options[name])
     if options["sinusoids"] < 0:
       raise ConfigError(f"--sinusoids must be >= 0, got {options['sinusoids']}.")
+    if not 0.0 <= float(options["self_weight"]) <= 1.0:
+      raise ConfigError(f"--self_weight must be in [0, 1], got {options['self_weight']}.")
     self._options = options
     try:
       self.weights = synthetic_data.weight_vectors(
@@ -59,6 +65,15 @@ class SyntheticTaskSet(in_memory.InMemoryTaskSet):
           shared_experts=options["shared_experts"], task_experts=options["task_experts"],
           expert_size=options["expert_size"], seed=seed,
           cross_task_gradients=options["cross_task_gradients"], name="trunk")
+    if options["architecture"] == "cross_stitch":  # A column for each trained task.
+      return CrossStitchNetwork(options["input_dim"], tasks or self.task_names,
+                                layers=options["layers"], hidden_size=options["hidden_size"],
+                                self_weight=float(options["self_weight"]), seed=seed,
+                                name="trunk")
+    if options["architecture"] == "mtan":  # Masks for each trained task.
+      return TaskAttentionNetwork(options["input_dim"], tasks or self.task_names,
+                                  layers=options["layers"], hidden_size=options["hidden_size"],
+                                  seed=seed, name="trunk")
     if self._options["architecture"] == "mmoe":  # A gate for each trained task.
       return MixtureOfExperts(self._options["input_dim"], tasks or self.task_names,
                               num_experts=self._options["experts"],
