@@ -5,7 +5,7 @@ parameter count.
 
 On the synthetic task set (mtlcore.synthetic; 100 Gaussian inputs), for each number of tasks K
 (--task_counts, default 2) the hard-sharing trunk has `HARD_HIDDEN` units; every other
-architecture gets the size (`expert_size` for mmoe, cgc and ple, `hidden_size` for
+architecture gets the size (`expert_size` for moe, mmoe, cgc and ple, `hidden_size` for
 cross_stitch and mtan) whose whole model's parameter count (trunk and heads) is nearest to
 hard sharing's at that K, with the other sizes at the task set's defaults (8 experts; one
 shared and one task expert per level; 2 levels; 2 layers). Each (K, architecture, mode)
@@ -29,7 +29,7 @@ INPUT_DIM = 100
 HARD_HIDDEN = 256
 MODES = ("joint", "alternate")
 # The size each architecture is matched by.
-SIZE_OPTION = {"mmoe": "expert_size", "cgc": "expert_size", "ple": "expert_size",
+SIZE_OPTION = {"moe": "expert_size", "mmoe": "expert_size", "cgc": "expert_size", "ple": "expert_size",
                "cross_stitch": "hidden_size", "mtan": "hidden_size", "hard": "hidden_size"}
 
 

@@ -9,6 +9,9 @@ Each task's gate is a task-owned part of the trunk (`task_parts`, mtlcore.owners
 of another task reads none of it and leaves it and its optimizer slots bitwise unchanged;
 the experts are shared. With one expert every gate is 1 and the trunk is hard sharing. The
 gates start uniform (zero weights: every expert 1/E), the experts Glorot-uniform.
+
+`one_gate=True` is the MMoE paper's one-gate baseline (OMoE): a single gate, shared like the
+experts, gives every task the same mixture.
 """
 
 import tensorflow as tf
@@ -30,16 +33,21 @@ class MixtureOfExperts(SharedTrunk):
   """Outputs one representation per task, named by the task; the task's head reads it."""
 
   def __init__(self, input_size, tasks, *, num_experts, expert_size, seed, feature="x",
-               name=None):
+               one_gate=False, name=None):
     super().__init__(name=name)
     require_positive("num_experts", num_experts)
     require_positive("expert_size", expert_size)
     self.feature = feature
     self.experts = [Linear(input_size, expert_size, seed=seed + e, name=f"expert_{e}")
                     for e in range(num_experts)]
-    self.gates = {t: uniform_gate(input_size, num_experts, seed=seed, name=f"gate_{t}")
-                  for t in tasks}
-    self.output_sizes = {t: expert_size for t in tasks}
+    self.tasks = tuple(tasks)
+    self.one_gate = bool(one_gate)
+    if self.one_gate:
+      self.gates = {"shared": uniform_gate(input_size, num_experts, seed=seed, name="gate")}
+    else:
+      self.gates = {t: uniform_gate(input_size, num_experts, seed=seed, name=f"gate_{t}")
+                    for t in self.tasks}
+    self.output_sizes = {t: expert_size for t in self.tasks}
 
   def gate_widths(self):
     return {t: len(self.experts) for t in self.gates}
@@ -53,8 +61,9 @@ class MixtureOfExperts(SharedTrunk):
     del training, seed
     x = features[self.feature]
     experts = tf.stack([tf.nn.relu(e(x)) for e in self.experts], axis=1)  # [B, E, H]
-    return {t: tf.einsum("be,beh->bh", g, experts)
-            for t, g in self.gate_weights(features).items()}
+    mixed = {name: tf.einsum("be,beh->bh", g, experts)
+             for name, g in self.gate_weights(features).items()}
+    return {t: mixed["shared" if self.one_gate else t] for t in self.tasks}
 
   def task_parts(self):
-    return dict(self.gates)
+    return {} if self.one_gate else dict(self.gates)

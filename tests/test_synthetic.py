@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from mtlcore.errors import ConfigError
 from mtlcore.ownership import SHARED
@@ -107,6 +108,27 @@ def test_mmoe_gates_start_uniform_and_each_task_owns_its_gate():
              for v in e.trainable_variables)
   _, two = _mmoe(("t0", "t2"))
   assert sorted(two.trunk.gates) == ["t0", "t2"]  # A gate only for a trained task.
+
+
+def test_the_one_gate_moe_gives_every_task_one_shared_mixture():
+  """The MMoE paper's one-gate baseline: a single gate, shared like the experts, so every
+  task reads the same representation and no task owns a part of the trunk."""
+  task_set = SyntheticTaskSet({"num_tasks": 3, "input_dim": 6, "num_examples": 64,
+                               "architecture": "moe", "experts": 4, "expert_size": 5})
+  model = task_set.build_model(list(task_set.task_names), seed=0, assets_dir=None)
+  gate = model.trunk.gates["shared"]
+  gate.w.assign(tf.random.stateless_normal(gate.w.shape, seed=[0, 1]))
+  x = np.random.default_rng(0).normal(size=(7, 6)).astype(np.float32)
+  outputs = model.trunk({"x": x}, training=False, seed=None)
+  logits = x @ gate.w.numpy() + gate.b.numpy()
+  weights = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+  experts = np.stack([np.maximum(x @ e.w.numpy() + e.b.numpy(), 0) for e in model.trunk.experts],
+                     axis=1)
+  for t in ("t0", "t1", "t2"):
+    np.testing.assert_allclose(outputs[t], np.einsum("be,beh->bh", weights, experts),
+                               rtol=1e-5, atol=1e-6)
+  assert model.trunk.task_parts() == {}
+  assert all(model.owners.owner(v) is SHARED for v in model.trunk.trainable_variables)
 
 
 @pytest.mark.parametrize("architecture", ["mmoe", "ple", "cross_stitch", "mtan"])

@@ -20,15 +20,16 @@ SYNTHETIC = Declaration(
                "layer of every column (cross_stitch) and of the shared network (mtan)."),
         Option("architecture", "enum", "hard", "hard: one shared ReLU layer; mmoe: --experts "
                "shared ReLU experts of --expert_size units and a softmax gate per task (Ma et "
-               "al. 2018), each gate its task's own; cgc: --shared_experts shared and "
+               "al. 2018), each gate its task's own; moe: the same experts under one shared "
+               "gate (the paper's one-gate baseline); cgc: --shared_experts shared and "
                "--task_experts per task, a gate per task over its own and the shared ones "
                "(Tang et al. 2020); ple: --levels such levels, a shared gate between them; "
                "cross_stitch: a column of --layers ReLU layers per task, mixed by learned "
                "cross-stitch units after each layer (Misra et al. 2016); mtan: --layers shared "
                "ReLU layers, each task's soft-attention mask on each (Liu et al. 2019).",
-               choices=("hard", "mmoe", "cgc", "ple", "cross_stitch", "mtan")),
-        Option("experts", "integer", 8, "mmoe: the number of experts."),
-        Option("expert_size", "integer", 16, "mmoe, cgc, ple: units of each expert."),
+               choices=("hard", "moe", "mmoe", "cgc", "ple", "cross_stitch", "mtan")),
+        Option("experts", "integer", 8, "moe, mmoe: the number of experts."),
+        Option("expert_size", "integer", 16, "moe, mmoe, cgc, ple: units of each expert."),
         Option("shared_experts", "integer", 1, "cgc, ple: shared experts per level."),
         Option("task_experts", "integer", 1, "cgc, ple: each task's own experts per level."),
         Option("levels", "integer", 2, "ple: extraction levels (cgc is one)."),

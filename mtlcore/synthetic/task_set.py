@@ -3,7 +3,8 @@
 Every task is labelled on every example (one joint corpus; each task's alternating stream is
 that corpus shuffled with its own seed). Held-out splits dev and test, scored by the engine
 (loss, mae, rmse per task). The network: one shared ReLU layer (`--architecture=hard`), a
-mixture of experts with a gate per task (`mmoe`, mtlcore.mixture_of_experts), shared and task
+mixture of experts with a gate per task (`mmoe`, mtlcore.mixture_of_experts) or one gate for
+all (`moe`), shared and task
 experts in extraction levels (`cgc`, `ple`, mtlcore.progressive_layered_extraction), a column
 per task joined by cross-stitch units (`cross_stitch`, mtlcore.cross_stitch) or a shared
 network with task attention masks (`mtan`, mtlcore.task_attention), and a linear head per
@@ -74,10 +75,10 @@ class SyntheticTaskSet(in_memory.InMemoryTaskSet):
       return TaskAttentionNetwork(options["input_dim"], tasks or self.task_names,
                                   layers=options["layers"], hidden_size=options["hidden_size"],
                                   seed=seed, name="trunk")
-    if self._options["architecture"] == "mmoe":  # A gate for each trained task.
-      return MixtureOfExperts(self._options["input_dim"], tasks or self.task_names,
-                              num_experts=self._options["experts"],
-                              expert_size=self._options["expert_size"], seed=seed, name="trunk")
+    if options["architecture"] in ("mmoe", "moe"):  # A gate for each trained task, or one.
+      return MixtureOfExperts(options["input_dim"], tasks or self.task_names,
+                              num_experts=options["experts"], expert_size=options["expert_size"],
+                              one_gate=options["architecture"] == "moe", seed=seed, name="trunk")
     return ReluTrunk(self._options["input_dim"], self._options["hidden_size"], seed=seed,
                      name="trunk")
 
