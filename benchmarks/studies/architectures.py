@@ -32,6 +32,9 @@ import time
 from absl import app
 from absl import flags
 
+# --write_results and --section: RESULTS.md's section architectures_synthetic and its SVG.
+from mtlcore.benchmarks import report as _report_flags  # pylint: disable=unused-import
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("correlations", ["0.5", "0.9", "1.0"], "Task correlations p.")
 flags.DEFINE_list("study_architectures",
@@ -43,8 +46,6 @@ flags.DEFINE_integer("study_points", 10, "Evaluations per run (every study_steps
                      "study_points steps).")
 flags.DEFINE_float("study_learning_rate", 1e-3, "Adam's learning rate.")
 flags.DEFINE_string("runs_json", None, "Also write every run's curves here.")
-flags.DEFINE_boolean("write_results", False, "Write the section architectures_synthetic of "
-                     "RESULTS.md and its SVG.")
 
 SECTION = "architectures_synthetic"
 
@@ -199,16 +200,19 @@ def main(argv):
     with open(FLAGS.runs_json, "w", encoding="utf-8") as f:
       json.dump({f"{p}/{a}": rs for (p, a), rs in runs.items()}, f)
   lines = report(runs, correlations, architectures, sizes)
-  header = [f"{len(seeds)} seeds, {FLAGS.study_steps} steps, Adam {FLAGS.study_learning_rate}, batch 64, "
+  header = ["## Task relatedness and the trunk: the MMoE paper's synthetic experiment", "",
+            "`python3 -m mtlcore.benchmarks.studies.architectures " + " ".join(sys.argv[1:]) +
+            "`", "", f"{len(seeds)} seeds, {FLAGS.study_steps} steps, Adam {FLAGS.study_learning_rate}, batch 64, "
             f"joint sum; parameters matched to MMoE's {target:,}; {device['name']}, "
             f"{time.time() - started:.0f} s in all; code {study_runs.code_version()}.", ""]
   text = "\n".join(header + lines)
   print(text)
   if FLAGS.write_results:
-    svg_path = os.path.join(os.path.dirname(results.RESULTS_MD), f"{SECTION}.svg")
+    section = FLAGS.section or SECTION
+    svg_path = os.path.join(os.path.dirname(results.RESULTS_MD), f"{section}.svg")
     with open(svg_path, "w", encoding="utf-8") as f:
       f.write(curves_svg(runs, correlations, architectures))
-    results.replace_section(SECTION, text + f"\n\n![test loss against steps]({SECTION}.svg)")
+    results.replace_section(section, text + f"\n\n![test loss against steps]({section}.svg)")
   return 0
 
 
