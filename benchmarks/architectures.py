@@ -17,7 +17,6 @@ sharing in the same mode and K, with the device and CPU it ran on.
 """
 
 import statistics
-import tempfile
 import time
 
 from mtlcore.benchmarks import hardware
@@ -60,14 +59,7 @@ def matched_size(architecture, num_tasks, target):
 def _trainer(mode, options, *, batch_size, steps):
   config = RunConfig(task_set="synthetic", mode=mode, xla=True, batch_size=batch_size,
                      train_steps=10**6, options=options)
-  resolved = build.resolve(config)
-  config, task_set = resolved.config, resolved.task_set
-  data = task_set.load_data(None)
-  with tempfile.TemporaryDirectory() as assets_dir:
-    model, tasks = build.build_model(config, task_set, assets_dir=assets_dir, data=data)
-  streams = build.make_streams(config, task_set, data)
-  trainer = build.build_trainer(config, model=model, tasks=tasks, streams=streams,
-                                total_steps=10**6)
+  trainer = build.in_process(config, total_steps=10**6).trainer
   start = time.perf_counter()
   trainer.train(steps)  # Traces and compiles.
   return trainer, time.perf_counter() - start

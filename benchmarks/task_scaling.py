@@ -13,7 +13,6 @@ log-log: 1.0 is linear in K), with the device and CPU it ran on.
 """
 
 import statistics
-import tempfile
 import time
 
 import numpy as np
@@ -29,14 +28,7 @@ def _trainer(num_tasks, method, *, batch_size, steps, sizes):
   config = RunConfig(task_set="synthetic", mode="joint", weighting=method, xla=True,
                      batch_size=batch_size, train_steps=10**6,
                      options={**sizes, "num_tasks": num_tasks})
-  resolved = build.resolve(config)
-  config, task_set = resolved.config, resolved.task_set
-  data = task_set.load_data(None)
-  with tempfile.TemporaryDirectory() as assets_dir:
-    model, tasks = build.build_model(config, task_set, assets_dir=assets_dir, data=data)
-  streams = build.make_streams(config, task_set, data)
-  trainer = build.build_trainer(config, model=model, tasks=tasks, streams=streams,
-                                total_steps=10**6)
+  trainer = build.in_process(config, total_steps=10**6).trainer
   start = time.perf_counter()
   trainer.train(steps)  # Traces and compiles.
   return trainer, time.perf_counter() - start

@@ -188,3 +188,31 @@ def build_trainer(config, *, model, tasks, streams, total_steps):
   return AlternatingTrainer(
       optimizers=optimizers,
       datasets={t: streams[t].make_dataset for t in config.tasks}, sampler=sampler, **common)
+
+
+@dataclasses.dataclass(frozen=True)
+class InProcess:
+  """What `in_process` builds: the resolved config, its task set, the loaded data, the model
+  and the trainer."""
+  config: object
+  task_set: task_set_lib.TaskSet
+  data: object
+  model: object
+  trainer: object
+
+
+def in_process(config, *, total_steps):
+  """Builds a run on one device in this process, without a model directory (benchmarks and
+  studies that train and score in memory): resolve, load the data, build the model (its
+  assets written to a temporary directory removed at once, so not for a run that exports),
+  the streams and the trainer, whose schedules span `total_steps`."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  resolved = resolve(config)
+  config, task_set = resolved.config, resolved.task_set
+  data = task_set.load_data(config.data_dir)
+  with tempfile.TemporaryDirectory() as assets_dir:
+    model, tasks = build_model(config, task_set, assets_dir=assets_dir, data=data)
+  streams = make_streams(config, task_set, data)
+  trainer = build_trainer(config, model=model, tasks=tasks, streams=streams,
+                          total_steps=total_steps)
+  return InProcess(config, task_set, data, model, trainer)

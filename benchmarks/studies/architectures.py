@@ -26,7 +26,6 @@ against steps per correlation (mean over seeds) as an SVG beside RESULTS.md.
 import math
 import statistics
 import sys
-import tempfile
 import time
 
 from absl import app
@@ -36,16 +35,6 @@ from absl import flags
 from mtlcore.benchmarks import report as _report_flags  # pylint: disable=unused-import
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("correlations", ["0.5", "0.9", "1.0"], "Task correlations p.")
-flags.DEFINE_list("study_architectures",
-                  ["hard", "moe", "mmoe", "cgc", "ple", "cross_stitch", "mtan"],
-                  "Synthetic --architecture values to compare.")
-flags.DEFINE_list("study_seeds", ["0", "1", "2", "3", "4"], "Seeds (data and model).")
-flags.DEFINE_integer("study_steps", 4000, "Training steps per run.")
-flags.DEFINE_integer("study_points", 10, "Evaluations per run (every study_steps / "
-                     "study_points steps).")
-flags.DEFINE_float("study_learning_rate", 1e-3, "Adam's learning rate.")
-flags.DEFINE_string("runs_json", None, "Also write every run's curves here.")
 
 SECTION = "architectures_synthetic"
 
@@ -64,14 +53,9 @@ def one_run(architecture, correlation, seed, *, size, steps, points, learning_ra
              "data_seed": seed, SIZE_OPTION[architecture]: size}
   config = RunConfig(task_set="synthetic", mode="joint", xla=True, seed=seed, batch_size=64,
                      learning_rate=learning_rate, train_steps=steps, options=options)
-  resolved = build.resolve(config)
-  config, task_set = resolved.config, resolved.task_set
-  data = task_set.load_data(None)
-  with tempfile.TemporaryDirectory() as assets_dir:
-    model, tasks = build.build_model(config, task_set, assets_dir=assets_dir, data=data)
-  streams = build.make_streams(config, task_set, data)
-  trainer = build.build_trainer(config, model=model, tasks=tasks, streams=streams,
-                                total_steps=steps)
+  run = build.in_process(config, total_steps=steps)
+  config, task_set, data, model, trainer = (run.config, run.task_set, run.data, run.model,
+                                            run.trainer)
   out = {"steps": [], "dev": [], "test": []}
   for i in range(points):
     trainer.train(steps // points)
@@ -216,7 +200,23 @@ def main(argv):
   return 0
 
 
+def _define_flags():
+  """The study's own flags, defined when it runs as a binary (importing the module, as the
+  tests do beside the other studies, defines none)."""
+  flags.DEFINE_list("correlations", ["0.5", "0.9", "1.0"], "Task correlations p.")
+  flags.DEFINE_list("study_architectures",
+                    ["hard", "moe", "mmoe", "cgc", "ple", "cross_stitch", "mtan"],
+                    "Synthetic --architecture values to compare.")
+  flags.DEFINE_list("study_seeds", ["0", "1", "2", "3", "4"], "Seeds (data and model).")
+  flags.DEFINE_integer("study_steps", 4000, "Training steps per run.")
+  flags.DEFINE_integer("study_points", 10, "Evaluations per run (every study_steps / "
+                       "study_points steps).")
+  flags.DEFINE_float("study_learning_rate", 1e-3, "Adam's learning rate.")
+  flags.DEFINE_string("runs_json", None, "Also write every run's curves here.")
+
+
 def console_main():
+  _define_flags()
   app.run(main)
 
 
