@@ -17,11 +17,10 @@ sharing in the same mode and K, with the device and CPU it ran on.
 """
 
 import statistics
-import time
 
 from mtlcore.benchmarks import hardware
+from mtlcore.benchmarks.task_scaling import interleaved_rounds, warmed_trainer
 from mtlcore.synthetic.task_set import SyntheticTaskSet
-from mtlcore.trainers import build
 from mtlcore.trainers.config import RunConfig
 
 INPUT_DIM = 100
@@ -56,15 +55,6 @@ def matched_size(architecture, num_tasks, target):
   return size, counts[size]
 
 
-def _trainer(mode, options, *, batch_size, steps):
-  config = RunConfig(task_set="synthetic", mode=mode, xla=True, batch_size=batch_size,
-                     train_steps=10**6, options=options)
-  trainer = build.in_process(config, total_steps=10**6).trainer
-  start = time.perf_counter()
-  trainer.train(steps)  # Traces and compiles.
-  return trainer, time.perf_counter() - start
-
-
 def measure(architectures, task_counts, *, steps=20, rounds=6, batch_size=64):
   """{(K, architecture, mode): {"ms": [per round], "compile_s", "params", "size"}}."""
   out, trainers = {}, {}
@@ -75,16 +65,13 @@ def measure(architectures, task_counts, *, steps=20, rounds=6, batch_size=64):
       options = {"num_tasks": k, "input_dim": INPUT_DIM, "num_examples": 4096,
                  "architecture": a, SIZE_OPTION[a]: size}
       for mode in MODES:
-        trainers[(k, a, mode)], warm = _trainer(mode, options, batch_size=batch_size,
-                                                steps=steps)
-        out[(k, a, mode)] = {"ms": [], "compile_s": warm, "params": params,
+        trainers[(k, a, mode)], warm = warmed_trainer(
+            RunConfig(task_set="synthetic", mode=mode, xla=True, batch_size=batch_size,
+                      train_steps=10**6, options=options), steps)
+        out[(k, a, mode)] = {"compile_s": warm, "params": params,
                              "size": f"{SIZE_OPTION[a]}={size}"}
-  keys = list(trainers)
-  for r in range(rounds):
-    for key in (keys if r % 2 == 0 else keys[::-1]):
-      start = time.perf_counter()
-      trainers[key].train(steps)
-      out[key]["ms"].append(1000 * (time.perf_counter() - start) / steps)
+  for key, ms in interleaved_rounds(trainers, steps, rounds).items():
+    out[key]["ms"] = ms
   return out
 
 

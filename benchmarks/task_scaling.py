@@ -24,14 +24,31 @@ from mtlcore.trainers.config import RunConfig
 SIZES = {"input_dim": 100, "hidden_size": 256, "num_examples": 4096}
 
 
-def _trainer(num_tasks, method, *, batch_size, steps, sizes):
-  config = RunConfig(task_set="synthetic", mode="joint", weighting=method, xla=True,
-                     batch_size=batch_size, train_steps=10**6,
-                     options={**sizes, "num_tasks": num_tasks})
+def warmed_trainer(config, steps):
+  """The trainer of `config` (built as mtl-train builds it, in this process), after `steps`
+  steps that trace and compile it; returns (trainer, those steps' seconds)."""
   trainer = build.in_process(config, total_steps=10**6).trainer
   start = time.perf_counter()
   trainer.train(steps)  # Traces and compiles.
   return trainer, time.perf_counter() - start
+
+
+def interleaved_rounds(trainers, steps, rounds):
+  """{key: [ms per step of each round]}: every trainer runs `steps` steps once per round, in
+  the order of `trainers`, reversed every other round, so the machine's drifts reach all."""
+  keys, out = list(trainers), {key: [] for key in trainers}
+  for r in range(rounds):
+    for key in (keys if r % 2 == 0 else keys[::-1]):
+      start = time.perf_counter()
+      trainers[key].train(steps)
+      out[key].append(1000 * (time.perf_counter() - start) / steps)
+  return out
+
+
+def _trainer(num_tasks, method, *, batch_size, steps, sizes):
+  return warmed_trainer(RunConfig(task_set="synthetic", mode="joint", weighting=method,
+                                  xla=True, batch_size=batch_size, train_steps=10**6,
+                                  options={**sizes, "num_tasks": num_tasks}), steps)
 
 
 def measure(task_counts, methods, *, steps=20, rounds=6, batch_size=64, sizes=None):
@@ -41,12 +58,9 @@ def measure(task_counts, methods, *, steps=20, rounds=6, batch_size=64, sizes=No
   trainers, out = {}, {}
   for k, m in configs:
     trainers[(k, m)], warm = _trainer(k, m, batch_size=batch_size, steps=steps, sizes=sizes)
-    out[(k, m)] = {"ms": [], "compile_s": warm}
-  for r in range(rounds):
-    for key in (configs if r % 2 == 0 else configs[::-1]):
-      start = time.perf_counter()
-      trainers[key].train(steps)
-      out[key]["ms"].append(1000 * (time.perf_counter() - start) / steps)
+    out[(k, m)] = {"compile_s": warm}
+  for key, ms in interleaved_rounds(trainers, steps, rounds).items():
+    out[key]["ms"] = ms
   return out
 
 

@@ -59,28 +59,28 @@ class SyntheticTaskSet(in_memory.InMemoryTaskSet):
 
   def trunk(self, seed, tasks=None):
     options = self._options
+    tasks = tuple(tasks or self.task_names)
     if options["architecture"] in ("cgc", "ple"):  # Each trained task's experts and gates.
       return ProgressiveLayeredExtraction(
-          options["input_dim"], tasks or self.task_names,
+          options["input_dim"], tasks,
           levels=1 if options["architecture"] == "cgc" else options["levels"],
           shared_experts=options["shared_experts"], task_experts=options["task_experts"],
           expert_size=options["expert_size"], seed=seed,
           cross_task_gradients=options["cross_task_gradients"], name="trunk")
     if options["architecture"] == "cross_stitch":  # A column for each trained task.
-      return CrossStitchNetwork(options["input_dim"], tasks or self.task_names,
+      return CrossStitchNetwork(options["input_dim"], tasks,
                                 layers=options["layers"], hidden_size=options["hidden_size"],
                                 self_weight=float(options["self_weight"]), seed=seed,
                                 name="trunk")
     if options["architecture"] == "mtan":  # Masks for each trained task.
-      return TaskAttentionNetwork(options["input_dim"], tasks or self.task_names,
+      return TaskAttentionNetwork(options["input_dim"], tasks,
                                   layers=options["layers"], hidden_size=options["hidden_size"],
                                   seed=seed, name="trunk")
     if options["architecture"] in ("mmoe", "moe"):  # A gate for each trained task, or one.
-      return MixtureOfExperts(options["input_dim"], tasks or self.task_names,
+      return MixtureOfExperts(options["input_dim"], tasks,
                               num_experts=options["experts"], expert_size=options["expert_size"],
                               one_gate=options["architecture"] == "moe", seed=seed, name="trunk")
-    return ReluTrunk(self._options["input_dim"], self._options["hidden_size"], seed=seed,
-                     name="trunk")
+    return ReluTrunk(options["input_dim"], options["hidden_size"], seed=seed, name="trunk")
 
   def build_model(self, tasks, *, seed, assets_dir, data=None):
     if self._options["architecture"] == "hard":
