@@ -1,7 +1,8 @@
 """Shared test set-up: quiet TensorFlow, XLA programs compiled without LLVM's optimisation
 passes (the tests' programs are tiny and compiled once each: optimising them costs more than
 running them), one TensorFlow thread per pool (both set before TensorFlow starts, and
-inherited by the binaries the tests start), and the path to the real CoNLL-2000 files.
+inherited by the binaries the tests start), garbage collected between tests, and the path to
+the real CoNLL-2000 files.
 
 One thread: the suite runs three pytest workers on this 2-core machine kind, each often with a
 binary of its own, and the tests' shapes are tiny. With TensorFlow's default pools (one thread
@@ -18,6 +19,7 @@ same program under the same flags, so no result depends on it; the test that cou
 compilations (test_compiles) runs its binary without it.
 """
 
+import gc
 import os
 import shutil
 import tempfile
@@ -39,6 +41,28 @@ if XLA_CACHE_FLAG not in os.environ.get("TF_XLA_FLAGS", ""):
                                 f" {XLA_CACHE_FLAG}={_CREATED_XLA_CACHE}").strip()
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def pytest_collection_finish(session):
+  """Moves what exists once the tests are collected (TensorFlow's modules, the test modules)
+  out of the collector's view: each collection below walks only what the tests made."""
+  del session
+  gc.collect()
+  gc.freeze()
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test():
+  """Collects a test's reference cycles (its trainers, functions, datasets) when it ends.
+
+  Left to Python, a full collection starts whenever allocations pass its threshold, often
+  while a later test traces a step; collecting the earlier tests' TensorFlow objects there
+  took 18.2 s in one case (measured with gc.callbacks in tests/test_gradient_methods.py),
+  and 0.2 s when the same objects are collected between tests. In the full suite, such
+  stalls made single tests take 10-15 times their time alone (42.7 s against 3.2 s).
+  """
+  yield
+  gc.collect()
 
 
 def pytest_sessionfinish(session):
