@@ -16,6 +16,7 @@ paper's point: the columns learn from each other's tasks as much as alpha lets t
 alternating step of task k trains all columns, the earlier units, its own last row and its
 head, and a joint gradient method combines the tasks' gradients on all of them.
 
+Every axis but the last is a batch axis (e.g. one vector per token, [B, T, input_size]).
 Initialised as the paper does, near identity: alpha[k, k] = `self_weight` (the paper's
 alpha_S, 0.9), alpha[k, j] = (1 - self_weight) / (K - 1) (alpha_D, 0.1 for two tasks); the
 columns Glorot-uniform. The paper also trains alpha with a larger learning rate;
@@ -43,8 +44,8 @@ class CrossStitchRow(tf.Module):
     self.alpha = tf.Variable(initial, dtype=tf.float32, name="alpha")
 
   def __call__(self, columns):
-    """columns [B, K, H] -> [B, H]."""
-    return tf.einsum("j,bjh->bh", tf.cast(self.alpha, columns.dtype), columns)
+    """columns [..., K, H] -> [..., H]."""
+    return tf.einsum("j,...jh->...h", tf.cast(self.alpha, columns.dtype), columns)
 
 
 class CrossStitchNetwork(SharedTrunk):
@@ -74,7 +75,7 @@ class CrossStitchNetwork(SharedTrunk):
     inputs = {t: x for t in self.tasks}
     for l, unit in enumerate(self.units):
       columns = tf.stack([tf.nn.relu(self.columns[t][l](inputs[t])) for t in self.tasks],
-                         axis=1)  # [B, K, H]
+                         axis=-2)  # [B, K, H]
       inputs = {t: unit[t](columns) for t in self.tasks}
     return inputs
 

@@ -5,6 +5,9 @@
     -> per task k: gate_k = softmax(x G_k + b_k) [B, E] (its own parameters);
     -> {task: sum_e gate_k[:, e] expert_e(x)} [B, expert_size].
 
+Every axis but the last is a batch axis: [B, T, input_size] (a vector per token) mixes each
+token on its own, with gates [B, T, E].
+
 Each task's gate is a task-owned part of the trunk (`task_parts`, mtlcore.ownership): a step
 of another task reads none of it and leaves it and its optimizer slots bitwise unchanged;
 the experts are shared. With one expert every gate is 1 and the trunk is hard sharing. The
@@ -60,8 +63,8 @@ class MixtureOfExperts(SharedTrunk):
   def __call__(self, features, *, training, seed):
     del training, seed
     x = features[self.feature]
-    experts = tf.stack([tf.nn.relu(e(x)) for e in self.experts], axis=1)  # [B, E, H]
-    mixed = {name: tf.einsum("be,beh->bh", g, experts)
+    experts = tf.stack([tf.nn.relu(e(x)) for e in self.experts], axis=-2)  # [B, E, H]
+    mixed = {name: tf.einsum("...e,...eh->...h", g, experts)
              for name, g in self.gate_weights(features).items()}
     return {t: mixed["shared" if self.one_gate else t] for t in self.tasks}
 

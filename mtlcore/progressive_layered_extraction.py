@@ -25,7 +25,8 @@ lower experts; in alternating mode task A's step still leaves B's parts as they 
 not A's to train) while its loss reads them.
 
 Gates start uniform (zero weights: each expert 1 / its gate's width), the experts
-Glorot-uniform, as MixtureOfExperts'.
+Glorot-uniform, as MixtureOfExperts'. Every axis but the last is a batch axis (e.g. one
+vector per token, [B, T, input_size]).
 """
 
 import tensorflow as tf
@@ -67,17 +68,17 @@ class ExtractionLevel(tf.Module):
     return weights
 
   def __call__(self, inputs, shared):
-    run = lambda experts, x: tf.stack([tf.nn.relu(e(x)) for e in experts], axis=1)
+    run = lambda experts, x: tf.stack([tf.nn.relu(e(x)) for e in experts], axis=-2)
     shared_out = run(self.shared_experts, shared)  # [B, m_s, H]
     own = {t: run(self.task_experts[t], inputs[t]) for t in self.tasks}  # [B, m_t, H]
     gates = self.gate_weights(inputs, shared)
-    outputs = {t: tf.einsum("be,beh->bh", gates[t], tf.concat([own[t], shared_out], 1))
+    outputs = {t: tf.einsum("...e,...eh->...h", gates[t], tf.concat([own[t], shared_out], -2))
                for t in self.tasks}
     if self.shared_gate is None:
       return outputs, None
     read = (lambda x: x) if self.cross_task_gradients else tf.stop_gradient
-    pool = tf.concat([read(own[t]) for t in self.tasks] + [shared_out], 1)
-    return outputs, tf.einsum("be,beh->bh", gates["shared"], pool)
+    pool = tf.concat([read(own[t]) for t in self.tasks] + [shared_out], -2)
+    return outputs, tf.einsum("...e,...eh->...h", gates["shared"], pool)
 
 
 class ProgressiveLayeredExtraction(SharedTrunk):

@@ -14,6 +14,7 @@ block below, brought to the same size by a task-specific convolution; over featu
 the two are already the same size, so they are concatenated as they are and the 1x1
 convolutions are dense layers of `hidden_size` units.
 
+Every axis but the last is a batch axis (e.g. one vector per token, [B, T, input_size]).
 Task k's attention layers are its part of the trunk (`task_parts`, mtlcore.ownership): its
 masks feed only its own representation, so its loss alone reaches them, and a step of another
 task leaves them and their optimizer slots bitwise unchanged. The shared layers are shared:

@@ -1,5 +1,6 @@
 """The synthetic task set's declaration (entry point `synthetic`): its options and defaults."""
 
+from mtlcore.choices import ARCHITECTURES
 from mtlcore.options import Declaration, Option
 
 SYNTHETIC = Declaration(
@@ -27,7 +28,7 @@ SYNTHETIC = Declaration(
                "cross_stitch: a column of --layers ReLU layers per task, mixed by learned "
                "cross-stitch units after each layer (Misra et al. 2016); mtan: --layers shared "
                "ReLU layers, each task's soft-attention mask on each (Liu et al. 2019).",
-               choices=("hard", "moe", "mmoe", "cgc", "ple", "cross_stitch", "mtan")),
+               choices=ARCHITECTURES),
         Option("experts", "integer", 8, "moe, mmoe: the number of experts."),
         Option("expert_size", "integer", 16, "moe, mmoe, cgc, ple: units of each expert."),
         Option("shared_experts", "integer", 1, "cgc, ple: shared experts per level."),

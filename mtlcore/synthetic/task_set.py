@@ -11,17 +11,16 @@ network with task attention masks (`mtan`, mtlcore.task_attention), and a linear
 task reading its own representation.
 """
 
+import dataclasses
+
 from mtlcore import in_memory
-from mtlcore.cross_stitch import CrossStitchNetwork
+from mtlcore.architectures import MixtureSizes, task_mixture
 from mtlcore.errors import ConfigError, require_positive
-from mtlcore.mixture_of_experts import MixtureOfExperts
 from mtlcore.model import MultiTaskModel
 from mtlcore.options import reject_unknown
-from mtlcore.progressive_layered_extraction import ProgressiveLayeredExtraction
 from mtlcore.relu_trunk import ReluTrunk
 from mtlcore.synthetic import data as synthetic_data
 from mtlcore.synthetic.options import SYNTHETIC
-from mtlcore.task_attention import TaskAttentionNetwork
 from mtlcore.task_kinds import Regression
 
 HELD_OUT = 2048  # Examples of dev and of test.
@@ -37,13 +36,15 @@ class SyntheticTaskSet(in_memory.InMemoryTaskSet):
   def __init__(self, options=None):
     reject_unknown("synthetic", options or {}, self.option_schema)
     options = {**SYNTHETIC.option_defaults(), **(options or {})}
-    for name in ("num_tasks", "input_dim", "num_examples", "hidden_size", "experts",
-                 "expert_size", "shared_experts", "task_experts", "levels", "layers"):
+    for name in ("num_tasks", "input_dim", "num_examples"):
       require_positive(name, options[name])
     if options["sinusoids"] < 0:
       raise ConfigError(f"--sinusoids must be >= 0, got {options['sinusoids']}.")
-    if not 0.0 <= float(options["self_weight"]) <= 1.0:
-      raise ConfigError(f"--self_weight must be in [0, 1], got {options['self_weight']}.")
+    try:
+      self.sizes = MixtureSizes(**{f.name: options[f.name]
+                                   for f in dataclasses.fields(MixtureSizes)})
+    except ConfigError as e:
+      raise ConfigError(f"--{e}") from None
     self._options = options
     try:
       self.weights = synthetic_data.weight_vectors(
@@ -59,28 +60,11 @@ class SyntheticTaskSet(in_memory.InMemoryTaskSet):
 
   def trunk(self, seed, tasks=None):
     options = self._options
-    tasks = tuple(tasks or self.task_names)
-    if options["architecture"] in ("cgc", "ple"):  # Each trained task's experts and gates.
-      return ProgressiveLayeredExtraction(
-          options["input_dim"], tasks,
-          levels=1 if options["architecture"] == "cgc" else options["levels"],
-          shared_experts=options["shared_experts"], task_experts=options["task_experts"],
-          expert_size=options["expert_size"], seed=seed,
-          cross_task_gradients=options["cross_task_gradients"], name="trunk")
-    if options["architecture"] == "cross_stitch":  # A column for each trained task.
-      return CrossStitchNetwork(options["input_dim"], tasks,
-                                layers=options["layers"], hidden_size=options["hidden_size"],
-                                self_weight=float(options["self_weight"]), seed=seed,
-                                name="trunk")
-    if options["architecture"] == "mtan":  # Masks for each trained task.
-      return TaskAttentionNetwork(options["input_dim"], tasks,
-                                  layers=options["layers"], hidden_size=options["hidden_size"],
-                                  seed=seed, name="trunk")
-    if options["architecture"] in ("mmoe", "moe"):  # A gate for each trained task, or one.
-      return MixtureOfExperts(options["input_dim"], tasks,
-                              num_experts=options["experts"], expert_size=options["expert_size"],
-                              one_gate=options["architecture"] == "moe", seed=seed, name="trunk")
-    return ReluTrunk(options["input_dim"], options["hidden_size"], seed=seed, name="trunk")
+    if options["architecture"] == "hard":
+      return ReluTrunk(options["input_dim"], options["hidden_size"], seed=seed, name="trunk")
+    # The parts of the trained tasks only (their gates, experts, columns or masks).
+    return task_mixture(options["architecture"], options["input_dim"],
+                        tuple(tasks or self.task_names), self.sizes, seed=seed, name="trunk")
 
   def build_model(self, tasks, *, seed, assets_dir, data=None):
     if self._options["architecture"] == "hard":

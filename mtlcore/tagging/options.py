@@ -4,6 +4,7 @@ The defaults of the model options are TaggerConfig's and LanguageModelConfig's
 (tests/tagging/test_tagging_options.py pins them equal).
 """
 
+from mtlcore.choices import ARCHITECTURES
 from mtlcore.options import Declaration, Option, replace_defaults
 
 # The tagger (tagger.py) and the pipeline (pipeline.py) import these from here.
@@ -48,6 +49,28 @@ MODEL_OPTIONS = (
     Option("word_dropout", "float", 0.1, "Probability of replacing a training word by the "
            "unknown word."),
     Option("buckets", "integers", DEFAULT_BUCKETS, "The pipeline's padded sentence lengths."),
+    Option("architecture", "enum", "hard", "hard: every trunk layer shared. Otherwise the top "
+           "layer becomes, over each token's state in the layer below, mmoe: --experts shared "
+           "experts and a softmax gate per task (Ma et al. 2018); moe: one shared gate; cgc: "
+           "--shared_experts shared and --task_experts per task, a gate per task (Tang et "
+           "al. 2020); ple: --levels such levels; cross_stitch: a column of --mixture_layers "
+           "layers per task joined by cross-stitch units (Misra et al. 2016); mtan: "
+           "--mixture_layers shared layers with a soft-attention mask per task (Liu et al. "
+           "2019). Experts, columns and masks are per-token ReLU layers of --expert_size "
+           "units; the tasks reading the top read their own representation.",
+           choices=ARCHITECTURES),
+    Option("experts", "integer", 4, "moe, mmoe: the number of experts."),
+    Option("expert_size", "integer", 0, "Units of each expert, column layer or attention "
+           "layer; 0: the trunk's output size (2 x --hidden_size)."),
+    Option("shared_experts", "integer", 1, "cgc, ple: shared experts per level."),
+    Option("task_experts", "integer", 1, "cgc, ple: each task's own experts per level."),
+    Option("levels", "integer", 2, "ple: extraction levels (cgc is one)."),
+    Option("mixture_layers", "integer", 1, "cross_stitch: layers of each column; mtan: "
+           "attended layers."),
+    Option("self_weight", "float", 0.9, "cross_stitch: each unit's initial weight of a "
+           "task's own column (the paper's alpha_S)."),
+    Option("cross_task_gradients", "boolean", False, "ple: the shared gates pass every "
+           "task's loss into the other tasks' lower experts, as in the paper."),
     Option("lm_vocab", "integer", 0, ">0 adds the auxiliary language-model task 'lm' (the "
            "first BiLSTM layer predicts the next and the previous word, over this many most "
            "frequent training words plus an unknown class); 0: none."),

@@ -7,6 +7,14 @@ max-pooled over each word), then a stack of masked BiLSTM layers (or, with trunk
 `reads` names another (Søgaard & Goldberg 2016: low-level tasks such as POS supervised at
 lower layers), and is a per-token softmax or, for the tasks in `crf`, a linear-chain CRF.
 
+With `architecture` other than "hard" the top layer is task-specific: layers 1 to N-1 stay
+shared BiLSTM or conv layers, and the architecture (mtlcore.architectures: moe, mmoe, cgc,
+ple, cross_stitch, mtan) maps each token's state in layer N-1 to one representation per task
+that reads the top, named by the task. Its experts, columns and masks are position-wise ReLU
+layers of `expert_size` units (each token on its own; the context comes from the shared
+layers below), not whole BiLSTMs: E experts cost E dense layers per token. Each task's gates,
+experts, last cross-stitch row or masks are its own part of the trunk (mtlcore.ownership).
+
 Features: {"words": int32 [B, T], "chars": int32 [B, T, C], "length": int32 [B]}.
 Head outputs: logits float32 [B, T, num_tags].
 """
@@ -17,6 +25,8 @@ from collections.abc import Mapping
 import tensorflow as tf
 
 from mtlcore import losses
+from mtlcore.architectures import MixtureSizes, task_mixture
+from mtlcore.choices import ARCHITECTURES
 from mtlcore.errors import ConfigError, require_positive, require_probability
 from mtlcore.layers import BiLSTM, Conv1D, Dropout, Embed, Linear
 from mtlcore.tagging.vocab import PAD, UNK
@@ -53,6 +63,17 @@ class TaggerConfig:
     crf: tasks whose head is a linear-chain CRF (trained on the sentence log-likelihood,
       decoded with Viterbi) instead of a per-token softmax.
     reads: task -> the trunk layer (1 to num_layers) its head reads; other tasks read the top.
+    architecture: "hard" (every layer shared) or a name of mtlcore.architectures: the top
+      layer becomes that architecture over layer num_layers - 1's states.
+    experts: moe, mmoe: the number of experts.
+    expert_size: units of each expert (moe, mmoe, cgc, ple), column layer (cross_stitch) or
+      attention layer (mtan); 0: the trunk's output size, 2 * hidden_size.
+    shared_experts, task_experts: cgc, ple: shared and per-task experts per level.
+    levels: ple: extraction levels.
+    mixture_layers: cross_stitch: layers of each column; mtan: attended layers.
+    self_weight: cross_stitch: a unit's initial weight of a task's own column.
+    cross_task_gradients: ple: the shared gates pass every task's loss to the other tasks'
+      lower experts, as in the paper.
   """
   trunk: str = "bilstm"
   word_dim: int = 100
@@ -67,10 +88,26 @@ class TaggerConfig:
   word_dropout: float = 0.1
   crf: tuple = ()
   reads: Mapping = dataclasses.field(default_factory=dict)
+  architecture: str = "hard"
+  experts: int = 4
+  expert_size: int = 0
+  shared_experts: int = 1
+  task_experts: int = 1
+  levels: int = 2
+  mixture_layers: int = 1
+  self_weight: float = 0.9
+  cross_task_gradients: bool = False
 
   def __post_init__(self):
     if self.trunk not in TRUNKS:
       raise ConfigError(f"trunk must be one of {TRUNKS}, got {self.trunk!r}.")
+    if self.architecture not in ARCHITECTURES:
+      raise ConfigError(f"architecture must be one of {ARCHITECTURES}, got "
+                        f"{self.architecture!r}.")
+    if isinstance(self.expert_size, bool) or not isinstance(self.expert_size, int) or \
+        self.expert_size < 0:
+      raise ConfigError(f"expert_size must be a non-negative integer, got "
+                        f"{self.expert_size!r}.")
     for name in ("word_dim", "char_dim", "char_filters", "char_width", "hidden_size",
                  "conv_width"):
       require_positive(name, getattr(self, name))
@@ -86,14 +123,44 @@ class TaggerConfig:
       if not isinstance(layer, int) or not 1 <= layer <= self.num_layers:
         raise ConfigError(f"reads: task {task!r} must read a layer from 1 to num_layers="
                           f"{self.num_layers}, got {layer!r}.")
+    self.mixture_sizes()  # Checks the architecture's sizes.
 
   def layer_of(self, task):
     """The trunk layer (1 = first) `task`'s head reads."""
     return self.reads.get(task, self.num_layers)
 
+  def reads_mixture(self, task):
+    """Whether `task` reads its own representation of the architecture (the top layer under
+    an architecture other than "hard")."""
+    return self.architecture != "hard" and self.layer_of(task) == self.num_layers
+
   def layer_read_by(self, task):
-    """The name of the representation `task`'s head reads."""
-    return f"layer{self.layer_of(task)}"
+    """The name of the representation `task`'s head reads: "layerN", or the task's name
+    when it reads its own representation of the architecture."""
+    return task if self.reads_mixture(task) else f"layer{self.layer_of(task)}"
+
+  def size_read_by(self, task):
+    """The last-axis size of the representation `task`'s head reads."""
+    return self.mixture_sizes().output_size(self.architecture) if self.reads_mixture(task) \
+        else self.output_size
+
+  def mixture_sizes(self):
+    """The architecture's MixtureSizes (its experts', columns' and masks' units:
+    expert_size, or the trunk's output size)."""
+    size = self.expert_size or self.output_size
+    try:
+      return MixtureSizes(experts=self.experts, expert_size=size,
+                          shared_experts=self.shared_experts, task_experts=self.task_experts,
+                          levels=self.levels, layers=self.mixture_layers, hidden_size=size,
+                          self_weight=self.self_weight,
+                          cross_task_gradients=self.cross_task_gradients)
+    except ConfigError as e:
+      raise ConfigError(str(e).replace("layers must", "mixture_layers must", 1)) from None
+
+  @property
+  def shared_layers(self):
+    """The BiLSTM or conv layers: all num_layers under "hard", else num_layers - 1."""
+    return self.num_layers - (self.architecture != "hard")
 
   @property
   def output_size(self):
@@ -123,9 +190,11 @@ class CharFeatures(tf.Module):
 
 
 class TaggerTrunk(SharedTrunk):
-  """Embeddings + char CNN + a stack of BiLSTM or conv layers -> {"layer1", ..., "layerN"}."""
+  """Embeddings + char CNN + a stack of BiLSTM or conv layers -> {"layer1", ..., "layerN"};
+  under an architecture, {"layer1", ..., "layer{N-1}"} and {task: its representation
+  [B, T, expert_size]} for each of `mixture_tasks`."""
 
-  def __init__(self, config, *, num_words, num_chars, seed, name=None):
+  def __init__(self, config, *, num_words, num_chars, seed, mixture_tasks=(), name=None):
     super().__init__(name=name)
     self.config = config
     self.word_embed = Embed(num_words, config.word_dim, seed=seed, name="word_embed")
@@ -133,7 +202,7 @@ class TaggerTrunk(SharedTrunk):
                                       config.char_width, seed=seed + 10, name="char_features")
     size = config.word_dim + config.char_filters
     self.layers = []
-    for i in range(config.num_layers):
+    for i in range(config.shared_layers):
       if config.trunk == "bilstm":
         layer = BiLSTM(size, config.hidden_size, seed=seed + 100 + i, name=f"bilstm_{i}")
       else:
@@ -144,13 +213,60 @@ class TaggerTrunk(SharedTrunk):
       size = config.output_size
     self.dropouts = [Dropout(config.dropout, site=i, name=f"dropout_{i}")
                      for i in range(config.num_layers + 1)]
-    self.output_sizes = {f"layer{i + 1}": config.output_size for i in range(config.num_layers)}
+    self.output_sizes = {f"layer{i + 1}": config.output_size
+                         for i in range(config.shared_layers)}
+    self.mixture = None
+    if config.architecture != "hard":
+      mixture_tasks = tuple(mixture_tasks)
+      clash = [t for t in mixture_tasks if t in self.output_sizes]
+      if clash:
+        raise ConfigError(f"task(s) {clash} have the name of a trunk layer; rename them.")
+      if not mixture_tasks:
+        raise ConfigError(f"architecture {config.architecture!r} replaces the top layer, and "
+                          f"no task reads it (reads sends every task lower).")
+      sizes = config.mixture_sizes()
+      self.mixture = task_mixture(config.architecture, config.output_size, mixture_tasks,
+                                  sizes, seed=seed + 500, name="mixture")
+      self.output_sizes.update(
+          {t: sizes.output_size(config.architecture) for t in mixture_tasks})
+    elif mixture_tasks:
+      raise ConfigError("mixture_tasks are for an architecture other than 'hard'.")
 
   def variables_of(self, representation):
-    """"layerN" -> the variables of the N-th BiLSTM or conv layer."""
-    return self.layers[list(self.output_sizes).index(representation)].trainable_variables
+    """"layerN" -> the variables of the N-th BiLSTM or conv layer; a task's representation
+    of the architecture -> the top shared layer's (the last layer every task shares)."""
+    if representation.startswith("layer") and representation in self.output_sizes:
+      return self.layers[int(representation[len("layer"):]) - 1].trainable_variables
+    return self.layers[-1].trainable_variables
+
+  def task_parts(self):
+    """Each task's gates, experts, last cross-stitch row or masks (none under "hard")."""
+    return self.mixture.task_parts() if self.mixture is not None else {}
+
+  def gate_widths(self):
+    return self.mixture.gate_widths() if self.mixture is not None else {}
+
+  def gate_weights(self, features):
+    """{gate name: its softmax weights [N, width]} over the batch's N real tokens."""
+    if not self.gate_widths():
+      return {}
+    top = self._shared(features, training=False, seed=None)[-1]
+    mask = sequence_mask(features) > 0
+    return {name: tf.boolean_mask(w, mask)
+            for name, w in self.mixture.gate_weights({"x": top}).items()}
 
   def __call__(self, features, *, training, seed):
+    outputs = self._shared(features, training=training, seed=seed)
+    representations = {f"layer{i + 1}": x for i, x in enumerate(outputs)}
+    if self.mixture is not None:
+      drop = self.dropouts[self.config.num_layers]
+      mixed = self.mixture({"x": outputs[-1]}, training=training, seed=seed)
+      representations.update(
+          {t: drop(x, seed=seed, training=training) for t, x in mixed.items()})
+    return representations
+
+  def _shared(self, features, *, training, seed):
+    """[B, T, output_size] of each shared BiLSTM or conv layer, after its dropout."""
     mask = sequence_mask(features)
     words = features["words"]
     if training and self.config.word_dropout > 0:
@@ -165,7 +281,7 @@ class TaggerTrunk(SharedTrunk):
       x = layer(x, features["length"]) if self.config.trunk == "bilstm" else layer(x, mask)
       x = drop(x, seed=seed, training=training)
       outputs.append(x)
-    return {f"layer{i + 1}": x for i, x in enumerate(outputs)}
+    return outputs
 
 
 class TokenClassifierHead(TaskHead):
@@ -254,14 +370,20 @@ def build_tagger(config, *, num_words, num_chars, num_tags, seed, extra_heads=No
       seed + 1000 + i).
     extra_heads: task name -> a TaskHead of another kind (e.g. the language-model head of
       mtlcore.tagging.language_model), added as it is.
+
+  Under an architecture other than "hard", the trunk mixes for every head that reads a
+  representation named by its task (config.layer_read_by).
   """
-  trunk = TaggerTrunk(config, num_words=num_words, num_chars=num_chars, seed=seed, name="trunk")
   heads = {}
   for i, (task, n) in enumerate(sorted(num_tags.items())):
     head_class = CRFTagHead if task in config.crf else TokenClassifierHead
-    heads[task] = head_class(config.output_size, n, reads=config.layer_read_by(task),
+    heads[task] = head_class(config.size_read_by(task), n, reads=config.layer_read_by(task),
                              seed=seed + 1000 + i, name=f"{task}_head")
   heads.update(extra_heads or {})
+  # The architecture's tasks: those whose head reads a representation named by the task.
+  mixed = [t for t, head in heads.items() if config.architecture != "hard" and head.reads == t]
+  trunk = TaggerTrunk(config, num_words=num_words, num_chars=num_chars, seed=seed,
+                      mixture_tasks=mixed, name="trunk")
   return MultiTaskModel(trunk, heads, name="tagger")
 
 

@@ -353,7 +353,7 @@ class TaggingTaskSet(task_set.TaskSet):
       raise ConfigError(f"sentence task(s) {single}: the training sentences hold fewer than 2 "
                         f"labels; there is nothing to classify.")
     extra = {t: Classification(self._classes(vocabularies, t), pooling=self.sentence_pooling)
-             .head(reads=f"layer{self.config.num_layers}", input_size=self.config.output_size,
+             .head(reads=self.config.layer_read_by(t), input_size=self.config.size_read_by(t),
                    seed=seed + 3000 + i, name=f"{t}_head")
              for i, t in enumerate(tasks) if t in self.sentence_tasks}
     if LM_TASK in tasks:
