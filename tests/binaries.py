@@ -11,7 +11,8 @@ TAG = "mtlcore.trainers.cli.tag"
 COMPILES = "mtlcore.benchmarks.compiles"
 
 # For tagging runs that test the process contract (kill and resume, preemption, model
-# directory and evaluation guards), not the trunk or the compiler: the conv trunk without XLA
+# directory and evaluation guards) or what the task set does around the network (modes,
+# columns, evaluation, export), not the trunk or the compiler: the conv trunk without XLA
 # traces in about half the time of the default BiLSTM under XLA. The default path keeps its
 # own tests: bitwise determinism (test_reliability), the real-data smoke run
 # (test_conll_binaries), XLA against plain steps (test_tagger), the replica checks.

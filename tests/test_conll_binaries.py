@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from mtlcore.tagging.conll2000 import read_conll
 from tests import fixtures
-from tests.binaries import EVAL, TAG, TRAIN, error_line, run_binary, run_in_process
+from tests.binaries import EVAL, QUICK_TAGGER, TAG, TRAIN, error_line, run_binary, run_in_process
 
 SMALL = ["--word_dim=16", "--char_filters=8", "--hidden_size=16", "--steps_per_loop=10",
          "--log_every=20", "--checkpoint_every=40", "--learning_rate=0.01",
@@ -131,7 +131,7 @@ def test_tag_reports_a_line_it_cannot_decode_and_tags_the_rest(trained):
 def test_alternate_mode_trains_and_evaluates_both_tasks(tmp_path):
   data = fixtures.write_dataset(tmp_path / "data", train=80, test=20)
   result = run_in_process(TRAIN, f"--data_dir={data}", f"--model_dir={tmp_path / 'm'}",
-                      "--mode=alternate", "--train_steps=40", *SMALL)
+                      "--mode=alternate", "--train_steps=40", *SMALL, *QUICK_TAGGER)
   assert result.returncode == 0, result.stderr
   metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
   # The default trains the language-model task too; only the tagging tasks are scored.
@@ -145,7 +145,7 @@ def test_single_mode_trains_scores_exports_and_tags_only_its_task(tmp_path):
   model_dir, export = tmp_path / "m", tmp_path / "export"
   result = run_in_process(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
                       "--mode=single", "--tasks=chunk", "--train_steps=40",
-                      f"--export_dir={export}", *SMALL)
+                      f"--export_dir={export}", *SMALL, *QUICK_TAGGER)
   assert result.returncode == 0, result.stderr
   metrics = json.loads((model_dir / "metrics.json").read_text())
   assert metrics["mode"] == "single" and metrics["tasks"] == ["chunk"]

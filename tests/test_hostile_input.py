@@ -11,7 +11,7 @@ from mtlcore.tagging.columns import TaggedSentence
 from mtlcore.tagging.conll2000 import read_conll
 from mtlcore.errors import DataError
 from tests import fixtures
-from tests.binaries import EVAL, TRAIN, error_line, run_in_process
+from tests.binaries import EVAL, QUICK_TAGGER, TRAIN, error_line, run_in_process
 
 _WORDS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=12)
 _TAGS = st.sampled_from(["B-NP", "I-NP", "O", "B-VP", "X-NP", "B-", "b-np", "I-LST", "", "O-O"])
@@ -116,7 +116,7 @@ def test_eval_binary_names_a_bad_test_file(tmp_path):
   model_dir = tmp_path / "m"
   trained = run_in_process(TRAIN, f"--data_dir={data}", f"--model_dir={model_dir}",
                        "--train_steps=5", "--word_dim=8", "--char_filters=4", "--hidden_size=8",
-                       "--steps_per_loop=5", "--buckets=32", "--lm_vocab=0")
+                       "--steps_per_loop=5", "--buckets=32", "--lm_vocab=0", *QUICK_TAGGER)
   assert trained.returncode == 0, trained.stderr
   (data / "test.txt.gz").write_bytes(gzip.compress(b"the DT B-NP\nend NN\n"))
   result = run_in_process(EVAL, f"--model_dir={model_dir}", f"--data_dir={data}")

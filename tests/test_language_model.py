@@ -14,7 +14,7 @@ from mtlcore.tagging.language_model import LM_TASK, LanguageModelConfig, Languag
 from mtlcore.trainers import build
 from mtlcore.trainers.config import RunConfig
 from tests import fixtures
-from tests.binaries import TRAIN, error_line, run_in_process
+from tests.binaries import QUICK_TAGGER, TRAIN, error_line, run_in_process
 
 SMALL = {"word_dim": 8, "char_filters": 4, "hidden_size": 8}
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
@@ -147,9 +147,9 @@ def test_the_export_serves_the_same_signature_and_holds_no_lm_variable(tmp_path)
   data_dir = fixtures.write_dataset(tmp_path / "data", train=60, test=10)
   signatures = {}
   for name, extra in (("with", ["--lm_vocab=20"]), ("without", ["--lm_vocab=0"])):
-    result = run_in_process(TRAIN, *TINY, f"--data_dir={data_dir}", "--train_steps=20",
-                        f"--model_dir={tmp_path / name}", f"--export_dir={tmp_path / name}_x",
-                        *extra)
+    result = run_in_process(TRAIN, *TINY, *QUICK_TAGGER, f"--data_dir={data_dir}",
+                            "--train_steps=20", f"--model_dir={tmp_path / name}",
+                            f"--export_dir={tmp_path / name}_x", *extra)
     assert result.returncode == 0, result.stderr
     path = str(tmp_path / f"{name}_x")
     names = tf.train.load_checkpoint(path + "/variables/variables").get_variable_to_shape_map()

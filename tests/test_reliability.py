@@ -38,7 +38,7 @@ def _train_args(data_dir, model_dir, *extra, quick=True):
 def test_deterministic_runs_are_bitwise_identical_and_the_seed_matters(data_dir, tmp_path):
   states = []
   for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-    result = run_in_process(TRAIN, *_train_args(data_dir, tmp_path / name, "--train_steps=40",
+    result = run_in_process(TRAIN, *_train_args(data_dir, tmp_path / name, "--train_steps=20",
                                                 f"--seed={seed}", quick=False))
     assert result.returncode == 0, result.stderr
     states.append(checkpoint_state(tmp_path / name))

@@ -11,11 +11,11 @@ import pytest
 from mtlcore.errors import DataError
 from mtlcore.tagging.columns import parse_columns
 from tests import fixtures
-from tests.binaries import EVAL, TAG, TRAIN, error_line, run_in_process
+from tests.binaries import EVAL, QUICK_TAGGER, TAG, TRAIN, error_line, run_in_process
 
 TINY = ["--word_dim=8", "--char_filters=4", "--hidden_size=8", "--steps_per_loop=10",
         "--log_every=10", "--learning_rate=0.02", "--batch_size=8", "--buckets=32",
-        "--dropout=0"]
+        "--dropout=0", *QUICK_TAGGER]
 COLUMNS = ["--task_set=tagging", "--columns=word,pos,chunk", "--crf=", "--sentence_tasks=topic"]
 
 

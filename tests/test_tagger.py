@@ -85,23 +85,6 @@ def test_a_pos_step_reading_the_first_layer_leaves_the_top_layer_and_chunk_head_
   assert all(not np.array_equal(b, v.numpy()) for b, v in zip(before_lower, lower))
 
 
-def test_alternating_tagger_steps_trace_once_across_buckets():
-  model, stream = _setup(tagger.TaggerConfig(**SMALL))
-  tasks = tagger.tagging_tasks(model, ("pos", "chunk"))
-  trainer = AlternatingTrainer(
-      model=model, tasks=tasks, optimizers={"pos": Adam(1e-2), "chunk": Adam(1e-2)},
-      datasets={"pos": stream(("pos",), 1), "chunk": stream(("chunk",), 2)},
-      sampler=TaskSampler(["pos", "chunk"], seed=0))
-  widths = set()
-  for features, _ in stream(("pos",), 1).take(30):
-    widths.add(features["words"].shape[1])
-  assert len(widths) >= 2  # The stream really does mix bucket shapes.
-  for _ in range(10):
-    trainer.train(3)
-  assert {n: f.experimental_get_tracing_count()
-          for n, f in trainer.step_functions().items()} == {"pos": 1, "chunk": 1}
-
-
 def test_tagger_config_rejects_bad_sizes():
   with pytest.raises(ConfigError, match="num_layers must be at least 2"):
     tagger.TaggerConfig(num_layers=1)

@@ -31,7 +31,8 @@ def four_columns(tmp_path_factory):
 def test_three_tasks_from_a_four_column_file_train_evaluate_export_and_tag(
     four_columns, tmp_path, mode):
   model_dir, export_dir = tmp_path / "run", tmp_path / "export"
-  result = run_in_process(TRAIN, *FOUR, *TINY, f"--mode={mode}", f"--data_dir={four_columns}",
+  result = run_in_process(TRAIN, *FOUR, *TINY, *QUICK_TAGGER, f"--mode={mode}",
+                      f"--data_dir={four_columns}",
                       "--train=train.txt", "--test=test.txt", f"--model_dir={model_dir}",
                       "--train_steps=60", "--eval_every=30", f"--export_dir={export_dir}")
   assert result.returncode == 0, result.stderr
