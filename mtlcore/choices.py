@@ -11,7 +11,7 @@ ARCHITECTURES = ("hard", "moe", "mmoe", "cgc", "ple", "cross_stitch", "mtan")
 SAMPLERS = ("uniform", "proportional", "temperature", "annealed", "weighted", "round_robin")
 WEIGHTINGS = ("sum", "static", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "gls", "famo",
               "pcgrad", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",
-              "aligned_mtl", "gradvac", "config")
+              "aligned_mtl", "gradvac", "config", "fairgrad")
 
 # Each weighting's hyper-parameters (--weighting_options=NAME=VALUE,...) and their papers'
 # defaults; a method not listed has none.
@@ -26,6 +26,7 @@ WEIGHTING_OPTIONS = {
     "imtl_g": {"ridge": 1e-6},
     "imtl": {"ridge": 1e-6},
     "nash_mtl": {"ridge": 1e-6, "iterations": 50},
+    "fairgrad": {"alpha": 1.0, "ridge": 1e-6, "iterations": 50},
     "aligned_mtl": {"rank_tolerance": 1e-6},
     "gradvac": {"beta": 0.01},
     "config": {"rank_tolerance": 1e-6},
@@ -53,7 +54,7 @@ def weighting_options(method, items):
                        f"{'an integer' if kind is int else 'a number'}, got {text!r}.") from None
     if value != value or value in (float("inf"), float("-inf")):
       raise ValueError(f"--weighting_options: {name} must be a finite number, got {text!r}.")
-    positive = name in ("iterations", "temperature")
+    positive = name in ("iterations", "temperature") or (method, name) == ("fairgrad", "alpha")
     if not (value > 0 if positive else value >= 0):
       raise ValueError(f"--weighting_options: {name} must be "
                        f"{'positive' if positive else 'non-negative'}, got {text!r}.")

@@ -14,7 +14,8 @@ Scale. A method that reduces to the plain sum when no two gradients conflict (`p
 `cagrad` (times K), `upgrad`, `dualproj`, `gradvac`) is scaled to give `sum`'s direction then,
 so it keeps `sum`'s learning rate. The others keep their papers' scale: `mgda` returns the
 min-norm point of the convex hull (weights sum to 1), `imtl_g` a combination whose weights sum
-to 1, `nash_mtl` the Nash bargaining solution (task utilities g_k . d = 1 / a_k), and
+to 1, `nash_mtl` the Nash bargaining solution (task utilities g_k . d = 1 / a_k), `fairgrad`
+the alpha-fair one (g_k . d = w_k^(-1/alpha)), and
 `aligned_mtl` the gradients rescaled to their smallest singular value, and `config` the
 sum of the gradients' projections on the direction of equal cosines.
 
@@ -307,7 +308,8 @@ def nash_mtl(grads, ridge=RIDGE, labelled=None, iterations=50, tolerance=1e-10):
   (Q the ridged Gram matrix), found by damped Newton steps (the function is self-concordant:
   a step of 1 / (1 + decrement) stays positive and converges), which replaces the paper's
   sequence of convex programs solved with cvxpy. Stops when the Newton decrement^2 / 2, the
-  gap to the optimum, is below `tolerance` or after `iterations` steps.
+  gap to the optimum, is below `tolerance` or after `iterations` steps. FairGrad with
+  alpha = 1 (`fairgrad`).
 
   Paper's scale: with one task the direction is g / |g|; with K orthogonal gradients of equal
   norm s it is their sum / s. Exactly opposed gradients have no bargaining solution (the
@@ -317,6 +319,34 @@ def nash_mtl(grads, ridge=RIDGE, labelled=None, iterations=50, tolerance=1e-10):
   Args and returns as `upgrad` (weights a [K], 0 for unlabelled tasks and tasks whose
   gradient is exactly 0).
   """
+  return _alpha_fair(grads, 1.0, ridge, labelled, iterations, tolerance)
+
+
+def fairgrad(grads, alpha=1.0, ridge=RIDGE, labelled=None, iterations=50, tolerance=1e-10):
+  """FairGrad (Ban & Ji 2024, "Fair resource allocation in multi-task learning"): the
+  alpha-fair allocation of the update among the tasks, direction G^T w with w > 0 solving
+  GG^T w = w^(-1/alpha) (elementwise): the maximiser of sum_i (g_i . d)^(1 - alpha) /
+  (1 - alpha) over d in the gradients' span (log for alpha = 1: Nash-MTL's proportional
+  fairness; alpha -> infinity tends to equal utilities g_i . d, max-min fairness). Solved as
+  the stationary point of the strictly convex 1/2 w^T Q w - sum_i phi(w_i), phi' = w^(-1/alpha),
+  by damped Newton steps kept inside w > 0 (the paper solves the same equations with
+  scipy's least_squares); stops as `nash_mtl`.
+
+  Paper's scale: with one task of gradient g the direction is g |g|^(-2 alpha / (alpha + 1))
+  (g / |g| at alpha = 1); the weights solve the equations above and do not sum to 1.
+
+  Args:
+    grads: float32 [K, P]; alpha: > 0; ridge, labelled, iterations, tolerance: as
+      `nash_mtl`.
+  Returns:
+    ([P], w [K]).
+  """
+  return _alpha_fair(grads, alpha, ridge, labelled, iterations, tolerance)
+
+
+def _alpha_fair(grads, alpha, ridge, labelled, iterations, tolerance):
+  """G^T w with w > 0 solving Q w = w^(-1/alpha) on the labelled tasks with a non-zero
+  gradient (Q the ridged Gram matrix): damped Newton on 1/2 w^T Q w - sum phi(w_i)."""
   k = grads.shape[0]
   grads, gram, labelled = _masked(grads, labelled)
   # A task whose gradient is exactly 0 has no utility to bargain with: it takes no part.
@@ -324,23 +354,26 @@ def nash_mtl(grads, ridge=RIDGE, labelled=None, iterations=50, tolerance=1e-10):
   q = _ridged(gram, ridge)
   on = tf.cast(labelled, tf.float64)
   eye = tf.eye(k, dtype=tf.float64)
-  # Start where the diagonal alone would put the answer: a_i = 1 / sqrt(Q_ii).
-  start = on / tf.sqrt(tf.maximum(tf.linalg.diag_part(q), 1e-300))
+  power = -1.0 / alpha
+  # Start where the diagonal alone would put the answer: Q_ii w = w^(-1/alpha).
+  start = on * tf.pow(tf.maximum(tf.linalg.diag_part(q), 1e-300), -alpha / (alpha + 1.0))
 
-  def newton(i, a, gap):
+  def newton(i, w, gap):
     del gap
-    safe = tf.where(labelled, a, 1.0)
-    gradient = (tf.linalg.matvec(q, a) - 1.0 / safe) * on
+    safe = tf.where(labelled, w, 1.0)
+    gradient = (tf.linalg.matvec(q, w) - tf.pow(safe, power)) * on
     hessian = tf.where(labelled[:, None] & labelled[None, :],
-                       q + tf.linalg.diag(1.0 / (safe * safe)), eye)
+                       q + tf.linalg.diag(tf.pow(safe, power - 1.0) / alpha), eye)
     step = tf.linalg.solve(hessian, -gradient[:, None])[:, 0]
     decrement = tf.maximum(-tf.reduce_sum(gradient * step), 0.0)  # lambda^2
     damping = tf.where(decrement > 0.25 * 0.25, 1.0 / (1.0 + tf.sqrt(decrement)), 1.0)
-    return i + 1, (a + damping * step) * on, decrement / 2.0
+    # Never to or past w = 0 (self-concordance keeps alpha = 1's damped step inside).
+    shrink = tf.reduce_min(tf.where(labelled & (step < 0), -0.99 * safe / step, 1.0))
+    return i + 1, (w + tf.minimum(damping, shrink) * step) * on, decrement / 2.0
 
-  _, a, _ = tf.while_loop(lambda i, a, gap: (i < iterations) & (gap > tolerance), newton,
+  _, w, _ = tf.while_loop(lambda i, w, gap: (i < iterations) & (gap > tolerance), newton,
                           (tf.constant(0), start, tf.constant(float("inf"), tf.float64)))
-  return _combine(grads, a)
+  return _combine(grads, w)
 
 
 def aligned_mtl(grads, labelled=None, rank_tolerance=1e-6):

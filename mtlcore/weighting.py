@@ -7,7 +7,7 @@ with hyper-parameters from --weighting_options (their papers' defaults otherwise
   `imtl_l`); one backward pass, as plain `sum` (`gradnorm` adds one per task, from the loss
   down to the last shared layer only; `famo` one forward pass, for the losses after the update).
 - gradient methods (`pcgrad`, `gradvac`, `cagrad`, `upgrad`, `dualproj`, `mgda`, `imtl_g`,
-  `imtl`, `nash_mtl`, `aligned_mtl`, `config`; their pure functions are in
+  `imtl`, `nash_mtl`, `fairgrad`, `aligned_mtl`, `config`; their pure functions are in
   mtlcore.gradient_methods and re-exported here under the same names): each task's
   gradient on the shared variables of the owner map (mtlcore.ownership) is computed
   separately, the K gradients, flattened to a [K, P] matrix, are combined into one [P]
@@ -39,8 +39,8 @@ from mtlcore.errors import ConfigError
 # The gradient methods' pure functions, under the names the flags use.
 from mtlcore import gradient_methods
 from mtlcore.gradient_methods import (aligned_mtl, cagrad, cagrad_simplex_weights,  # pylint: disable=unused-import
-                                      config, cosines_to_the_rest, dualproj, gradvac, imtl_g,
-                                      mgda, nash_mtl, pcgrad, upgrad)
+                                      config, cosines_to_the_rest, dualproj, fairgrad,
+                                      gradvac, imtl_g, mgda, nash_mtl, pcgrad, upgrad)
 
 
 # ---------------------------------------------------------------------------- pure functions
@@ -461,7 +461,8 @@ class CAGrad(Weighting):
 
 class GramMethod(Weighting):
   """A gradient method that is a function of the task gradients alone (`upgrad`, `dualproj`,
-  `mgda`, `imtl_g`, `nash_mtl`, `aligned_mtl`, `config`), with its hyper-parameters bound."""
+  `mgda`, `imtl_g`, `nash_mtl`, `fairgrad`, `aligned_mtl`, `config`), with its hyper-parameters
+  bound."""
 
   needs_task_gradients = True
 
@@ -534,7 +535,8 @@ class ImpartialMTL(ImpartialLossScaling):
 
 
 _GRAM_METHODS = {"upgrad": upgrad, "dualproj": dualproj, "mgda": mgda, "imtl_g": imtl_g,
-                 "nash_mtl": nash_mtl, "aligned_mtl": aligned_mtl, "config": config}
+                 "nash_mtl": nash_mtl, "fairgrad": fairgrad, "aligned_mtl": aligned_mtl,
+                 "config": config}
 
 
 def make_weighting(method, tasks, *, weights=None, period=None, options=None):

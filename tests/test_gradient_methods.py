@@ -19,7 +19,8 @@ from mtlcore.tasks import Task
 from mtlcore.trainers import JointTrainer
 from tests.test_keras_parts import _masked_squared
 
-GRAM_METHODS = ["upgrad", "dualproj", "mgda", "imtl_g", "nash_mtl", "aligned_mtl", "config"]
+GRAM_METHODS = ["upgrad", "dualproj", "mgda", "imtl_g", "nash_mtl", "fairgrad", "aligned_mtl",
+                "config"]
 ALL = GRAM_METHODS + ["pcgrad", "gradvac", "cagrad", "imtl"]
 SEED = tf.constant([3, 4], tf.int64)
 
@@ -228,6 +229,24 @@ def test_nash_mtl_meets_the_bargaining_condition():
     np.testing.assert_allclose(a * (ridged @ a), 1.0, rtol=1e-9)
   one = np.array([[3.0, 4.0]], np.float32)
   np.testing.assert_allclose(_combine("nash_mtl", one)[0], [0.6, 0.8], rtol=1e-4)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 2.0, 5.0])
+def test_fairgrad_meets_the_alpha_fair_condition_and_is_nash_mtl_at_alpha_1(alpha):
+  for seed in range(3):
+    grads = _conflicting(5, seed=seed).astype(np.float64)
+    w = gm.fairgrad(tf.constant(grads), alpha=alpha)[1].numpy()
+    assert (w > 0).all()
+    # g_i . d = w_i^(-1/alpha), exactly so (float64) for the ridged Gram matrix it solves.
+    gram = grads @ grads.T
+    ridged = gram + 1e-6 * gram.diagonal().max() * np.eye(5)
+    np.testing.assert_allclose(w ** (1.0 / alpha) * (ridged @ w), 1.0, rtol=1e-9)
+  grads = _conflicting(4)
+  np.testing.assert_allclose(gm.fairgrad(tf.constant(grads))[1], gm.nash_mtl(tf.constant(grads))[1],
+                             rtol=1e-6)
+  one = np.array([[3.0, 4.0]])  # g |g|^(-2 alpha / (alpha + 1)), up to the ridge's 1e-6.
+  np.testing.assert_allclose(gm.fairgrad(tf.constant(one), alpha=alpha)[0],
+                             one[0] * 5.0 ** (-2 * alpha / (alpha + 1)), rtol=1e-6)
 
 
 def _aligned_mtl_paper(grads):

@@ -42,8 +42,9 @@ flags.DEFINE_enum("weighting", "sum", list(WEIGHTINGS),
                   "Gradient methods (one gradient per task): "
                   "pcgrad (Yu et al. 2020); gradvac (Wang et al. 2021); cagrad (Liu et al. "
                   "2021); upgrad and dualproj (Quinton & Rey 2024); mgda (Sener & Koltun "
-                  "2018); imtl_g, and imtl (with imtl_l's scales; Liu et al. 2021); nash_mtl (Navon et al. 2022); aligned_mtl "
-                  "(Senushkin et al. 2023).")
+                  "2018); imtl_g, and imtl (with imtl_l's scales; Liu et al. 2021); nash_mtl (Navon et al. 2022); fairgrad "
+                  "(alpha-fair, Ban & Ji 2024); aligned_mtl (Senushkin et al. 2023); config "
+                  "(Liu et al. 2024).")
 flags.DEFINE_list("weighting_options", None, "NAME=VALUE hyper-parameters of --weighting, "
                   "their papers' defaults otherwise: " + "; ".join(
                       f"{m}: " + ", ".join(f"{k}={v}" for k, v in o.items())
