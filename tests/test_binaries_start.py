@@ -56,6 +56,11 @@ def _imports_tensorflow(module, *args):
     (TRAIN, ["--task_set=toy", "--trunk=conv"], "Unknown command line flag 'trunk'"),
     (TRAIN, ["--task_set=nope"], "--task_set=nope is neither an installed"),
     (TRAIN, ["--buckets=8,x"], "--buckets must be integers"),
+    (TRAIN, ["--model_dir=m", "--num_logical_cpus=2"], "only makes sense with --strategy"),
+    (TRAIN, ["--model_dir=m", "--strategy=mirrored", "--num_logical_cpus=2", "--batch_size=7"],
+     "--batch_size=7 must be a multiple of the 2 replicas"),
+    (TRAIN, ["--model_dir=m", "--strategy=multi_worker"],
+     "multi_worker needs TF_CONFIG"),
 ])
 def test_a_bad_flag_is_one_line_before_tensorflow_is_imported(module, args, words):
   imported, code, _, stderr = _imports_tensorflow(module, *args)

@@ -32,7 +32,8 @@ from mtlcore.schedules import LinearDecay
 from mtlcore.trainers.alternating import AlternatingTrainer
 from mtlcore.trainers.joint import JointTrainer
 from mtlcore.trainers import workers
-from mtlcore.trainers.replicas import configure_logical_cpus, per_replica_batch_size
+from mtlcore.trainers.config import per_replica_batch_size
+from mtlcore.trainers.replicas import configure_logical_cpus
 from mtlcore.weighting import make_weighting
 
 

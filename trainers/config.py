@@ -386,3 +386,11 @@ def _describe(annotation):
   options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (
       annotation,)
   return " or ".join(names[o] for o in options)
+
+
+def per_replica_batch_size(batch_size, replicas):
+  """The batch each of `replicas` replicas trains on; the global batch must divide evenly."""
+  if batch_size % replicas:
+    raise ConfigError(f"--batch_size={batch_size} must be a multiple of the {replicas} "
+                      f"replicas the strategy trains on (each gets an equal share).")
+  return batch_size // replicas

@@ -123,11 +123,3 @@ class Replicas:
       return dataset
 
     return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
-
-
-def per_replica_batch_size(batch_size, replicas):
-  """The batch each of `replicas` replicas trains on; the global batch must divide evenly."""
-  if batch_size % replicas:
-    raise ConfigError(f"--batch_size={batch_size} must be a multiple of the {replicas} "
-                      f"replicas the strategy trains on (each gets an equal share).")
-  return batch_size // replicas

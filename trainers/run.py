@@ -30,12 +30,11 @@ from mtlcore import task_set as task_set_lib
 from mtlcore.errors import ConfigError, Interrupted, MtlError, NonFiniteError
 from mtlcore.trainers import build, warm_start, workers
 from mtlcore.trainers import selection as selection_lib
-from mtlcore.trainers.config import TASK_SET_IMPORT, RunConfig
+from mtlcore.trainers.config import TASK_SET_IMPORT, RunConfig, per_replica_batch_size
 from mtlcore.trainers.loop import LoopOptions, TrainingLoop
 from mtlcore.trainers.model_dir import ModelDir
 from mtlcore.trainers.profiling import GraphTrace, ProfileWindow
 from mtlcore.trainers.progress import ProgressLogger, SkippedSteps
-from mtlcore.trainers.replicas import per_replica_batch_size
 from mtlcore.trainers.summaries import Summaries
 
 

@@ -1,4 +1,5 @@
-"""Multi-worker training: the cluster TF_CONFIG names, who writes, and bounded waits for peers.
+"""Multi-worker training: the strategy over the cluster TF_CONFIG names (trainers.cluster), who
+writes, and bounded waits for peers.
 
 Every worker runs the same mtl-train command with its own TF_CONFIG (BUILD.md shows one). The
 chief (task "chief", or worker 0 when the cluster has no chief) owns the model directory: it
@@ -15,8 +16,6 @@ whose peer stops answering mid-run, ends with one line and a non-zero exit inste
 """
 
 import contextlib
-import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -24,46 +23,13 @@ import sys
 import tensorflow as tf
 
 from mtlcore.errors import ConfigError, MtlError
+from mtlcore.trainers.cluster import Role, cluster_role
 
 
 class PeerTimeout(MtlError):
   """A peer stopped answering inside a collective. TensorFlow threads may still wait on it,
   so the binary exits at once (os._exit) after printing the line."""
   exit_now = True
-
-
-@dataclasses.dataclass(frozen=True)
-class Role:
-  """This process' place in the cluster."""
-  task_type: str = "worker"
-  index: int = 0
-  chief: bool = True
-
-  @property
-  def name(self):
-    return f"{self.task_type}:{self.index}"
-
-
-def cluster_role():
-  """The Role TF_CONFIG gives this process (ConfigError naming what is wrong with it)."""
-  text = os.environ.get("TF_CONFIG")
-  if not text:
-    raise ConfigError("--strategy=multi_worker needs TF_CONFIG: the cluster's addresses and "
-                      "this process' task (see BUILD.md, 'Several machines').")
-  try:
-    spec = json.loads(text)
-    cluster, task = spec["cluster"], spec["task"]
-    task_type, index = task["type"], int(task["index"])
-    workers = list(cluster.get("worker", []))
-    chiefs = list(cluster.get("chief", []))
-    address = (chiefs if task_type == "chief" else workers)[index]
-  except (ValueError, KeyError, TypeError, IndexError) as e:
-    raise ConfigError(f"TF_CONFIG is not a cluster spec with this process' task in it "
-                      f"({type(e).__name__}: {e}); see BUILD.md, 'Several machines'.") from None
-  if task_type not in ("chief", "worker") or not address:
-    raise ConfigError(f"TF_CONFIG: task type must be chief or worker, got {task_type!r}.")
-  chief = task_type == "chief" or (not chiefs and index == 0)
-  return Role(task_type, index, chief)
 
 
 _WATCHDOG = """
