@@ -1,8 +1,9 @@
 """Analytic FLOP count of a tagger training step (multiply-adds count as 2 FLOPs).
 
 Counts the matmuls and convolutions that dominate: char CNN, each trunk layer (and an
-architecture's experts, columns or masks), the heads and a CRF head's forward algorithm, over the padded batch (the work actually done). A training step is taken as 3x the forward
-pass (backward costs about twice the forward), the usual estimate.
+architecture's experts, columns or masks), the heads and a CRF head's forward algorithm, over
+the padded batch (the work actually done). A training step is taken as 3x the forward pass
+(backward costs about twice the forward), the usual estimate.
 """
 
 from mtlcore.architectures import multiply_adds

@@ -177,3 +177,17 @@ def test_mtl_train_trains_evaluates_exports_and_mtl_tag_serves(corpus, tmp_path,
   assert tagged.returncode == 0, tagged.stderr
   rows = [line.split() for line in tagged.stdout.splitlines() if line]
   assert len(rows) == 5 and all(len(r) == 3 for r in rows) and rows[0][0] == "John"
+
+
+def test_the_flop_model_counts_the_architecture_in_place_of_the_top_layer():
+  from mtlcore.benchmarks import flops  # pylint: disable=g-import-not-at-top
+  sizes = dict(word_dim=8, char_dim=4, char_filters=4, hidden_size=8)
+  hard = tagger.TaggerConfig(**sizes)
+  mmoe = tagger.TaggerConfig(architecture="mmoe", experts=3, **sizes)
+  shape = dict(batch=4, seq_len=10, max_chars=6, num_tags={"pos": 5, "chunk": 7},
+               tasks=["pos", "chunk"])
+  tokens, h = 40, 8
+  top_bilstm = 2 * tokens * (2 * h * 8 * h + h * 8 * h)  # Its input is the first layer's 2h.
+  mixture = 2 * tokens * multiply_adds("mmoe", 2 * h, 2, mmoe.mixture_sizes())
+  assert (flops.tagger_forward_flops(mmoe, **shape)
+          == flops.tagger_forward_flops(hard, **shape) - top_bilstm + mixture)

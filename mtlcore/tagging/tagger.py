@@ -235,9 +235,10 @@ class TaggerTrunk(SharedTrunk):
   def variables_of(self, representation):
     """"layerN" -> the variables of the N-th BiLSTM or conv layer; a task's representation
     of the architecture -> the top shared layer's (the last layer every task shares)."""
-    if representation.startswith("layer") and representation in self.output_sizes:
-      return self.layers[int(representation[len("layer"):]) - 1].trainable_variables
-    return self.layers[-1].trainable_variables
+    names = [f"layer{i + 1}" for i in range(len(self.layers))]
+    layer = self.layers[names.index(representation)] if representation in names \
+        else self.layers[-1]
+    return layer.trainable_variables
 
   def task_parts(self):
     """Each task's gates, experts, last cross-stitch row or masks (none under "hard")."""
