@@ -22,7 +22,7 @@ class Evaluator:
   `with_loss` is False), "TASK/METRIC" of each in-step and evaluation-only metric
   (Task.eval_metrics; one whose result is a dict gives those keys instead), and for a trunk
   with softmax gates (SharedTrunk.gate_widths) "gates/GATE/expert_E": the gate's mean weight
-  on expert E over the data set's examples.
+  on expert E over the data set's examples (a sentence trunk's: over its real tokens).
   """
 
   def __init__(self, model, tasks, *, with_loss=True):

@@ -55,7 +55,8 @@ class SharedTrunk(tf.Module):
     return {}
 
   def gate_weights(self, features):
-    """{gate name: its softmax weights [B, width]} on a batch (see `gate_widths`)."""
+    """{gate name: its softmax weights [N, width]} on a batch: one row per example (N = B),
+    or per real token for a trunk over sentences (see `gate_widths`)."""
     del features
     return {}
 
@@ -166,7 +167,8 @@ class MultiTaskModel(tf.Module):
 
   def gate_weights(self, features):
     """The trunk's softmax gates on a batch (SharedTrunk.gate_weights, e.g. MMoE's), each
-    [B, width] float32, the features cast as `forward` casts them."""
+    [N, width] float32 (a row per example, or per real token), the features cast as
+    `forward` casts them."""
     gates = self.trunk.gate_weights(self._in_compute_dtype(features))
     return {name: tf.cast(w, tf.float32) for name, w in gates.items()}
 
