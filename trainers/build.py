@@ -19,6 +19,7 @@ JointTrainer over one task (the model then has only that task's head).
 
 import dataclasses
 import math
+import tempfile
 
 import tensorflow as tf
 
@@ -72,10 +73,7 @@ def make_strategy(config):
   on each of them (or on every GPU, when there are GPUs and no logical CPUs were asked for).
   """
   configure_logical_cpus(config.num_logical_cpus)
-  if config.strategy == "default":
-    if config.num_logical_cpus > 1:
-      raise ConfigError(f"--num_logical_cpus={config.num_logical_cpus} only makes sense with "
-                        f"--strategy=mirrored or multi_worker.")
+  if config.strategy == "default":  # RunConfig refuses logical CPUs it would not use.
     return tf.distribute.get_strategy()
   if config.strategy == "mirrored":
     devices = None
@@ -207,7 +205,6 @@ def in_process(config, *, total_steps):
   studies that train and score in memory): resolve, load the data, build the model (its
   assets written to a temporary directory removed at once, so not for a run that exports),
   the streams and the trainer, whose schedules span `total_steps`."""
-  import tempfile  # pylint: disable=g-import-not-at-top
   resolved = resolve(config)
   config, task_set = resolved.config, resolved.task_set
   data = task_set.load_data(config.data_dir)

@@ -261,6 +261,11 @@ class RunConfig:
     if isinstance(self.num_logical_cpus, bool) or not isinstance(self.num_logical_cpus, int) \
         or self.num_logical_cpus < 0:
       raise ConfigError(f"--num_logical_cpus must be >= 0, got {self.num_logical_cpus!r}.")
+    if self.strategy == "default" and self.num_logical_cpus > 1:
+      raise ConfigError(f"--num_logical_cpus={self.num_logical_cpus} only makes sense with "
+                        f"--strategy=mirrored or multi_worker.")
+    if self.strategy == "mirrored" and self.num_logical_cpus and self.batch_size:
+      per_replica_batch_size(self.batch_size, self.num_logical_cpus)  # Its replicas' shares.
     if self.precision not in PRECISIONS:
       raise ConfigError(f"--precision must be one of {list(PRECISIONS)}, got "
                         f"{self.precision!r}.")

@@ -16,7 +16,7 @@ from mtlcore.errors import ConfigError
 from mtlcore.choices import PRECISIONS, SAMPLERS, WEIGHTING_OPTIONS, WEIGHTINGS
 from mtlcore.trainers.cli import task_set_flags
 from mtlcore.trainers import cluster
-from mtlcore.trainers.config import MODES, RunConfig, per_replica_batch_size
+from mtlcore.trainers.config import MODES, RunConfig
 
 FLAGS = flags.FLAGS
 
@@ -192,24 +192,12 @@ def task_set_options():
 
 
 def run_config():
-  """The RunConfig the flags describe (errors name the flag), with the strategy's flags and
-  TF_CONFIG checked as far as they can be without TensorFlow."""
+  """The RunConfig the flags describe (errors name the flag), and for multi_worker
+  TF_CONFIG read now, before TensorFlow starts (trainers.cluster)."""
   config = _run_config()
-  _check_strategy(config)
-  return config
-
-
-def _check_strategy(config):
-  """What trainers.build.make_strategy and the replicas would refuse once TensorFlow is up,
-  refused now: logical CPUs without a strategy to use them, a global batch that the logical
-  CPUs' replicas cannot share evenly, multi_worker without a usable TF_CONFIG."""
-  if config.strategy == "default" and config.num_logical_cpus > 1:
-    raise ConfigError(f"--num_logical_cpus={config.num_logical_cpus} only makes sense with "
-                      f"--strategy=mirrored or multi_worker.")
-  if config.strategy == "mirrored" and config.num_logical_cpus and config.batch_size:
-    per_replica_batch_size(config.batch_size, config.num_logical_cpus)
   if config.strategy == "multi_worker":
     cluster.cluster_role()
+  return config
 
 
 def _run_config():
