@@ -10,8 +10,7 @@ import importlib.util
 
 from absl import flags
 
-from mtlcore.choices import PRECISIONS, WEIGHTINGS
-from mtlcore.synthetic.options import SYNTHETIC
+from mtlcore.choices import ARCHITECTURES, PRECISIONS, WEIGHTINGS
 from mtlcore.errors import ConfigError
 from mtlcore.trainers.cli import common
 from mtlcore.tagging.options import TRUNKS
@@ -24,7 +23,6 @@ TASK_SET = "conll2000"
 FLAGS = flags.FLAGS
 
 # mtl-bench
-ARCHITECTURES = next(o.choices for o in SYNTHETIC.options if o.name == "architecture")
 BENCH_MODES = ("joint", "alternate", "pos", "chunk", "default", "default_lm")
 EXECUTIONS = ("eager", "function", "xla")
 flags.DEFINE_boolean("quick", False, "Tiny sizes and few steps: a smoke run.")

@@ -125,14 +125,10 @@ def _tiny_run_config(data_dir, **fields):
 @pytest.mark.parametrize("mode", ["joint", "alternate"])
 def test_the_lm_loss_falls_on_a_small_fixture(tmp_path, mode):
   data_dir = fixtures.write_dataset(tmp_path / "data", train=120, test=10)
-  resolved = build.resolve(_tiny_run_config(data_dir, mode=mode))
-  config, tagging = resolved.config, resolved.task_set
+  run_config = _tiny_run_config(data_dir, mode=mode)
+  built = build.in_process(run_config, total_steps=run_config.train_steps)
+  config, model, trainer = built.config, built.model, built.trainer
   assert config.tasks == ("pos", "chunk", LM_TASK)
-  data = tagging.load_data(config.data_dir)
-  model, tasks = build.build_model(config, tagging, assets_dir=str(tmp_path), data=data)
-  streams = build.make_streams(config, tagging, data)
-  trainer = build.build_trainer(config, model=model, tasks=tasks, streams=streams,
-                                total_steps=config.train_steps)
   entropy = lambda logs: logs.tasks[LM_TASK].metrics["cross_entropy"]
   first = entropy(trainer.train(3))
   trainer.train(800)

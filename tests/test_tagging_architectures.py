@@ -17,30 +17,14 @@ from mtlcore.errors import ConfigError
 from mtlcore.evaluation import Evaluator
 from mtlcore.optimizers import Adam
 from mtlcore.sampling import TaskSampler
-from mtlcore.tagging import pipeline, tagger
-from mtlcore.tagging.conll2000 import parse_conll
-from mtlcore.tagging.vocab import Featurizer, Vocabularies
+from mtlcore.tagging import tagger
 from mtlcore.trainers import AlternatingTrainer, JointTrainer
 from tests import fixtures
 from tests.binaries import QUICK_TAGGER, TAG, TRAIN, run_in_process
+from tests.test_tagger import _setup  # The tagger on 64 synthetic sentences, its streams.
 
 SMALL = dict(word_dim=8, char_dim=4, char_filters=4, hidden_size=8, experts=3, expert_size=6)
 TASKS = ("pos", "chunk")
-
-
-def _setup(config):
-  sentences = parse_conll(fixtures.conll_text(fixtures.synthetic_sentences(48, seed=0))
-                          .encode())
-  vocab = Vocabularies.build(sentences, TASKS, min_word_count=1)
-  featurizer = Featurizer(vocab)
-  model = tagger.build_tagger(config, num_words=featurizer.num_words,
-                              num_chars=featurizer.num_chars,
-                              num_tags={t: len(vocab.tags[t]) for t in TASKS}, seed=0)
-
-  def stream(tasks, seed):
-    return pipeline.training_dataset(sentences, featurizer=featurizer, vocabularies=vocab,
-                                     tasks=tasks, batch_size=8, seed=seed, buckets=(36,))
-  return model, stream
 
 
 def _parts(model, task):

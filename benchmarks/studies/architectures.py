@@ -33,6 +33,7 @@ from absl import flags
 
 # --write_results and --section: RESULTS.md's section architectures_synthetic and its SVG.
 from mtlcore.benchmarks import report as _report_flags  # pylint: disable=unused-import
+from mtlcore.choices import ARCHITECTURES
 
 FLAGS = flags.FLAGS
 
@@ -204,8 +205,7 @@ def _define_flags():
   """The study's own flags, defined when it runs as a binary (importing the module, as the
   tests do beside the other studies, defines none)."""
   flags.DEFINE_list("correlations", ["0.5", "0.9", "1.0"], "Task correlations p.")
-  flags.DEFINE_list("study_architectures",
-                    ["hard", "moe", "mmoe", "cgc", "ple", "cross_stitch", "mtan"],
+  flags.DEFINE_list("study_architectures", list(ARCHITECTURES),
                     "Synthetic --architecture values to compare.")
   flags.DEFINE_list("study_seeds", ["0", "1", "2", "3", "4"], "Seeds (data and model).")
   flags.DEFINE_integer("study_steps", 4000, "Training steps per run.")
