@@ -26,6 +26,7 @@ def test_a_run_scores_both_splits_at_every_point_and_dev_makes_the_choice():
   runs = {(0.5, "hard"): [fake(1.0, 1.0), fake(1.0, 1.0)],
           (0.5, "mmoe"): [fake(2.0, 0.5), fake(2.0, 0.5)]}  # Better on test, worse on dev.
   lines = study.report(runs, [0.5], ["hard", "mmoe"], {"hard": ("h=1", 10), "mmoe": ("e=1", 10)})
-  assert "| 0.5 | mmoe | e=1 | 10 | 0.5000 ± 0.0000 | 0.500 ± 0.000 | 2.0000 |" in lines
+  assert ("| 0.5 | mmoe | e=1 | 10 | 0.5000 ± 0.0000 | 0.500 ± 0.000 | 2.0000 ± 0.0000 |"
+          in lines)
   assert lines[-1] == "- p = 0.5: dev prefers **hard** (final dev loss 1.0000)."
   assert study.curves_svg(runs, [0.5], ["hard", "mmoe"]).startswith("<svg")

@@ -80,7 +80,7 @@ def report(runs, correlations, architectures, sizes):
   sharing is paired: per seed, the architecture's final test loss over hard sharing's on the
   same data, then mean +- std of those ratios."""
   lines = ["| p | architecture | size | parameters | final test loss (mean ± std) | "
-           "test loss / hard's, same seed (mean ± std) | final dev loss |",
+           "test loss / hard's, same seed (mean ± std) | final dev loss (mean ± std) |",
            "|---|---|---|---|---|---|---|"]
   chosen = []
   for p in correlations:
@@ -89,13 +89,13 @@ def report(runs, correlations, architectures, sizes):
     for a in architectures:
       finals = [r["test"][-1] for r in runs[(p, a)]]
       test_mean, test_std = _mean_std(finals)
-      dev[a] = statistics.mean(r["dev"][-1] for r in runs[(p, a)])
+      dev[a], dev_std = _mean_std([r["dev"][-1] for r in runs[(p, a)]])
       ratio = "-"
       if hard:
         ratio = "{:.3f} ± {:.3f}".format(*_mean_std([x / h for x, h in zip(finals, hard)]))
       size, params = sizes[a]
       lines.append(f"| {p} | {a} | {size} | {params:,} | {test_mean:.4f} ± {test_std:.4f} | "
-                   f"{ratio} | {dev[a]:.4f} |")
+                   f"{ratio} | {dev[a]:.4f} ± {dev_std:.4f} |")
     best = min(dev, key=dev.get)
     chosen.append(f"- p = {p}: dev prefers **{best}** (final dev loss {dev[best]:.4f}).")
   return lines + [""] + chosen
