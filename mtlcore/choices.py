@@ -11,7 +11,7 @@ ARCHITECTURES = ("hard", "moe", "mmoe", "cgc", "ple", "cross_stitch", "mtan")
 SAMPLERS = ("uniform", "proportional", "temperature", "annealed", "weighted", "round_robin")
 WEIGHTINGS = ("sum", "static", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "gls", "famo",
               "pcgrad", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",
-              "aligned_mtl", "gradvac", "config", "fairgrad")
+              "aligned_mtl", "gradvac", "config", "fairgrad", "graddrop", "db_mtl", "stch")
 
 # Each weighting's hyper-parameters (--weighting_options=NAME=VALUE,...) and their papers'
 # defaults; a method not listed has none.
@@ -30,6 +30,9 @@ WEIGHTING_OPTIONS = {
     "aligned_mtl": {"rank_tolerance": 1e-6},
     "gradvac": {"beta": 0.01},
     "config": {"rank_tolerance": 1e-6},
+    "graddrop": {"leak": 0.0},
+    "db_mtl": {"beta": 0.9, "beta_sigma": 0.0},
+    "stch": {"mu": 1.0, "warmup_epochs": 4},
 }
 
 
@@ -54,12 +57,12 @@ def weighting_options(method, items):
                        f"{'an integer' if kind is int else 'a number'}, got {text!r}.") from None
     if value != value or value in (float("inf"), float("-inf")):
       raise ValueError(f"--weighting_options: {name} must be a finite number, got {text!r}.")
-    positive = name in ("iterations", "temperature") or (method, name) == ("fairgrad", "alpha")
+    positive = name in ("iterations", "temperature", "mu") or (method, name) == ("fairgrad",
+                                                                              "alpha")
     if not (value > 0 if positive else value >= 0):
       raise ValueError(f"--weighting_options: {name} must be "
                        f"{'positive' if positive else 'non-negative'}, got {text!r}.")
-    if name == "beta" and value > 1:
-      raise ValueError(f"--weighting_options: beta is a moving average's rate in [0, 1], "
-                       f"got {text!r}.")
+    if name in ("beta", "leak") and value > 1:
+      raise ValueError(f"--weighting_options: {name} must be in [0, 1], got {text!r}.")
     values[name] = value
   return values

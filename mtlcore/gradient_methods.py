@@ -144,6 +144,34 @@ def gradvac(grads, orders, targets, beta):
   return tf.reduce_sum(altered, axis=0), new_targets
 
 
+def graddrop(grads, uniform, leak=0.0, labelled=None):
+  """Gradient Sign Dropout (Chen et al. 2020, "Just pick a sign"), on the shared parameters'
+  gradients: per column i (one shared parameter), the positive sign purity
+  P_i = (1 + sum_k g_ki / sum_k |g_ki|) / 2; with a uniform draw U_i, the column keeps the
+  tasks' positive entries where U_i < P_i and their negative entries where U_i > P_i, and the
+  rest are scaled by `leak` (0: dropped; 1: the plain sum). The direction is the sum of the
+  kept rows, so a column where no two tasks disagree in sign is `sum`'s exactly (its purity is
+  0 or 1). The paper places the operation at an activation layer (gradients summed over the
+  batch against the sign of the layer's input); here it acts on the trainer's [K, P] rows,
+  every shared parameter a column. An unlabelled task's zero row has no sign and changes no
+  purity.
+
+  Args:
+    grads: float32 [K, P]; uniform: float32 [P] in [0, 1) (the step's draws); leak: in [0, 1];
+    labelled: bool [K] or None (all).
+  Returns:
+    (direction [P], weights [K]: 1 for a labelled task, 0 for the others).
+  """
+  labelled, mask, _ = _mask(labelled, grads.shape[0])
+  grads = grads * mask[:, None]
+  total = tf.reduce_sum(grads, axis=0)
+  magnitude = tf.reduce_sum(tf.abs(grads), axis=0)
+  purity = 0.5 * (1.0 + total / tf.maximum(magnitude, 1e-30))
+  keep = tf.where(uniform[None] < purity[None], grads > 0, grads < 0)
+  kept = grads * tf.where(keep, 1.0, leak)
+  return tf.reduce_sum(kept, axis=0), mask
+
+
 def cagrad_simplex_weights(gram, c, iterations=200, labelled=None):
   """CAGrad's inner problem (Liu et al. 2021): w on the simplex minimising
   F(w) = w^T G g0 + c |g0| |G^T w|, with G the task gradients, g0 their mean; in terms of the
@@ -436,6 +464,33 @@ def config(grads, labelled=None, rank_tolerance=1e-6):
   projections = tf.reduce_sum(ones * tf.linalg.matvec(gram, on_raw)) / safe  # sum_k g_k . g_u
   weights = tf.where(positive, on_raw * projections / safe, 0.0)
   return _combine(grads, tf.where(labelled, weights, 0.0))
+
+
+# ---------------------------------------------------------------------- moving averages
+
+
+def db_mtl(grads, buffer, rate, labelled=None):
+  """DB-MTL's gradient-magnitude balancing (Lin & Zhang 2023, "Dual-balancing for multi-task
+  learning"), one step: each labelled task's moving average of its gradient moves,
+  m_k <- rate m_k + (1 - rate) g_k, and the direction is sum_k (max_j |m_j| / |m_k|) m_k,
+  every task's average scaled to the largest's norm. `grads` are the gradients of the
+  log-losses (the method's loss-scale balancing: `DualBalancing.task_losses`). An unlabelled
+  task's average is kept as it is and takes no part; a zero average gets weight 0.
+
+  Paper's scale (every task at the largest norm; no bias correction of the averages, as the
+  paper's Algorithm 1).
+
+  Args:
+    grads: float32 [K, P]; buffer: float32 [K, P], the averages (start 0); rate: float32
+      scalar in [0, 1], the paper's beta_t = beta / t^sigma; labelled: bool [K] or None (all).
+  Returns:
+    (direction [P], weights [K], new buffer [K, P]).
+  """
+  labelled, mask, _ = _mask(labelled, grads.shape[0])
+  moved = tf.where(labelled[:, None], rate * buffer + (1.0 - rate) * grads, buffer)
+  norms = tf.norm(moved, axis=1) * mask
+  weights = tf.where(norms > 0, tf.reduce_max(norms) / tf.maximum(norms, 1e-30), 0.0)
+  return tf.linalg.matvec(moved, weights, transpose_a=True), weights, moved
 
 
 def cosines_to_the_rest(grads):

@@ -3,11 +3,13 @@
 Two families, one interface (`Weighting`), chosen by --weighting (mtlcore.choices.WEIGHTINGS)
 with hyper-parameters from --weighting_options (their papers' defaults otherwise):
 - loss weighting (`sum`, `static`, `uncertainty`, `dwa`, `gradnorm`, `rlw`, `imtl_l`, `gls`,
-  `famo`): the update is the gradient of sum_k w_k L_k (+ a regulariser for `uncertainty` and
-  `imtl_l`); one backward pass, as plain `sum` (`gradnorm` adds one per task, from the loss
-  down to the last shared layer only; `famo` one forward pass, for the losses after the update).
+  `famo`, `stch`): the update is the gradient of sum_k w_k L_k (+ a regulariser for
+  `uncertainty` and `imtl_l`; a function of the losses for `gls` and `stch`); one backward
+  pass, as plain `sum` (`gradnorm` adds one per task, from the loss down to the last shared
+  layer only; `famo` one forward pass, for the losses after the update).
 - gradient methods (`pcgrad`, `gradvac`, `cagrad`, `upgrad`, `dualproj`, `mgda`, `imtl_g`,
-  `imtl`, `nash_mtl`, `fairgrad`, `aligned_mtl`, `config`; their pure functions are in
+  `imtl`, `nash_mtl`, `fairgrad`, `aligned_mtl`, `config`, `graddrop`, `db_mtl`; their pure
+  functions are in
   mtlcore.gradient_methods and re-exported here under the same names): each task's
   gradient on the shared variables of the owner map (mtlcore.ownership) is computed
   separately, the K gradients, flattened to a [K, P] matrix, are combined into one [P]
@@ -19,7 +21,7 @@ The loss weightings' math is in pure functions here (`uncertainty_total`, `dwa_w
 numpy references in tests/test_weighting.py (the gradient methods' in
 tests/test_gradient_methods.py). The modules around them hold what must survive a restart
 (learned log-variances and scales, DWA's loss averages, GradNorm's weights, GradVac's cosine
-targets, FAMO's logits) as variables, so a checkpoint of the trainer holds them and resume
+targets, FAMO's logits, STCH's warm-up losses, DB-MTL's [K, P] gradient averages) as variables, so a checkpoint of the trainer holds them and resume
 stays exact. Everything runs inside the compiled step. Every method reports per task
 the weight it gave the task's loss (`weights`), and the gradient methods the cosine between
 the task's gradient and the sum of the others' (`cosines`); the joint trainer logs both per
@@ -39,8 +41,8 @@ from mtlcore.errors import ConfigError
 # The gradient methods' pure functions, under the names the flags use.
 from mtlcore import gradient_methods
 from mtlcore.gradient_methods import (aligned_mtl, cagrad, cagrad_simplex_weights,  # pylint: disable=unused-import
-                                      config, cosines_to_the_rest, dualproj, fairgrad,
-                                      gradvac, imtl_g, mgda, nash_mtl, pcgrad, upgrad)
+                                      config, cosines_to_the_rest, db_mtl, dualproj, fairgrad,
+                                      graddrop, gradvac, imtl_g, mgda, nash_mtl, pcgrad, upgrad)
 
 
 # ---------------------------------------------------------------------------- pure functions
@@ -184,6 +186,41 @@ def famo_logit_gradient(logits, losses_before, losses_after, labelled):
 # ----------------------------------------------------------------------------------- modules
 
 
+LOG_EPSILON = 1e-8  # Added to a loss inside a logarithm (stch, db_mtl), as LibMTL's DB-MTL.
+
+
+def log_losses_total(losses, labelled):
+  """sum_k log(L_k + LOG_EPSILON) over the labelled tasks, and its weights 1 / (L_k + eps):
+  STCH's warm-up objective and DB-MTL's loss-scale balancing (each task's gradient divided by
+  its loss)."""
+  labelled = tf.convert_to_tensor(labelled)
+  return (tf.reduce_sum(tf.where(labelled, tf.math.log(losses + LOG_EPSILON), 0.0)),
+          tf.where(labelled, 1.0 / (losses + LOG_EPSILON), 0.0))
+
+
+def stch_total(losses, nadir, mu, labelled):
+  """Smooth Tchebycheff scalarisation (Lin et al. 2024), as its multi-task code applies it to
+  normalised log-losses: m mu log sum_k exp(log(L_k / z_k + eps) / mu) over the m labelled
+  tasks, z_k the task's nadir loss (its mean loss over the warm-up's last epoch). As mu -> 0
+  it is m times the largest normalised log-loss (Tchebycheff); mu smooths the max into a
+  log-sum-exp, whose gradient weighs the tasks by a softmax that favours the worst-off.
+
+  Args:
+    losses: float32 [K]; nadir: float32 [K] > 0; mu: > 0; labelled: bool [K] (the others take
+      no part and get weight 0).
+  Returns:
+    (total scalar, 0 with no labelled task; weights d total / d L_k
+     = m softmax_k / (L_k + eps z_k) [K]).
+  """
+  labelled = tf.convert_to_tensor(labelled)
+  m = tf.reduce_sum(tf.cast(labelled, tf.float32))
+  terms = tf.where(labelled, tf.math.log(losses / nadir + LOG_EPSILON) / mu, -1e30)
+  any_labelled = tf.reduce_any(labelled)
+  total = tf.where(any_labelled, m * mu * tf.reduce_logsumexp(terms), 0.0)
+  weights = m * tf.nn.softmax(terms) / (losses + LOG_EPSILON * nadir)
+  return total, tf.where(labelled, tf.stop_gradient(weights), 0.0)
+
+
 class Weighting(tf.Module):
   """Base: fixed weights (1 each for `sum`, the given ones for `static`).
 
@@ -194,6 +231,10 @@ class Weighting(tf.Module):
   needs_task_gradients = False
   needs_layer_norms = False  # GradNorm: the trainer gives after_step |grad_W L_k| [K].
   needs_losses_after_update = False  # FAMO: after_step gets the losses after the update.
+  # DB-MTL: state per shared parameter, [K, P]; the trainer calls build(P) once, P the size
+  # of the model's shared trained variables, and gives combine_gradients rows over all of
+  # them (zero columns for those no task reaches in the step).
+  needs_gradient_state = False
   # Whether `total` is linear in the losses, d total / d L_k not depending on L (under a
   # tf.distribute strategy each replica can then weigh its own share of each loss).
   linear_in_losses = True
@@ -232,6 +273,11 @@ class Weighting(tf.Module):
     """{task: its own trained variables}: a step where the task has no label leaves them
     and their optimizer slots unchanged, as it leaves the task's head."""
     return {}
+
+  def build(self, columns):
+    """Makes the per-parameter state of a method with `needs_gradient_state` (`columns`: P,
+    the number of shared parameters); the others have none."""
+    del columns
 
 
 class Uncertainty(Weighting):
@@ -534,6 +580,103 @@ class ImpartialMTL(ImpartialLossScaling):
     return direction, a * tf.exp(tf.stack(self.log_scales))
 
 
+class GradDrop(Weighting):
+  """GradDrop (`graddrop`): each step draws its uniforms afresh from the step's seed."""
+
+  needs_task_gradients = True
+
+  def __init__(self, tasks, *, leak=0.0, name=None):
+    super().__init__(tasks, name=name)
+    self.leak = float(leak)
+
+  def combine_gradients(self, grads, seed, labelled):
+    columns = grads.shape[1] if grads.shape[1] is not None else tf.shape(grads)[1]
+    return graddrop(grads, _uniform(tf.stack([columns]), seed), self.leak, labelled)
+
+
+class DualBalancing(Weighting):
+  """DB-MTL (Lin & Zhang 2023): loss-scale balancing (each task differentiates log L_k, so
+  its gradient is divided by its loss; heads too) and gradient-magnitude balancing
+  (`db_mtl`: moving averages of the log-losses' gradients on the shared variables, each scaled
+  to the largest's norm). The averages are state, [K, P] float32 (P shared parameters: the
+  checkpoint grows by 4 K P bytes), moved only by an applied step, with the count of applied
+  steps that sets the rate beta / t^beta_sigma (the paper's defaults: beta 0.9, sigma 0).
+  Reports per task the scale its average got."""
+
+  needs_task_gradients = True
+  needs_gradient_state = True
+
+  def __init__(self, tasks, *, beta=0.9, beta_sigma=0.0, name=None):
+    super().__init__(tasks, name=name)
+    self.beta, self.beta_sigma = float(beta), float(beta_sigma)
+    self.steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="applied_steps")
+    self.averages = None
+    self._pending = None
+
+  def build(self, columns):
+    self.averages = tf.Variable(tf.zeros([len(self.task_names), columns]), trainable=False,
+                                name="gradient_averages")
+
+  def task_losses(self, losses, labelled):
+    return tf.where(labelled, tf.math.log(losses + LOG_EPSILON), 0.0)
+
+  def total(self, losses, labelled, seed=None):
+    # Only logged: a gradient method's update is combine_gradients' of task_losses.
+    return log_losses_total(losses, labelled)
+
+  def combine_gradients(self, grads, seed, labelled):
+    del seed
+    if self.averages is None:
+      raise ValueError("DualBalancing.build(columns) must run before its first step.")
+    t = tf.cast(self.steps + 1, tf.float32)
+    rate = self.beta / t ** self.beta_sigma
+    direction, weights, self._pending = db_mtl(grads, self.averages, rate, labelled)
+    return direction, weights
+
+  def after_step(self, losses, labelled, layer_norms=None, losses_after=None):
+    if self._pending is not None:
+      self.averages.assign(self._pending)
+      self.steps.assign_add(1)
+
+
+class SmoothTchebycheff(Weighting):
+  """STCH (Lin et al. 2024), as its multi-task code: for `warmup_epochs` epochs (of `period`
+  steps) the objective is the sum of the log-losses (`log_losses_total`), and each task's
+  mean loss over the warm-up's last epoch (over the steps where it had a label) becomes its
+  nadir z_k; then `stch_total`. With no warm-up z_k = 1. The step count and the loss sums are
+  state (in the checkpoint), moved only by an applied step."""
+
+  linear_in_losses = False
+
+  def __init__(self, tasks, *, mu=1.0, warmup_epochs=4, period=1, name=None):
+    super().__init__(tasks, name=name)
+    self.mu = float(mu)
+    self.warmup_steps = int(warmup_epochs) * int(period)
+    self.last_epoch_start = max(int(warmup_epochs) - 1, 0) * int(period)
+    k = len(self.task_names)
+    self.steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="applied_steps")
+    self.loss_sums = tf.Variable(tf.zeros([k]), trainable=False, name="warmup_loss_sums")
+    self.loss_counts = tf.Variable(tf.zeros([k]), trainable=False, name="warmup_loss_counts")
+
+  def nadir(self):
+    """[K]: each task's mean warm-up loss (1 where it had none)."""
+    return tf.where(self.loss_counts > 0,
+                    self.loss_sums / tf.maximum(self.loss_counts, 1.0), 1.0)
+
+  def total(self, losses, labelled, seed=None):
+    warm_total, warm_weights = log_losses_total(losses, labelled)
+    total, weights = stch_total(losses, self.nadir(), self.mu, labelled)
+    warming = self.steps < self.warmup_steps
+    return tf.where(warming, warm_total, total), tf.where(warming, warm_weights, weights)
+
+  def after_step(self, losses, labelled, layer_norms=None, losses_after=None):
+    counted = (labelled & (self.steps >= self.last_epoch_start)
+               & (self.steps < self.warmup_steps))
+    self.loss_sums.assign_add(tf.where(counted, losses, 0.0))
+    self.loss_counts.assign_add(tf.cast(counted, tf.float32))
+    self.steps.assign_add(1)
+
+
 _GRAM_METHODS = {"upgrad": upgrad, "dualproj": dualproj, "mgda": mgda, "imtl_g": imtl_g,
                  "nash_mtl": nash_mtl, "fairgrad": fairgrad, "aligned_mtl": aligned_mtl,
                  "config": config}
@@ -542,7 +685,8 @@ _GRAM_METHODS = {"upgrad": upgrad, "dualproj": dualproj, "mgda": mgda, "imtl_g":
 def make_weighting(method, tasks, *, weights=None, period=None, options=None):
   """The Weighting for `method` (one of METHODS) over `tasks` (names, in order).
 
-  weights: `static`'s per-task weights; period: `dwa`'s period in steps; options: the
+  weights: `static`'s per-task weights; period: `dwa`'s period and `stch`'s epoch in steps
+  (the trainer's steps per epoch); options: the
   method's hyper-parameters (mtlcore.choices.WEIGHTING_OPTIONS), its papers' defaults
   where not given.
   """
@@ -579,4 +723,10 @@ def make_weighting(method, tasks, *, weights=None, period=None, options=None):
     return CAGrad(tasks, name=method, **options)
   if method == "imtl":
     return ImpartialMTL(tasks, name=method, **options)
+  if method == "graddrop":
+    return GradDrop(tasks, name=method, **options)
+  if method == "db_mtl":
+    return DualBalancing(tasks, name=method, **options)
+  if method == "stch":
+    return SmoothTchebycheff(tasks, period=period or 1, name=method, **options)
   return GramMethod(tasks, _GRAM_METHODS[method], method, **options)

@@ -219,10 +219,12 @@ def errors(data_dir):
 # One weighting of each way under a strategy: linear in the losses, one backward pass per
 # replica (uncertainty: its own variables' gradient taken across replicas); from per-task
 # rows summed over replicas: non-linear (famo, with its second forward pass), gradnorm (its
-# layer norms), a gradient method (imtl: rows of the scaled losses, its own variables). Each
+# layer norms), a gradient method (imtl: rows of the scaled losses, its own variables;
+# db_mtl: its [K, P] moving averages, one copy per replica, over every shared column). Each
 # costs 8-15 s of this process. Left out for time, the same paths: rlw (its draws, 1.5e-8
-# apart from one device when last run), gls, pcgrad, upgrad (0.6e-7 .. 0.75e-7).
-METHODS = ("uncertainty", "famo", "gradnorm", "imtl")
+# apart from one device when last run), gls, stch, pcgrad, graddrop, upgrad (0.6e-7 ..
+# 0.75e-7).
+METHODS = ("uncertainty", "famo", "gradnorm", "imtl", "db_mtl")
 
 
 def methods(data_dir):
@@ -230,7 +232,8 @@ def methods(data_dir):
   batch: 3 synthetic regression tasks on an MMoE trunk (each task's gate is its own part of
   the trunk), task t1 unlabelled in one replica's half of step 1 and in all of step 2.
   Prints {method: [largest |difference| over every model and weighting variable after STEPS
-  steps, largest |value| of those variables, largest |difference| of the logged weights]}."""
+  steps, largest |value| of those variables, largest |difference| of the logged weights,
+  largest |difference| between a mirrored variable's replica copies]}."""
   del data_dir
   from mtlcore.weighting import make_weighting  # pylint: disable=g-import-not-at-top
   strategy = mirrored()
@@ -261,9 +264,11 @@ def methods(data_dir):
       logs = trainers[-1].train(STEPS)
       weights.append([logs.tasks[t].metrics["weight"] for t in tasks])
     state = lambda t: list(t.model.variables_to_train()) + list(t.weighting.variables)
+    copies = [float(np.max(np.abs(np.subtract(c.numpy(), v.values[0].numpy(), dtype=np.float64))))
+              for v in state(trainers[0]) for c in getattr(v, "values", [v])]
     out[method] = [max_diff(state(trainers[0]), state(trainers[1])),
                    max(float(np.max(np.abs(v.numpy()))) for v in state(trainers[1])),
-                   float(np.max(np.abs(np.subtract(*weights))))]
+                   float(np.max(np.abs(np.subtract(*weights)))), max(copies)]
     print(method, out[method], f"{time.time() - started:.1f} s", file=sys.stderr, flush=True)
   print(json.dumps(out))
 

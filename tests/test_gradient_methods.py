@@ -21,7 +21,7 @@ from tests.test_keras_parts import _masked_squared
 
 GRAM_METHODS = ["upgrad", "dualproj", "mgda", "imtl_g", "nash_mtl", "fairgrad", "aligned_mtl",
                 "config"]
-ALL = GRAM_METHODS + ["pcgrad", "gradvac", "cagrad", "imtl"]
+ALL = GRAM_METHODS + ["pcgrad", "gradvac", "cagrad", "imtl", "graddrop", "db_mtl"]
 SEED = tf.constant([3, 4], tf.int64)
 
 
@@ -32,9 +32,17 @@ def _conflicting(k, p=9, seed=0):
   return grads.astype(np.float32)
 
 
+def _made(method, k, columns):
+  """The Weighting `method` over K tasks, its per-parameter state (if any) built for
+  `columns` shared parameters, as the joint trainer builds it."""
+  made = weighting.make_weighting(method, [f"t{i}" for i in range(k)])
+  made.build(columns)
+  return made
+
+
 def _combine(method, grads, labelled=None):
   k = grads.shape[0]
-  method = weighting.make_weighting(method, [f"t{i}" for i in range(k)])
+  method = _made(method, k, grads.shape[1])
   labelled = np.ones(k, bool) if labelled is None else labelled
   direction, weights = method.combine_gradients(tf.constant(grads), SEED, tf.constant(labelled))
   return direction.numpy().astype(np.float64), weights.numpy().astype(np.float64)
@@ -102,7 +110,7 @@ def _op_count(function, k):
 @pytest.mark.parametrize("method", [m for m in ALL if m != "imtl"])
 def test_the_graph_does_not_grow_with_the_number_of_tasks(method):
   def at(k):
-    combine = weighting.make_weighting(method, [f"t{i}" for i in range(k)]).combine_gradients
+    combine = _made(method, k, 5).combine_gradients
     return _op_count(lambda g: combine(g, SEED, tf.ones([k], tf.bool)), k)
   assert at(4) == at(16)
 
@@ -329,6 +337,68 @@ def test_gradvac_follows_the_paper_and_moves_its_targets():
   np.testing.assert_allclose(zero, pc, rtol=1e-5, atol=1e-6)  # Targets 0: PCGrad's rule.
 
 
+def test_graddrop_follows_the_paper_and_keeps_agreeing_columns():
+  """Per column: purity P = (1 + sum g / sum |g|) / 2; positive entries kept where U < P,
+  negative where U > P, the rest times the leak. A column where the tasks agree in sign is
+  the plain sum's; leak 1 is the plain sum."""
+  grads = _conflicting(3, p=40, seed=6)
+  grads[:, :5] = np.abs(grads[:, :5])  # Columns where every task agrees.
+  uniform = np.random.default_rng(7).random(40).astype(np.float32)
+  for leak in (0.0, 0.3):
+    direction, weights = gm.graddrop(tf.constant(grads), tf.constant(uniform), leak)
+    g = grads.astype(np.float64)
+    purity = 0.5 * (1 + g.sum(0) / np.abs(g).sum(0))
+    keep = np.where(uniform < purity, g > 0, g < 0)
+    np.testing.assert_allclose(direction, (g * np.where(keep, 1.0, leak)).sum(0),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(direction[:5], g[:, :5].sum(0), rtol=1e-6)
+    assert weights.numpy().tolist() == [1.0, 1.0, 1.0]
+  plain, _ = gm.graddrop(tf.constant(grads), tf.constant(uniform), 1.0)
+  np.testing.assert_allclose(plain, grads.sum(0), rtol=1e-5, atol=1e-6)
+  assert 0 < np.mean(keep[:, 5:]) < 1  # Some entries dropped, some kept.
+
+
+def _db_mtl_paper(grads_per_step, masks, beta, sigma):
+  """DB-MTL's Algorithm 1 in numpy: moving averages of the log-losses' gradients, each scaled
+  to the largest's norm; an unlabelled task's average kept and left out."""
+  buffer = np.zeros_like(grads_per_step[0])
+  directions = []
+  for t, (g, mask) in enumerate(zip(grads_per_step, masks), start=1):
+    rate = beta / t ** sigma
+    buffer = np.where(mask[:, None], rate * buffer + (1 - rate) * g, buffer)
+    norms = np.linalg.norm(buffer, axis=1) * mask
+    alpha = np.where(norms > 0, norms.max() / np.where(norms > 0, norms, 1), 0)
+    directions.append(alpha @ buffer)
+  return directions, buffer
+
+
+def test_db_mtl_follows_the_papers_algorithm_over_steps():
+  """Five steps of `DualBalancing` (its moving averages as state, the rate beta / t^sigma) in
+  the trainer's order (combine, then after_step once the update is applied) against the
+  paper's algorithm; task 2 unlabelled in step 3. Every labelled task's scaled average has
+  the largest's norm."""
+  rng = np.random.default_rng(8)
+  steps = [(rng.normal(size=(3, 12)) * [[1.0], [10.0], [0.1]]).astype(np.float32)
+           for _ in range(5)]
+  masks = [np.array([True, True, m]) for m in (True, True, False, True, True)]
+  for beta, sigma in ((0.9, 0.0), (0.5, 0.5)):
+    made = weighting.make_weighting("db_mtl", ["a", "b", "c"],
+                                    options={"beta": beta, "beta_sigma": sigma})
+    made.build(12)
+    want, want_buffer = _db_mtl_paper([s.astype(np.float64) for s in steps], masks, beta,
+                                      sigma)
+    for g, mask, w in zip(steps, masks, want):
+      g = g * mask[:, None]  # The trainer's rows: an unlabelled task's is zero.
+      direction, weights = made.combine_gradients(tf.constant(g), SEED, tf.constant(mask))
+      made.after_step(None, tf.constant(mask))
+      np.testing.assert_allclose(direction, w, rtol=1e-4, atol=1e-6)
+      scaled = weights.numpy()[:, None] * made.averages.numpy()
+      norms = np.linalg.norm(scaled[mask], axis=1)
+      np.testing.assert_allclose(norms, norms.max(), rtol=1e-5)
+    np.testing.assert_allclose(made.averages, want_buffer, rtol=1e-5, atol=1e-7)
+    assert int(made.steps.numpy()) == 5
+
+
 # ------------------------------------------------------------------------- all of them
 
 
@@ -363,7 +433,7 @@ def test_every_method_runs_at_64_tasks_compiled(method):
   rng = np.random.default_rng(2)
   grads = rng.normal(size=(64, 30)).astype(np.float32)
   labelled = rng.random(64) > 0.2
-  combine = weighting.make_weighting(method, [f"t{i}" for i in range(64)]).combine_gradients
+  combine = _made(method, 64, 30).combine_gradients
   step = tf.function(lambda g, l: combine(g, SEED, l), jit_compile=True)
   direction, weights = step(tf.constant(grads), tf.constant(labelled))
   assert np.isfinite(direction.numpy()).all()

@@ -220,6 +220,49 @@ def test_famo_matches_its_algorithm_in_numpy_and_an_unlabelled_task_keeps_its_st
   assert np.ptp(famo.logits.numpy()) > 1e-3  # The tasks' weights moved apart.
 
 
+def test_stch_follows_its_formula_and_its_warm_up_sets_the_nadir():
+  """stch_total against numpy (its weights its gradient); the warm-up's objective is the sum
+  of log-losses, and each task's nadir its mean loss over the warm-up's last epoch, counted
+  only where it had a label."""
+  losses = tf.constant([0.5, 2.0, 0.1, 3.0])
+  nadir = tf.constant([1.0, 8.0, 0.5, 1.0])
+  labelled = tf.constant([True, True, True, False])
+  for mu in (1.0, 0.1):
+    with tf.GradientTape() as tape:
+      tape.watch(losses)
+      total, weights = weighting.stch_total(losses, nadir, mu, labelled)
+    l, z = losses.numpy()[:3].astype(np.float64), nadir.numpy()[:3].astype(np.float64)
+    terms = np.log(l / z + weighting.LOG_EPSILON) / mu
+    want = 3 * mu * np.log(np.exp(terms).sum())
+    np.testing.assert_allclose(total, want, rtol=1e-5)
+    np.testing.assert_allclose(weights, tape.gradient(total, losses), rtol=1e-5, atol=1e-7)
+    assert weights.numpy()[3] == 0.0
+  # As mu falls the total approaches 3 times the largest normalised log-loss (task 1: 0.5/1).
+  np.testing.assert_allclose(weighting.stch_total(losses, nadir, 1e-3, labelled)[0],
+                             3 * np.log(0.5 + weighting.LOG_EPSILON), rtol=1e-2)
+
+  stch = weighting.make_weighting("stch", ["a", "b"], period=3,
+                                  options={"warmup_epochs": 2, "mu": 0.5})
+  rng = np.random.default_rng(4)
+  seen = []
+  for step in range(8):
+    x = rng.random(2).astype(np.float32) + 0.5
+    mask = np.array([True, step != 4])
+    total, _ = stch.total(tf.constant(x), tf.constant(mask))
+    if step < 6:  # The warm-up: 2 epochs of 3 steps.
+      np.testing.assert_allclose(total, np.log(x[mask] + weighting.LOG_EPSILON).sum(),
+                                 rtol=1e-6)
+    else:
+      want, _ = weighting.stch_total(tf.constant(x), tf.constant(nadir_want), 0.5,
+                                     tf.constant(mask))
+      np.testing.assert_allclose(total, want, rtol=1e-6)
+    if step in (3, 4, 5):
+      seen.append(np.where(mask, x, np.nan))
+    stch.after_step(tf.constant(x), tf.constant(mask))
+    nadir_want = np.nanmean(seen, axis=0) if seen else None
+  np.testing.assert_allclose(stch.nadir(), nadir_want, rtol=1e-6)  # b: steps 3 and 5 only.
+
+
 def test_cosines_to_the_rest_match_numpy():
   grads = np.array([[1.0, 0.0, 1.0], [0.0, 2.0, 1.0], [-1.0, 1.0, 0.0]], np.float32)
   got = weighting.cosines_to_the_rest(tf.constant(grads)).numpy()
@@ -229,11 +272,12 @@ def test_cosines_to_the_rest_match_numpy():
     np.testing.assert_allclose(got[k], want, rtol=1e-6)
 
 
-def _trainer(method, seed=0):
+def _trainer(method, seed=0, options=None):
   names = [t.name for t in toy_tasks()]
   return JointTrainer(model=build_toy_model(seed=seed), tasks=toy_tasks(), optimizer=Adam(0.01),
                       dataset=toy_dataset(512, batch_size=16, seed=seed),
-                      weighting=weighting.make_weighting(method, names, period=8), seed=seed)
+                      weighting=weighting.make_weighting(method, names, period=8,
+                                                         options=options), seed=seed)
 
 
 def test_uncertainty_learns_its_log_variances_and_dwa_moves_off_one():
@@ -269,18 +313,21 @@ def test_gradnorm_moves_its_weights_and_keeps_their_sum():
 
 # One method per kind of state a weighting keeps: learned log-variances (uncertainty; imtl_l's
 # and imtl's scales are the same kind), a loss history (dwa), learned weights and the first
-# losses (gradnorm), draws from the step's seed (pcgrad; rlw's are the same kind), moving
-# targets (gradvac), logits and their update count (famo). The Gram methods keep none.
+# losses (gradnorm), draws from the step's seed (pcgrad; rlw's and graddrop's are the same
+# kind), moving targets (gradvac), logits and their update count (famo), per-parameter moving
+# averages [K, P] (db_mtl), warm-up loss sums read after the warm-up (stch: its 2 epochs of 8
+# steps end after the checkpoint). The Gram methods keep none.
 @pytest.mark.parametrize("method", ["uncertainty", "dwa", "gradnorm", "pcgrad", "gradvac",
-                                    "famo"])
+                                    "famo", "db_mtl", "stch"])
 def test_resume_from_a_checkpoint_is_bitwise_exact(method, tmp_path):
   """24 steps straight against a new trainer that restores the checkpoint of step 12."""
-  straight = _trainer(method)
+  options = {"warmup_epochs": 2} if method == "stch" else None
+  straight = _trainer(method, options=options)
   straight.train(12)
   path = tf.train.Checkpoint(trainer=straight).write(str(tmp_path / "ckpt"))
   straight.train(12)
 
-  resumed = _trainer(method)
+  resumed = _trainer(method, options=options)
   tf.train.Checkpoint(trainer=resumed).read(path).assert_consumed()
   resumed.train(12)
   for a, b in zip(straight.trainable_variables + straight.weighting.variables,
@@ -300,7 +347,7 @@ def test_weighting_flags_are_checked_in_the_config():
   with pytest.raises(ConfigError, match="--weighting_options: 'c=1' is not NAME=VALUE .* "
                                         "--weighting=mgda \\(it has: ridge\\)"):
     RunConfig(task_set="toy", weighting="mgda", weighting_options=("c=1",))
-  with pytest.raises(ConfigError, match="beta is a moving average's rate in \\[0, 1\\]"):
+  with pytest.raises(ConfigError, match="beta must be in \\[0, 1\\]"):
     RunConfig(task_set="toy", weighting="gradvac", weighting_options=("beta=2",))
   with pytest.raises(ConfigError, match="temperature must be positive, got '0'"):
     weighting.make_weighting("dwa", ["a", "b"], options={"temperature": 0})

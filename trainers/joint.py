@@ -63,6 +63,10 @@ class JointTrainer(Trainer):
       raise ConfigError(f"The weighting is over tasks {list(weighting.task_names)}, the "
                         f"trainer's are {list(self.tasks)}.")
     self.weighting = weighting
+    self._state_columns = None
+    if weighting.needs_gradient_state:  # Its state has a column per shared parameter.
+      self._state_columns = self._by_owner(self._variables())[0]
+      weighting.build(sum(v.shape.num_elements() for v in self._state_columns))
     if self._replicas.distributed:
       self._check_distributable()
     if weighting.needs_layer_norms:  # The first representation any head reads, in trunk order.
@@ -193,10 +197,21 @@ class JointTrainer(Trainer):
     if scale is not None:
       flat = flat / scale
     head_grads = self._unscaled_gradient(tape, plain_sum, own)
-    combined, weights = self.weighting.combine_gradients(flat, self.step_seed(), labelled)
+    combined, weights = self._combine(flat, targets, self.step_seed(), labelled)
     grads, reached_vars, finite = self._checked(_unflattened(combined, targets) + head_grads,
                                                 targets + own, plain_sum)
     return grads, reached_vars, finite, weights, weighting_lib.cosines_to_the_rest(flat)
+
+  def _combine(self, rows, targets, seed, labelled):
+    """The weighting's (direction over `targets`, weights [K]) from the rows [K, P] over
+    `targets`. A method with per-parameter state sees its rows over every shared variable
+    (`_state_columns`: zero columns for those this step's losses do not reach), so that a
+    column of its state always belongs to the same parameter."""
+    if self._state_columns is None:
+      return self.weighting.combine_gradients(rows, seed, labelled)
+    wide = _regrouped(rows, targets, self._state_columns)
+    direction, weights = self.weighting.combine_gradients(wide, seed, labelled)
+    return _regrouped(direction[None], self._state_columns, targets)[0], weights
 
   # Under a tf.distribute strategy (trainers.replicas), a weighting other than fixed
   # weights takes one of two ways, both exact (the update of one device on the global batch):
@@ -268,7 +283,7 @@ class JointTrainer(Trainer):
       (rows, own_grads), targets = grads, self._replicas.row_variables[key]
       scaled = coefficients[:, None] * rows  # Row k: the gradient of what task k differentiates.
       if w.needs_task_gradients:
-        direction, weights = w.combine_gradients(scaled, seed, labelled)
+        direction, weights = self._combine(scaled, targets, seed, labelled)
         cosines = weighting_lib.cosines_to_the_rest(scaled)
       else:
         direction = tf.linalg.matvec(rows, coefficients, transpose_a=True)
@@ -376,6 +391,16 @@ def _flat_rows(per_task, variables):
                             else tf.convert_to_tensor(g[i]), [-1]) for i in reached], 0)
       for g in per_task])
   return rows, [variables[i] for i in reached]
+
+
+def _regrouped(rows, variables, wanted):
+  """Rows [K, P] whose columns are `variables`' elements in order, as rows over `wanted`'s
+  (zero columns for a variable of `wanted` not in `variables`)."""
+  pieces = dict(zip([v.ref() for v in variables],
+                    tf.split(rows, [v.shape.num_elements() for v in variables], axis=1)))
+  return tf.concat([pieces[v.ref()] if v.ref() in pieces else
+                    tf.zeros([rows.shape[0], v.shape.num_elements()], rows.dtype)
+                    for v in wanted], axis=1)
 
 
 def _unflattened(direction, variables):

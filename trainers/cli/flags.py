@@ -39,13 +39,14 @@ flags.DEFINE_enum("weighting", "sum", list(WEIGHTINGS),
                   "Joint mode: how task losses combine. Loss weightings: sum; static "
                   "(--task_weights); uncertainty (Kendall et al. 2018); dwa (Liu et al. 2019, "
                   "period one epoch); gradnorm (Chen et al. 2018); rlw (random, Lin et al. "
-                  "2022); imtl_l (Liu et al. 2021); gls (geometric mean, Chennupati et al. 2019). "
+                  "2022); imtl_l (Liu et al. 2021); gls (geometric mean, Chennupati et al. 2019); "
+                  "famo (Liu et al. 2023); stch (smooth Tchebycheff, Lin et al. 2024). "
                   "Gradient methods (one gradient per task): "
                   "pcgrad (Yu et al. 2020); gradvac (Wang et al. 2021); cagrad (Liu et al. "
                   "2021); upgrad and dualproj (Quinton & Rey 2024); mgda (Sener & Koltun "
                   "2018); imtl_g, and imtl (with imtl_l's scales; Liu et al. 2021); nash_mtl (Navon et al. 2022); fairgrad "
                   "(alpha-fair, Ban & Ji 2024); aligned_mtl (Senushkin et al. 2023); config "
-                  "(Liu et al. 2024).")
+                  "(Liu et al. 2024); graddrop (Chen et al. 2020); db_mtl (Lin & Zhang 2023).")
 flags.DEFINE_list("weighting_options", None, "NAME=VALUE hyper-parameters of --weighting, "
                   "their papers' defaults otherwise: " + "; ".join(
                       f"{m}: " + ", ".join(f"{k}={v}" for k, v in o.items())
