@@ -119,7 +119,7 @@ def test_a_direction_never_sees_the_words_it_predicts(direction, trunk):
 def _tiny_run_config(data_dir, **fields):
   return RunConfig(task_set="conll2000", data_dir=str(data_dir), model_dir="unused",
                    options={**SMALL, "lm_vocab": 30, "lm_weight": 1.0},
-                   learning_rate=0.01, batch_size=8, train_steps=903, **fields)
+                   learning_rate=0.01, batch_size=8, train_steps=403, **fields)
 
 
 @pytest.mark.parametrize("mode", ["joint", "alternate"])
@@ -131,12 +131,13 @@ def test_the_lm_loss_falls_on_a_small_fixture(tmp_path, mode):
   assert config.tasks == ("pos", "chunk", LM_TASK)
   entropy = lambda logs: logs.tasks[LM_TASK].metrics["cross_entropy"]
   first = entropy(trainer.train(3))
-  trainer.train(800)
+  trainer.train(300)
   last = entropy(trainer.train(100))
-  # Untrained, about log(classes) nats; trained, well below (measured 2.88 -> 1.98 joint, 2.89
-  # -> 2.01 alternate): dropout 0.5 and a phrase's random first word keep it above ~1.5.
+  # Untrained, about log(classes) nats; trained, well below: measured over steps 303-403
+  # 2.88 -> 2.10 joint, 2.89 -> 2.14 alternate (AMD EPYC; after 903 steps 1.98 and 2.01, so it
+  # keeps falling). Dropout 0.5 and a phrase's random first word keep it above ~1.5.
   uniform = math.log(model.heads[LM_TASK].num_classes)
-  assert abs(first - uniform) < 0.05 * uniform and last < 0.75 * first, (first, last, uniform)
+  assert abs(first - uniform) < 0.05 * uniform and last < 0.8 * first, (first, last, uniform)
 
 
 def test_the_export_serves_the_same_signature_and_holds_no_lm_variable(tmp_path):
