@@ -10,7 +10,7 @@ import importlib.util
 
 from absl import flags
 
-from mtlcore.choices import ARCHITECTURES, PRECISIONS, WEIGHTINGS
+from mtlcore.choices import ARCHITECTURES, GRADIENT_METHODS, PRECISIONS, WEIGHTINGS
 from mtlcore.errors import ConfigError
 from mtlcore.trainers.cli import common
 from mtlcore.tagging.options import TRUNKS
@@ -51,12 +51,15 @@ flags.DEFINE_list("task_counts", [],
                   "on the synthetic task set at each of these numbers of tasks (e.g. "
                   "2,8,32,64), --head_to_head_rounds interleaved rounds of --steps steps "
                   "(mtlcore.benchmarks.task_scaling).")
+flags.DEFINE_boolean("representation_gradients", False,
+                     "With --task_counts: time each gradient method of --weightings also with "
+                     "mtl-train's --task_gradients=representation, as METHOD/representation.")
 flags.DEFINE_list("architectures", [],
                   "Instead of the tagger table: time the synthetic task set's joint and "
                   "alternating steps with each of these trunk architectures (hard, mmoe, cgc, "
                   "ple, cross_stitch, mtan), each sized to hard sharing's parameter count, at "
                   "each --task_counts (default 2) (mtlcore.benchmarks.architectures).")
-BENCH_FLAGS = ("quick", "task_counts", "architectures", "large", "trunks", "executions", "modes", "keras",
+BENCH_FLAGS = ("quick", "task_counts", "representation_gradients", "architectures", "large", "trunks", "executions", "modes", "keras",
                "precisions", "weightings", "seq_len", "steps", "steps_per_call",
                "head_to_head_rounds", "output_json")
 
@@ -97,7 +100,11 @@ def _bench():
                              batch_size=FLAGS.batch_size or 64)
   if FLAGS.task_counts:
     from mtlcore.benchmarks import task_scaling  # pylint: disable=g-import-not-at-top
-    return task_scaling.run([int(k) for k in FLAGS.task_counts], FLAGS.weightings,
+    methods = list(FLAGS.weightings)
+    if FLAGS.representation_gradients:
+      methods += [f"{m}/representation" for m in FLAGS.weightings
+                  if m in GRADIENT_METHODS and m != "db_mtl"]
+    return task_scaling.run([int(k) for k in FLAGS.task_counts], methods,
                             steps=FLAGS.steps, rounds=max(FLAGS.head_to_head_rounds, 1),
                             batch_size=FLAGS.batch_size or 64)
   from mtlcore.benchmarks import throughput  # pylint: disable=g-import-not-at-top

@@ -1,6 +1,7 @@
 """mtl-bench --task_counts: how each joint-mode method's step time grows with the number of tasks.
 
   mtl-bench --task_counts=2,8,32,64 --weightings=sum,pcgrad,mgda,upgrad,nash_mtl,famo
+  mtl-bench --task_counts=16 --weightings=sum,mgda --representation_gradients
 
 On the synthetic task set (mtlcore.synthetic: K regression tasks on Gaussian inputs, a shared
 ReLU layer), each (K, method) trainer is built as mtl-train builds it (trainers.build), compiled
@@ -46,8 +47,12 @@ def interleaved_rounds(trainers, steps, rounds):
 
 
 def _trainer(num_tasks, method, *, batch_size, steps, sizes):
-  return warmed_trainer(RunConfig(task_set="synthetic", mode="joint", weighting=method,
-                                  xla=True, batch_size=batch_size, train_steps=10**6,
+  """`method`: a --weighting name, or NAME/representation for a gradient method with
+  --task_gradients=representation."""
+  name, _, where = method.partition("/")
+  return warmed_trainer(RunConfig(task_set="synthetic", mode="joint", weighting=name,
+                                  task_gradients=where or "parameters", xla=True,
+                                  batch_size=batch_size, train_steps=10**6,
                                   options={**sizes, "num_tasks": num_tasks}), steps)
 
 

@@ -13,6 +13,13 @@ WEIGHTINGS = ("sum", "static", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l"
               "pcgrad", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",
               "aligned_mtl", "gradvac", "config", "fairgrad", "graddrop", "db_mtl", "stch")
 
+# The weightings that combine one gradient per task (mtlcore.weighting: needs_task_gradients).
+GRADIENT_METHODS = ("pcgrad", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",
+                    "aligned_mtl", "gradvac", "config", "fairgrad", "graddrop", "db_mtl")
+# Where a gradient method takes each task's gradient: on the trunk's shared parameters, or on
+# the shared representation the heads read (one backward pass through the trunk).
+TASK_GRADIENTS = ("parameters", "representation")
+
 # Each weighting's hyper-parameters (--weighting_options=NAME=VALUE,...) and their papers'
 # defaults; a method not listed has none.
 WEIGHTING_OPTIONS = {

@@ -172,7 +172,8 @@ class MultiTaskModel(tf.Module):
     gates = self.trunk.gate_weights(self._in_compute_dtype(features))
     return {name: tf.cast(w, tf.float32) for name, w in gates.items()}
 
-  def forward(self, features, *, tasks=None, training=False, seed=None):
+  def forward(self, features, *, tasks=None, training=False, seed=None,
+              representations=False):
     """Runs the trunk once and the heads of `tasks` (default: all), applying no state update.
 
     Args:
@@ -180,11 +181,14 @@ class MultiTaskModel(tf.Module):
       tasks: the heads to run.
       training: training-mode behaviour (dropout, batch statistics).
       seed: int [2] step seed for dropout (mtlcore's and Keras'); required when training.
+      representations: also return the trunk's representations.
     Returns:
       (predictions, updates): dict from task name to that head's predictions (float32), and
       [(index into `owners.state`, new value)] for each piece of Keras state (moving
       statistics) the pass would assign; the caller applies them or not. Without Keras
-      parts, updates is empty and the pass is exactly the plain call.
+      parts, updates is empty and the pass is exactly the plain call. With
+      `representations`, a third item: the trunk's {name: representation}, in the compute
+      type.
     """
     tasks = self.task_names if tasks is None else self.check_tasks(tasks)
     if seed is None:
@@ -193,21 +197,24 @@ class MultiTaskModel(tf.Module):
       seed = tf.zeros([2], tf.int64)
     low = self._in_compute_dtype(features)
 
+    trunk_outputs = {}
+
     def run():
-      representations = self.trunk(low, training=training, seed=seed)
-      outputs = {t: self.heads[t](representations[self.heads[t].reads], features,
+      trunk_outputs.update(self.trunk(low, training=training, seed=seed))
+      outputs = {t: self.heads[t](trunk_outputs[self.heads[t].reads], features,
                                   training=training, seed=seed)
                  for t in tasks}
       return tf.nest.map_structure(
           lambda x: tf.cast(x, tf.float32) if x.dtype.is_floating else x, outputs)
 
     if not self._owners.has_keras:
-      return run(), []
-    stateless = keras_parts.StatelessForward(
-        [v for v, _ in self._owners.state], self._owners.seeds, seed)
-    with stateless as updates:
-      outputs = run()
-    return outputs, updates
+      outputs, updates = run(), []
+    else:
+      stateless = keras_parts.StatelessForward(
+          [v for v, _ in self._owners.state], self._owners.seeds, seed)
+      with stateless as updates:
+        outputs = run()
+    return (outputs, updates, trunk_outputs) if representations else (outputs, updates)
 
   def __call__(self, features, *, tasks=None, training=False, seed=None):
     """Runs the trunk once and the heads of `tasks` (default: all), as `forward`, and applies

@@ -176,7 +176,8 @@ def build_trainer(config, *, model, tasks, streams, total_steps):
                                period=streams["joint"].steps_per_epoch,
                                options=dict(o.split("=", 1) for o in config.weighting_options))
     return JointTrainer(optimizer=_adam(config, "adam", total_steps),
-                        dataset=streams["joint"].make_dataset, weighting=weighting, **common)
+                        dataset=streams["joint"].make_dataset, weighting=weighting,
+                        task_gradients=config.task_gradients, **common)
   sampler = build_sampler(config, streams, total_steps)
   if config.per_task_optimizer:
     optimizers = {t: _adam(config, f"adam_{t}", total_steps * share)

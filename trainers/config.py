@@ -16,7 +16,8 @@ import types
 import typing
 from collections.abc import Mapping
 
-from mtlcore.choices import PRECISIONS, SAMPLERS, WEIGHTINGS, weighting_options
+from mtlcore.choices import (GRADIENT_METHODS, PRECISIONS, SAMPLERS, TASK_GRADIENTS, WEIGHTINGS,
+                             weighting_options)
 from mtlcore.errors import ConfigError
 
 # config.json's field holding where a registered task set's factory is imported from
@@ -35,7 +36,8 @@ ENGINE_DEFAULTS = {"batch_size": 32, "learning_rate": 1e-3, "epochs": 10.0, "cli
 RESUME_POLICY = {
     "task_set": "refuse", "mode": "refuse", "tasks": "refuse", "options": "refuse",
     "seed": "refuse", "batch_size": "refuse", "task_weights": "refuse", "sampler": "refuse",
-    "weighting": "refuse", "weighting_options": "refuse", "sampler_temperature": "refuse", "per_task_optimizer": "refuse",
+    "weighting": "refuse", "weighting_options": "refuse", "task_gradients": "refuse",
+    "sampler_temperature": "refuse", "per_task_optimizer": "refuse",
     "init_from": "refuse",
     # The best score so far is kept in the checkpoint: it is comparable under its rule only.
     "select_by": "refuse", "select_references": "refuse", "best_per_task": "refuse",
@@ -87,6 +89,10 @@ class RunConfig:
       dualproj, mgda, imtl_g, imtl, nash_mtl, aligned_mtl).
     weighting_options: "NAME=VALUE" strings, the weighting's hyper-parameters
       (mtlcore.choices.WEIGHTING_OPTIONS; their papers' defaults otherwise).
+    task_gradients: where a gradient method takes each task's gradient: "parameters" (the
+      trunk's shared variables, one backward pass through the trunk per task) or
+      "representation" (the shared representation every head reads; one backward pass
+      through the trunk in all; LibMTL's rep_grad, MGDA-UB's approximation for mgda).
     per_task_optimizer: alternate mode: one Adam per task (separate trunk moments per task),
       or one shared by all tasks (one set of trunk moments, one update count).
     init_from: a model directory whose trunk (and heads of the same task names and shapes)
@@ -143,6 +149,7 @@ class RunConfig:
   sampler_temperature: float = 2.0
   weighting: str = "sum"
   weighting_options: tuple = ()
+  task_gradients: str = "parameters"
   per_task_optimizer: bool = True
   init_from: str | None = None
   freeze_trunk: bool = False
@@ -229,6 +236,17 @@ class RunConfig:
       weighting_options(self.weighting, self.weighting_options)
     except ValueError as e:
       raise ConfigError(str(e)) from None
+    if self.task_gradients not in TASK_GRADIENTS:
+      raise ConfigError(f"--task_gradients must be one of {list(TASK_GRADIENTS)}, got "
+                        f"{self.task_gradients!r}.")
+    if self.task_gradients == "representation":
+      if self.weighting not in GRADIENT_METHODS:
+        raise ConfigError(f"--task_gradients=representation applies to a gradient method "
+                          f"(--weighting={'|'.join(GRADIENT_METHODS)}), not "
+                          f"--weighting={self.weighting}.")
+      if self.weighting == "db_mtl":
+        raise ConfigError("--weighting=db_mtl keeps a moving average per shared parameter; it "
+                          "takes no --task_gradients=representation.")
     if not self.per_task_optimizer and self.mode != "alternate":
       raise ConfigError(f"--noper_task_optimizer applies to --mode=alternate; --mode="
                         f"{self.mode} has one optimizer anyway.")
@@ -266,6 +284,11 @@ class RunConfig:
                         f"--strategy=mirrored or multi_worker.")
     if self.strategy == "mirrored" and self.num_logical_cpus and self.batch_size:
       per_replica_batch_size(self.batch_size, self.num_logical_cpus)  # Its replicas' shares.
+    if self.strategy != "default" and self.task_gradients == "representation":
+      # Each replica holds its own examples' rows of the representation: the global rows
+      # are their concatenation, which no all-reduce gives.
+      raise ConfigError(f"--task_gradients=representation runs on one device; with "
+                        f"--strategy={self.strategy} use --task_gradients=parameters.")
     if self.precision not in PRECISIONS:
       raise ConfigError(f"--precision must be one of {list(PRECISIONS)}, got "
                         f"{self.precision!r}.")

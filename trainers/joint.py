@@ -24,7 +24,8 @@ class JointTrainer(Trainer):
 
   def __init__(self, *, model, tasks, optimizer, dataset, loss_weights=None, weighting=None,
                seed=0, jit_compile=True, clip_norm=None, max_nonfinite_steps=0,
-               weight_average=None, frozen_variables=(), loss_scale=None, name=None):
+               weight_average=None, frozen_variables=(), loss_scale=None,
+               task_gradients="parameters", name=None):
     """Args:
       model: a MultiTaskModel with a head for every task.
       tasks: sequence of Task.
@@ -38,6 +39,12 @@ class JointTrainer(Trainer):
         fixed `loss_weights`). A method other than fixed weights logs TASK/weight (and, for
         gradient methods, TASK/cosine) every step; its variables are trained by `optimizer`
         and its state is checkpointed with the trainer.
+      task_gradients: where a gradient method takes each task's gradient: "parameters" (the
+        shared variables of the owner map, one backward pass through the trunk per task) or
+        "representation" (the one representation every head reads, [K, N] rows over its
+        B x ... x H values; the combined row is then sent back through the trunk in one
+        backward pass). "representation" needs every head to read the same representation,
+        a trunk with no task-owned parts and one device.
       seed, jit_compile, clip_norm, max_nonfinite_steps, weight_average, frozen_variables,
         loss_scale, name: as for AlternatingTrainer.
     """
@@ -63,6 +70,7 @@ class JointTrainer(Trainer):
       raise ConfigError(f"The weighting is over tasks {list(weighting.task_names)}, the "
                         f"trainer's are {list(self.tasks)}.")
     self.weighting = weighting
+    self._shared_representation = self._representation_read(task_gradients)
     self._state_columns = None
     if weighting.needs_gradient_state:  # Its state has a column per shared parameter.
       self._state_columns = self._by_owner(self._variables())[0]
@@ -81,6 +89,33 @@ class JointTrainer(Trainer):
     self.optimizer.build(self._variables())
     self._set_inputs({"joint": dataset}, {"joint": self.global_step})
     self._step = tf.function(self._joint_step, jit_compile=jit_compile, autograph=False)
+
+  def _representation_read(self, task_gradients):
+    """The name of the representation a gradient method differentiates the task losses by
+    ("representation"), or None ("parameters"). Raises ConfigError where there is no one
+    shared representation to take the task gradients on."""
+    if task_gradients == "parameters":
+      return None
+    if task_gradients != "representation":
+      raise ConfigError(f"task_gradients must be 'parameters' or 'representation', got "
+                        f"{task_gradients!r}.")
+    w = self.weighting
+    if not w.needs_task_gradients or w.needs_gradient_state:
+      raise ConfigError(f"--task_gradients=representation applies to a gradient method "
+                        f"without per-parameter state, not --weighting={w.name}.")
+    if self._replicas.distributed:
+      raise ConfigError("--task_gradients=representation runs on one device; under a "
+                        "strategy use --task_gradients=parameters.")
+    reads = {n: self.model.heads[n].reads for n in self.tasks}
+    if len(set(reads.values())) > 1:
+      raise ConfigError(f"--task_gradients=representation needs every head to read one "
+                        f"representation; the heads read {reads}.")
+    owned = sorted({str(self._task_of(v)) for v in self.model.owners.trunk_variables
+                    if self._task_of(v) is not SHARED})
+    if owned:
+      raise ConfigError(f"--task_gradients=representation needs a trunk shared by every "
+                        f"task; this one has parts of task(s) {owned}.")
+    return next(iter(reads.values()))
 
   def _check_distributable(self):
     """What joint training of several tasks under a strategy needs: each task's loss_count
@@ -128,7 +163,12 @@ class JointTrainer(Trainer):
     variables = self._variables()
     w = self.weighting
     with tf.GradientTape(persistent=w.needs_task_gradients or w.needs_layer_norms) as tape:
-      predictions, updates = self._forward(features, list(self.tasks))
+      if self._shared_representation is None:
+        predictions, updates = self._forward(features, list(self.tasks))
+      else:
+        predictions, updates, representations = self._forward(
+            features, list(self.tasks), representations=True)
+        shared_representation = representations[self._shared_representation]
       total, losses, reports, (vector, labelled, weights) = self._losses(
           predictions, features, labels)
       task_losses = [losses[n] for n in self.tasks]  # Each taken on the tape.
@@ -138,7 +178,10 @@ class JointTrainer(Trainer):
         scale = None if self.loss_scale is None else self.loss_scale.scale.read_value()
         scaled = tf.unstack(differentiated if scale is None else differentiated * scale)
     self._check_reads(tape, "The joint step")
-    if w.needs_task_gradients:
+    if w.needs_task_gradients and self._shared_representation is not None:
+      grads, reached, finite, weights, cosines = self._combined_on_representation(
+          tape, scaled, scale, plain_sum, variables, labelled, shared_representation)
+    elif w.needs_task_gradients:
       grads, reached, finite, weights, cosines = self._combined_gradients(
           tape, scaled, scale, plain_sum, variables, labelled)
     else:
@@ -201,6 +244,34 @@ class JointTrainer(Trainer):
     grads, reached_vars, finite = self._checked(_unflattened(combined, targets) + head_grads,
                                                 targets + own, plain_sum)
     return grads, reached_vars, finite, weights, weighting_lib.cosines_to_the_rest(flat)
+
+  def _combined_on_representation(self, tape, scaled, scale, plain_sum, variables, labelled,
+                                  representation):
+    """`_combined_gradients` with each task's gradient taken on the shared `representation`
+    (the tensor every head reads, [B, ..., H] in the compute type) instead of the shared
+    variables: K backward passes through the heads give rows [K, N] (N its number of values,
+    float32); the method combines them into one [N] direction, which one backward pass
+    through the trunk (the representation's vector-Jacobian product) turns into the shared
+    variables' gradient. The heads (and each task-owned variable) get their own task's
+    gradient, as with `_combined_gradients`. The weights and cosines are those of the
+    representation's rows."""
+    shared, own = self._by_owner(variables)
+    zero = tf.zeros_like(representation, tf.float32)
+    rows = tf.stack([tf.reshape(zero if g is None else tf.cast(g, tf.float32), [-1])
+                     for g in (tape.gradient(loss, representation) for loss in scaled)])
+    if scale is not None:
+      rows = rows / scale
+    direction, weights = self.weighting.combine_gradients(rows, self.step_seed(), labelled)
+    upstream = tf.reshape(direction if scale is None else direction * scale,
+                          tf.shape(representation))
+    trunk_grads = tape.gradient(representation, shared,
+                                output_gradients=tf.cast(upstream, representation.dtype))
+    if scale is not None:
+      trunk_grads = [None if g is None else tf.convert_to_tensor(g) / scale for g in trunk_grads]
+    head_grads = self._unscaled_gradient(tape, plain_sum, own)
+    grads, reached_vars, finite = self._checked(list(trunk_grads) + head_grads, shared + own,
+                                                plain_sum)
+    return grads, reached_vars, finite, weights, weighting_lib.cosines_to_the_rest(rows)
 
   def _combine(self, rows, targets, seed, labelled):
     """The weighting's (direction over `targets`, weights [K]) from the rows [K, P] over

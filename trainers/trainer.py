@@ -201,13 +201,15 @@ class Trainer(tf.Module):
     """`variables` without the frozen ones, in order."""
     return [v for v in variables if v.ref() not in self._frozen]
 
-  def _forward(self, features, tasks, seed=None):
+  def _forward(self, features, tasks, seed=None, representations=False):
     """The training-mode forward pass of `tasks` on a batch: (predictions, Keras state
-    updates [(index into the owner map's state, new value)]), none of them applied. `seed`:
-    the dropout seed (default: the current step's, `step_seed`)."""
+    updates [(index into the owner map's state, new value)]), none of them applied, and with
+    `representations` the trunk's representations. `seed`: the dropout seed (default: the
+    current step's, `step_seed`)."""
     try:
       return self.model.forward(features, tasks=tasks, training=True,
-                                seed=self.step_seed() if seed is None else seed)
+                                seed=self.step_seed() if seed is None else seed,
+                                representations=representations)
     except ConfigError as error:  # Raised while tracing: `train` raises it as itself.
       self._refusal.error = error
       raise

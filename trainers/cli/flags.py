@@ -13,7 +13,7 @@ from absl import flags
 
 from mtlcore import task_set as task_set_lib
 from mtlcore.errors import ConfigError
-from mtlcore.choices import PRECISIONS, SAMPLERS, WEIGHTING_OPTIONS, WEIGHTINGS
+from mtlcore.choices import PRECISIONS, SAMPLERS, TASK_GRADIENTS, WEIGHTING_OPTIONS, WEIGHTINGS
 from mtlcore.trainers.cli import task_set_flags
 from mtlcore.trainers import cluster
 from mtlcore.trainers.config import MODES, RunConfig
@@ -51,6 +51,12 @@ flags.DEFINE_list("weighting_options", None, "NAME=VALUE hyper-parameters of --w
                   "their papers' defaults otherwise: " + "; ".join(
                       f"{m}: " + ", ".join(f"{k}={v}" for k, v in o.items())
                       for m, o in WEIGHTING_OPTIONS.items()) + ".")
+flags.DEFINE_enum("task_gradients", "parameters", list(TASK_GRADIENTS),
+                  "Where a gradient method (--weighting=pcgrad ... db_mtl) takes each task's "
+                  "gradient: parameters (the trunk's shared variables: one backward pass through "
+                  "the trunk per task) or representation (the representation every head reads: "
+                  "one backward pass through the trunk in all; LibMTL's rep_grad; with mgda, "
+                  "MGDA-UB). One device only.")
 flags.DEFINE_boolean("per_task_optimizer", True, "Alternate mode: one Adam per task (each keeps "
                      "its own moments of the shared trunk); false: one Adam shared by all tasks.")
 flags.DEFINE_string("init_from", None, "Start a new run from this model directory's trunk, and "
@@ -133,7 +139,8 @@ HELP_GROUPS = (
                  "overwrite", "init_from", "seed", "deterministic")),
     ("Training", ("batch_size", "learning_rate", "lr_decay_start", "lr_final", "epochs",
                   "train_steps", "clip_norm", "average_decay", "task_weights", "sampler",
-                  "sampler_temperature", "weighting", "weighting_options", "per_task_optimizer",
+                  "sampler_temperature", "weighting", "weighting_options", "task_gradients",
+                  "per_task_optimizer",
                   "freeze_trunk",
                   "skip_nonfinite_steps", "precision", "xla")),
     ("Devices", ("strategy", "num_logical_cpus", "worker_timeout")),
@@ -209,6 +216,7 @@ def _run_config():
       sampler=FLAGS.sampler, sampler_temperature=FLAGS.sampler_temperature,
       weighting=FLAGS.weighting,
       weighting_options=tuple(FLAGS.weighting_options or ()),
+      task_gradients=FLAGS.task_gradients,
       per_task_optimizer=FLAGS.per_task_optimizer, init_from=FLAGS.init_from,
       freeze_trunk=FLAGS.freeze_trunk, precision=FLAGS.precision,
       strategy=FLAGS.strategy, num_logical_cpus=FLAGS.num_logical_cpus,
