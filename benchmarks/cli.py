@@ -52,8 +52,9 @@ flags.DEFINE_list("task_counts", [],
                   "2,8,32,64), --head_to_head_rounds interleaved rounds of --steps steps "
                   "(mtlcore.benchmarks.task_scaling).")
 flags.DEFINE_boolean("representation_gradients", False,
-                     "With --task_counts: time each gradient method of --weightings also with "
-                     "mtl-train's --task_gradients=representation, as METHOD/representation.")
+                     "Time each gradient method of --weightings also with mtl-train's "
+                     "--task_gradients=representation, as METHOD/representation (the tagger "
+                     "table's joint rows and --task_counts).")
 flags.DEFINE_list("architectures", [],
                   "Instead of the tagger table: time the synthetic task set's joint and "
                   "alternating steps with each of these trunk architectures (hard, mmoe, cgc, "
@@ -90,6 +91,17 @@ def check_bench_flags():
       raise ConfigError(f"--{flag}: unknown {unknown}; choose from {list(allowed)}.")
 
 
+def weighting_rows():
+  """--weightings, then with --representation_gradients each gradient method again as
+  METHOD/representation (mtl-train's --task_gradients=representation; not db_mtl, whose
+  state is per parameter)."""
+  methods = list(FLAGS.weightings)
+  if FLAGS.representation_gradients:
+    methods += [f"{m}/representation" for m in FLAGS.weightings
+                if m in GRADIENT_METHODS and m != "db_mtl"]
+  return methods
+
+
 def _bench():
   check_bench_flags()
   common.start_tensorflow()
@@ -100,11 +112,7 @@ def _bench():
                              batch_size=FLAGS.batch_size or 64)
   if FLAGS.task_counts:
     from mtlcore.benchmarks import task_scaling  # pylint: disable=g-import-not-at-top
-    methods = list(FLAGS.weightings)
-    if FLAGS.representation_gradients:
-      methods += [f"{m}/representation" for m in FLAGS.weightings
-                  if m in GRADIENT_METHODS and m != "db_mtl"]
-    return task_scaling.run([int(k) for k in FLAGS.task_counts], methods,
+    return task_scaling.run([int(k) for k in FLAGS.task_counts], weighting_rows(),
                             steps=FLAGS.steps, rounds=max(FLAGS.head_to_head_rounds, 1),
                             batch_size=FLAGS.batch_size or 64)
   from mtlcore.benchmarks import throughput  # pylint: disable=g-import-not-at-top

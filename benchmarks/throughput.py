@@ -131,10 +131,11 @@ def bench_config(mode, *, options, jit_compile, batch_size, steps, precision="fp
   single = mode in TASKS
   tasks = mode_tasks(mode)
   mode = "joint" if mode in ("default", "default_lm") else mode
+  weighting, _, where = weighting.partition("/")  # METHOD/representation: cli.weighting_rows.
   return RunConfig(task_set="conll2000", mode="single" if single else mode,
                    tasks=tasks, options=options, xla=jit_compile,
                    batch_size=batch_size, train_steps=steps, seed=0, precision=precision,
-                   weighting=weighting)
+                   weighting=weighting, task_gradients=where or "parameters")
 
 
 def build_bench_trainer(config, dataset_for, vocabularies=None):
@@ -287,7 +288,7 @@ def run():
         print(_line(rows[-1]), flush=True)
       xla_joint_steps = None  # The XLA joint fp32 row's trainer, for the interleaved timing.
       for precision, execution, mode, method in itertools.product(
-          FLAGS.precisions, FLAGS.executions, FLAGS.modes, FLAGS.weightings):
+          FLAGS.precisions, FLAGS.executions, FLAGS.modes, cli.weighting_rows()):
         if method != "sum" and mode not in ("joint", "default"):
           continue  # Weighting methods are joint mode's.
         run_steps = min(steps, 10) if execution == "eager" else steps

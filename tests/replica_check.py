@@ -46,27 +46,12 @@ from mtlcore.trainers import build  # pylint: disable=wrong-import-position
 from mtlcore.trainers.alternating import AlternatingTrainer  # pylint: disable=wrong-import-position
 from mtlcore.trainers.config import RunConfig  # pylint: disable=wrong-import-position
 from mtlcore.trainers.joint import JointTrainer  # pylint: disable=wrong-import-position
+from tests.recording_adam import RecordingAdam  # pylint: disable=wrong-import-position
 
 STEPS = 4
 PER_REPLICA = 4
 TINY = {"word_dim": 8, "char_filters": 4, "hidden_size": 8, "dropout": 0.0,
         "word_dropout": 0.0, "lm_vocab": 50, "buckets": [32]}
-
-
-class RecordingAdam(Adam):
-  """Adam that also keeps the gradients of its first update, per variable."""
-
-  def build(self, variables):
-    variables = list(variables)
-    super().build(variables)
-    self.first = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
-
-  def apply(self, grads, variables, active=None):
-    grads = [tf.convert_to_tensor(g) for g in grads]
-    for g, v in zip(grads, variables):
-      slot = self.first[self._index[v.ref()]]
-      slot.assign(tf.where(self.iterations == 0, g, slot))
-    super().apply(grads, variables, active)
 
 
 def pad_concat(a, b):

@@ -16,6 +16,7 @@ from mtlcore.tasks import Task
 from mtlcore.trainers import JointTrainer
 from mtlcore.trainers.config import RunConfig
 from tests.binaries import TRAIN, error_line, run_in_process
+from tests.recording_adam import RecordingAdam
 from tests.test_gradient_methods import _GatedTrunk, _Head
 from tests.test_keras_parts import _masked_squared
 
@@ -51,25 +52,6 @@ class _ReadingHead(TaskHead):
     return self.out(representation)
 
 
-class _FirstGradients(Adam):
-  """Adam that keeps the gradients of its first update, per variable (`first_of`)."""
-
-  def build(self, variables):
-    variables = list(variables)
-    super().build(variables)
-    self.first = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
-
-  def apply(self, grads, variables, active=None):
-    grads = [tf.convert_to_tensor(g) for g in grads]
-    for g, v in zip(grads, variables):
-      slot = self.first[self._index[v.ref()]]
-      slot.assign(tf.where(self.iterations == 0, g, slot))
-    super().apply(grads, variables, active)
-
-  def first_of(self, variable):
-    return self.first[self._index[variable.ref()]].numpy()
-
-
 def _batch():
   rng = np.random.default_rng(0)
   x = rng.normal(size=(16, 4)).astype(np.float32)
@@ -101,7 +83,7 @@ def test_the_trunk_gets_the_combined_representation_row_sent_back_through_it(met
   G^T w (mgda, upgrad) is sum_k w_k grad_theta L_k; each head its own loss's gradient. Task c
   has no label: its row is zero, its weight 0, its head and slots untouched."""
   model = _model()
-  optimizer = _FirstGradients(0.01)
+  optimizer = RecordingAdam(0.01)
   trainer = _trainer(model, method, optimizer=optimizer)
   head_c = [v.numpy().copy() for v in model.heads["c"].trainable_variables]
   features, labels = _batch()  # The reference, from the variables before the step.
