@@ -10,7 +10,8 @@ import importlib.util
 
 from absl import flags
 
-from mtlcore.choices import ARCHITECTURES, GRADIENT_METHODS, PRECISIONS, WEIGHTINGS
+from mtlcore.choices import (ARCHITECTURES, GRADIENT_METHODS, PER_PARAMETER_STATE, PRECISIONS,
+                             WEIGHTINGS)
 from mtlcore.errors import ConfigError
 from mtlcore.trainers.cli import common
 from mtlcore.tagging.options import TRUNKS
@@ -93,12 +94,12 @@ def check_bench_flags():
 
 def weighting_rows():
   """--weightings, then with --representation_gradients each gradient method again as
-  METHOD/representation (mtl-train's --task_gradients=representation; not db_mtl, whose
-  state is per parameter)."""
+  METHOD/representation (mtl-train's --task_gradients=representation; not db_mtl and moco,
+  whose state is per parameter)."""
   methods = list(FLAGS.weightings)
   if FLAGS.representation_gradients:
     methods += [f"{m}/representation" for m in FLAGS.weightings
-                if m in GRADIENT_METHODS and m != "db_mtl"]
+                if m in GRADIENT_METHODS and m not in PER_PARAMETER_STATE]
   return methods
 
 

@@ -11,13 +11,14 @@ bargaining problem by damped Newton steps, both in float64 on the K x K Gram mat
 iteration caps and a graph whose size does not grow with K.
 
 Scale. A method that reduces to the plain sum when no two gradients conflict (`pcgrad`,
-`cagrad` (times K), `upgrad`, `dualproj`, `gradvac`) is scaled to give `sum`'s direction then,
-so it keeps `sum`'s learning rate. The others keep their papers' scale: `mgda` returns the
-min-norm point of the convex hull (weights sum to 1), `imtl_g` a combination whose weights sum
-to 1, `nash_mtl` the Nash bargaining solution (task utilities g_k . d = 1 / a_k), `fairgrad`
-the alpha-fair one (g_k . d = w_k^(-1/alpha)), and
-`aligned_mtl` the gradients rescaled to their smallest singular value, and `config` the
-sum of the gradients' projections on the direction of equal cosines.
+`cagrad` (times K), `upgrad`, `dualproj`, `gradvac`, `graddrop`) is scaled to give `sum`'s
+direction then, so it keeps `sum`'s learning rate. The others keep their papers' scale: `mgda`
+returns the min-norm point of the convex hull (weights sum to 1), `imtl_g` a combination whose
+weights sum to 1, `nash_mtl` the Nash bargaining solution (task utilities g_k . d = 1 / a_k),
+`fairgrad` the alpha-fair one (g_k . d = w_k^(-1/alpha)), `aligned_mtl` the gradients
+rescaled to their smallest singular value, `config` the sum of the gradients' projections on
+the direction of equal cosines, `db_mtl` every task's moving average at the largest's norm, and
+`moco` a convex combination of its tracked gradients.
 
 Checked against each paper's algorithm in numpy, and by each problem's optimality conditions,
 in tests/test_gradient_methods.py.
@@ -491,6 +492,59 @@ def db_mtl(grads, buffer, rate, labelled=None):
   norms = tf.norm(moved, axis=1) * mask
   weights = tf.where(norms > 0, tf.reduce_max(norms) / tf.maximum(norms, 1e-30), 0.0)
   return tf.linalg.matvec(moved, weights, transpose_a=True), weights, moved
+
+
+def simplex_projection(values, mass, labelled):
+  """The Euclidean projection of `values` [K] (float64) onto {w >= 0, sum w = mass} over the
+  labelled coordinates (Duchi et al. 2008: sort, cumulative sums, the largest index whose
+  threshold keeps it positive); the unlabelled coordinates are 0."""
+  k = values.shape[0]
+  low = tf.reduce_min(values) - tf.abs(mass) - 1.0  # Sorts below every labelled value.
+  v = tf.where(labelled, values, low)
+  ordered = tf.sort(v, direction="DESCENDING")
+  sums = tf.cumsum(ordered)
+  index = tf.range(1, k + 1, dtype=values.dtype)
+  count = tf.reduce_sum(tf.cast(labelled, values.dtype))
+  keeps = (ordered - (sums - mass) / index > 0) & (index <= count)
+  rho = tf.maximum(tf.reduce_sum(tf.cast(keeps, tf.int32)), 1)
+  theta = (tf.gather(sums, rho - 1) - mass) / tf.cast(rho, values.dtype)
+  return tf.where(labelled, tf.maximum(values - theta, 0.0), tf.zeros_like(values))
+
+
+def moco(grads, tracked, weights, beta, gamma, rho=0.0, labelled=None):
+  """MoCo (Fernando et al. 2023, "Mitigating gradient bias in multi-objective learning"), one
+  step of its Algorithm 1: each labelled task's tracked gradient moves towards its stochastic
+  gradient, y_k <- y_k - beta (y_k - g_k); the simplex weights take a projected gradient step
+  on (1/2) |Y lambda|^2 + (rho/2) |lambda|^2, lambda <- Proj(lambda - gamma (Y Y^T + rho I)
+  lambda); the direction is Y^T lambda (with the new y and lambda). An unlabelled task keeps its
+  y_k and lambda_k and takes no part: the labelled weights are projected onto their share of
+  the simplex (1 minus the unlabelled weights), so lambda stays on the simplex.
+
+  Paper's scale (a convex combination of the tracked gradients; the authors' multi-task code,
+  as LibMTL's, also rescales each g_k to the norm of its loss and replaces the projection by a
+  softmax: not done here).
+
+  Args:
+    grads: float32 [K, P]; tracked: float32 [K, P], the y_k (start 0); weights: float32 [K] on
+      the simplex (start 1/K); beta, gamma: the step's rates (the paper's beta_t, gamma_t);
+      rho: the weights' l2 regulariser; labelled: bool [K] or None (all).
+  Returns:
+    (direction [P], the step's weights [K] (0 for unlabelled tasks), new tracked [K, P], new
+     weights [K]).
+  """
+  labelled, mask, _ = _mask(labelled, grads.shape[0])
+  moved = tf.where(labelled[:, None], tracked - beta * (tracked - grads), tracked)
+  live = moved * mask[:, None]
+  gram = tf.cast(tf.linalg.matmul(live, live, transpose_b=True), tf.float64)
+  k = grads.shape[0]
+  lam = tf.cast(weights, tf.float64)
+  step = lam - tf.cast(gamma, tf.float64) * tf.linalg.matvec(
+      gram + tf.cast(rho, tf.float64) * tf.eye(k, dtype=tf.float64), lam * tf.cast(mask, tf.float64))
+  share = tf.reduce_sum(tf.where(labelled, lam, 0.0))
+  projected = simplex_projection(step, share, labelled)
+  new = tf.cast(tf.where(labelled, projected, lam), tf.float32)
+  used = tf.where(labelled, new, 0.0)
+  return tf.linalg.matvec(moved, used, transpose_a=True), used, moved, new
 
 
 def cosines_to_the_rest(grads):

@@ -8,8 +8,8 @@ with hyper-parameters from --weighting_options (their papers' defaults otherwise
   pass, as plain `sum` (`gradnorm` adds one per task, from the loss down to the last shared
   layer only; `famo` one forward pass, for the losses after the update).
 - gradient methods (`pcgrad`, `gradvac`, `cagrad`, `upgrad`, `dualproj`, `mgda`, `imtl_g`,
-  `imtl`, `nash_mtl`, `fairgrad`, `aligned_mtl`, `config`, `graddrop`, `db_mtl`; their pure
-  functions are in
+  `imtl`, `nash_mtl`, `fairgrad`, `aligned_mtl`, `config`, `graddrop`, `db_mtl`, `moco`;
+  their pure functions are in
   mtlcore.gradient_methods and re-exported here under the same names): each task's
   gradient on the shared variables of the owner map (mtlcore.ownership) is computed
   separately, the K gradients, flattened to a [K, P] matrix, are combined into one [P]
@@ -21,7 +21,8 @@ The loss weightings' math is in pure functions here (`uncertainty_total`, `dwa_w
 numpy references in tests/test_weighting.py (the gradient methods' in
 tests/test_gradient_methods.py). The modules around them hold what must survive a restart
 (learned log-variances and scales, DWA's loss averages, GradNorm's weights, GradVac's cosine
-targets, FAMO's logits, STCH's warm-up losses, DB-MTL's [K, P] gradient averages) as variables, so a checkpoint of the trainer holds them and resume
+targets, FAMO's logits, STCH's warm-up losses, DB-MTL's [K, P] gradient averages, MoCo's [K, P] tracked
+gradients and simplex weights) as variables, so a checkpoint of the trainer holds them and resume
 stays exact. Everything runs inside the compiled step. Every method reports per task
 the weight it gave the task's loss (`weights`), and the gradient methods the cosine between
 the task's gradient and the sum of the others' (`cosines`); the joint trainer logs both per
@@ -42,7 +43,8 @@ from mtlcore.errors import ConfigError
 from mtlcore import gradient_methods
 from mtlcore.gradient_methods import (aligned_mtl, cagrad, cagrad_simplex_weights,  # pylint: disable=unused-import
                                       config, cosines_to_the_rest, db_mtl, dualproj, fairgrad,
-                                      graddrop, gradvac, imtl_g, mgda, nash_mtl, pcgrad, upgrad)
+                                      graddrop, gradvac, imtl_g, mgda, moco, nash_mtl, pcgrad,
+                                      upgrad)
 
 
 # ---------------------------------------------------------------------------- pure functions
@@ -639,6 +641,50 @@ class DualBalancing(Weighting):
       self.steps.assign_add(1)
 
 
+class MoCo(Weighting):
+  """MoCo (Fernando et al. 2023): tracked gradients y [K, P] (start 0) and simplex weights
+  lambda [K] (start 1/K) as state, moved only by an applied step, with the count of applied
+  steps t that sets the rates beta / t^beta_sigma and gamma / t^gamma_sigma (LibMTL's
+  defaults: beta 0.5, gamma 0.1, both sigmas 0.5, rho 0). The checkpoint grows by 4 K P
+  bytes."""
+
+  needs_task_gradients = True
+  needs_gradient_state = True
+
+  def __init__(self, tasks, *, beta=0.5, beta_sigma=0.5, gamma=0.1, gamma_sigma=0.5, rho=0.0,
+               name=None):
+    super().__init__(tasks, name=name)
+    self.beta, self.beta_sigma = float(beta), float(beta_sigma)
+    self.gamma, self.gamma_sigma, self.rho = float(gamma), float(gamma_sigma), float(rho)
+    k = len(self.task_names)
+    self.steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="applied_steps")
+    self.simplex_weights = tf.Variable(tf.fill([k], 1.0 / k), trainable=False,
+                                       name="simplex_weights")
+    self.tracked = None
+    self._pending = None
+
+  def build(self, columns):
+    self.tracked = tf.Variable(tf.zeros([len(self.task_names), columns]), trainable=False,
+                               name="tracked_gradients")
+
+  def combine_gradients(self, grads, seed, labelled):
+    del seed
+    if self.tracked is None:
+      raise ValueError("MoCo.build(columns) must run before its first step.")
+    t = tf.cast(self.steps + 1, tf.float32)
+    direction, weights, tracked, simplex = moco(
+        grads, self.tracked, self.simplex_weights, self.beta / t ** self.beta_sigma,
+        self.gamma / t ** self.gamma_sigma, self.rho, labelled)
+    self._pending = (tracked, simplex)
+    return direction, weights
+
+  def after_step(self, losses, labelled, layer_norms=None, losses_after=None):
+    if self._pending is not None:
+      self.tracked.assign(self._pending[0])
+      self.simplex_weights.assign(self._pending[1])
+      self.steps.assign_add(1)
+
+
 class SmoothTchebycheff(Weighting):
   """STCH (Lin et al. 2024), as its multi-task code: for `warmup_epochs` epochs (of `period`
   steps) the objective is the sum of the log-losses (`log_losses_total`), and each task's
@@ -727,6 +773,8 @@ def make_weighting(method, tasks, *, weights=None, period=None, options=None):
     return GradDrop(tasks, name=method, **options)
   if method == "db_mtl":
     return DualBalancing(tasks, name=method, **options)
+  if method == "moco":
+    return MoCo(tasks, name=method, **options)
   if method == "stch":
     return SmoothTchebycheff(tasks, period=period or 1, name=method, **options)
   return GramMethod(tasks, _GRAM_METHODS[method], method, **options)

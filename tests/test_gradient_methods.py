@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from mtlcore import bounded_quadratic
+from mtlcore import choices
 from mtlcore import gradient_methods as gm
 from mtlcore import weighting
 from mtlcore.choices import WEIGHTINGS
@@ -21,7 +22,7 @@ from tests.test_keras_parts import _masked_squared
 
 GRAM_METHODS = ["upgrad", "dualproj", "mgda", "imtl_g", "nash_mtl", "fairgrad", "aligned_mtl",
                 "config"]
-ALL = GRAM_METHODS + ["pcgrad", "gradvac", "cagrad", "imtl", "graddrop", "db_mtl"]
+ALL = GRAM_METHODS + ["pcgrad", "gradvac", "cagrad", "imtl", "graddrop", "db_mtl", "moco"]
 SEED = tf.constant([3, 4], tf.int64)
 
 
@@ -399,6 +400,55 @@ def test_db_mtl_follows_the_papers_algorithm_over_steps():
     assert int(made.steps.numpy()) == 5
 
 
+def _simplex_projection(v, mass):
+  """Euclidean projection onto {w >= 0, sum w = mass} by bisection on the threshold."""
+  lo, hi = v.min() - mass, v.max()
+  for _ in range(200):
+    theta = 0.5 * (lo + hi)
+    lo, hi = (theta, hi) if np.maximum(v - theta, 0).sum() > mass else (lo, theta)
+  return np.maximum(v - 0.5 * (lo + hi), 0)
+
+
+def _moco_paper(steps, masks, beta, beta_sigma, gamma, gamma_sigma, rho):
+  """MoCo's Algorithm 1 in numpy, float64; an unlabelled task keeps y_k and lambda_k, the
+  labelled weights are projected onto their share of the simplex."""
+  k = steps[0].shape[0]
+  y, lam, out = np.zeros_like(steps[0]), np.full(k, 1.0 / k), []
+  for t, (g, m) in enumerate(zip(steps, masks), start=1):
+    b, c = beta / t ** beta_sigma, gamma / t ** gamma_sigma
+    y = np.where(m[:, None], y - b * (y - g), y)
+    ym = y[m]
+    step = lam[m] - c * (ym @ ym.T + rho * np.eye(m.sum())) @ lam[m]
+    lam = lam.copy()
+    lam[m] = _simplex_projection(step, lam[m].sum())
+    out.append((np.where(m, lam, 0) @ y, lam.copy()))
+  return out, y
+
+
+def test_moco_follows_the_papers_algorithm_over_steps():
+  """Six steps of `MoCo` in the trainer's order against Algorithm 1 in numpy, task 2 unlabelled
+  in step 4; the weights stay on the simplex, an unlabelled task's lambda and y stay put."""
+  steps = [_conflicting(3, p=10, seed=s) * np.float32(1 + s) for s in range(6)]
+  masks = [np.array([True, True, s != 3]) for s in range(6)]
+  for options in ({}, {"rho": 0.1, "gamma": 0.5, "beta_sigma": 0.0}):
+    made = weighting.make_weighting("moco", ["a", "b", "c"], options=options)
+    made.build(10)
+    full = dict(choices.WEIGHTING_OPTIONS["moco"], **options)
+    want, want_y = _moco_paper([s.astype(np.float64) for s in steps], masks, **full)
+    for g, mask, (direction_want, lam_want) in zip(steps, masks, want):
+      kept = made.simplex_weights.numpy()[2]
+      direction, _ = made.combine_gradients(tf.constant(g * mask[:, None]), SEED,
+                                            tf.constant(mask))
+      made.after_step(None, tf.constant(mask))
+      np.testing.assert_allclose(direction, direction_want, rtol=1e-4, atol=1e-5)
+      np.testing.assert_allclose(made.simplex_weights, lam_want, rtol=1e-4, atol=1e-6)
+      assert np.isclose(made.simplex_weights.numpy().sum(), 1.0, atol=1e-6)
+      assert (made.simplex_weights.numpy() >= 0).all()
+      if not mask[2]:
+        assert made.simplex_weights.numpy()[2] == kept
+    np.testing.assert_allclose(made.tracked, want_y, rtol=1e-4, atol=1e-6)
+
+
 # ------------------------------------------------------------------------- all of them
 
 
@@ -412,6 +462,8 @@ def test_an_unlabelled_task_takes_no_part(method):
   if method in ("pcgrad", "gradvac"):  # Random orders differ between K = 3 and K = 4.
     return
   want, want_weights = _combine(method, grads)
+  if method == "moco":  # Its weights start at 1/K: the labelled three hold 3/4 of the simplex.
+    want, want_weights = 0.75 * want, 0.75 * want_weights
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
   assert weights[1] == 0.0
   scale = 4 / 3 if method == "cagrad" else 1.0  # CAGrad reports K w.

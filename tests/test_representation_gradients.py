@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from mtlcore import weighting
-from mtlcore.choices import GRADIENT_METHODS, WEIGHTINGS
+from mtlcore.choices import GRADIENT_METHODS, PER_PARAMETER_STATE, WEIGHTINGS
 from mtlcore.errors import ConfigError
 from mtlcore.layers import Linear
 from mtlcore.model import MultiTaskModel, SharedTrunk, TaskHead
@@ -151,7 +151,8 @@ def test_where_no_one_representation_is_shared_it_is_one_line():
     _trainer(_model(), "uncertainty")
   for fields, message in (
       ({"weighting": "sum"}, "applies to a gradient method (--weighting=pcgrad|"),
-      ({"weighting": "db_mtl"}, "db_mtl keeps a moving average per shared parameter"),
+      ({"weighting": "db_mtl"}, "db_mtl keeps state per shared parameter"),
+      ({"weighting": "moco"}, "moco keeps state per shared parameter"),
       ({"weighting": "mgda", "strategy": "mirrored"}, "runs on one device; with "
                                                       "--strategy=mirrored use"),
       ({"weighting": "mgda", "mode": "alternate"}, "--weighting applies to --mode=joint")):
@@ -174,6 +175,6 @@ def test_mtl_train_takes_the_flag_and_a_bad_value_is_one_line(tmp_path):
 
 def test_the_gradient_methods_list_is_the_weightings_that_take_task_gradients():
   """mtlcore.choices.GRADIENT_METHODS (read before TensorFlow starts) against the methods."""
-  takes = {m for m in WEIGHTINGS if m != "static"
-           and weighting.make_weighting(m, ["a", "b"]).needs_task_gradients}
-  assert set(GRADIENT_METHODS) == takes
+  made = {m: weighting.make_weighting(m, ["a", "b"]) for m in WEIGHTINGS if m != "static"}
+  assert set(GRADIENT_METHODS) == {m for m, w in made.items() if w.needs_task_gradients}
+  assert set(PER_PARAMETER_STATE) == {m for m, w in made.items() if w.needs_gradient_state}

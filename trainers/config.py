@@ -16,8 +16,8 @@ import types
 import typing
 from collections.abc import Mapping
 
-from mtlcore.choices import (GRADIENT_METHODS, PRECISIONS, SAMPLERS, TASK_GRADIENTS, WEIGHTINGS,
-                             weighting_options)
+from mtlcore.choices import (GRADIENT_METHODS, PER_PARAMETER_STATE, PRECISIONS, SAMPLERS,
+                             TASK_GRADIENTS, WEIGHTINGS, weighting_options)
 from mtlcore.errors import ConfigError
 
 # config.json's field holding where a registered task set's factory is imported from
@@ -244,9 +244,9 @@ class RunConfig:
         raise ConfigError(f"--task_gradients=representation applies to a gradient method "
                           f"(--weighting={'|'.join(GRADIENT_METHODS)}), not "
                           f"--weighting={self.weighting}.")
-      if self.weighting == "db_mtl":
-        raise ConfigError("--weighting=db_mtl keeps a moving average per shared parameter; it "
-                          "takes no --task_gradients=representation.")
+      if self.weighting in PER_PARAMETER_STATE:
+        raise ConfigError(f"--weighting={self.weighting} keeps state per shared parameter; it "
+                          f"takes no --task_gradients=representation.")
     if not self.per_task_optimizer and self.mode != "alternate":
       raise ConfigError(f"--noper_task_optimizer applies to --mode=alternate; --mode="
                         f"{self.mode} has one optimizer anyway.")
