@@ -94,8 +94,8 @@ def check_bench_flags():
 
 def weighting_rows():
   """--weightings, then with --representation_gradients each gradient method again as
-  METHOD/representation (mtl-train's --task_gradients=representation; not db_mtl and moco,
-  whose state is per parameter)."""
+  METHOD/representation (mtl-train's --task_gradients=representation; not the methods whose
+  state is per parameter, choices.PER_PARAMETER_STATE)."""
   methods = list(FLAGS.weightings)
   if FLAGS.representation_gradients:
     methods += [f"{m}/representation" for m in FLAGS.weightings

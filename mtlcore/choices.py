@@ -11,14 +11,14 @@ ARCHITECTURES = ("hard", "moe", "mmoe", "cgc", "ple", "cross_stitch", "mtan")
 SAMPLERS = ("uniform", "proportional", "temperature", "annealed", "weighted", "round_robin")
 WEIGHTINGS = ("sum", "static", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "gls", "famo",
               "pcgrad", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",
-              "aligned_mtl", "gradvac", "config", "fairgrad", "graddrop", "db_mtl", "stch", "moco")
+              "aligned_mtl", "gradvac", "config", "fairgrad", "graddrop", "db_mtl", "stch", "moco", "excess_mtl")
 
 # The weightings that combine one gradient per task (mtlcore.weighting: needs_task_gradients).
 GRADIENT_METHODS = ("pcgrad", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",
                     "aligned_mtl", "gradvac", "config", "fairgrad", "graddrop", "db_mtl",
-                    "moco")
+                    "moco", "excess_mtl")
 # The gradient methods whose state has a column per shared parameter ([K, P]).
-PER_PARAMETER_STATE = ("db_mtl", "moco")
+PER_PARAMETER_STATE = ("db_mtl", "moco", "excess_mtl")
 # Where a gradient method takes each task's gradient: on the trunk's shared parameters, or on
 # the shared representation the heads read (one backward pass through the trunk).
 TASK_GRADIENTS = ("parameters", "representation")
@@ -44,6 +44,7 @@ WEIGHTING_OPTIONS = {
     "db_mtl": {"beta": 0.9, "beta_sigma": 0.0},
     "stch": {"mu": 1.0, "warmup_epochs": 4},
     "moco": {"beta": 0.5, "beta_sigma": 0.5, "gamma": 0.1, "gamma_sigma": 0.5, "rho": 0.0},
+    "excess_mtl": {"robust_step_size": 0.01},
 }
 
 

@@ -17,8 +17,9 @@ returns the min-norm point of the convex hull (weights sum to 1), `imtl_g` a com
 weights sum to 1, `nash_mtl` the Nash bargaining solution (task utilities g_k . d = 1 / a_k),
 `fairgrad` the alpha-fair one (g_k . d = w_k^(-1/alpha)), `aligned_mtl` the gradients
 rescaled to their smallest singular value, `config` the sum of the gradients' projections on
-the direction of equal cosines, `db_mtl` every task's moving average at the largest's norm, and
-`moco` a convex combination of its tracked gradients.
+the direction of equal cosines, `db_mtl` every task's moving average at the largest's norm,
+`moco` a convex combination of its tracked gradients, and `excess_mtl` loss weights summing to
+K.
 
 Checked against each paper's algorithm in numpy, and by each problem's optimality conditions,
 in tests/test_gradient_methods.py.
@@ -545,6 +546,42 @@ def moco(grads, tracked, weights, beta, gamma, rho=0.0, labelled=None):
   new = tf.cast(tf.where(labelled, projected, lam), tf.float32)
   used = tf.where(labelled, new, 0.0)
   return tf.linalg.matvec(moved, used, transpose_a=True), used, moved, new
+
+
+def excess_mtl(grads, squares, initial, seen, weights, step_size, labelled=None):
+  """ExcessMTL (He et al. 2024, "Robust multi-task learning with excess risks"), one step:
+  each labelled task's squared gradients accumulate (AdaGrad's diagonal, squares_k += g_k^2),
+  its excess risk is estimated as e_k = g_k . (g_k / sqrt(squares_k + 1e-7)), divided by its
+  estimate at the task's first labelled step, and its loss weight grows by exponentiated
+  gradient ascent, w_k <- w_k exp(step_size e_k / e_k^0); the weights are normalised to sum K
+  (the labelled ones to their share, so an unlabelled task's weight stays as it is). A task's
+  first labelled step only records e_k^0, as the authors' code. The direction is
+  G^T w (weight 0 for unlabelled tasks).
+
+  Paper's scale (weights summing to K: `sum`'s direction while they are all 1).
+
+  Args:
+    grads: float32 [K, P]; squares: float32 [K, P] (start 0); initial: float32 [K] (e_k^0);
+    seen: bool [K] (whether e_k^0 is set); weights: float32 [K] (start 1); step_size: the
+    paper's robust step size; labelled: bool [K] or None (all).
+  Returns:
+    (direction [P], the step's weights [K], squares, initial, seen, weights).
+  """
+  labelled, mask, _ = _mask(labelled, grads.shape[0])
+  squares = tf.where(labelled[:, None], squares + tf.square(grads), squares)
+  excess = tf.reduce_sum(tf.square(grads) / tf.sqrt(squares + 1e-7), axis=1)
+  first = labelled & ~seen
+  initial = tf.where(first, excess, initial)
+  ratio = excess / tf.where(initial > 0, initial, 1.0)
+  moving = labelled & seen
+  grown = tf.where(moving, weights * tf.exp(step_size * ratio), weights)
+  k = float(grads.shape[0])
+  share = k - tf.reduce_sum(tf.where(labelled, 0.0, weights))
+  total = tf.reduce_sum(tf.where(labelled, grown, 0.0))
+  new = tf.where(labelled, grown * share / tf.maximum(total, 1e-30), weights)
+  used = tf.where(labelled, new, 0.0)
+  return (tf.linalg.matvec(grads * mask[:, None], used, transpose_a=True), used, squares,
+          initial, seen | labelled, new)
 
 
 def cosines_to_the_rest(grads):

@@ -8,8 +8,8 @@ with hyper-parameters from --weighting_options (their papers' defaults otherwise
   pass, as plain `sum` (`gradnorm` adds one per task, from the loss down to the last shared
   layer only; `famo` one forward pass, for the losses after the update).
 - gradient methods (`pcgrad`, `gradvac`, `cagrad`, `upgrad`, `dualproj`, `mgda`, `imtl_g`,
-  `imtl`, `nash_mtl`, `fairgrad`, `aligned_mtl`, `config`, `graddrop`, `db_mtl`, `moco`;
-  their pure functions are in
+  `imtl`, `nash_mtl`, `fairgrad`, `aligned_mtl`, `config`, `graddrop`, `db_mtl`, `moco`,
+  `excess_mtl`; their pure functions are in
   mtlcore.gradient_methods and re-exported here under the same names): each task's
   gradient on the shared variables of the owner map (mtlcore.ownership) is computed
   separately, the K gradients, flattened to a [K, P] matrix, are combined into one [P]
@@ -22,7 +22,7 @@ numpy references in tests/test_weighting.py (the gradient methods' in
 tests/test_gradient_methods.py). The modules around them hold what must survive a restart
 (learned log-variances and scales, DWA's loss averages, GradNorm's weights, GradVac's cosine
 targets, FAMO's logits, STCH's warm-up losses, DB-MTL's [K, P] gradient averages, MoCo's [K, P] tracked
-gradients and simplex weights) as variables, so a checkpoint of the trainer holds them and resume
+gradients and simplex weights, ExcessMTL's squared-gradient sums and loss weights) as variables, so a checkpoint of the trainer holds them and resume
 stays exact. Everything runs inside the compiled step. Every method reports per task
 the weight it gave the task's loss (`weights`), and the gradient methods the cosine between
 the task's gradient and the sum of the others' (`cosines`); the joint trainer logs both per
@@ -42,7 +42,8 @@ from mtlcore.errors import ConfigError
 # The gradient methods' pure functions, under the names the flags use.
 from mtlcore import gradient_methods
 from mtlcore.gradient_methods import (aligned_mtl, cagrad, cagrad_simplex_weights,  # pylint: disable=unused-import
-                                      config, cosines_to_the_rest, db_mtl, dualproj, fairgrad,
+                                      config, cosines_to_the_rest, db_mtl, dualproj,
+                                      excess_mtl, fairgrad,
                                       graddrop, gradvac, imtl_g, mgda, moco, nash_mtl, pcgrad,
                                       upgrad)
 
@@ -685,6 +686,46 @@ class MoCo(Weighting):
       self.steps.assign_add(1)
 
 
+class ExcessRisk(Weighting):
+  """ExcessMTL (He et al. 2024): per task, its accumulated squared gradients [P] (AdaGrad's
+  diagonal), its first excess-risk estimate and its loss weight (start 1) as state, moved only
+  by an applied step (`excess_mtl`); robust_step_size 0.01 (LibMTL's default). The checkpoint
+  grows by 4 K P bytes. The shared variables take the weighted sum of the task gradients; each
+  task-owned variable (a head) its own task's gradient, as with every gradient method here."""
+
+  needs_task_gradients = True
+  needs_gradient_state = True
+
+  def __init__(self, tasks, *, robust_step_size=0.01, name=None):
+    super().__init__(tasks, name=name)
+    self.step_size = float(robust_step_size)
+    k = len(self.task_names)
+    self.initial = tf.Variable(tf.zeros([k]), trainable=False, name="initial_excess")
+    self.seen = tf.Variable(tf.zeros([k], tf.bool), trainable=False, name="seen")
+    self.loss_weights = tf.Variable(tf.ones([k]), trainable=False, name="loss_weights")
+    self.squares = None
+    self._pending = None
+
+  def build(self, columns):
+    self.squares = tf.Variable(tf.zeros([len(self.task_names), columns]), trainable=False,
+                               name="squared_gradient_sums")
+
+  def combine_gradients(self, grads, seed, labelled):
+    del seed
+    if self.squares is None:
+      raise ValueError("ExcessRisk.build(columns) must run before its first step.")
+    direction, weights, *self._pending = excess_mtl(
+        grads, self.squares, self.initial, self.seen, self.loss_weights, self.step_size,
+        labelled)
+    return direction, weights
+
+  def after_step(self, losses, labelled, layer_norms=None, losses_after=None):
+    if self._pending:
+      for variable, value in zip((self.squares, self.initial, self.seen, self.loss_weights),
+                                 self._pending):
+        variable.assign(value)
+
+
 class SmoothTchebycheff(Weighting):
   """STCH (Lin et al. 2024), as its multi-task code: for `warmup_epochs` epochs (of `period`
   steps) the objective is the sum of the log-losses (`log_losses_total`), and each task's
@@ -775,6 +816,8 @@ def make_weighting(method, tasks, *, weights=None, period=None, options=None):
     return DualBalancing(tasks, name=method, **options)
   if method == "moco":
     return MoCo(tasks, name=method, **options)
+  if method == "excess_mtl":
+    return ExcessRisk(tasks, name=method, **options)
   if method == "stch":
     return SmoothTchebycheff(tasks, period=period or 1, name=method, **options)
   return GramMethod(tasks, _GRAM_METHODS[method], method, **options)

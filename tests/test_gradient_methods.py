@@ -22,7 +22,8 @@ from tests.test_keras_parts import _masked_squared
 
 GRAM_METHODS = ["upgrad", "dualproj", "mgda", "imtl_g", "nash_mtl", "fairgrad", "aligned_mtl",
                 "config"]
-ALL = GRAM_METHODS + ["pcgrad", "gradvac", "cagrad", "imtl", "graddrop", "db_mtl", "moco"]
+ALL = GRAM_METHODS + ["pcgrad", "gradvac", "cagrad", "imtl", "graddrop", "db_mtl", "moco",
+                     "excess_mtl"]
 SEED = tf.constant([3, 4], tf.int64)
 
 
@@ -338,6 +339,16 @@ def test_gradvac_follows_the_paper_and_moves_its_targets():
   np.testing.assert_allclose(zero, pc, rtol=1e-5, atol=1e-6)  # Targets 0: PCGrad's rule.
 
 
+def _step_as_the_trainer(made, grads, mask):
+  """One step of a stateful gradient method in the joint trainer's order: the rows (an
+  unlabelled task's zero), combine_gradients, then after_step as for an applied update.
+  Returns (direction, weights) as numpy."""
+  direction, weights = made.combine_gradients(tf.constant(grads * mask[:, None]), SEED,
+                                              tf.constant(mask))
+  made.after_step(None, tf.constant(mask))
+  return direction.numpy(), weights.numpy()
+
+
 def test_graddrop_follows_the_paper_and_keeps_agreeing_columns():
   """Per column: purity P = (1 + sum g / sum |g|) / 2; positive entries kept where U < P,
   negative where U > P, the rest times the leak. A column where the tasks agree in sign is
@@ -389,11 +400,9 @@ def test_db_mtl_follows_the_papers_algorithm_over_steps():
     want, want_buffer = _db_mtl_paper([s.astype(np.float64) for s in steps], masks, beta,
                                       sigma)
     for g, mask, w in zip(steps, masks, want):
-      g = g * mask[:, None]  # The trainer's rows: an unlabelled task's is zero.
-      direction, weights = made.combine_gradients(tf.constant(g), SEED, tf.constant(mask))
-      made.after_step(None, tf.constant(mask))
+      direction, weights = _step_as_the_trainer(made, g, mask)
       np.testing.assert_allclose(direction, w, rtol=1e-4, atol=1e-6)
-      scaled = weights.numpy()[:, None] * made.averages.numpy()
+      scaled = weights[:, None] * made.averages.numpy()
       norms = np.linalg.norm(scaled[mask], axis=1)
       np.testing.assert_allclose(norms, norms.max(), rtol=1e-5)
     np.testing.assert_allclose(made.averages, want_buffer, rtol=1e-5, atol=1e-7)
@@ -437,9 +446,7 @@ def test_moco_follows_the_papers_algorithm_over_steps():
     want, want_y = _moco_paper([s.astype(np.float64) for s in steps], masks, **full)
     for g, mask, (direction_want, lam_want) in zip(steps, masks, want):
       kept = made.simplex_weights.numpy()[2]
-      direction, _ = made.combine_gradients(tf.constant(g * mask[:, None]), SEED,
-                                            tf.constant(mask))
-      made.after_step(None, tf.constant(mask))
+      direction, _ = _step_as_the_trainer(made, g, mask)
       np.testing.assert_allclose(direction, direction_want, rtol=1e-4, atol=1e-5)
       np.testing.assert_allclose(made.simplex_weights, lam_want, rtol=1e-4, atol=1e-6)
       assert np.isclose(made.simplex_weights.numpy().sum(), 1.0, atol=1e-6)
@@ -447,6 +454,50 @@ def test_moco_follows_the_papers_algorithm_over_steps():
       if not mask[2]:
         assert made.simplex_weights.numpy()[2] == kept
     np.testing.assert_allclose(made.tracked, want_y, rtol=1e-4, atol=1e-6)
+
+
+def _excess_mtl_paper(steps, masks, step_size):
+  """ExcessMTL as the authors' code (LibMTL's port) in numpy, float64, with an unlabelled
+  task kept out: its squares, first estimate and weight stay; the labelled weights are
+  normalised to their share of K."""
+  k = steps[0].shape[0]
+  squares, initial, seen = np.zeros_like(steps[0]), np.zeros(k), np.zeros(k, bool)
+  weights, out = np.ones(k), []
+  for g, m in zip(steps, masks):
+    squares = np.where(m[:, None], squares + g ** 2, squares)
+    excess = (g ** 2 / np.sqrt(squares + 1e-7)).sum(1)
+    first = m & ~seen
+    initial = np.where(first, excess, initial)
+    ratio = np.divide(excess, initial, out=np.zeros(k), where=m & seen)
+    grown = np.where(m & seen, weights * np.exp(step_size * ratio), weights)
+    share = k - weights[~m].sum()
+    weights = np.where(m, grown * share / grown[m].sum(), weights)
+    seen = seen | m
+    out.append((np.where(m, weights, 0) @ (g * m[:, None]), weights.copy()))
+  return out
+
+
+def test_excess_mtl_follows_the_authors_algorithm_over_steps():
+  """Six steps of `ExcessRisk` in the trainer's order against the authors' algorithm in
+  numpy; task 2 unlabelled in steps 0 and 3 (its first estimate waits for its first label).
+  The weights sum to K, and the task whose gradient stays large against its first one gains
+  weight."""
+  steps = [_conflicting(3, p=10, seed=s) * np.float32([[1.0], [1.0 + s], [1.0]])
+           for s in range(6)]
+  masks = [np.array([True, True, s not in (0, 3)]) for s in range(6)]
+  made = weighting.make_weighting("excess_mtl", ["a", "b", "c"],
+                                  options={"robust_step_size": 0.5})
+  made.build(10)
+  want = _excess_mtl_paper([s.astype(np.float64) for s in steps], masks, 0.5)
+  for g, mask, (direction_want, weights_want) in zip(steps, masks, want):
+    kept = made.loss_weights.numpy()[2]
+    direction, _ = _step_as_the_trainer(made, g, mask)
+    np.testing.assert_allclose(direction, direction_want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(made.loss_weights, weights_want, rtol=1e-5, atol=1e-6)
+    assert np.isclose(made.loss_weights.numpy().sum(), 3.0, atol=1e-5)
+    if not mask[2]:
+      assert made.loss_weights.numpy()[2] == kept
+  assert made.loss_weights.numpy()[1] == made.loss_weights.numpy().max()
 
 
 # ------------------------------------------------------------------------- all of them

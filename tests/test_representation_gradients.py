@@ -153,6 +153,7 @@ def test_where_no_one_representation_is_shared_it_is_one_line():
       ({"weighting": "sum"}, "applies to a gradient method (--weighting=pcgrad|"),
       ({"weighting": "db_mtl"}, "db_mtl keeps state per shared parameter"),
       ({"weighting": "moco"}, "moco keeps state per shared parameter"),
+      ({"weighting": "excess_mtl"}, "excess_mtl keeps state per shared parameter"),
       ({"weighting": "mgda", "strategy": "mirrored"}, "runs on one device; with "
                                                       "--strategy=mirrored use"),
       ({"weighting": "mgda", "mode": "alternate"}, "--weighting applies to --mode=joint")):
