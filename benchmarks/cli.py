@@ -61,7 +61,8 @@ flags.DEFINE_list("architectures", [],
                   "alternating steps with each of these trunk architectures (hard, mmoe, cgc, "
                   "ple, cross_stitch, mtan), each sized to hard sharing's parameter count, at "
                   "each --task_counts (default 2) (mtlcore.benchmarks.architectures).")
-BENCH_FLAGS = ("quick", "task_counts", "representation_gradients", "architectures", "large", "trunks", "executions", "modes", "keras",
+BENCH_FLAGS = ("quick", "task_counts", "representation_gradients", "architectures", "large",
+               "trunks", "executions", "modes", "keras",
                "precisions", "weightings", "seq_len", "steps", "steps_per_call",
                "head_to_head_rounds", "output_json")
 

@@ -11,7 +11,8 @@ ARCHITECTURES = ("hard", "moe", "mmoe", "cgc", "ple", "cross_stitch", "mtan")
 SAMPLERS = ("uniform", "proportional", "temperature", "annealed", "weighted", "round_robin")
 WEIGHTINGS = ("sum", "static", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "gls", "famo",
               "pcgrad", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",
-              "aligned_mtl", "gradvac", "config", "fairgrad", "graddrop", "db_mtl", "stch", "moco", "excess_mtl")
+              "aligned_mtl", "gradvac", "config", "fairgrad", "graddrop", "db_mtl", "stch", "moco",
+              "excess_mtl")
 
 # The weightings that combine one gradient per task (mtlcore.weighting: needs_task_gradients).
 GRADIENT_METHODS = ("pcgrad", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",

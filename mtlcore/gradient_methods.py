@@ -539,8 +539,9 @@ def moco(grads, tracked, weights, beta, gamma, rho=0.0, labelled=None):
   gram = tf.cast(tf.linalg.matmul(live, live, transpose_b=True), tf.float64)
   k = grads.shape[0]
   lam = tf.cast(weights, tf.float64)
-  step = lam - tf.cast(gamma, tf.float64) * tf.linalg.matvec(
-      gram + tf.cast(rho, tf.float64) * tf.eye(k, dtype=tf.float64), lam * tf.cast(mask, tf.float64))
+  regularised = gram + tf.cast(rho, tf.float64) * tf.eye(k, dtype=tf.float64)
+  step = lam - tf.cast(gamma, tf.float64) * tf.linalg.matvec(regularised,
+                                                              lam * tf.cast(mask, tf.float64))
   share = tf.reduce_sum(tf.where(labelled, lam, 0.0))
   projected = simplex_projection(step, share, labelled)
   new = tf.cast(tf.where(labelled, projected, lam), tf.float32)

@@ -21,8 +21,9 @@ The loss weightings' math is in pure functions here (`uncertainty_total`, `dwa_w
 numpy references in tests/test_weighting.py (the gradient methods' in
 tests/test_gradient_methods.py). The modules around them hold what must survive a restart
 (learned log-variances and scales, DWA's loss averages, GradNorm's weights, GradVac's cosine
-targets, FAMO's logits, STCH's warm-up losses, DB-MTL's [K, P] gradient averages, MoCo's [K, P] tracked
-gradients and simplex weights, ExcessMTL's squared-gradient sums and loss weights) as variables, so a checkpoint of the trainer holds them and resume
+targets, FAMO's logits, STCH's warm-up losses, DB-MTL's [K, P] gradient averages, MoCo's
+[K, P] tracked gradients and simplex weights, ExcessMTL's [K, P] squared-gradient sums and loss
+weights) as variables, so a checkpoint of the trainer holds them and resume
 stays exact. Everything runs inside the compiled step. Every method reports per task
 the weight it gave the task's loss (`weights`), and the gradient methods the cosine between
 the task's gradient and the sum of the others' (`cosines`); the joint trainer logs both per
@@ -234,7 +235,8 @@ class Weighting(tf.Module):
   needs_task_gradients = False
   needs_layer_norms = False  # GradNorm: the trainer gives after_step |grad_W L_k| [K].
   needs_losses_after_update = False  # FAMO: after_step gets the losses after the update.
-  # DB-MTL: state per shared parameter, [K, P]; the trainer calls build(P) once, P the size
+  # DB-MTL, MoCo, ExcessMTL: state per shared parameter, [K, P] (mtlcore.choices
+  # .PER_PARAMETER_STATE); the trainer calls build(P) once, P the size
   # of the model's shared trained variables, and gives combine_gradients rows over all of
   # them (zero columns for those no task reaches in the step).
   needs_gradient_state = False
@@ -603,7 +605,7 @@ class DualBalancing(Weighting):
   (`db_mtl`: moving averages of the log-losses' gradients on the shared variables, each scaled
   to the largest's norm). The averages are state, [K, P] float32 (P shared parameters: the
   checkpoint grows by 4 K P bytes), moved only by an applied step, with the count of applied
-  steps that sets the rate beta / t^beta_sigma (the paper's defaults: beta 0.9, sigma 0).
+  steps that sets the rate beta / t^beta_sigma (LibMTL's defaults: beta 0.9, sigma 0).
   Reports per task the scale its average got."""
 
   needs_task_gradients = True

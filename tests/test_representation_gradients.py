@@ -117,7 +117,8 @@ def test_the_trunk_gets_the_combined_representation_row_sent_back_through_it(met
     assert float(weights[2]) == 0.0 and logs.tasks["c"].metrics["weight"] == 0.0
   for before, v in zip(head_c, model.heads["c"].trainable_variables):
     np.testing.assert_array_equal(before, v.numpy())
-    assert not optimizer.m[optimizer._index[v.ref()]].numpy().any()  # pylint: disable=protected-access
+    slot = optimizer._index[v.ref()]  # pylint: disable=protected-access
+    assert not optimizer.m[slot].numpy().any()
 
 
 def test_representation_gradients_train_and_differ_from_parameter_gradients():
