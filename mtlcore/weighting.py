@@ -33,6 +33,7 @@ Losses here are each task's loss of the batch (a Ratio divided out); a task with
 the batch has loss 0 and `labelled` False.
 """
 
+import functools
 import math
 
 import tensorflow as tf
@@ -468,12 +469,44 @@ class PCGrad(Weighting):
     return pcgrad(grads, _random_orders(k, seed)), tf.ones([k])
 
 
-class GradVac(Weighting):
-  """GradVac's targets phi^ [K, K] (start 0) are state: kept in the checkpoint, moved only by
-  an applied step (the step's new targets wait in `combine_gradients`' trace for
-  `after_step`)."""
+def _assign_all(pairs):
+  for variable, value in pairs:
+    variable.assign(value)
+
+
+class StagedState(Weighting):
+  """A gradient method whose state (its variables) moves only with an applied update:
+  `combine_gradients` stages each variable's new value (`_stage`; they wait in its trace),
+  `after_step` assigns them. A method whose state has a column per shared parameter makes it
+  in `build` (`_per_parameter`)."""
 
   needs_task_gradients = True
+  _staged_update = None
+
+  def _stage(self, *pairs):
+    """(variable, new value) pairs for `after_step`. Kept in a function: tf.Module would
+    track a tuple of variables as one more checkpoint dependency."""
+    self._staged_update = functools.partial(_assign_all, pairs)
+
+  def after_step(self, losses, labelled, layer_norms=None, losses_after=None):
+    if self._staged_update is not None:
+      self._staged_update()
+
+  def _per_parameter(self, columns, name):
+    """A [K, columns] float32 state variable, zeros."""
+    return tf.Variable(tf.zeros([len(self.task_names), columns]), trainable=False, name=name)
+
+  def _require(self, variable):
+    """`variable` (made by `build`), or ValueError if `build` has not run."""
+    if variable is None:
+      raise ValueError(f"{type(self).__name__}.build(columns) must run before its first "
+                       f"step.")
+    return variable
+
+
+class GradVac(StagedState):
+  """GradVac's targets phi^ [K, K] (start 0) are state: kept in the checkpoint, moved only by
+  an applied step (`StagedState`)."""
 
   def __init__(self, tasks, *, beta=0.01, name=None):
     super().__init__(tasks, name=name)
@@ -482,17 +515,13 @@ class GradVac(Weighting):
     self.beta = float(beta)
     k = len(self.task_names)
     self.targets = tf.Variable(tf.zeros([k, k]), trainable=False, name="cosine_targets")
-    self._pending = None
 
   def combine_gradients(self, grads, seed, labelled):
     del labelled  # A zero row alters nothing and keeps its targets.
     k = len(self.task_names)
-    direction, self._pending = gradvac(grads, _random_orders(k, seed), self.targets, self.beta)
+    direction, targets = gradvac(grads, _random_orders(k, seed), self.targets, self.beta)
+    self._stage((self.targets, targets))
     return direction, tf.ones([k])
-
-  def after_step(self, losses, labelled, layer_norms=None, losses_after=None):
-    if self._pending is not None:
-      self.targets.assign(self._pending)
 
 
 class CAGrad(Weighting):
@@ -599,7 +628,7 @@ class GradDrop(Weighting):
     return graddrop(grads, _uniform(tf.stack([columns]), seed), self.leak, labelled)
 
 
-class DualBalancing(Weighting):
+class DualBalancing(StagedState):
   """DB-MTL (Lin & Zhang 2023): loss-scale balancing (each task differentiates log L_k, so
   its gradient is divided by its loss; heads too) and gradient-magnitude balancing
   (`db_mtl`: moving averages of the log-losses' gradients on the shared variables, each scaled
@@ -608,7 +637,6 @@ class DualBalancing(Weighting):
   steps that sets the rate beta / t^beta_sigma (LibMTL's defaults: beta 0.9, sigma 0).
   Reports per task the scale its average got."""
 
-  needs_task_gradients = True
   needs_gradient_state = True
 
   def __init__(self, tasks, *, beta=0.9, beta_sigma=0.0, name=None):
@@ -616,11 +644,9 @@ class DualBalancing(Weighting):
     self.beta, self.beta_sigma = float(beta), float(beta_sigma)
     self.steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="applied_steps")
     self.averages = None
-    self._pending = None
 
   def build(self, columns):
-    self.averages = tf.Variable(tf.zeros([len(self.task_names), columns]), trainable=False,
-                                name="gradient_averages")
+    self.averages = self._per_parameter(columns, "gradient_averages")
 
   def task_losses(self, losses, labelled):
     return tf.where(labelled, tf.math.log(losses + LOG_EPSILON), 0.0)
@@ -631,27 +657,21 @@ class DualBalancing(Weighting):
 
   def combine_gradients(self, grads, seed, labelled):
     del seed
-    if self.averages is None:
-      raise ValueError("DualBalancing.build(columns) must run before its first step.")
-    t = tf.cast(self.steps + 1, tf.float32)
-    rate = self.beta / t ** self.beta_sigma
-    direction, weights, self._pending = db_mtl(grads, self.averages, rate, labelled)
+    averages = self._require(self.averages)
+    step = self.steps + 1
+    rate = self.beta / tf.cast(step, tf.float32) ** self.beta_sigma
+    direction, weights, moved = db_mtl(grads, averages, rate, labelled)
+    self._stage((averages, moved), (self.steps, step))
     return direction, weights
 
-  def after_step(self, losses, labelled, layer_norms=None, losses_after=None):
-    if self._pending is not None:
-      self.averages.assign(self._pending)
-      self.steps.assign_add(1)
 
-
-class MoCo(Weighting):
+class MoCo(StagedState):
   """MoCo (Fernando et al. 2023): tracked gradients y [K, P] (start 0) and simplex weights
   lambda [K] (start 1/K) as state, moved only by an applied step, with the count of applied
   steps t that sets the rates beta / t^beta_sigma and gamma / t^gamma_sigma (LibMTL's
   defaults: beta 0.5, gamma 0.1, both sigmas 0.5, rho 0). The checkpoint grows by 4 K P
   bytes."""
 
-  needs_task_gradients = True
   needs_gradient_state = True
 
   def __init__(self, tasks, *, beta=0.5, beta_sigma=0.5, gamma=0.1, gamma_sigma=0.5, rho=0.0,
@@ -664,38 +684,29 @@ class MoCo(Weighting):
     self.simplex_weights = tf.Variable(tf.fill([k], 1.0 / k), trainable=False,
                                        name="simplex_weights")
     self.tracked = None
-    self._pending = None
 
   def build(self, columns):
-    self.tracked = tf.Variable(tf.zeros([len(self.task_names), columns]), trainable=False,
-                               name="tracked_gradients")
+    self.tracked = self._per_parameter(columns, "tracked_gradients")
 
   def combine_gradients(self, grads, seed, labelled):
     del seed
-    if self.tracked is None:
-      raise ValueError("MoCo.build(columns) must run before its first step.")
-    t = tf.cast(self.steps + 1, tf.float32)
-    direction, weights, tracked, simplex = moco(
-        grads, self.tracked, self.simplex_weights, self.beta / t ** self.beta_sigma,
+    tracked = self._require(self.tracked)
+    step = self.steps + 1
+    t = tf.cast(step, tf.float32)
+    direction, weights, moved, simplex = moco(
+        grads, tracked, self.simplex_weights, self.beta / t ** self.beta_sigma,
         self.gamma / t ** self.gamma_sigma, self.rho, labelled)
-    self._pending = (tracked, simplex)
+    self._stage((tracked, moved), (self.simplex_weights, simplex), (self.steps, step))
     return direction, weights
 
-  def after_step(self, losses, labelled, layer_norms=None, losses_after=None):
-    if self._pending is not None:
-      self.tracked.assign(self._pending[0])
-      self.simplex_weights.assign(self._pending[1])
-      self.steps.assign_add(1)
 
-
-class ExcessRisk(Weighting):
+class ExcessRisk(StagedState):
   """ExcessMTL (He et al. 2024): per task, its accumulated squared gradients [P] (AdaGrad's
   diagonal), its first excess-risk estimate and its loss weight (start 1) as state, moved only
   by an applied step (`excess_mtl`); robust_step_size 0.01 (LibMTL's default). The checkpoint
   grows by 4 K P bytes. The shared variables take the weighted sum of the task gradients; each
   task-owned variable (a head) its own task's gradient, as with every gradient method here."""
 
-  needs_task_gradients = True
   needs_gradient_state = True
 
   def __init__(self, tasks, *, robust_step_size=0.01, name=None):
@@ -706,26 +717,16 @@ class ExcessRisk(Weighting):
     self.seen = tf.Variable(tf.zeros([k], tf.bool), trainable=False, name="seen")
     self.loss_weights = tf.Variable(tf.ones([k]), trainable=False, name="loss_weights")
     self.squares = None
-    self._pending = None
 
   def build(self, columns):
-    self.squares = tf.Variable(tf.zeros([len(self.task_names), columns]), trainable=False,
-                               name="squared_gradient_sums")
+    self.squares = self._per_parameter(columns, "squared_gradient_sums")
 
   def combine_gradients(self, grads, seed, labelled):
     del seed
-    if self.squares is None:
-      raise ValueError("ExcessRisk.build(columns) must run before its first step.")
-    direction, weights, *self._pending = excess_mtl(
-        grads, self.squares, self.initial, self.seen, self.loss_weights, self.step_size,
-        labelled)
+    state = (self._require(self.squares), self.initial, self.seen, self.loss_weights)
+    direction, weights, *new = excess_mtl(grads, *state, self.step_size, labelled)
+    self._stage(*zip(state, new))
     return direction, weights
-
-  def after_step(self, losses, labelled, layer_norms=None, losses_after=None):
-    if self._pending:
-      for variable, value in zip((self.squares, self.initial, self.seen, self.loss_weights),
-                                 self._pending):
-        variable.assign(value)
 
 
 class SmoothTchebycheff(Weighting):
