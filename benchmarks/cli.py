@@ -11,7 +11,7 @@ import importlib.util
 from absl import flags
 
 from mtlcore.choices import (ARCHITECTURES, GRADIENT_METHODS, PER_PARAMETER_STATE, PRECISIONS,
-                             WEIGHTINGS)
+                             SAMPLED_GRADIENTS, WEIGHTINGS)
 from mtlcore.errors import ConfigError
 from mtlcore.trainers.cli import common
 from mtlcore.tagging.options import TRUNKS
@@ -96,11 +96,12 @@ def check_bench_flags():
 def weighting_rows():
   """--weightings, then with --representation_gradients each gradient method again as
   METHOD/representation (mtl-train's --task_gradients=representation; not the methods whose
-  state is per parameter, choices.PER_PARAMETER_STATE)."""
+  state is per parameter, choices.PER_PARAMETER_STATE, nor those of three samples,
+  choices.SAMPLED_GRADIENTS)."""
   methods = list(FLAGS.weightings)
   if FLAGS.representation_gradients:
     methods += [f"{m}/representation" for m in FLAGS.weightings
-                if m in GRADIENT_METHODS and m not in PER_PARAMETER_STATE]
+                if m in GRADIENT_METHODS and m not in PER_PARAMETER_STATE + SAMPLED_GRADIENTS]
   return methods
 
 

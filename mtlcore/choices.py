@@ -12,12 +12,15 @@ SAMPLERS = ("uniform", "proportional", "temperature", "annealed", "weighted", "r
 WEIGHTINGS = ("sum", "static", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "gls", "famo",
               "pcgrad", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",
               "aligned_mtl", "gradvac", "config", "fairgrad", "graddrop", "db_mtl", "stch", "moco",
-              "excess_mtl")
+              "excess_mtl", "sdmgrad", "modo")
 
 # The weightings that combine one gradient per task (mtlcore.weighting: needs_task_gradients).
 GRADIENT_METHODS = ("pcgrad", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",
                     "aligned_mtl", "gradvac", "config", "fairgrad", "graddrop", "db_mtl",
-                    "moco", "excess_mtl")
+                    "moco", "excess_mtl", "sdmgrad", "modo")
+# The gradient methods that take three independent samples of the task gradients per step
+# (the batch split into three): one device, on the parameters.
+SAMPLED_GRADIENTS = ("sdmgrad", "modo")
 # The gradient methods whose state has a column per shared parameter ([K, P]).
 PER_PARAMETER_STATE = ("db_mtl", "moco", "excess_mtl")
 # Where a gradient method takes each task's gradient: on the trunk's shared parameters, or on
@@ -46,6 +49,8 @@ WEIGHTING_OPTIONS = {
     "stch": {"mu": 1.0, "warmup_epochs": 4},
     "moco": {"beta": 0.5, "beta_sigma": 0.5, "gamma": 0.1, "gamma_sigma": 0.5, "rho": 0.0},
     "excess_mtl": {"robust_step_size": 0.01},
+    "sdmgrad": {"lamda": 0.3, "iterations": 20},
+    "modo": {"gamma": 0.001, "rho": 0.1},
 }
 
 

@@ -18,8 +18,8 @@ weights sum to 1, `nash_mtl` the Nash bargaining solution (task utilities g_k . 
 `fairgrad` the alpha-fair one (g_k . d = w_k^(-1/alpha)), `aligned_mtl` the gradients
 rescaled to their smallest singular value, `config` the sum of the gradients' projections on
 the direction of equal cosines, `db_mtl` every task's moving average at the largest's norm,
-`moco` a convex combination of its tracked gradients, and `excess_mtl` loss weights summing to
-K.
+`moco` a convex combination of its tracked gradients, `excess_mtl` loss weights summing to
+K, and `sdmgrad` and `modo` convex combinations of one sample's gradients.
 
 Checked against each paper's algorithm in numpy, and by each problem's optimality conditions,
 in tests/test_gradient_methods.py.
@@ -583,6 +583,82 @@ def excess_mtl(grads, squares, initial, seen, weights, step_size, labelled=None)
   used = tf.where(labelled, new, 0.0)
   return (tf.linalg.matvec(grads * mask[:, None], used, transpose_a=True), used, squares,
           initial, seen | labelled, new)
+
+
+def sdmgrad(samples, weights, lamda=0.3, iterations=20, labelled=None):
+  """SDMGrad (Xiao et al. 2023, "Direction-oriented multi-objective learning: simple and
+  provable stochastic algorithms"), one step as the authors' code (which LibMTL ports), from
+  three independent samples of the K task gradients. The first two, xi and xi', give the
+  Gram matrix A = G_xi G_xi'^T, divided by the square of the mean of its diagonal's square
+  roots (negative diagonal entries as 0). The simplex weights w (state) take `iterations`
+  steps of projected gradient descent with momentum on it (rate 5, momentum 0.5, the
+  momentum restarting each step; gradient A w + lamda A 1/K). The direction is
+  (G_zeta^T w + lamda mean_k g_zeta,k) / (1 + lamda), zeta the third sample. Over the
+  labelled tasks alone: the mean is theirs, and their weights are projected onto their share
+  of the simplex (an unlabelled task's w_k is kept and takes no part).
+
+  Paper's scale (a convex combination of the third sample's gradients).
+
+  Args:
+    samples: float32 [3, K, P]: the samples xi, xi', zeta; weights: float32 [K] on the
+      simplex (start 1/K); lamda: the pull towards the mean gradient; iterations: the
+      weights' steps; labelled: bool [K] or None (all).
+  Returns:
+    (direction [P], the weights on zeta's rows [K], new simplex weights [K]).
+  """
+  k = samples.shape[1]
+  labelled, mask, count = _mask(labelled, k)
+  live = samples * mask[None, :, None]
+  gram = tf.cast(tf.linalg.matmul(live[0], live[1], transpose_b=True), tf.float64)
+  diagonal = tf.maximum(tf.linalg.diag_part(gram), 0.0)
+  mask64 = tf.cast(mask, tf.float64)
+  scale = tf.reduce_sum(tf.sqrt(diagonal) * mask64) / tf.cast(count, tf.float64)
+  gram = gram / (scale * scale + 1e-8)
+  pull = tf.cast(lamda, tf.float64) * tf.linalg.matvec(gram, mask64 / tf.cast(count, tf.float64))
+  w = tf.cast(weights, tf.float64)
+  share = tf.reduce_sum(tf.where(labelled, w, 0.0))
+
+  def body(t, w, momentum):
+    momentum = 0.5 * momentum + tf.linalg.matvec(gram, w * mask64) + pull
+    w = tf.where(labelled, simplex_projection(w - 5.0 * momentum, share, labelled), w)
+    return t + 1, w, momentum
+
+  _, w, _ = tf.while_loop(lambda t, *_: t < iterations, body,
+                          (tf.constant(0), w, tf.zeros_like(w)))
+  new = tf.cast(w, tf.float32)
+  used = (tf.where(labelled, new, 0.0) + lamda * mask / count) / (1.0 + lamda)
+  return tf.linalg.matvec(live[2], used, transpose_a=True), used, new
+
+
+def modo(samples, weights, gamma=0.001, rho=0.1, labelled=None):
+  """MoDo (Chen et al. 2023, "Three-way trade-off in multi-objective learning: optimization,
+  generalization and conflict-avoidance"), one step of its double sampling: from three
+  independent samples of the K task gradients, the simplex weights (state) take one projected
+  step lambda <- Proj(lambda - gamma (G_1 G_2^T lambda + rho lambda)), G_1 and G_2 the first
+  two samples (an unbiased estimate of the Gram matrix's product), and the direction is
+  G_3^T lambda with the new weights. Over the labelled tasks alone: their weights are
+  projected onto their share of the simplex; an unlabelled task's is kept and takes no part.
+
+  Paper's scale (a convex combination of the third sample's gradients).
+
+  Args:
+    samples: float32 [3, K, P]; weights: float32 [K] on the simplex (start 1/K); gamma: the
+      weights' learning rate; rho: their l2 regulariser; labelled: bool [K] or None (all).
+  Returns:
+    (direction [P], the step's weights [K] (0 for unlabelled tasks), new weights [K]).
+  """
+  k = samples.shape[1]
+  labelled, mask, _ = _mask(labelled, k)
+  live = samples * mask[None, :, None]
+  lam = tf.cast(weights, tf.float64)
+  mask64 = tf.cast(mask, tf.float64)
+  through = tf.linalg.matvec(tf.cast(live[1], tf.float64), lam * mask64, transpose_a=True)
+  product = tf.linalg.matvec(tf.cast(live[0], tf.float64), through)
+  step = lam - tf.cast(gamma, tf.float64) * (product + tf.cast(rho, tf.float64) * lam * mask64)
+  share = tf.reduce_sum(tf.where(labelled, lam, 0.0))
+  new = tf.cast(tf.where(labelled, simplex_projection(step, share, labelled), lam), tf.float32)
+  used = tf.where(labelled, new, 0.0)
+  return tf.linalg.matvec(live[2], used, transpose_a=True), used, new
 
 
 def cosines_to_the_rest(grads):

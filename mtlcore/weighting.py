@@ -9,12 +9,13 @@ with hyper-parameters from --weighting_options (their papers' defaults otherwise
   layer only; `famo` one forward pass, for the losses after the update).
 - gradient methods (`pcgrad`, `gradvac`, `cagrad`, `upgrad`, `dualproj`, `mgda`, `imtl_g`,
   `imtl`, `nash_mtl`, `fairgrad`, `aligned_mtl`, `config`, `graddrop`, `db_mtl`, `moco`,
-  `excess_mtl`; their pure functions are in
+  `excess_mtl`, `sdmgrad`, `modo`; their pure functions are in
   mtlcore.gradient_methods and re-exported here under the same names): each task's
   gradient on the shared variables of the owner map (mtlcore.ownership) is computed
   separately, the K gradients, flattened to a [K, P] matrix, are combined into one [P]
   direction; each task-owned variable (a head, a task's trunk part) gets its own task's
-  gradient as usual.
+  gradient as usual. `sdmgrad` and `modo` need three independent samples of the K gradients
+  (`samples` = 3): the trainer splits the batch into three parts and gives them [3 K, P].
 
 The loss weightings' math is in pure functions here (`uncertainty_total`, `dwa_weights`,
 `gradnorm_weight_gradient`, `gls_total`, `famo_total`, `famo_logit_gradient`), checked against
@@ -23,7 +24,7 @@ tests/test_gradient_methods.py). The modules around them hold what must survive 
 (learned log-variances and scales, DWA's loss averages, GradNorm's weights, GradVac's cosine
 targets, FAMO's logits, STCH's warm-up losses, DB-MTL's [K, P] gradient averages, MoCo's
 [K, P] tracked gradients and simplex weights, ExcessMTL's [K, P] squared-gradient sums and loss
-weights) as variables, so a checkpoint of the trainer holds them and resume
+weights, SDMGrad's and MoDo's simplex weights) as variables, so a checkpoint of the trainer holds them and resume
 stays exact. Everything runs inside the compiled step. Every method reports per task
 the weight it gave the task's loss (`weights`), and the gradient methods the cosine between
 the task's gradient and the sum of the others' (`cosines`); the joint trainer logs both per
@@ -46,8 +47,8 @@ from mtlcore import gradient_methods
 from mtlcore.gradient_methods import (aligned_mtl, cagrad, cagrad_simplex_weights,  # pylint: disable=unused-import
                                       config, cosines_to_the_rest, db_mtl, dualproj,
                                       excess_mtl, fairgrad,
-                                      graddrop, gradvac, imtl_g, mgda, moco, nash_mtl, pcgrad,
-                                      upgrad)
+                                      graddrop, gradvac, imtl_g, mgda, moco, modo, nash_mtl,
+                                      pcgrad, sdmgrad, upgrad)
 
 
 # ---------------------------------------------------------------------------- pure functions
@@ -241,6 +242,10 @@ class Weighting(tf.Module):
   # of the model's shared trained variables, and gives combine_gradients rows over all of
   # them (zero columns for those no task reaches in the step).
   needs_gradient_state = False
+  # SDMGrad, MoDo: independent samples of the task gradients per step. With samples S > 1
+  # the joint trainer splits each batch into S parts along its leading axis and gives
+  # combine_gradients S K rows, sample after sample ([S K, P]).
+  samples = 1
   # Whether `total` is linear in the losses, d total / d L_k not depending on L (under a
   # tf.distribute strategy each replica can then weigh its own share of each loss).
   linear_in_losses = True
@@ -729,6 +734,56 @@ class ExcessRisk(StagedState):
     return direction, weights
 
 
+class SampledSimplex(StagedState):
+  """A gradient method over S = 3 independent samples of the task gradients (the rows
+  [3 K, P], sample after sample) whose state is simplex weights [K] (start 1/K), moved only by
+  an applied step: SDMGrad and MoDo. Each sample is a third of the batch; the direction is
+  taken on the third, and each task-owned variable (a head) gets its own task's gradient on
+  the whole batch."""
+
+  samples = 3
+
+  def __init__(self, tasks, name=None):
+    super().__init__(tasks, name=name)
+    k = len(self.task_names)
+    self.simplex_weights = tf.Variable(tf.fill([k], 1.0 / k), trainable=False,
+                                       name="simplex_weights")
+
+  def combine_gradients(self, grads, seed, labelled):
+    del seed
+    samples = tf.reshape(grads, [self.samples, len(self.task_names), -1])
+    direction, weights, new = self._step(samples, labelled)
+    self._stage((self.simplex_weights, new))
+    return direction, weights
+
+  def _step(self, samples, labelled):
+    raise NotImplementedError
+
+
+class SDMGrad(SampledSimplex):
+  """SDMGrad (Xiao et al. 2023; `sdmgrad`): lamda 0.3, 20 iterations (LibMTL's defaults)."""
+
+  def __init__(self, tasks, *, lamda=0.3, iterations=20, name=None):
+    super().__init__(tasks, name=name)
+    if not lamda >= 0:
+      raise ConfigError(f"--weighting_options: sdmgrad lamda must be >= 0, got {lamda!r}.")
+    self.lamda, self.iterations = float(lamda), int(iterations)
+
+  def _step(self, samples, labelled):
+    return sdmgrad(samples, self.simplex_weights, self.lamda, self.iterations, labelled)
+
+
+class MoDo(SampledSimplex):
+  """MoDo (Chen et al. 2023; `modo`): gamma 0.001, rho 0.1 (LibMTL's defaults)."""
+
+  def __init__(self, tasks, *, gamma=0.001, rho=0.1, name=None):
+    super().__init__(tasks, name=name)
+    self.gamma, self.rho = float(gamma), float(rho)
+
+  def _step(self, samples, labelled):
+    return modo(samples, self.simplex_weights, self.gamma, self.rho, labelled)
+
+
 class SmoothTchebycheff(Weighting):
   """STCH (Lin et al. 2024), as its multi-task code: for `warmup_epochs` epochs (of `period`
   steps) the objective is the sum of the log-losses (`log_losses_total`), and each task's
@@ -821,6 +876,10 @@ def make_weighting(method, tasks, *, weights=None, period=None, options=None):
     return MoCo(tasks, name=method, **options)
   if method == "excess_mtl":
     return ExcessRisk(tasks, name=method, **options)
+  if method == "sdmgrad":
+    return SDMGrad(tasks, name=method, **options)
+  if method == "modo":
+    return MoDo(tasks, name=method, **options)
   if method == "stch":
     return SmoothTchebycheff(tasks, period=period or 1, name=method, **options)
   return GramMethod(tasks, _GRAM_METHODS[method], method, **options)

@@ -23,7 +23,7 @@ from tests.test_keras_parts import _masked_squared
 GRAM_METHODS = ["upgrad", "dualproj", "mgda", "imtl_g", "nash_mtl", "fairgrad", "aligned_mtl",
                 "config"]
 ALL = GRAM_METHODS + ["pcgrad", "gradvac", "cagrad", "imtl", "graddrop", "db_mtl", "moco",
-                     "excess_mtl"]
+                     "excess_mtl", "sdmgrad", "modo"]
 SEED = tf.constant([3, 4], tf.int64)
 
 
@@ -42,11 +42,18 @@ def _made(method, k, columns):
   return made
 
 
+def _samples(made, grads):
+  """The rows a method combines: `grads` [K, P], as the same sample S times for a method of
+  S samples (SDMGrad, MoDo: [3 K, P])."""
+  return tf.tile(tf.convert_to_tensor(grads), [made.samples, 1])
+
+
 def _combine(method, grads, labelled=None):
   k = grads.shape[0]
   method = _made(method, k, grads.shape[1])
   labelled = np.ones(k, bool) if labelled is None else labelled
-  direction, weights = method.combine_gradients(tf.constant(grads), SEED, tf.constant(labelled))
+  direction, weights = method.combine_gradients(_samples(method, grads), SEED,
+                                                tf.constant(labelled))
   return direction.numpy().astype(np.float64), weights.numpy().astype(np.float64)
 
 
@@ -112,8 +119,9 @@ def _op_count(function, k):
 @pytest.mark.parametrize("method", [m for m in ALL if m != "imtl"])
 def test_the_graph_does_not_grow_with_the_number_of_tasks(method):
   def at(k):
-    combine = _made(method, k, 5).combine_gradients
-    return _op_count(lambda g: combine(g, SEED, tf.ones([k], tf.bool)), k)
+    made = _made(method, k, 5)
+    return _op_count(lambda g: made.combine_gradients(_samples(made, g), SEED,
+                                                      tf.ones([k], tf.bool)), k)
   assert at(4) == at(16)
 
 
@@ -343,8 +351,8 @@ def _step_as_the_trainer(made, grads, mask):
   """One step of a stateful gradient method in the joint trainer's order: the rows (an
   unlabelled task's zero), combine_gradients, then after_step as for an applied update.
   Returns (direction, weights) as numpy."""
-  direction, weights = made.combine_gradients(tf.constant(grads * mask[:, None]), SEED,
-                                              tf.constant(mask))
+  rows = grads * np.tile(mask, made.samples)[:, None]  # [S K, P] for S samples.
+  direction, weights = made.combine_gradients(tf.constant(rows), SEED, tf.constant(mask))
   made.after_step(None, tf.constant(mask))
   return direction.numpy(), weights.numpy()
 
@@ -500,6 +508,80 @@ def test_excess_mtl_follows_the_authors_algorithm_over_steps():
   assert made.loss_weights.numpy()[1] == made.loss_weights.numpy().max()
 
 
+def _sdmgrad_authors(samples, masks, lamda, iterations):
+  """SDMGrad as the authors' code (LibMTL's port) in numpy, float64: per step, samples
+  (xi, xi', zeta) [3, K, P]. An unlabelled task is kept out: its weight stays, the labelled
+  weights are projected onto their share of the simplex, the mean is over the labelled.
+  Returns per step (direction, weights after the step)."""
+  k = samples[0].shape[1]
+  w, out = np.full(k, 1.0 / k), []
+  for (xi1, xi2, zeta), m in zip(samples, masks):
+    xi1, xi2, zeta = (g * m[:, None] for g in (xi1, xi2, zeta))
+    gg = xi1 @ xi2.T
+    scale = np.sqrt(np.maximum(np.diag(gg), 0))[m].mean()
+    gg = gg / (scale ** 2 + 1e-8)
+    pull = lamda * gg[:, m].mean(axis=1)
+    share, momentum = w[m].sum(), np.zeros(k)
+    for _ in range(iterations):  # torch.optim.SGD(lr=5, momentum=0.5), made afresh each step.
+      momentum = 0.5 * momentum + gg @ np.where(m, w, 0.0) + pull
+      step = w - 5.0 * momentum
+      w = w.copy()
+      w[m] = _simplex_projection(step[m], share)
+    used = np.where(m, w, 0.0) + lamda * m / m.sum()
+    out.append((used @ zeta / (1 + lamda), w.copy()))
+  return out
+
+
+def _modo_authors(samples, masks, gamma, rho):
+  """MoDo as the authors' code (LibMTL's port) in numpy, float64, per step (G_1, G_2, G_3)
+  [3, K, P]; an unlabelled task's weight stays and the labelled ones keep their share."""
+  k = samples[0].shape[1]
+  lam, out = np.full(k, 1.0 / k), []
+  for (g1, g2, g3), m in zip(samples, masks):
+    g1, g2, g3 = (g * m[:, None] for g in (g1, g2, g3))
+    live = np.where(m, lam, 0.0)
+    step = lam - gamma * (g1 @ (g2.T @ live) + rho * live)
+    lam = lam.copy()
+    lam[m] = _simplex_projection(step[m], lam[m].sum())
+    out.append((np.where(m, lam, 0.0) @ g3, lam.copy()))
+  return out
+
+
+def _three_samples(k, p, seed):
+  """[3, K, P] float32: three noisy draws around one set of conflicting gradients."""
+  rng = np.random.default_rng(seed)
+  base = _conflicting(k, p=p, seed=seed)
+  return (base[None] + 0.3 * rng.normal(size=(3, k, p))).astype(np.float32)
+
+
+@pytest.mark.parametrize("method", ["sdmgrad", "modo"])
+def test_the_sampled_methods_follow_the_authors_algorithms_over_steps(method):
+  """Five steps of SDMGrad and MoDo in the trainer's order (rows [3 K, P], sample after
+  sample) against the authors' algorithms in numpy, task 2 unlabelled in step 3; the weights
+  stay on the simplex and an unlabelled task's stays put; with options other than the
+  defaults too."""
+  steps = [_three_samples(3, 12, seed) * np.float32(1 + seed) for seed in range(5)]
+  masks = [np.array([True, True, s != 2]) for s in range(5)]
+  other = {"lamda": 1.0, "iterations": 5} if method == "sdmgrad" else {"gamma": 0.05,
+                                                                     "rho": 0.5}
+  for options in ({}, other):
+    made = weighting.make_weighting(method, ["a", "b", "c"], options=options)
+    full = dict(choices.WEIGHTING_OPTIONS[method], **options)
+    reference = _sdmgrad_authors if method == "sdmgrad" else _modo_authors
+    want = reference([s.astype(np.float64) for s in steps], masks, **full)
+    for g, mask, (direction_want, weights_want) in zip(steps, masks, want):
+      kept = made.simplex_weights.numpy()[2]
+      direction, _ = _step_as_the_trainer(made, g.reshape(9, 12), mask)
+      np.testing.assert_allclose(direction, direction_want, rtol=1e-4,
+                                 atol=1e-5 * np.abs(direction_want).max())
+      np.testing.assert_allclose(made.simplex_weights, weights_want, rtol=1e-4, atol=1e-6)
+      assert np.isclose(made.simplex_weights.numpy().sum(), 1.0, atol=1e-6)
+      assert (made.simplex_weights.numpy() >= 0).all()
+      if not mask[2]:
+        assert made.simplex_weights.numpy()[2] == kept
+    assert not np.allclose(made.simplex_weights, 1 / 3)  # The weights moved.
+
+
 # ------------------------------------------------------------------------- all of them
 
 
@@ -512,8 +594,10 @@ def test_an_unlabelled_task_takes_no_part(method):
   got, weights = _combine(method, with_gap, np.array([True, False, True, True]))
   if method in ("pcgrad", "gradvac"):  # Random orders differ between K = 3 and K = 4.
     return
+  if method == "sdmgrad":  # Its weights start at 1/K, and its pull towards the mean is not
+    return  # scaled with them; its own test checks an unlabelled task over steps.
   want, want_weights = _combine(method, grads)
-  if method == "moco":  # Its weights start at 1/K: the labelled three hold 3/4 of the simplex.
+  if method in ("moco", "modo"):  # Weights from 1/K: the labelled three hold 3/4 of them.
     want, want_weights = 0.75 * want, 0.75 * want_weights
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
   assert weights[1] == 0.0
@@ -536,8 +620,9 @@ def test_every_method_runs_at_64_tasks_compiled(method):
   rng = np.random.default_rng(2)
   grads = rng.normal(size=(64, 30)).astype(np.float32)
   labelled = rng.random(64) > 0.2
-  combine = _made(method, 64, 30).combine_gradients
-  step = tf.function(lambda g, l: combine(g, SEED, l), jit_compile=True)
+  made = _made(method, 64, 30)
+  step = tf.function(lambda g, l: made.combine_gradients(_samples(made, g), SEED, l),
+                     jit_compile=True)
   direction, weights = step(tf.constant(grads), tf.constant(labelled))
   assert np.isfinite(direction.numpy()).all()
   assert (weights.numpy()[~labelled] == 0).all() or method in ("pcgrad", "gradvac")

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from mtlcore import weighting
-from mtlcore.choices import GRADIENT_METHODS, PER_PARAMETER_STATE, WEIGHTINGS
+from mtlcore.choices import GRADIENT_METHODS, PER_PARAMETER_STATE, SAMPLED_GRADIENTS, WEIGHTINGS
 from mtlcore.errors import ConfigError
 from mtlcore.layers import Linear
 from mtlcore.model import MultiTaskModel, SharedTrunk, TaskHead
@@ -145,9 +145,10 @@ def test_where_no_one_representation_is_shared_it_is_one_line():
   with pytest.raises(ConfigError, match="needs a trunk shared by every task; this one has "
                                         "parts of task\\(s\\) \\['a'\\]"):
     _trainer(_model(trunk=_OwnedTrunk), "mgda")
-  with pytest.raises(ConfigError, match="applies to a gradient method without per-parameter "
-                                        "state, not --weighting=db_mtl"):
-    _trainer(_model(), "db_mtl")
+  for method in ("db_mtl", "sdmgrad"):
+    with pytest.raises(ConfigError, match="applies to a gradient method without per-parameter "
+                                          f"state or samples, not --weighting={method}"):
+      _trainer(_model(), method)
   with pytest.raises(ConfigError, match="not --weighting=uncertainty"):
     _trainer(_model(), "uncertainty")
   for fields, message in (
@@ -155,11 +156,19 @@ def test_where_no_one_representation_is_shared_it_is_one_line():
       ({"weighting": "db_mtl"}, "db_mtl keeps state per shared parameter"),
       ({"weighting": "moco"}, "moco keeps state per shared parameter"),
       ({"weighting": "excess_mtl"}, "excess_mtl keeps state per shared parameter"),
+      ({"weighting": "sdmgrad"}, "sdmgrad takes three samples of each task's gradient on the "
+                                 "parameters; it takes no --task_gradients=representation"),
+      ({"weighting": "modo"}, "modo takes three samples"),
       ({"weighting": "mgda", "strategy": "mirrored"}, "runs on one device; with "
                                                       "--strategy=mirrored use"),
       ({"weighting": "mgda", "mode": "alternate"}, "--weighting applies to --mode=joint")):
     with pytest.raises(ConfigError, match=message.replace("|", "\\|").replace("(", "\\(")):
       RunConfig(task_set="toy", task_gradients="representation", **fields)
+  for method in ("sdmgrad", "modo"):  # Their three samples are not split across replicas.
+    with pytest.raises(ConfigError, match=f"--weighting={method} runs on one device \\(its "
+                                          "three samples of the batch are not split across "
+                                          "replicas yet\\); drop --strategy=mirrored"):
+      RunConfig(task_set="toy", weighting=method, strategy="mirrored", num_logical_cpus=2)
 
 
 def test_mtl_train_takes_the_flag_and_a_bad_value_is_one_line(tmp_path):
@@ -180,3 +189,4 @@ def test_the_gradient_methods_list_is_the_weightings_that_take_task_gradients():
   made = {m: weighting.make_weighting(m, ["a", "b"]) for m in WEIGHTINGS if m != "static"}
   assert set(GRADIENT_METHODS) == {m for m, w in made.items() if w.needs_task_gradients}
   assert set(PER_PARAMETER_STATE) == {m for m, w in made.items() if w.needs_gradient_state}
+  assert set(SAMPLED_GRADIENTS) == {m for m, w in made.items() if w.samples > 1}

@@ -317,9 +317,10 @@ def test_gradnorm_moves_its_weights_and_keeps_their_sum():
 # kind), moving targets (gradvac), logits and their update count (famo), per-parameter moving
 # averages [K, P] (db_mtl; moco's tracked gradients and simplex weights; excess_mtl's squared
 # gradient sums and loss weights), warm-up loss sums read after the warm-up (stch: its 2 epochs of 8
-# steps end after the checkpoint). The Gram methods keep none.
+# steps end after the checkpoint), simplex weights from three samples of the batch (modo;
+# sdmgrad's are the same kind). The Gram methods keep none.
 @pytest.mark.parametrize("method", ["uncertainty", "dwa", "gradnorm", "pcgrad", "gradvac",
-                                    "famo", "db_mtl", "moco", "excess_mtl", "stch"])
+                                    "famo", "db_mtl", "moco", "excess_mtl", "stch", "modo"])
 def test_resume_from_a_checkpoint_is_bitwise_exact(method, tmp_path):
   """24 steps straight against a new trainer that restores the checkpoint of step 12."""
   options = {"warmup_epochs": 2} if method == "stch" else None

@@ -16,8 +16,9 @@ import types
 import typing
 from collections.abc import Mapping
 
-from mtlcore.choices import (GRADIENT_METHODS, PER_PARAMETER_STATE, PRECISIONS, SAMPLERS,
-                             TASK_GRADIENTS, WEIGHTINGS, weighting_options)
+from mtlcore.choices import (GRADIENT_METHODS, PER_PARAMETER_STATE, PRECISIONS,
+                             SAMPLED_GRADIENTS, SAMPLERS, TASK_GRADIENTS, WEIGHTINGS,
+                             weighting_options)
 from mtlcore.errors import ConfigError
 
 # config.json's field holding where a registered task set's factory is imported from
@@ -247,6 +248,14 @@ class RunConfig:
       if self.weighting in PER_PARAMETER_STATE:
         raise ConfigError(f"--weighting={self.weighting} keeps state per shared parameter; it "
                           f"takes no --task_gradients=representation.")
+      if self.weighting in SAMPLED_GRADIENTS:
+        raise ConfigError(f"--weighting={self.weighting} takes three samples of each task's "
+                          f"gradient on the parameters; it takes no "
+                          f"--task_gradients=representation.")
+    if self.weighting in SAMPLED_GRADIENTS and self.strategy != "default":
+      raise ConfigError(f"--weighting={self.weighting} runs on one device (its three samples "
+                        f"of the batch are not split across replicas yet); drop "
+                        f"--strategy={self.strategy}.")
     if not self.per_task_optimizer and self.mode != "alternate":
       raise ConfigError(f"--noper_task_optimizer applies to --mode=alternate; --mode="
                         f"{self.mode} has one optimizer anyway.")

@@ -100,9 +100,9 @@ class JointTrainer(Trainer):
       raise ConfigError(f"task_gradients must be 'parameters' or 'representation', got "
                         f"{task_gradients!r}.")
     w = self.weighting
-    if not w.needs_task_gradients or w.needs_gradient_state:
+    if not w.needs_task_gradients or w.needs_gradient_state or w.samples > 1:
       raise ConfigError(f"--task_gradients=representation applies to a gradient method "
-                        f"without per-parameter state, not --weighting={w.name}.")
+                        f"without per-parameter state or samples, not --weighting={w.name}.")
     if self._replicas.distributed:
       raise ConfigError("--task_gradients=representation runs on one device; under a "
                         "strategy use --task_gradients=parameters.")
@@ -119,7 +119,11 @@ class JointTrainer(Trainer):
 
   def _check_distributable(self):
     """What joint training of several tasks under a strategy needs: each task's loss_count
-    (the global counts are summed before the backward pass)."""
+    (the global counts are summed before the backward pass); a method of one batch's
+    gradients (not SDMGrad's or MoDo's three samples)."""
+    if self.weighting.samples > 1:
+      raise ConfigError(f"--weighting={self.weighting.name} runs on one device (its three "
+                        f"samples of the batch are not split across replicas yet).")
     if len(self.tasks) > 1:
       missing = [n for n, t in self.tasks.items() if t.loss_count is None]
       if missing:
@@ -176,7 +180,10 @@ class JointTrainer(Trainer):
         differentiated = w.task_losses(vector, labelled)
         plain_sum = tf.reduce_sum(differentiated)
         scale = None if self.loss_scale is None else self.loss_scale.scale.read_value()
-        if type(w).task_losses is weighting_lib.Weighting.task_losses:
+        if w.samples > 1:  # SDMGrad, MoDo: the K losses on each part of the batch.
+          scaled = [l if scale is None else l * scale
+                    for l in self._sample_losses(predictions, features, labels, w.samples)]
+        elif type(w).task_losses is weighting_lib.Weighting.task_losses:
           # The task losses themselves, not the rows of their stack: a row of the stack
           # differentiates back through every task's loss and head (with zeros), K x K head
           # backward passes; on the representation that was 22.8 against 6.7 ms per step
@@ -216,6 +223,21 @@ class JointTrainer(Trainer):
     culprit = tf.argmin(tf.cast(loss_finite, tf.int32), output_type=tf.int32)
     return self.log_layout.step_vector(features, reports), bad, culprit
 
+  def _sample_losses(self, predictions, features, labels, samples):
+    """The K task losses on each of `samples` parts of the batch (split along the leading
+    axis of its features, labels and predictions; the parts are equal but for the last,
+    which takes the remainder), part after part: samples x K scalars on the tape. A task
+    with no label in a part has loss 0 there."""
+    size = tf.shape(tf.nest.flatten(labels)[0])[0]
+    part = size // samples
+    losses = []
+    for i in range(samples):
+      end = size if i == samples - 1 else (i + 1) * part
+      f, l, p = (tf.nest.map_structure(lambda x, i=i, end=end: x[i * part:end], nest)
+                 for nest in (features, labels, predictions))
+      losses += [self.tasks[n].loss(l[n], p[n], f).value() for n in self.tasks]
+    return losses
+
   def _losses_after(self, weighting, features, labels):
     """The task losses [K] on this batch with the variables as the update left them (a
     second forward pass, same dropout masks: the step seed has not advanced), for a method
@@ -250,7 +272,9 @@ class JointTrainer(Trainer):
     combined, weights = self._combine(flat, targets, self.step_seed(), labelled)
     grads, reached_vars, finite = self._checked(_unflattened(combined, targets) + head_grads,
                                                 targets + own, plain_sum)
-    return grads, reached_vars, finite, weights, weighting_lib.cosines_to_the_rest(flat)
+    # With several samples (SDMGrad, MoDo) the cosines are the last sample's, the update's.
+    cosines = weighting_lib.cosines_to_the_rest(flat[-len(self.tasks):])
+    return grads, reached_vars, finite, weights, cosines
 
   def _combined_on_representation(self, tape, scaled, scale, plain_sum, variables, labelled,
                                   representation):

@@ -47,13 +47,14 @@ flags.DEFINE_enum("weighting", "sum", list(WEIGHTINGS),
                   "2018); imtl_g, and imtl (with imtl_l's scales; Liu et al. 2021); nash_mtl (Navon et al. 2022); fairgrad "
                   "(alpha-fair, Ban & Ji 2024); aligned_mtl (Senushkin et al. 2023); config "
                   "(Liu et al. 2024); graddrop (Chen et al. 2020); db_mtl (Lin & Zhang 2023); moco "
-                  "(Fernando et al. 2023); excess_mtl (He et al. 2024).")
+                  "(Fernando et al. 2023); excess_mtl (He et al. 2024); sdmgrad (Xiao et al. 2023) "
+                  "and modo (Chen et al. 2023), each from three thirds of the batch, one device.")
 flags.DEFINE_list("weighting_options", None, "NAME=VALUE hyper-parameters of --weighting, "
                   "their papers' defaults otherwise: " + "; ".join(
                       f"{m}: " + ", ".join(f"{k}={v}" for k, v in o.items())
                       for m, o in WEIGHTING_OPTIONS.items()) + ".")
 flags.DEFINE_enum("task_gradients", "parameters", list(TASK_GRADIENTS),
-                  "Where a gradient method (--weighting=pcgrad ... excess_mtl) takes each task's "
+                  "Where a gradient method (--weighting=pcgrad ... modo) takes each task's "
                   "gradient: parameters (the trunk's shared variables: one backward pass through "
                   "the trunk per task) or representation (the representation every head reads: "
                   "one backward pass through the trunk in all; LibMTL's rep_grad; with mgda, "
