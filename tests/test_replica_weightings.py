@@ -21,12 +21,14 @@ def results():
 
 
 # tests/replica_check.py's METHODS (not imported: importing it splits this process's CPU).
-@pytest.mark.parametrize("method", ["uncertainty", "famo", "gradnorm", "imtl", "db_mtl"])
+@pytest.mark.parametrize("method", ["uncertainty", "famo", "gradnorm", "imtl", "db_mtl",
+                                    "sdmgrad"])
 def test_every_way_of_weighting_mirrored_equals_one_device_with_partial_labels(method, results):
   """Mirrored over 2 replicas, 3 tasks on an MMoE trunk, one task unlabelled in half of one
   step and in all of another: every model and weighting variable and the logged weights
   equal one device's on the global batch (up to float32 summation order), and every
-  replica holds one value of each (db_mtl's [K, P] averages too)."""
+  replica holds one value of each (db_mtl's [K, P] averages too; sdmgrad's simplex weights,
+  from three strided parts of each replica's batch)."""
   diff, scale, weight_diff, copies_diff = results[method]
   assert diff <= 1e-5 * max(scale, 1.0) and weight_diff <= 1e-5, results[method]
   assert copies_diff == 0.0, results[method]

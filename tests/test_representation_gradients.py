@@ -164,11 +164,7 @@ def test_where_no_one_representation_is_shared_it_is_one_line():
       ({"weighting": "mgda", "mode": "alternate"}, "--weighting applies to --mode=joint")):
     with pytest.raises(ConfigError, match=message.replace("|", "\\|").replace("(", "\\(")):
       RunConfig(task_set="toy", task_gradients="representation", **fields)
-  for method in ("sdmgrad", "modo"):  # Their three samples are not split across replicas.
-    with pytest.raises(ConfigError, match=f"--weighting={method} runs on one device \\(its "
-                                          "three samples of the batch are not split across "
-                                          "replicas yet\\); drop --strategy=mirrored"):
-      RunConfig(task_set="toy", weighting=method, strategy="mirrored", num_logical_cpus=2)
+
 
 
 def test_mtl_train_takes_the_flag_and_a_bad_value_is_one_line(tmp_path):

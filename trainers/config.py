@@ -252,10 +252,6 @@ class RunConfig:
         raise ConfigError(f"--weighting={self.weighting} takes three samples of each task's "
                           f"gradient on the parameters; it takes no "
                           f"--task_gradients=representation.")
-    if self.weighting in SAMPLED_GRADIENTS and self.strategy != "default":
-      raise ConfigError(f"--weighting={self.weighting} runs on one device (its three samples "
-                        f"of the batch are not split across replicas yet); drop "
-                        f"--strategy={self.strategy}.")
     if not self.per_task_optimizer and self.mode != "alternate":
       raise ConfigError(f"--noper_task_optimizer applies to --mode=alternate; --mode="
                         f"{self.mode} has one optimizer anyway.")

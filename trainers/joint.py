@@ -119,11 +119,7 @@ class JointTrainer(Trainer):
 
   def _check_distributable(self):
     """What joint training of several tasks under a strategy needs: each task's loss_count
-    (the global counts are summed before the backward pass); a method of one batch's
-    gradients (not SDMGrad's or MoDo's three samples)."""
-    if self.weighting.samples > 1:
-      raise ConfigError(f"--weighting={self.weighting.name} runs on one device (its three "
-                        f"samples of the batch are not split across replicas yet).")
+    (the global counts are summed before the backward pass)."""
     if len(self.tasks) > 1:
       missing = [n for n, t in self.tasks.items() if t.loss_count is None]
       if missing:
@@ -224,19 +220,31 @@ class JointTrainer(Trainer):
     return self.log_layout.step_vector(features, reports), bad, culprit
 
   def _sample_losses(self, predictions, features, labels, samples):
-    """The K task losses on each of `samples` parts of the batch (split along the leading
-    axis of its features, labels and predictions; the parts are equal but for the last,
-    which takes the remainder), part after part: samples x K scalars on the tape. A task
-    with no label in a part has loss 0 there."""
-    size = tf.shape(tf.nest.flatten(labels)[0])[0]
-    part = size // samples
-    losses = []
-    for i in range(samples):
-      end = size if i == samples - 1 else (i + 1) * part
-      f, l, p = (tf.nest.map_structure(lambda x, i=i, end=end: x[i * part:end], nest)
-                 for nest in (features, labels, predictions))
-      losses += [self.tasks[n].loss(l[n], p[n], f).value() for n in self.tasks]
-    return losses
+    """The K task losses on each of `samples` parts of the batch (`_parts`), part after
+    part: samples x K scalars on the tape. A task with no label in a part has loss 0 there."""
+    return [self.tasks[n].loss(l[n], p[n], f).value()
+            for f, l, p in zip(*(_parts(x, samples) for x in (features, labels, predictions)))
+            for n in self.tasks]
+
+  def _part_scales(self, names, features, labels):
+    samples = self.weighting.samples
+    if samples == 1:
+      return None
+    replicas = self._replicas
+    counted = replicas.sum(replicas.run(
+        lambda f, l: tf.stack([tf.stack([self.tasks[n].loss_count(lp[n], fp) for n in names])
+                               for fp, lp in zip(_parts(f, samples), _parts(l, samples))]),
+        (features, labels)))
+    return 1.0 / tf.maximum(counted, 1.0)
+
+  def _part_shares(self, names, predictions, features, labels, part_scales):
+    samples = self.weighting.samples
+    shares = []
+    for i, (f, l, p) in enumerate(zip(*(_parts(x, samples)
+                                         for x in (features, labels, predictions)))):
+      totals = tf.stack([self.tasks[n].loss(l[n], p[n], f).total for n in names])
+      shares += tf.unstack(totals * part_scales[i])
+    return shares
 
   def _losses_after(self, weighting, features, labels):
     """The task losses [K] on this batch with the variables as the update left them (a
@@ -383,10 +391,12 @@ class JointTrainer(Trainer):
     cosines, layer_norms = None, None
     if self._distributed_rows():
       (rows, own_grads), targets = grads, self._replicas.row_variables[key]
-      scaled = coefficients[:, None] * rows  # Row k: the gradient of what task k differentiates.
+      # Row k: the gradient of what task k differentiates (S rows per task, part after
+      # part, for a method of S samples).
+      scaled = tf.tile(coefficients, [w.samples])[:, None] * rows
       if w.needs_task_gradients:
         direction, weights = self._combine(scaled, targets, seed, labelled)
-        cosines = weighting_lib.cosines_to_the_rest(scaled)
+        cosines = weighting_lib.cosines_to_the_rest(scaled[-len(self.tasks):])
       else:
         direction = tf.linalg.matvec(rows, coefficients, transpose_a=True)
       tasks = list(self.tasks)
@@ -481,6 +491,14 @@ class JointTrainer(Trainer):
 
   def optimizer_map(self):
     return {"joint": self.optimizer}
+
+
+def _parts(nest, samples):
+  """`samples` parts of a batch (a nest of tensors with a leading batch axis): part i holds
+  the examples i, i + samples, i + 2 samples, ... Strided, so that under a strategy whose
+  replicas each hold a multiple of `samples` examples, the replicas' parts i together are one
+  device's part i of the global batch."""
+  return [tf.nest.map_structure(lambda x, i=i: x[i::samples], nest) for i in range(samples)]
 
 
 def _flat_rows(per_task, variables):

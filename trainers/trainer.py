@@ -362,12 +362,15 @@ class Trainer(tf.Module):
           f"steps in all, {self.max_nonfinite_steps} allowed).")
 
   def _replica_share(self, key, names, variables, features, labels, scales, labelled,
-                     coefficients):
+                     coefficients, part_scales=None):
     """One replica's part of a distributed step (compiled per device): the forward pass on its
     batch and the gradients (`_replica_gradients`) of its shares of the task losses, shares
     = scales x loss totals [K] (each replica's share of a task's loss over all replicas);
     `coefficients` [K] weigh the shares in the objective, `labelled` [K] says which tasks
     have a label over all replicas.
+
+    With `part_scales` [S, K] (`_part_scales`: a method of S samples of the batch), the
+    shares differentiated are the S x K ones of the batch's parts (`_part_shares`).
 
     Returns (the gradients, as `_replica_gradients` gives them, loss totals [K], loss counts
     [K], log vector, this replica's new Keras state values), all of this replica's batch, to
@@ -383,6 +386,8 @@ class Trainer(tf.Module):
       objective = tf.reduce_sum(coefficients * shares)
       # Each share taken on the tape, for per-task gradients.
       pieces = tf.unstack(shares) if rows else None
+      if rows and part_scales is not None:
+        pieces = self._part_shares(names, predictions, features, labels, part_scales)
     self._check_reads(tape, f"The step of {names}")
     grads, self._replicas.reached[key] = self._replica_gradients(
         key, tape, objective, pieces, variables, labelled)
@@ -390,6 +395,16 @@ class Trainer(tf.Module):
     counts = tf.stack([reports[n][0]["loss"].count for n in names])
     return (grads, totals, counts, self.log_layout.step_vector(features, reports),
             [value for _, value in updates])
+
+  def _part_scales(self, names, features, labels):
+    """[S, K]: 1 / each task's loss count over all replicas in each of S parts of the batch,
+    for a method that takes S samples of each task's gradient (JointTrainer's SDMGrad and
+    MoDo); None (this default) for the others."""
+    del names, features, labels
+
+  def _part_shares(self, names, predictions, features, labels, part_scales):
+    """The S x K shares of a replica's batch parts, part after part (see `_part_scales`)."""
+    raise NotImplementedError
 
   def _per_task_rows(self):
     """Whether each replica gives each task's gradient on the shared variables (a joint
@@ -445,11 +460,14 @@ class Trainer(tf.Module):
       scales, labelled = 1.0 / tf.maximum(counted, 1.0), counted > 0
     else:
       scales, labelled = tf.ones([k]), tf.ones([k], tf.bool)
+    inputs = (features, labels, scales, labelled, self._loss_coefficients(labelled))
+    part_scales = self._part_scales(names, features, labels) if count_first else None
+    if part_scales is not None:
+      inputs += (part_scales,)
     share = replicas.compiled(
-        lambda f, l, s, m, c: self._replica_share(key, names, variables, f, l, s, m, c),
+        lambda f, l, s, m, c, *p: self._replica_share(key, names, variables, f, l, s, m, c, *p),
         jit_compile=self._jit_compile, name=key)
-    grads, totals, counts, log, state = replicas.sum(replicas.run(
-        share, (features, labels, scales, labelled, self._loss_coefficients(labelled))))
+    grads, totals, counts, log, state = replicas.sum(replicas.run(share, inputs))
     if count_first:
       mismatched = tf.cast(tf.not_equal(counts, counted), tf.int64)
     else:

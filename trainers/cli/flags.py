@@ -48,7 +48,7 @@ flags.DEFINE_enum("weighting", "sum", list(WEIGHTINGS),
                   "(alpha-fair, Ban & Ji 2024); aligned_mtl (Senushkin et al. 2023); config "
                   "(Liu et al. 2024); graddrop (Chen et al. 2020); db_mtl (Lin & Zhang 2023); moco "
                   "(Fernando et al. 2023); excess_mtl (He et al. 2024); sdmgrad (Xiao et al. 2023) "
-                  "and modo (Chen et al. 2023), each from three thirds of the batch, one device.")
+                  "and modo (Chen et al. 2023), each from three strided parts of the batch.")
 flags.DEFINE_list("weighting_options", None, "NAME=VALUE hyper-parameters of --weighting, "
                   "their papers' defaults otherwise: " + "; ".join(
                       f"{m}: " + ", ".join(f"{k}={v}" for k, v in o.items())
