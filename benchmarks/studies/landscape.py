@@ -18,7 +18,8 @@ papers' problem.
 Each run is the engine's JointTrainer on a model whose trunk is the point (a tf.Module with
 one [2] variable; the "representation" every head reads) and whose two heads compute f_1 and
 f_2 (no variables), one-example batches, the method with its defaults, Adam at 1e-3 (the
-papers' code), 35,000 steps (Nash-MTL's code), compiled with XLA. A method's own variables
+papers' code), 100,000 steps (the CAGrad paper's code, whose unscaled landscape this is;
+Nash-MTL's, which scales f_1 by 0.1, runs 35,000), compiled with XLA. A method's own variables
 (uncertainty's log-variances, imtl_l's scales) are trained by the same Adam, as the trainer
 trains them. dwa's period and stch's epoch, counted in steps, are --landscape_period steps.
 The point is read every --landscape_every steps for the trajectory.
@@ -277,8 +278,9 @@ def _define_flags():
   """The study's own flags, defined when it runs as a binary."""
   flags.DEFINE_list("landscape_weightings", [w for w in WEIGHTINGS if w != "static"],
                     "--weighting values to run.")
-  flags.DEFINE_integer("landscape_steps", 35000, "Steps per run (Nash-MTL's code: 35,000).")
-  flags.DEFINE_integer("landscape_every", 100, "Steps between two points of a trajectory.")
+  flags.DEFINE_integer("landscape_steps", 100000, "Steps per run (the CAGrad paper's code: "
+                       "100,000).")
+  flags.DEFINE_integer("landscape_every", 500, "Steps between two points of a trajectory.")
   flags.DEFINE_integer("landscape_period", 100, "dwa's period and stch's epoch, in steps.")
   flags.DEFINE_float("front_tolerance", 0.05, "Reached: the final losses within this "
                      "distance of the front (loss units).")
