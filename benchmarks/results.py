@@ -20,3 +20,12 @@ def replace_section(name, text, path=RESULTS_MD):
   with open(tmp, "w", encoding="utf-8") as f:
     f.write(new)
   os.replace(tmp, path)
+
+
+def replace_section_with_figure(name, text, svg, caption):
+  """replace_section(name, text), the SVG string `svg` written beside RESULTS.md as
+  NAME.svg and shown below the text with `caption` as its alternative text."""
+  with open(os.path.join(os.path.dirname(RESULTS_MD), f"{name}.svg"), "w",
+            encoding="utf-8") as f:
+    f.write(svg)
+  replace_section(name, text + f"\n\n![{caption}]({name}.svg)")

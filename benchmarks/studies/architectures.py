@@ -152,7 +152,6 @@ def curves_svg(runs, correlations, architectures):
 
 def main(argv):
   del argv
-  import os  # pylint: disable=g-import-not-at-top
   from mtlcore.trainers.cli import common  # pylint: disable=g-import-not-at-top
   common.start_tensorflow()
   from mtlcore.benchmarks import architectures as sizing  # pylint: disable=g-import-not-at-top
@@ -194,10 +193,8 @@ def main(argv):
   print(text)
   if FLAGS.write_results:
     section = FLAGS.section or SECTION
-    svg_path = os.path.join(os.path.dirname(results.RESULTS_MD), f"{section}.svg")
-    with open(svg_path, "w", encoding="utf-8") as f:
-      f.write(curves_svg(runs, correlations, architectures))
-    results.replace_section(section, text + f"\n\n![test loss against steps]({section}.svg)")
+    results.replace_section_with_figure(section, text, curves_svg(runs, correlations, architectures),
+                                        "test loss against steps")
   return 0
 
 

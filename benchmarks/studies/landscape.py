@@ -231,7 +231,6 @@ def trajectories_svg(runs, methods):
 def main(argv):
   del argv
   import json  # pylint: disable=g-import-not-at-top
-  import os  # pylint: disable=g-import-not-at-top
   from mtlcore.trainers.cli import common  # pylint: disable=g-import-not-at-top
   common.start_tensorflow()
   from mtlcore.benchmarks import hardware  # pylint: disable=g-import-not-at-top
@@ -267,10 +266,8 @@ def main(argv):
   print(text)
   if FLAGS.write_results:
     section = FLAGS.section or SECTION
-    svg_path = os.path.join(os.path.dirname(results.RESULTS_MD), f"{section}.svg")
-    with open(svg_path, "w", encoding="utf-8") as f:
-      f.write(trajectories_svg(runs, methods))
-    results.replace_section(section, text + f"\n\n![trajectories per method]({section}.svg)")
+    results.replace_section_with_figure(section, text, trajectories_svg(runs, methods),
+                                        "trajectories per method")
   return 0
 
 

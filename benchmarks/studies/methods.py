@@ -232,10 +232,8 @@ def main(argv):
   print(text)
   if FLAGS.write_results:
     section = FLAGS.section or SECTION
-    svg_path = os.path.join(os.path.dirname(results.RESULTS_MD), f"{section}.svg")
-    with open(svg_path, "w", encoding="utf-8") as f:
-      f.write(bars_svg(table, correlations, weightings))
-    results.replace_section(section, text + f"\n\n![test Delta_m per method]({section}.svg)")
+    results.replace_section_with_figure(section, text, bars_svg(table, correlations, weightings),
+                                        "test Delta_m per method")
   return 0
 
 
