@@ -178,7 +178,7 @@ class JointTrainer(Trainer):
         scale = None if self.loss_scale is None else self.loss_scale.scale.read_value()
         if w.samples > 1:  # SDMGrad, MoDo: the K losses on each part of the batch.
           scaled = [l if scale is None else l * scale
-                    for l in self._sample_losses(predictions, features, labels, w.samples)]
+                    for l in self._part_losses(features, labels)]
         elif type(w).task_losses is weighting_lib.Weighting.task_losses:
           # The task losses themselves, not the rows of their stack: a row of the stack
           # differentiates back through every task's loss and head (with zeros), K x K head
@@ -219,12 +219,24 @@ class JointTrainer(Trainer):
     culprit = tf.argmin(tf.cast(loss_finite, tf.int32), output_type=tf.int32)
     return self.log_layout.step_vector(features, reports), bad, culprit
 
-  def _sample_losses(self, predictions, features, labels, samples):
-    """The K task losses on each of `samples` parts of the batch (`_parts`), part after
-    part: samples x K scalars on the tape. A task with no label in a part has loss 0 there."""
-    return [self.tasks[n].loss(l[n], p[n], f).value()
-            for f, l, p in zip(*(_parts(x, samples) for x in (features, labels, predictions)))
-            for n in self.tasks]
+  def _part_losses(self, features, labels, part_scales=None):
+    """For a method of S samples (the weighting's `samples`), per part of the batch
+    (`_parts`): a forward pass on the part, its dropout seeded apart from the step's and the
+    other parts', then the K task losses, part after part: S x K scalars on the tape. Each
+    is the part's mean loss (0 for a task with no label in the part), or with `part_scales`
+    [S, K] its total times the scale (under a strategy: a replica's share of the part's loss
+    over all replicas). Only the batch's features and labels are split, so a head may
+    predict in any layout (the language model's sampled logits are not batch-major)."""
+    samples, names, seed = self.weighting.samples, list(self.tasks), self.step_seed()
+    losses = []
+    for i, (f, l) in enumerate(zip(_parts(features, samples), _parts(labels, samples))):
+      # Step seeds are (trainer seed, n >= 0): a part's (trainer seed, -(n S + i) - 1).
+      predictions, _ = self._forward(f, names, seed=tf.stack([seed[0],
+                                                              -(seed[1] * samples + i) - 1]))
+      for k, n in enumerate(names):
+        ratio = self.tasks[n].loss(l[n], predictions[n], f)
+        losses.append(ratio.value() if part_scales is None else ratio.total * part_scales[i, k])
+    return losses
 
   def _part_scales(self, names, features, labels):
     samples = self.weighting.samples
@@ -237,14 +249,8 @@ class JointTrainer(Trainer):
         (features, labels)))
     return 1.0 / tf.maximum(counted, 1.0)
 
-  def _part_shares(self, names, predictions, features, labels, part_scales):
-    samples = self.weighting.samples
-    shares = []
-    for i, (f, l, p) in enumerate(zip(*(_parts(x, samples)
-                                         for x in (features, labels, predictions)))):
-      totals = tf.stack([self.tasks[n].loss(l[n], p[n], f).total for n in names])
-      shares += tf.unstack(totals * part_scales[i])
-    return shares
+  def _part_shares(self, features, labels, part_scales):
+    return self._part_losses(features, labels, part_scales)
 
   def _losses_after(self, weighting, features, labels):
     """The task losses [K] on this batch with the variables as the update left them (a

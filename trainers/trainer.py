@@ -387,7 +387,7 @@ class Trainer(tf.Module):
       # Each share taken on the tape, for per-task gradients.
       pieces = tf.unstack(shares) if rows else None
       if rows and part_scales is not None:
-        pieces = self._part_shares(names, predictions, features, labels, part_scales)
+        pieces = self._part_shares(features, labels, part_scales)
     self._check_reads(tape, f"The step of {names}")
     grads, self._replicas.reached[key] = self._replica_gradients(
         key, tape, objective, pieces, variables, labelled)
@@ -402,8 +402,9 @@ class Trainer(tf.Module):
     MoDo); None (this default) for the others."""
     del names, features, labels
 
-  def _part_shares(self, names, predictions, features, labels, part_scales):
-    """The S x K shares of a replica's batch parts, part after part (see `_part_scales`)."""
+  def _part_shares(self, features, labels, part_scales):
+    """The S x K shares of a replica's batch parts, part after part, each from its own
+    forward pass (see `_part_scales`)."""
     raise NotImplementedError
 
   def _per_task_rows(self):
