@@ -22,8 +22,12 @@ same seed's single-task models, then mean +- std over seeds. Dev's Delta_m ranks
 The runs are in-process (the engine's trainer and evaluation as mtl-train builds them,
 trainers.build.in_process). Time per step: the wall time of the steps after the first
 --study_steps / 10 (which include the compile), per step, median over seeds; it is this
-study's, on a machine running nothing else, not a head-to-head benchmark (mtl-bench
---weightings is).
+study's, not a head-to-head benchmark (mtl-bench --weightings is).
+
+Every run compiles its own XLA programs, and the process keeps them mapped: on this machine
+(vm.max_map_count 65,530) the 231st run of one invocation failed with "LLVM compilation
+error: Cannot allocate memory". --runs_json keeps every finished run, so the screen resumes
+in a new process where it stopped.
 """
 
 import statistics
