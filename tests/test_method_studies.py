@@ -32,7 +32,8 @@ def test_the_screen_pairs_each_seed_with_its_own_single_task_models_and_dev_rank
   assert table[(0.5, "mgda")]["dev"] == pytest.approx((20.0, 0.0))
   assert table[(0.5, "mgda")]["test"] == pytest.approx((0.0, 0.0))
   lines = screen.report(table, [0.5], ["sum", "mgda"], tasks, preferred=1)
-  assert lines[4].startswith("| 1 | mgda | +0.00 ± 0.00 | +20.00 ± 0.00 |")
+  assert table[(0.5, "mgda")]["paired"] == pytest.approx((-10.0, 0.0))
+  assert lines[4].startswith("| 1 | mgda | +0.00 ± 0.00 | -10.00 ± 0.00 | +20.00 ± 0.00 |")
   assert lines[-1].startswith("Dev prefers, over both correlations (mean dev Δm): **mgda**")
   assert screen.bars_svg(table, [0.5], ["sum", "mgda"]).startswith("<svg")
 

@@ -84,9 +84,12 @@ def _mean_std(values):
 
 
 def summary(runs, correlations, weightings, seeds, tasks):
-  """{(p, method): {"dev": (mean, std), "test": (mean, std), "losses": {task: mean test mse},
-  "ms": median ms per step}} of Delta_m per seed against that seed's single-task runs
-  (runs[(p, SINGLE, seed)] = {task: one_run}; runs[(p, method, seed)] = one_run)."""
+  """{(p, method): {"dev": (mean, std), "test": (mean, std), "paired": (mean, std),
+  "losses": {task: mean test mse}, "ms": median ms per step}} of Delta_m per seed against
+  that seed's single-task runs (runs[(p, SINGLE, seed)] = {task: one_run};
+  runs[(p, method, seed)] = one_run); "paired": the test Delta_m minus `sum`'s on the same
+  seed (None without `sum`): each seed draws its own data, which moves every method's
+  Delta_m together, so the paired difference is what compares a method with `sum`."""
   out = {}
   for p in correlations:
     references = {split: [{t: runs[(p, SINGLE, s)][t][split][t] for t in tasks}
@@ -99,7 +102,15 @@ def summary(runs, correlations, weightings, seeds, tasks):
           for split in ("dev", "test")}
       out[(p, w)]["losses"] = {t: statistics.mean(r["test"][t] for r in per_seed)
                                for t in tasks}
+      out[(p, w)]["per_seed"] = [delta_m(r["test"], ref)
+                                 for r, ref in zip(per_seed, references["test"])]
       out[(p, w)]["ms"] = statistics.median(r["ms_per_step"] for r in per_seed)
+    for w in weightings:
+      paired = None
+      if (p, "sum") in out:
+        paired = _mean_std([a - b for a, b in zip(out[(p, w)]["per_seed"],
+                                                  out[(p, "sum")]["per_seed"])])
+      out[(p, w)]["paired"] = paired
   return out
 
 
@@ -110,14 +121,17 @@ def report(table, correlations, weightings, tasks, *, preferred=3):
   lines = []
   for p in correlations:
     lines += [f"Correlation p = {p}, ranked by dev Delta_m:", "",
-              "| rank | method | test Δm % (mean ± std) | dev Δm % (mean ± std) | " +
+              "| rank | method | test Δm % (mean ± std) | test Δm − sum's, same seed | "
+              "dev Δm % (mean ± std) | " +
               " | ".join(f"{t} test MSE" for t in tasks) + " | ms/step |",
-              "|---|---|---|---|" + "---|" * len(tasks) + "---|"]
+              "|---|---|---|---|---|" + "---|" * len(tasks) + "---|"]
     ranked = sorted(weightings, key=lambda w: -table[(p, w)]["dev"][0])
     for rank, w in enumerate(ranked, 1):
       row = table[(p, w)]
+      paired = ("-" if row["paired"] is None
+                else "{:+.2f} ± {:.2f}".format(*row["paired"]))
       lines.append(f"| {rank} | {w} | {row['test'][0]:+.2f} ± {row['test'][1]:.2f} | "
-                   f"{row['dev'][0]:+.2f} ± {row['dev'][1]:.2f} | " +
+                   f"{paired} | {row['dev'][0]:+.2f} ± {row['dev'][1]:.2f} | " +
                    " | ".join(f"{row['losses'][t]:.4f}" for t in tasks) +
                    f" | {row['ms']:.2f} |")
     lines.append("")
@@ -223,6 +237,8 @@ def main(argv):
         runs[(p, w, seed)] = run
         print(f"p={p} seed {seed} {w}: test {statistics.mean(run['test'].values()):.4f} "
               f"({run['seconds']:.1f} s)", file=sys.stderr, flush=True)
+  trained = sum(r["seconds"] for key, r in runs.items() if key[1] != SINGLE) + sum(
+      r["seconds"] for key, rs in runs.items() if key[1] == SINGLE for r in rs.values())
   table = summary(runs, correlations, weightings, seeds, tasks)
   lines = report(table, correlations, weightings, tasks)
   header = ["## The weighting methods on the synthetic benchmark (Delta_m against single-task "
@@ -230,8 +246,9 @@ def main(argv):
             "`python3 -m mtlcore.benchmarks.studies.methods " + " ".join(sys.argv[1:]) + "`",
             "", f"{k} tasks, {len(seeds)} seeds, {FLAGS.study_steps} steps, hard sharing "
             f"(a shared ReLU layer of {FLAGS.study_hidden_size}), Adam 1e-3, batch 64, each "
-            f"method with its defaults; {device['name']}, {time.time() - started:.0f} s in "
-            f"this invocation; code {study_runs.code_version()}.", ""]
+            f"method with its defaults; {device['name']}; the runs took {trained:.0f} s in "
+            f"all ({time.time() - started:.0f} s in this invocation); code "
+            f"{study_runs.code_version()}.", ""]
   text = "\n".join(header + lines)
   print(text)
   if FLAGS.write_results:
