@@ -119,12 +119,14 @@ class JointTrainer(Trainer):
 
   def _check_distributable(self):
     """What joint training of several tasks under a strategy needs: each task's loss_count
-    (the global counts are summed before the backward pass)."""
-    if len(self.tasks) > 1:
+    (the global counts are summed before the backward pass; for SDMGrad's and MoDo's parts
+    of the batch too, even with one task)."""
+    if len(self.tasks) > 1 or self.weighting.samples > 1:
       missing = [n for n, t in self.tasks.items() if t.loss_count is None]
       if missing:
         raise ConfigError(f"Task '{missing[0]}' has no loss_count: joint training of several "
-                          f"tasks under a strategy needs each task's (mtlcore.tasks.Task).")
+                          f"tasks, or with --weighting={self.weighting.name}, under a "
+                          f"strategy needs each task's (mtlcore.tasks.Task).")
 
   def _variables(self):
     """What the optimizer updates: the model's trained variables, then the weighting's."""
@@ -484,7 +486,7 @@ class JointTrainer(Trainer):
     if self._replicas.distributed:
       return self._distributed_step(
           "joint", names, self._variables(), self.optimizer, features, labels,
-          count_first=len(names) > 1,
+          count_first=len(names) > 1 or self.weighting.samples > 1,
           active=lambda variables, counts: self._active(
               variables, {n: counts[i] > 0 for i, n in enumerate(names)}))
     log, bad, culprit = self._step(features, labels)
