@@ -15,7 +15,8 @@ with hyper-parameters from --weighting_options (their papers' defaults otherwise
   separately, the K gradients, flattened to a [K, P] matrix, are combined into one [P]
   direction; each task-owned variable (a head, a task's trunk part) gets its own task's
   gradient as usual. `sdmgrad` and `modo` need three independent samples of the K gradients
-  (`samples` = 3): the trainer splits the batch into three parts and gives them [3 K, P].
+  (`samples` = 3): the joint trainer splits the batch into three strided parts, runs a
+  forward pass on each and gives the method their rows, [3 K, P].
 
 The loss weightings' math is in pure functions here (`uncertainty_total`, `dwa_weights`,
 `gradnorm_weight_gradient`, `gls_total`, `famo_total`, `famo_logit_gradient`), checked against
@@ -24,8 +25,8 @@ tests/test_gradient_methods.py). The modules around them hold what must survive 
 (learned log-variances and scales, DWA's loss averages, GradNorm's weights, GradVac's cosine
 targets, FAMO's logits, STCH's warm-up losses, DB-MTL's [K, P] gradient averages, MoCo's
 [K, P] tracked gradients and simplex weights, ExcessMTL's [K, P] squared-gradient sums and loss
-weights, SDMGrad's and MoDo's simplex weights) as variables, so a checkpoint of the trainer holds them and resume
-stays exact. Everything runs inside the compiled step. Every method reports per task
+weights, SDMGrad's and MoDo's simplex weights) as variables, so a checkpoint of the trainer
+holds them and resume stays exact. Everything runs inside the compiled step. Every method reports per task
 the weight it gave the task's loss (`weights`), and the gradient methods the cosine between
 the task's gradient and the sum of the others' (`cosines`); the joint trainer logs both per
 task (TASK/weight, TASK/cosine).
@@ -243,8 +244,8 @@ class Weighting(tf.Module):
   # them (zero columns for those no task reaches in the step).
   needs_gradient_state = False
   # SDMGrad, MoDo: independent samples of the task gradients per step. With samples S > 1
-  # the joint trainer splits each batch into S parts along its leading axis and gives
-  # combine_gradients S K rows, sample after sample ([S K, P]).
+  # the joint trainer splits each batch into S strided parts along its leading axis, runs a
+  # forward pass on each and gives combine_gradients S K rows, part after part ([S K, P]).
   samples = 1
   # Whether `total` is linear in the losses, d total / d L_k not depending on L (under a
   # tf.distribute strategy each replica can then weigh its own share of each loss).
