@@ -26,8 +26,8 @@ tests/test_gradient_methods.py). The modules around them hold what must survive 
 targets, FAMO's logits, STCH's warm-up losses, DB-MTL's [K, P] gradient averages, MoCo's
 [K, P] tracked gradients and simplex weights, ExcessMTL's [K, P] squared-gradient sums and loss
 weights, SDMGrad's and MoDo's simplex weights) as variables, so a checkpoint of the trainer
-holds them and resume stays exact. Everything runs inside the compiled step. Every method reports per task
-the weight it gave the task's loss (`weights`), and the gradient methods the cosine between
+holds them and resume stays exact. Everything runs inside the compiled step. Every method
+reports per task the weight it gave the task's loss (`weights`), and the gradient methods the cosine between
 the task's gradient and the sum of the others' (`cosines`); the joint trainer logs both per
 task (TASK/weight, TASK/cosine).
 

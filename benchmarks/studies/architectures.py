@@ -193,8 +193,8 @@ def main(argv):
   print(text)
   if FLAGS.write_results:
     section = FLAGS.section or SECTION
-    results.replace_section_with_figure(section, text, curves_svg(runs, correlations, architectures),
-                                        "test loss against steps")
+    results.replace_section_with_figure(
+        section, text, curves_svg(runs, correlations, architectures), "test loss against steps")
   return 0
 
 

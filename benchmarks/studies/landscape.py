@@ -89,7 +89,8 @@ def min_norm_of_hull(g1, g2):
 def _model(start):
   """The engine's MultiTaskModel: a trunk that is the point, two heads computing f_k."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from mtlcore.model import MultiTaskModel, SharedTrunk, TaskHead  # pylint: disable=g-import-not-at-top
+  from mtlcore.model import (MultiTaskModel, SharedTrunk,  # pylint: disable=g-import-not-at-top
+                             TaskHead)
 
   class Point(SharedTrunk):
     """The trainable point x [2], given to the heads as [B, 2] (B copies)."""
