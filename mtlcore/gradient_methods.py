@@ -575,11 +575,14 @@ def excess_mtl(grads, squares, initial, seen, weights, step_size, labelled=None)
   initial = tf.where(first, excess, initial)
   ratio = excess / tf.where(initial > 0, initial, 1.0)
   moving = labelled & seen
-  grown = tf.where(moving, weights * tf.exp(step_size * ratio), weights)
+  # w_k exp(step e_k / e_k^0), normalised, in log space: the exponent can pass float32's
+  # range (a first estimate near 0, from a flat start), where w exp(.) / sum would be
+  # inf / inf.
+  logits = tf.math.log(tf.maximum(weights, 1e-30)) + tf.where(moving, step_size * ratio, 0.0)
+  logits = tf.where(labelled, logits, -float("inf"))
   k = float(grads.shape[0])
   share = k - tf.reduce_sum(tf.where(labelled, 0.0, weights))
-  total = tf.reduce_sum(tf.where(labelled, grown, 0.0))
-  new = tf.where(labelled, grown * share / tf.maximum(total, 1e-30), weights)
+  new = tf.where(labelled, share * tf.nn.softmax(logits), weights)
   used = tf.where(labelled, new, 0.0)
   return (tf.linalg.matvec(grads * mask[:, None], used, transpose_a=True), used, squares,
           initial, seen | labelled, new)

@@ -508,6 +508,21 @@ def test_excess_mtl_follows_the_authors_algorithm_over_steps():
   assert made.loss_weights.numpy()[1] == made.loss_weights.numpy().max()
 
 
+def test_excess_mtl_stays_finite_when_an_excess_risk_grows_past_float32():
+  """A task whose first excess-risk estimate is near 0 (a flat start) and whose next is
+  large: exp(0.01 e_k / e_k^0) is past float32's range; the weights, normalised in log
+  space, stay finite and sum to K (the CAGrad toy landscape met this at step 2,597)."""
+  made = weighting.make_weighting("excess_mtl", ["a", "b"])
+  made.build(4)
+  base = np.array([[1.0, -1.0, 0.5, 0.0], [0.5, 1.0, -1.0, 2.0]], np.float32)
+  mask = np.array([True, True])
+  for scale in (1e-6, 1e4, 1e4):
+    direction, weights = _step_as_the_trainer(made, base * np.float32([[scale], [1.0]]), mask)
+    assert np.isfinite(direction).all() and np.isfinite(weights).all(), scale
+  np.testing.assert_allclose(made.loss_weights.numpy().sum(), 2.0, rtol=1e-6)
+  assert made.loss_weights.numpy()[0] > 1.99  # Task a's risk grew: it takes the weight.
+
+
 def _sdmgrad_authors(samples, masks, lamda, iterations):
   """SDMGrad as the authors' code (LibMTL's port) in numpy, float64: per step, samples
   (xi, xi', zeta) [3, K, P]. An unlabelled task is kept out: its weight stays, the labelled

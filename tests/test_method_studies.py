@@ -82,3 +82,20 @@ def test_a_landscape_run_is_the_engines_joint_step_adam_on_the_summed_losses():
       np.testing.assert_allclose(run["trajectory"][1], x, atol=1e-5)
   np.testing.assert_allclose(run["trajectory"][-1], x, atol=1e-5)
   assert len(run["trajectory"]) == 3
+
+
+def test_the_landscape_report_counts_the_starts_on_the_front_and_names_a_stopped_run():
+  curve = landscape.front()
+  on_front = {"losses": [float(curve[1000][0]), float(curve[1000][1])], "hull": 0.0,
+              "trajectory": [], "seconds": 1.0, "stopped": None}
+  off = dict(on_front, losses=[0.4, 6.1], hull=0.5)
+  stopped = dict(off, stopped="Non-finite loss or gradient in the joint gradient of all "
+                 "tasks at global step 2597; the update was not applied (403 such steps).")
+  runs = {("sum", i): run for i, run in enumerate([on_front, off, stopped, on_front, off])}
+  lines, reached = landscape.report(runs, ["sum"], tolerance=0.05)
+  assert reached == {"sum": 2}
+  assert "| sum | 2 of 5 |" in lines[2]
+  assert "stopped by a non-finite step at step 2597" in lines[2]
+  assert landscape.trajectories_svg(
+      {k: dict(r, trajectory=[[0.0, 0.0], [1.0, -1.0]]) for k, r in runs.items()},
+      ["sum"]).startswith("<svg")

@@ -66,3 +66,17 @@ def test_a_directory_with_another_or_an_unfinished_run_is_refused(tmp_path, trai
   with pytest.raises(ConfigError, match="cut_off_seed1 holds an unfinished"):
     study_runs.train_once(str(unfinished), ["--seed=1"], "quality", {"args": ["--seed=1"]})
   assert len(trained) == 1
+
+
+def test_saved_runs_are_kept_as_each_finishes_and_a_new_process_resumes(tmp_path):
+  path = str(tmp_path / "runs.json")
+  calls = []
+  saved = study_runs.SavedRuns(path)
+  assert saved.get("a", lambda: calls.append("a") or {"loss": 1.0}) == {"loss": 1.0}
+  with open(path, encoding="utf-8") as f:
+    assert json.load(f) == {"a": {"loss": 1.0}}  # On disk before the next run starts.
+  again = study_runs.SavedRuns(path)  # As a new process would.
+  assert again.get("a", lambda: calls.append("a again")) == {"loss": 1.0}
+  assert again.get("b", lambda: calls.append("b") or 2) == 2
+  assert calls == ["a", "b"]
+  assert study_runs.SavedRuns(None).get("c", lambda: 3) == 3  # No path: nothing saved.

@@ -31,6 +31,7 @@ Pareto-stationary point).
 """
 
 import math
+import re
 import sys
 import time
 
@@ -121,9 +122,12 @@ def _model(start):
 
 def one_run(method, start, *, steps, every, period):
   """{"trajectory": [[x1, x2], ...] every `every` steps from the start, "losses": final
-  (f_1, f_2), "hull": min_norm_of_hull at the end, "seconds"} of `method` from `start`."""
+  (f_1, f_2), "hull": min_norm_of_hull at the end, "seconds", "stopped": None, or the
+  engine's one-line error where a non-finite step stopped the run (the trajectory and losses
+  are then where it stopped)} of `method` from `start`."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from mtlcore.errors import NonFiniteError  # pylint: disable=g-import-not-at-top
   from mtlcore.optimizers import Adam  # pylint: disable=g-import-not-at-top
   from mtlcore.tasks import Ratio, Task  # pylint: disable=g-import-not-at-top
   from mtlcore.trainers.joint import JointTrainer  # pylint: disable=g-import-not-at-top
@@ -140,9 +144,13 @@ def one_run(method, start, *, steps, every, period):
       model=model, tasks=[Task(t, loss) for t in TASKS], optimizer=Adam(1e-3, name="adam"),
       dataset=lambda start: tf.data.Dataset.from_tensors(batch).repeat(),
       weighting=make_weighting(method, TASKS, period=period), seed=0, jit_compile=True)
-  trajectory = [list(start)]
+  trajectory, stopped = [list(start)], None
   for _ in range(steps // every):
-    trainer.train(every)
+    try:
+      trainer.train(every)
+    except NonFiniteError as e:
+      stopped = str(e)
+      break
     trajectory.append(model.trunk.point.numpy().astype(float).tolist())
   trainer.close()
   x = tf.Variable(model.trunk.point)
@@ -151,7 +159,7 @@ def one_run(method, start, *, steps, every, period):
   g1, g2 = tape.gradient(f1, x).numpy(), tape.gradient(f2, x).numpy()
   return {"trajectory": trajectory, "losses": [float(f1), float(f2)],
           "hull": min_norm_of_hull(g1.astype(np.float64), g2.astype(np.float64)),
-          "seconds": time.time() - started}
+          "seconds": time.time() - started, "stopped": stopped}
 
 
 def report(runs, methods, *, tolerance):
@@ -167,6 +175,10 @@ def report(runs, methods, *, tolerance):
     cells, hits = [], 0
     for i in range(len(STARTS)):
       run = runs[(m, i)]
+      if run.get("stopped"):
+        step = re.search(r"global step (\d+)", run["stopped"])
+        cells.append(f"stopped by a non-finite step at step {step.group(1) if step else '?'}")
+        continue
       d = distance_to_front(run["losses"], curve)
       hits += d <= tolerance
       cells.append(f"({run['losses'][0]:.2f}, {run['losses'][1]:.2f}), {d:.3f}, "
@@ -231,7 +243,6 @@ def trajectories_svg(runs, methods):
 
 def main(argv):
   del argv
-  import json  # pylint: disable=g-import-not-at-top
   from mtlcore.trainers.cli import common  # pylint: disable=g-import-not-at-top
   common.start_tensorflow()
   from mtlcore.benchmarks import hardware  # pylint: disable=g-import-not-at-top
@@ -243,23 +254,26 @@ def main(argv):
     raise app.UsageError(f"--landscape_weightings: unknown method(s) {', '.join(unknown)}.")
   device = hardware.describe_device()
   started = time.time()
+  saved = study_runs.SavedRuns(FLAGS.runs_json)  # Resumes an interrupted study.
   runs = {}
   for m in methods:
     for i, start in enumerate(STARTS):
-      runs[(m, i)] = one_run(m, start, steps=FLAGS.landscape_steps,
-                             every=FLAGS.landscape_every, period=FLAGS.landscape_period)
+      runs[(m, i)] = saved.get(
+          f"{m}/{i}/{FLAGS.landscape_steps}",
+          lambda m=m, start=start: one_run(m, start, steps=FLAGS.landscape_steps,
+                                           every=FLAGS.landscape_every,
+                                           period=FLAGS.landscape_period))
       print(f"{m} from {start}: losses {runs[(m, i)]['losses']} "
             f"({runs[(m, i)]['seconds']:.1f} s)", file=sys.stderr, flush=True)
-  if FLAGS.runs_json:
-    with open(FLAGS.runs_json, "w", encoding="utf-8") as f:
-      json.dump({f"{m}/{i}": r for (m, i), r in runs.items()}, f)
+  trained = sum(r["seconds"] for r in runs.values())
   lines, reached = report(runs, methods, tolerance=FLAGS.front_tolerance)
   header = ["## The CAGrad toy landscape: every method's trajectories", "",
             "`python3 -m mtlcore.benchmarks.studies.landscape " + " ".join(sys.argv[1:]) +
             "`", "", f"{FLAGS.landscape_steps} steps of Adam 1e-3 from each of Nash-MTL's "
             f"five starts, the engine's joint step with each method's defaults; losses f_k + "
             f"{SHIFT:g}; reached: final losses within {FLAGS.front_tolerance} of the front; "
-            f"{device['name']}, {time.time() - started:.0f} s in all; code "
+            f"{device['name']}; the runs took {trained:.0f} s ({time.time() - started:.0f} s "
+            f"in this invocation); code "
             f"{study_runs.code_version()}.", ""]
   all_five = [m for m in methods if reached[m] == len(STARTS)]
   summary = [f"Every start reaches the front with: {', '.join(all_five) or 'no method'}."]
@@ -282,7 +296,8 @@ def _define_flags():
   flags.DEFINE_integer("landscape_period", 100, "dwa's period and stch's epoch, in steps.")
   flags.DEFINE_float("front_tolerance", 0.05, "Reached: the final losses within this "
                      "distance of the front (loss units).")
-  flags.DEFINE_string("runs_json", None, "Also write every run's trajectory here.")
+  flags.DEFINE_string("runs_json", None, "Every run's trajectory: read first (an interrupted "
+                      "study resumes) and written after each run.")
 
 
 def console_main():

@@ -191,8 +191,6 @@ def bars_svg(table, correlations, weightings):
 
 def main(argv):
   del argv
-  import json  # pylint: disable=g-import-not-at-top
-  import os  # pylint: disable=g-import-not-at-top
   from mtlcore.trainers.cli import common  # pylint: disable=g-import-not-at-top
   common.start_tensorflow()
   from mtlcore.benchmarks import hardware  # pylint: disable=g-import-not-at-top
@@ -207,20 +205,8 @@ def main(argv):
   tasks = [f"t{i}" for i in range(k)]
   device = hardware.describe_device()
   print(f"device: {device}", flush=True)
-  saved = {}
-  if FLAGS.runs_json and os.path.exists(FLAGS.runs_json):  # Resume an interrupted screen.
-    with open(FLAGS.runs_json, encoding="utf-8") as f:
-      saved = json.load(f)
+  saved = study_runs.SavedRuns(FLAGS.runs_json)  # Resumes an interrupted screen.
   started = time.time()
-
-  def keep(key, make):
-    if key not in saved:
-      saved[key] = make()
-      if FLAGS.runs_json:
-        with open(FLAGS.runs_json + ".tmp", "w", encoding="utf-8") as f:
-          json.dump(saved, f)
-        os.replace(FLAGS.runs_json + ".tmp", FLAGS.runs_json)
-    return saved[key]
 
   common_args = {"num_tasks": k, "steps": FLAGS.study_steps,
                  "hidden_size": FLAGS.study_hidden_size}
@@ -228,12 +214,12 @@ def main(argv):
   for p in correlations:
     for seed in seeds:
       runs[(p, SINGLE, seed)] = {
-          t: keep(f"{p}/{SINGLE}/{t}/{seed}",
-                  lambda t=t: one_run("sum", p, seed, tasks=[t], **common_args))
+          t: saved.get(f"{p}/{SINGLE}/{t}/{seed}",
+                       lambda t=t: one_run("sum", p, seed, tasks=[t], **common_args))
           for t in tasks}
       for w in weightings:
-        run = keep(f"{p}/{w}/{seed}",
-                   lambda w=w: one_run(w, p, seed, tasks=tasks, **common_args))
+        run = saved.get(f"{p}/{w}/{seed}",
+                        lambda w=w: one_run(w, p, seed, tasks=tasks, **common_args))
         runs[(p, w, seed)] = run
         print(f"p={p} seed {seed} {w}: test {statistics.mean(run['test'].values()):.4f} "
               f"({run['seconds']:.1f} s)", file=sys.stderr, flush=True)

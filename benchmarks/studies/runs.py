@@ -95,3 +95,23 @@ def mean_std(values):
     return "-"
   std = statistics.stdev(values) if len(values) > 1 else 0.0
   return f"{statistics.mean(values):.2f} ± {std:.2f}"
+
+
+class SavedRuns:
+  """In-process runs kept in a JSON file as each finishes, so that a study stopped half-way
+  (this machine's memory-map limit, a non-finite run, a kill) resumes where it stopped:
+  `get(key, make)` returns the saved result of `key`, or runs `make()` and saves it at once
+  (written to a temporary file, then renamed). Without a path nothing is saved."""
+
+  def __init__(self, path):
+    self.path, self.results = path, {}
+    if path and os.path.exists(path):
+      with open(path, encoding="utf-8") as f:
+        self.results = json.load(f)
+
+  def get(self, key, make):
+    if key not in self.results:
+      self.results[key] = make()
+      if self.path:
+        write_json_atomically(self.path, self.results)
+    return self.results[key]
