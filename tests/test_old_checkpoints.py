@@ -7,8 +7,16 @@ tests/data/checkpoints_5214a75/MODE holds what commit 5214a75 wrote for
 ckpt-20), and, as expected-40, what it wrote when the same command with --train_steps=40
 resumed that checkpoint in a new process; both under this suite's XLA_FLAGS (conftest.py).
 Today's code resumes from step 20 the same way and must write, at step 40, every variable
-bitwise equal to what that code wrote.
+bitwise equal to what that code wrote, on a CPU with AVX-512 as the one that wrote them. XLA's
+CPU code sums in another order without it: on an AMD EPYC of family 25 without AVX-512
+(matmul peak 159 GFLOP/s), 5214a75's own successor 7fbbb8f, which passed here on the machine
+of the fixtures, differs from expected-40 by up to 2.8e-9 in Adam's moments (1e-7 of their
+largest entries). There each variable must agree to 1e-6 of its largest entry; a wrong
+variable order or a missed object, what this test is for, moves it by orders of magnitude
+more.
 """
+
+import pathlib
 
 import shutil
 
@@ -19,7 +27,10 @@ from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from tests.binaries import TRAIN, error_line, run_in_process
 
-DATA = __import__("pathlib").Path(__file__).resolve().parent / "data" / "checkpoints_5214a75"
+DATA = pathlib.Path(__file__).resolve().parent / "data" / "checkpoints_5214a75"
+# Whether this CPU has the vector instructions of the one that wrote the fixtures.
+SAME_KIND_OF_CPU = "avx512f" in pathlib.Path("/proc/cpuinfo").read_text(encoding="utf-8") \
+    if pathlib.Path("/proc/cpuinfo").exists() else True
 GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
 
@@ -71,4 +82,8 @@ def test_a_checkpoint_of_earlier_code_resumes_bitwise(tmp_path, mode):
     if path.startswith("trainer/weight_average/_variables/"):
       continue  # Earlier code also reached the model's variables through the average.
     assert path in got, path
-    np.testing.assert_array_equal(value, got[path], err_msg=path)
+    if SAME_KIND_OF_CPU:
+      np.testing.assert_array_equal(value, got[path], err_msg=path)
+    else:
+      np.testing.assert_allclose(got[path], value, rtol=1e-6,
+                                 atol=1e-6 * float(np.max(np.abs(value))), err_msg=path)
