@@ -189,54 +189,58 @@ def report(runs, methods, *, tolerance):
 
 
 def trajectories_svg(runs, methods):
-  """One small panel per method: the five trajectories in the (x1, x2) plane over the
-  contours of f_1 + f_2, the front as a grey segment, the starts as black dots, the ends as
-  red ones: a self-contained SVG string."""
+  """One small panel per method: the five trajectories in the (x1, x2) plane, x1 and x2 in
+  [-10, 10], over the landscape shaded by bands of f_1 + f_2 (drawn once, reused by every
+  panel), the front as a grey segment, the starts as black dots, the ends as red ones: a
+  self-contained SVG string."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  cols, size, pad = 5, 170, 22
+  cols, size, pad, cells = 5, 170, 22, 25
   rows = math.ceil(len(methods) / cols)
   width, height = cols * (size + pad) + pad, rows * (size + pad + 14) + pad
   lo, hi = -10.0, 10.0
 
-  def xy(px, py, left, top):
-    return (left + (px - lo) / (hi - lo) * size, top + (hi - py) / (hi - lo) * size)
+  def xy(px, py):  # Within a panel.
+    return (px - lo) / (hi - lo) * size, (hi - py) / (hi - lo) * size
 
-  grid = np.linspace(lo, hi, 41)
-  gx, gy = np.meshgrid(grid, grid)
+  grid = np.linspace(lo, hi, cells + 1)
+  centres = (grid[:-1] + grid[1:]) / 2
+  gx, gy = np.meshgrid(centres, centres)
   total = sum(objectives(np, gx, gy))
-  levels = np.quantile(total, np.linspace(0.05, 0.95, 10))
-  out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+  levels = np.quantile(total, np.linspace(0.1, 0.9, 9))
+  out = [f'<svg xmlns="http://www.w3.org/2000/svg" '
+         f'xmlns:xlink="http://www.w3.org/1999/xlink" width="{width}" height="{height}" '
          f'font-family="sans-serif" font-size="11">',
-         f'<rect width="{width}" height="{height}" fill="white"/>']
+         f'<rect width="{width}" height="{height}" fill="white"/>', '<defs><g id="landscape">']
+  step = size / cells
+  for i in range(cells):
+    for j in range(cells):
+      shade = 240 - 11 * int(np.searchsorted(levels, total[i, j]))
+      px, py = xy(grid[j], grid[i + 1])
+      out.append(f'<rect x="{px:.1f}" y="{py:.1f}" width="{step + 0.3:.1f}" '
+                 f'height="{step + 0.3:.1f}" fill="rgb({shade},{shade},{shade + 12})"/>')
+  (ax, ay), (bx, by) = xy(-7.0, FRONT_X2), xy(7.0, FRONT_X2)
+  out += [f'<line x1="{ax:.1f}" y1="{ay:.1f}" x2="{bx:.1f}" y2="{by:.1f}" stroke="#555" '
+          f'stroke-width="4" opacity="0.6"/>',
+          f'<rect width="{size}" height="{size}" fill="none" stroke="#999"/>', '</g></defs>']
   colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"]
   for n, m in enumerate(methods):
     left = pad + (n % cols) * (size + pad)
     top = pad + 14 + (n // cols) * (size + pad + 14)
-    out.append(f'<rect x="{left}" y="{top}" width="{size}" height="{size}" fill="#f7f7f7" '
-               f'stroke="#999"/>')
-    out.append(f'<text x="{left + size / 2}" y="{top - 4}" text-anchor="middle">{m}</text>')
-    cell = (hi - lo) / 40
-    for i in range(40):  # Shade the cells by their contour band: the landscape's shape.
-      for j in range(40):
-        band = int(np.searchsorted(levels, total[i, j]))
-        shade = 235 - 12 * band
-        px, py = xy(grid[j], grid[i + 1], left, top)
-        out.append(f'<rect x="{px:.1f}" y="{py:.1f}" width="{size / 40 + 0.3:.1f}" '
-                   f'height="{size / 40 + 0.3:.1f}" fill="rgb({shade},{shade},{shade + 10})"/>')
-    del cell
-    (ax, ay), (bx, by) = xy(-7.0, FRONT_X2, left, top), xy(7.0, FRONT_X2, left, top)
-    out.append(f'<line x1="{ax:.1f}" y1="{ay:.1f}" x2="{bx:.1f}" y2="{by:.1f}" '
-               f'stroke="#555" stroke-width="4" opacity="0.6"/>')
+    out += [f'<text x="{left + size / 2}" y="{top - 4}" text-anchor="middle">{m}</text>',
+            f'<g transform="translate({left},{top})">',
+            '<use xlink:href="#landscape" href="#landscape"/>']
     for i in range(len(STARTS)):
-      points = [xy(max(lo, min(hi, a)), max(lo, min(hi, b)), left, top)
-                for a, b in runs[(m, i)]["trajectory"]]
+      trajectory = runs[(m, i)]["trajectory"]
+      every = max(1, len(trajectory) // 100)  # At most ~100 points a line.
+      points = [xy(max(lo, min(hi, a)), max(lo, min(hi, b)))
+                for a, b in trajectory[::every] + trajectory[-1:]]
       line = " ".join(f"{a:.1f},{b:.1f}" for a, b in points)
-      out.append(f'<polyline points="{line}" fill="none" stroke="{colours[i]}" '
-                 f'stroke-width="1.5"/>')
-      out.append(f'<circle cx="{points[0][0]:.1f}" cy="{points[0][1]:.1f}" r="2.5" '
-                 f'fill="black"/>')
-      out.append(f'<circle cx="{points[-1][0]:.1f}" cy="{points[-1][1]:.1f}" r="2.5" '
-                 f'fill="#d62728"/>')
+      out += [f'<polyline points="{line}" fill="none" stroke="{colours[i]}" '
+              f'stroke-width="1.5"/>',
+              f'<circle cx="{points[0][0]:.1f}" cy="{points[0][1]:.1f}" r="2.5" fill="black"/>',
+              f'<circle cx="{points[-1][0]:.1f}" cy="{points[-1][1]:.1f}" r="2.5" '
+              f'fill="#d62728"/>']
+    out.append("</g>")
   out.append("</svg>")
   return "\n".join(out) + "\n"
 
