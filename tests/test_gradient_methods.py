@@ -620,6 +620,24 @@ class _Hidden(SharedTrunk):
     return {"hidden": tf.nn.relu(self.layer(features["x"]))}
 
 
+def test_a_batch_too_small_for_three_samples_is_refused_in_one_line():
+  """A part of fewer than one example would give zero rows and no update: refused."""
+  from mtlcore.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from mtlcore.trainers.config import RunConfig  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ConfigError, match="--batch_size=2: --weighting=modo splits each "
+                                        "replica's batch into 3 parts"):
+    RunConfig(task_set="toy", weighting="modo", batch_size=2)
+  model = MultiTaskModel(_Hidden(), {t: _Sideways(t) for t in ("a", "b")})
+  x = np.zeros((2, 4), np.float32)
+  trainer = JointTrainer(
+      model=model, tasks=[Task(t, loss=lambda l, p, f: _masked_squared(l, tf.transpose(p), f))
+                          for t in ("a", "b")],
+      optimizer=Adam(0.01), weighting=weighting.make_weighting("sdmgrad", ["a", "b"]),
+      dataset=tf.data.Dataset.from_tensors(({"x": x}, {"a": x[:, :1], "b": x[:, :1]})).repeat())
+  with pytest.raises(ConfigError, match="a batch of 2 example\\(s\\) leaves one empty"):
+    trainer.train(1)
+
+
 def test_the_sampled_methods_split_the_batch_not_the_predictions():
   """Each part's losses come from its own forward pass on the part's features, so a head
   may predict in any layout: with [1, B] predictions MoDo's compiled step trains, in the

@@ -289,6 +289,12 @@ class RunConfig:
                         f"--strategy=mirrored or multi_worker.")
     if self.strategy == "mirrored" and self.num_logical_cpus and self.batch_size:
       per_replica_batch_size(self.batch_size, self.num_logical_cpus)  # Its replicas' shares.
+    if self.weighting in SAMPLED_GRADIENTS and self.batch_size is not None:
+      replicas = self.num_logical_cpus if self.strategy == "mirrored" else 1
+      if self.batch_size < 3 * max(replicas, 1):
+        raise ConfigError(f"--batch_size={self.batch_size}: --weighting={self.weighting} "
+                          f"splits each replica's batch into 3 parts; it needs at least 3 "
+                          f"examples per replica.")
     if self.strategy != "default" and self.task_gradients == "representation":
       # Each replica holds its own examples' rows of the representation: the global rows
       # are their concatenation, which no all-reduce gives.

@@ -230,6 +230,13 @@ class JointTrainer(Trainer):
     over all replicas). Only the batch's features and labels are split, so a head may
     predict in any layout (the language model's sampled logits are not batch-major)."""
     samples, names, seed = self.weighting.samples, list(self.tasks), self.step_seed()
+    size = tf.nest.flatten(labels)[0].shape[0]
+    if size is not None and size < samples:  # A part would be empty: its rows zero.
+      error = ConfigError(f"--weighting={self.weighting.name} splits each batch into "
+                          f"{samples} parts; a batch of {size} example(s) leaves one empty "
+                          f"(the batch size, per replica, must be at least {samples}).")
+      self._refusal.error = error
+      raise error
     losses = []
     for i, (f, l) in enumerate(zip(_parts(features, samples), _parts(labels, samples))):
       # Step seeds are (trainer seed, n >= 0): a part's (trainer seed, -(n S + i) - 1).

@@ -139,11 +139,15 @@ def one_run(method, start, *, steps, every, period):
     del labels, features
     return Ratio(tf.reduce_sum(predictions + SHIFT), tf.cast(tf.size(predictions), tf.float32))
 
-  batch = ({"x": tf.zeros([1, 1])}, {t: tf.zeros([1]) for t in TASKS})
+  weighting = make_weighting(method, TASKS, period=period)
+  # One example per sample the method takes (sdmgrad, modo: 3 identical rows, one in each
+  # part of the batch; the problem has no noise, so its samples are equal).
+  rows = weighting.samples
+  batch = ({"x": tf.zeros([rows, 1])}, {t: tf.zeros([rows]) for t in TASKS})
   trainer = JointTrainer(
       model=model, tasks=[Task(t, loss) for t in TASKS], optimizer=Adam(1e-3, name="adam"),
       dataset=lambda start: tf.data.Dataset.from_tensors(batch).repeat(),
-      weighting=make_weighting(method, TASKS, period=period), seed=0, jit_compile=True)
+      weighting=weighting, seed=0, jit_compile=True)
   trajectory, stopped = [list(start)], None
   for _ in range(steps // every):
     try:
