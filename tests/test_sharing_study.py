@@ -126,3 +126,38 @@ def test_the_variant_is_chosen_on_dev_not_on_test():
   text = sharing.chosen_on_dev(outcomes, [1000], rows)
   assert "| 1000 | joint | cagrad (92.00) | dwa (91.50) | 3 |" in text
   assert "alternate" not in text
+
+
+def test_an_architecture_row_trains_that_trunk_with_both_heads_reading_it(tmp_path):
+  files, n = sharing.write_study_files(_sentences(100, 0), _sentences(5, 1), _sentences(5, 2),
+                                       40, 0, str(tmp_path))
+  rows = sharing.row_names(["chunk_only", "alternate", "joint"], ["sum"], ["uniform"],
+                           ["hard", "mmoe"])
+  assert rows == [("chunk_only", None), ("alternate", "uniform"), ("alternate", "uniform/mmoe"),
+                  ("joint", "sum"), ("joint", "sum/mmoe")]
+  hard_flags, hard_steps = sharing.run_flags_for("alternate", "uniform", files, n, 10)
+  mmoe_flags, mmoe_steps = sharing.run_flags_for("alternate", "uniform/mmoe", files, n, 10)
+  assert "--reads=pos:1" in hard_flags and not any(f.startswith("--architecture") for f in hard_flags)
+  assert "--architecture=mmoe" in mmoe_flags and "--sampler=uniform" in mmoe_flags
+  assert not any(f.startswith("--reads") for f in mmoe_flags)  # Both heads read the mmoe.
+  assert mmoe_steps == hard_steps  # The same chunk passes.
+  joint_flags, _ = sharing.run_flags_for("joint", "cagrad/cgc", files, n, 10)
+  assert "--weighting=cagrad" in joint_flags and "--architecture=cgc" in joint_flags
+  assert sharing.run_name("joint", "sum/mmoe", n) == "40_joint_sum_mmoe"
+  assert sharing.label("joint", "sum/mmoe") == "joint (mmoe)"
+  assert sharing.label("joint", "cagrad/mmoe") == "joint (cagrad, mmoe)"
+  assert sharing.label("alternate", "uniform") == "alternate"
+
+
+def test_architectures_are_compared_with_hard_sharing_and_chosen_on_dev():
+  def runs(dev, test):
+    return [{"metrics": {"dev": {"chunk/f1": d}, "test": {"chunk/f1": t}}}
+            for d, t in zip(dev, test)]
+  outcomes = {("alternate", "uniform", 1000): runs([90.0, 90.2], [90.0, 91.0]),
+              ("alternate", "uniform/mmoe", 1000): runs([90.5, 90.7], [90.5, 91.0]),
+              ("alternate", "uniform/mtan", 1000): runs([89.0, 89.0], [95.0, 95.0])}
+  rows = sharing.row_names(["alternate"], ["sum"], ["uniform"], ["hard", "mmoe", "mtan"])
+  paired = sharing.paired_differences(outcomes, [1000], rows)
+  assert "| 1000 | alternate (mmoe) - alternate | +0.25 ± 0.25 | +1.0 | 2 |" in paired
+  chosen = sharing.chosen_on_dev(outcomes, [1000], rows)
+  assert "| 1000 | alternate | uniform/mmoe (90.60) | uniform (90.10) | 3 |" in chosen

@@ -20,6 +20,11 @@ keeps its best-on-dev checkpoint); test is only reported. Settings:
 - joint: one corpus, every sentence POS-labelled, chunk labels on the N only (partial labels),
   the task losses combined by `--weighting` (default sum).
 
+`--study_architectures` adds, for alternate and joint, a row per trunk architecture other than
+hard sharing (mtl-train's `--architecture`, at the tagger's default sizes): its top layer
+becomes the architecture and both heads read it (under hard sharing POS reads the first
+layer, as in the default tagger).
+
 Every setting sees the chunk-labelled sentences the same number of times (`--chunk_passes`):
 chunk_only trains passes x ceil(N / 32) steps; alternate as many chunk steps, so its total is
 that over the sampler's expected chunk share; joint passes x ceil(pool / 32) steps, since each
@@ -50,6 +55,7 @@ from absl import flags
 # report and the run flags define --write_results and --data_dir.
 from mtlcore.benchmarks import hardware, report, results  # pylint: disable=unused-import
 from mtlcore.benchmarks.studies import runs as study_runs
+from mtlcore.choices import ARCHITECTURES
 from mtlcore.tagging import conll2000
 from mtlcore.errors import ConfigError
 from mtlcore.sampling import TaskSampler
@@ -67,6 +73,10 @@ flags.DEFINE_list("study_seeds", ["0", "1", "2"], "Seeds: of the chunk subset, w
 flags.DEFINE_float("chunk_passes", 40.0, "Times every setting sees each chunk-labelled sentence.")
 flags.DEFINE_list("joint_weightings", ["sum"], "Joint setting: one row per --weighting method.")
 flags.DEFINE_list("alternate_samplers", ["uniform"], "Alternate setting: one row per --sampler.")
+flags.DEFINE_list("study_architectures", ["hard"], "Alternate and joint settings: one row per "
+                  "sampler or weighting method and --architecture (hard: the default tagger, "
+                  "POS reading the first layer; any other: both heads read the architecture "
+                  "that replaces the top layer).")
 flags.DEFINE_boolean("finished_only", False, "Train nothing: report the runs earlier "
                      "invocations finished in --study_dir; a cell missing a seed is left out "
                      "and named.")
@@ -122,11 +132,29 @@ def write_study_files(train, dev, test, size, seed, directory):
   return Files(paths["pool"], chunk, partial, paths["dev"], paths["test"], len(train)), n
 
 
+def split_variant(variant):
+  """"cagrad" -> ("cagrad", "hard"); "uniform/mmoe" -> ("uniform", "mmoe"): a multi-task
+  row's sampler or weighting method and its trunk architecture."""
+  method, _, architecture = (variant or "").partition("/")
+  return method or None, architecture or "hard"
+
+
+def tagger_flags(architecture):
+  """The tagger's mtl-train flags. Under an architecture other than hard both heads read it
+  (with POS on the first layer the architecture would serve the chunk task alone)."""
+  if architecture == "hard":
+    return list(TAGGER_FLAGS)
+  return [f for f in TAGGER_FLAGS if not f.startswith("--reads=")] + [
+      f"--architecture={architecture}"]
+
+
 def run_flags_for(setting, variant, files, n, chunk_passes):
   """(mtl-train flags, train steps) of one run: every setting gives the N chunk-labelled
-  sentences `chunk_passes` passes."""
+  sentences `chunk_passes` passes. `variant`: the sampler or weighting method, with
+  "/ARCHITECTURE" for a trunk other than hard sharing."""
   chunk_steps = math.ceil(chunk_passes * math.ceil(n / BATCH_SIZE))
-  common_flags = [*TAGGER_FLAGS, f"--dev={files.dev}", f"--test={files.test}"]
+  variant, architecture = split_variant(variant)
+  common_flags = [*tagger_flags(architecture), f"--dev={files.dev}", f"--test={files.test}"]
   if setting == "chunk_only":
     return [*common_flags, "--mode=single", "--tasks=chunk", f"--train={files.chunk}"], chunk_steps
   pool_steps = math.ceil(chunk_passes * math.ceil(files.pool_size / BATCH_SIZE))
@@ -149,7 +177,7 @@ def run_name(setting, variant, n):
   """A run's directory name without the seed: "1000_joint_cagrad"; "pos_only" for every N."""
   if setting == "pos_only":
     return setting
-  return f"{n}_{setting}" + (f"_{variant}" if variant else "")
+  return f"{n}_{setting}" + (f"_{variant.replace('/', '_')}" if variant else "")
 
 
 def _run_dir(study_dir, name, seed):
@@ -168,19 +196,31 @@ def train(name, seed, run_flags_list, steps):
        *run_flags_list], "study", {"steps": steps})
 
 
-def row_names(settings, weightings, samplers):
-  """[(setting, variant)] of the study's rows: a joint row per weighting method, an alternate
-  row per sampler, one chunk-only row (variant None)."""
+def row_names(settings, weightings, samplers, architectures=("hard",)):
+  """[(setting, variant)] of the study's rows: a joint row per weighting method and
+  architecture, an alternate row per sampler and architecture, one chunk-only row (variant
+  None). A variant is the method's name, "/ARCHITECTURE" added when not hard."""
   names = []
   for setting in settings:
-    variants = {"joint": weightings, "alternate": samplers}.get(setting, [None])
-    names += [(setting, v) for v in variants]
+    methods = {"joint": weightings, "alternate": samplers}.get(setting)
+    if methods is None:
+      names.append((setting, None))
+      continue
+    names += [(setting, m if a == "hard" else f"{m}/{a}") for a in architectures for m in methods]
   return names
 
 
+def plain_variant(setting):
+  """The variant every other is compared with: the plain method on hard sharing."""
+  return {"joint": "sum", "alternate": "uniform"}.get(setting)
+
+
 def label(setting, variant):
-  default = {"joint": "sum", "alternate": "uniform"}.get(setting)
-  return setting if variant in (None, default) else f"{setting} ({variant})"
+  """"joint", "alternate (proportional)", "joint (mmoe)", "joint (cagrad, mmoe)"."""
+  method, architecture = split_variant(variant)
+  shown = [m for m in (method,) if m not in (None, plain_variant(setting))]
+  shown += [architecture] if architecture != "hard" else []
+  return f"{setting} ({', '.join(shown)})" if shown else setting
 
 
 def table(outcomes, sizes, rows):
@@ -240,10 +280,10 @@ def paired_differences(outcomes, sizes, rows):
   lines = []
   for n in sizes:
     for setting, variant in rows:
-      plain_variant = {"joint": "sum", "alternate": "uniform"}.get(setting)
-      if variant in (None, plain_variant):
+      plain = plain_variant(setting)
+      if variant in (None, plain):
         continue
-      a, b = outcomes.get((setting, variant, n)), outcomes.get((setting, plain_variant, n))
+      a, b = outcomes.get((setting, variant, n)), outcomes.get((setting, plain, n))
       if not a or not b:
         continue
       diff = [x["metrics"]["test"]["chunk/f1"] - y["metrics"]["test"]["chunk/f1"]
@@ -254,7 +294,7 @@ def paired_differences(outcomes, sizes, rows):
         shown = f"{mean:+.2f} ± - (one seed) | -"
       else:
         shown = f"{mean:+.2f} ± {se:.2f} | " + (f"{mean / se:+.1f}" if se > 0 else "-")
-      lines.append(f"| {n} | {label(setting, variant)} - {label(setting, plain_variant)} | "
+      lines.append(f"| {n} | {label(setting, variant)} - {label(setting, plain)} | "
                    f"{shown} | {len(diff)} |")
   return _markdown_table(["chunk-labelled sentences", "paired by seed",
                           "test chunk F1 difference, mean ± standard error",
@@ -375,7 +415,12 @@ def run():
     raise ConfigError(f"--study_seeds must be integers, got {FLAGS.study_seeds}.") from None
   if not FLAGS.chunk_passes > 0:
     raise ConfigError(f"--chunk_passes must be positive, got {FLAGS.chunk_passes}.")
-  rows = row_names(FLAGS.study_settings, FLAGS.joint_weightings, FLAGS.alternate_samplers)
+  unknown = [a for a in FLAGS.study_architectures if a not in ARCHITECTURES]
+  if unknown:
+    raise ConfigError(f"--study_architectures: unknown {unknown}; choose from "
+                      f"{', '.join(ARCHITECTURES)}.")
+  rows = row_names(FLAGS.study_settings, FLAGS.joint_weightings, FLAGS.alternate_samplers,
+                   FLAGS.study_architectures)
   splits = conll2000.load_splits(FLAGS.data_dir)  # Read once; each (N, seed) writes its files.
   outcomes, sizes, missing, results_by_run = {}, [], [], {}
   for size in _parse_sizes():
