@@ -14,13 +14,26 @@ trainer is built as mtl-train builds it (trainers.build), joint with `sum` and a
 --head_to_head_rounds interleaved rounds of --steps steps, the order reversed every other
 round. Prints per row the parameter count, the median ms per step and its ratio to hard
 sharing in the same mode and K, with the device and CPU it ran on.
+
+  mtl-bench --architectures=hard,mmoe,cgc,ple,cross_stitch,mtan --architecture_task_set=conll2000
+
+On the CoNLL-2000 tagger (mtl-train's default: CRF chunk head, word dropout), fed synthetic
+batches shaped like CoNLL-2000's (mtlcore.benchmarks.throughput: --batch_size, default 32, x
+--seq_len tokens), for each of --trunks: hard sharing is the default tagger (POS reading the
+first layer); under any other architecture the top trunk layer becomes the architecture and
+both heads read it. Each architecture is timed twice: at the tagger's default sizes (what
+`mtl-train --architecture=NAME` trains) and with `expert_size` bisected to hard sharing's
+parameter count (embeddings included).
 """
 
+import functools
 import statistics
+import time
 
 from mtlcore.benchmarks import hardware
 from mtlcore.benchmarks.task_scaling import interleaved_rounds, warmed_trainer
 from mtlcore.synthetic.task_set import SyntheticTaskSet
+from mtlcore.trainers import build
 from mtlcore.trainers.config import RunConfig
 
 INPUT_DIM = 100
@@ -90,6 +103,114 @@ def table(results, architectures, task_counts):
         lines.append(f"| {k} | {mode} | {a} | {row['size']} | {row['params']:,} | "
                      f"{median[(k, a, mode)]:.2f} | {ratio} | {row['compile_s']:.1f} |")
   return lines
+
+
+def tagger_options(architecture, trunk, expert_size=0):
+  """The conll2000 task set's options of a tagger row (expert_size 0: the default, the trunk's
+  output size)."""
+  from mtlcore.benchmarks import throughput  # pylint: disable=g-import-not-at-top
+  if architecture == "hard":
+    return throughput.row_options("default", trunk=trunk, reads={"pos": 1})
+  return throughput.row_options("default", trunk=trunk, reads={}, architecture=architecture,
+                                expert_size=expert_size)
+
+
+def tagger_config(architecture, trunk, mode, *, expert_size=0, batch_size=32):
+  from mtlcore.benchmarks import throughput  # pylint: disable=g-import-not-at-top
+  return throughput.bench_config(mode, options=tagger_options(architecture, trunk, expert_size),
+                                 jit_compile=True, batch_size=batch_size, steps=10**6)
+
+
+@functools.lru_cache(maxsize=None)
+def tagger_parameter_count(architecture, trunk, expert_size=0):
+  """Trainable parameters of the tagger (embeddings, trunk and both heads) of that row, with
+  CoNLL-2000's vocabulary sizes."""
+  from mtlcore.benchmarks import throughput  # pylint: disable=g-import-not-at-top
+  resolved = build.resolve(tagger_config(architecture, trunk, "joint", expert_size=expert_size))
+  model = resolved.task_set.build_model_for(resolved.config.tasks,
+                                            throughput.synthetic_vocabularies(), seed=0)
+  return sum(int(v.shape.num_elements()) for v in model.trainable_variables)
+
+
+def tagger_matched_size(architecture, trunk, target):
+  """(expert_size, parameters) of `architecture` nearest `target` parameters (bisection)."""
+  count = lambda size: tagger_parameter_count(architecture, trunk, size)
+  lo, hi = 1, 4 * _output_size(trunk)
+  while hi - lo > 1:
+    mid = (lo + hi) // 2
+    lo, hi = (mid, hi) if count(mid) < target else (lo, mid)
+  size = min((lo, hi), key=lambda s: abs(count(s) - target))
+  return size, count(size)
+
+
+def measure_tagger(architectures, trunks, *, steps=20, rounds=6, batch_size=32, seq_len=36):
+  """{(trunk, architecture, sizing, mode): {"ms", "compile_s", "params", "size"}}; sizing
+  "default" or "matched" (hard sharing: "default" only)."""
+  from mtlcore.benchmarks import throughput  # pylint: disable=g-import-not-at-top
+  batches = throughput.synthetic_batches(8, batch_size, seq_len)
+  out, trainers = {}, {}
+  for trunk in trunks:
+    target = tagger_parameter_count("hard", trunk)
+    for a in architectures:
+      sizings = {"default": (0, tagger_parameter_count(a, trunk))} if a == "hard" else {
+          "default": (0, tagger_parameter_count(a, trunk)),
+          "matched": tagger_matched_size(a, trunk, target)}
+      for sizing, (size, params) in sizings.items():
+        for mode in MODES:
+          trainer = throughput.build_bench_trainer(
+              tagger_config(a, trunk, mode, expert_size=size, batch_size=batch_size),
+              lambda tasks: throughput.as_dataset(batches, tasks))
+          start = time.perf_counter()
+          warm_up(trainer, steps)
+          key = (trunk, a, sizing, mode)
+          trainers[key] = trainer
+          shown = f"expert_size={size}" if size else f"expert_size={_output_size(trunk)} (default)"
+          out[key] = {"compile_s": time.perf_counter() - start, "params": params,
+                      "size": "-" if a == "hard" else shown}
+  for key, ms in interleaved_rounds(trainers, steps, rounds).items():
+    out[key]["ms"] = ms
+  return out
+
+
+def warm_up(trainer, steps, calls=2):
+  """`calls` calls of max(steps, 20) steps: the compiled loop traces at the first, and each
+  task's step compiles when it first runs (an alternating loop of 20 uniform steps runs both
+  tasks but with probability 2^-19 of missing one)."""
+  for _ in range(calls):
+    trainer.train(max(steps, 20))
+
+
+def _output_size(trunk):
+  """The default expert_size: the trunk's output size."""
+  from mtlcore.tagging.tagger import TaggerConfig  # pylint: disable=g-import-not-at-top
+  return TaggerConfig(trunk=trunk).output_size
+
+
+def tagger_table(results):
+  """Markdown lines: per trunk, mode, architecture and sizing the size, parameters, median
+  ms/step and the ratio to hard sharing."""
+  median = {key: statistics.median(v["ms"]) for key, v in results.items()}
+  lines = ["| trunk | mode | architecture | size | parameters | ms/step (median) | x hard | "
+           "compile s |", "|---|---|---|---|---|---|---|---|"]
+  for trunk, mode in dict.fromkeys((k[0], k[3]) for k in results):
+    hard = median.get((trunk, "hard", "default", mode))
+    for key in [k for k in results if (k[0], k[3]) == (trunk, mode)]:
+      row = results[key]
+      ratio = f"{median[key] / hard:.2f}" if hard else "-"
+      lines.append(f"| {trunk} | {mode} | {key[1]} | {row['size']} | {row['params']:,} | "
+                   f"{median[key]:.2f} | {ratio} | {row['compile_s']:.1f} |")
+  return lines
+
+
+def run_tagger(architectures, trunks, *, steps, rounds, batch_size, seq_len):
+  device = hardware.describe_device()
+  print(f"device: {device}")
+  results = measure_tagger(architectures, trunks, steps=steps, rounds=rounds,
+                           batch_size=batch_size, seq_len=seq_len)
+  print(f"CoNLL-2000 tagger (CRF chunk head), synthetic batches of {batch_size} x {seq_len} "
+        f"tokens, XLA, {rounds} interleaved rounds of {steps} steps per configuration")
+  print("\n".join(tagger_table(results)))
+  return 0
 
 
 def run(architectures, task_counts, *, steps, rounds, batch_size):

@@ -61,7 +61,12 @@ flags.DEFINE_list("architectures", [],
                   "alternating steps with each of these trunk architectures (hard, mmoe, cgc, "
                   "ple, cross_stitch, mtan), each sized to hard sharing's parameter count, at "
                   "each --task_counts (default 2) (mtlcore.benchmarks.architectures).")
-BENCH_FLAGS = ("quick", "task_counts", "representation_gradients", "architectures", "large",
+flags.DEFINE_enum("architecture_task_set", "synthetic", ["synthetic", "conll2000"],
+                  "--architectures: time them on the synthetic task set, or on the CoNLL-2000 "
+                  "tagger (each of --trunks, synthetic batches of --seq_len tokens; at the "
+                  "default sizes and sized to hard sharing's parameter count).")
+BENCH_FLAGS = ("quick", "task_counts", "representation_gradients", "architectures",
+               "architecture_task_set", "large",
                "trunks", "executions", "modes", "keras",
                "precisions", "weightings", "seq_len", "steps", "steps_per_call",
                "head_to_head_rounds", "output_json")
@@ -110,6 +115,11 @@ def _bench():
   common.start_tensorflow()
   if FLAGS.architectures:
     from mtlcore.benchmarks import architectures  # pylint: disable=g-import-not-at-top
+    if FLAGS.architecture_task_set == "conll2000":
+      return architectures.run_tagger(
+          FLAGS.architectures, FLAGS.trunks, steps=FLAGS.steps,
+          rounds=max(FLAGS.head_to_head_rounds, 1), batch_size=FLAGS.batch_size or 32,
+          seq_len=FLAGS.seq_len)
     return architectures.run(FLAGS.architectures, [int(k) for k in FLAGS.task_counts or [2]],
                              steps=FLAGS.steps, rounds=max(FLAGS.head_to_head_rounds, 1),
                              batch_size=FLAGS.batch_size or 64)

@@ -30,3 +30,15 @@ def test_a_run_scores_both_splits_at_every_point_and_dev_makes_the_choice():
           in lines)
   assert lines[-1] == "- p = 0.5: dev prefers **hard** (final dev loss 1.0000)."
   assert study.curves_svg(runs, [0.5], ["hard", "mmoe"]).startswith("<svg")
+
+
+def test_a_tagger_architecture_is_sized_to_the_hard_taggers_parameter_count():
+  target = sizing.tagger_parameter_count("hard", "conv")
+  size, params = sizing.tagger_matched_size("cgc", "conv", target)
+  assert params == sizing.tagger_parameter_count("cgc", "conv", size)
+  for other in (size - 1, size + 1):
+    assert abs(params - target) <= abs(sizing.tagger_parameter_count("cgc", "conv", other) - target)
+  assert sizing.tagger_options("hard", "conv")["reads"] == {"pos": 1}  # The default tagger.
+  options = sizing.tagger_options("cgc", "conv", size)
+  assert options["reads"] == {} and options["architecture"] == "cgc"  # Both heads read it.
+  assert options["crf"] == ("chunk",)  # The step mtl-train runs.
