@@ -161,3 +161,14 @@ def test_architectures_are_compared_with_hard_sharing_and_chosen_on_dev():
   assert "| 1000 | alternate (mmoe) - alternate | +0.25 ± 0.25 | +1.0 | 2 |" in paired
   chosen = sharing.chosen_on_dev(outcomes, [1000], rows)
   assert "| 1000 | alternate | uniform/mmoe (90.60) | uniform (90.10) | 3 |" in chosen
+
+
+def test_a_conv_study_trains_conv_taggers_in_runs_of_their_own(tmp_path):
+  files, n = sharing.write_study_files(_sentences(100, 0), _sentences(5, 1), _sentences(5, 2),
+                                       40, 0, str(tmp_path))
+  run_flags, _ = sharing.run_flags_for("joint", "sum/mtan", files, n, 10, "conv")
+  assert "--trunk=conv" in run_flags and "--architecture=mtan" in run_flags
+  assert not any(f.startswith("--trunk") for f in sharing.run_flags_for(
+      "joint", "sum", files, n, 10)[0])
+  assert sharing.run_name("joint", "sum/mtan", n, "conv") == "conv_40_joint_sum_mtan"
+  assert sharing.run_name("pos_only", None, n, "conv") == "conv_pos_only"

@@ -73,6 +73,8 @@ flags.DEFINE_list("study_seeds", ["0", "1", "2"], "Seeds: of the chunk subset, w
 flags.DEFINE_float("chunk_passes", 40.0, "Times every setting sees each chunk-labelled sentence.")
 flags.DEFINE_list("joint_weightings", ["sum"], "Joint setting: one row per --weighting method.")
 flags.DEFINE_list("alternate_samplers", ["uniform"], "Alternate setting: one row per --sampler.")
+flags.DEFINE_enum("study_trunk", "bilstm", ["bilstm", "conv"], "The tagger's trunk in every "
+                  "setting (mtl-train's --trunk).")
 flags.DEFINE_list("study_architectures", ["hard"], "Alternate and joint settings: one row per "
                   "sampler or weighting method and --architecture (hard: the default tagger, "
                   "POS reading the first layer; any other: both heads read the architecture "
@@ -139,22 +141,24 @@ def split_variant(variant):
   return method or None, architecture or "hard"
 
 
-def tagger_flags(architecture):
+def tagger_flags(architecture, trunk="bilstm"):
   """The tagger's mtl-train flags. Under an architecture other than hard both heads read it
   (with POS on the first layer the architecture would serve the chunk task alone)."""
+  trunk_flags = [] if trunk == "bilstm" else [f"--trunk={trunk}"]  # bilstm: the default.
   if architecture == "hard":
-    return list(TAGGER_FLAGS)
+    return [*TAGGER_FLAGS, *trunk_flags]
   return [f for f in TAGGER_FLAGS if not f.startswith("--reads=")] + [
-      f"--architecture={architecture}"]
+      *trunk_flags, f"--architecture={architecture}"]
 
 
-def run_flags_for(setting, variant, files, n, chunk_passes):
+def run_flags_for(setting, variant, files, n, chunk_passes, trunk="bilstm"):
   """(mtl-train flags, train steps) of one run: every setting gives the N chunk-labelled
   sentences `chunk_passes` passes. `variant`: the sampler or weighting method, with
   "/ARCHITECTURE" for a trunk other than hard sharing."""
   chunk_steps = math.ceil(chunk_passes * math.ceil(n / BATCH_SIZE))
   variant, architecture = split_variant(variant)
-  common_flags = [*tagger_flags(architecture), f"--dev={files.dev}", f"--test={files.test}"]
+  common_flags = [*tagger_flags(architecture, trunk), f"--dev={files.dev}",
+                  f"--test={files.test}"]
   if setting == "chunk_only":
     return [*common_flags, "--mode=single", "--tasks=chunk", f"--train={files.chunk}"], chunk_steps
   pool_steps = math.ceil(chunk_passes * math.ceil(files.pool_size / BATCH_SIZE))
@@ -173,11 +177,12 @@ def run_flags_for(setting, variant, files, n, chunk_passes):
           f"--train={files.partial}"], pool_steps
 
 
-def run_name(setting, variant, n):
-  """A run's directory name without the seed: "1000_joint_cagrad"; "pos_only" for every N."""
-  if setting == "pos_only":
-    return setting
-  return f"{n}_{setting}" + (f"_{variant.replace('/', '_')}" if variant else "")
+def run_name(setting, variant, n, trunk="bilstm"):
+  """A run's directory name without the seed: "1000_joint_cagrad"; "pos_only" for every N;
+  "conv_1000_joint_sum_mmoe" for a conv trunk."""
+  name = setting if setting == "pos_only" else (
+      f"{n}_{setting}" + (f"_{variant.replace('/', '_')}" if variant else ""))
+  return name if trunk == "bilstm" else f"{trunk}_{name}"
 
 
 def _run_dir(study_dir, name, seed):
@@ -428,8 +433,9 @@ def run():
       files, n = write_study_files(splits.train, splits.dev, splits.test, size, seed,
                                    os.path.join(FLAGS.study_dir, "data"))
       for setting, variant in rows:
-        run_flags_list, steps = run_flags_for(setting, variant, files, n, FLAGS.chunk_passes)
-        name = run_name(setting, variant, n)
+        run_flags_list, steps = run_flags_for(setting, variant, files, n, FLAGS.chunk_passes,
+                                              FLAGS.study_trunk)
+        name = run_name(setting, variant, n, FLAGS.study_trunk)
         if (name, seed) in results_by_run:  # pos_only: one run serves every N.
           result = results_by_run[(name, seed)]
           if result is not None:
@@ -460,7 +466,8 @@ def run():
       f"chunk labels on a seeded random N of the {files.pool_size} training sentences, POS "
       f"on all; every setting sees each chunk-labelled sentence {FLAGS.chunk_passes:g} times; "
       f"best-on-dev checkpoint (dev: the last 1,000 training sentences), test reported. "
-      f"Default BiLSTM-CRF tagger, no language-model task. Code that trained the runs: "
+      f"{'Default BiLSTM' if FLAGS.study_trunk == 'bilstm' else 'Conv-trunk'}-CRF tagger, "
+      f"no language-model task. Code that trained the runs: "
       f"{study_runs.code_versions(trained) or 'none'}.", "",
       table(outcomes, sizes, rows)]
   pos_only = pos_only_line(outcomes, sizes)
