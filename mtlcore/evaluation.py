@@ -49,8 +49,10 @@ class Evaluator:
   def _batch_statistics(self, features, labels):
     """float32 [size]: every metric's statistics on one batch."""
     names = tuple(t.name for t in self.tasks)
-    predictions = self.model(features, tasks=names, training=False)
-    gates = self.model.gate_weights(features) if self.model.trunk.gate_widths() else {}
+    if self.model.trunk.gate_widths():  # One pass through the trunk for both.
+      predictions, gates = self.model.predictions_and_gates(features, tasks=names)
+    else:
+      predictions, gates = self.model(features, tasks=names, training=False), {}
     pieces = []
     for _, task, metric, _, size in self._slots:
       if task is None:  # A gate: its weights summed over the batch, and the batch's size.

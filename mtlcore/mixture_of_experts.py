@@ -55,8 +55,10 @@ class MixtureOfExperts(SharedTrunk):
   def gate_widths(self):
     return {t: len(self.experts) for t in self.gates}
 
-  def gate_weights(self, features):
-    """{task: softmax gate [B, E]} on a batch."""
+  def gate_weights(self, features, representations=None):
+    """{task: softmax gate [B, E]} on a batch (from the input features: `representations`
+    is not needed)."""
+    del representations
     x = features[self.feature]
     return {t: tf.nn.softmax(gate(x)) for t, gate in self.gates.items()}
 

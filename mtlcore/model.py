@@ -10,6 +10,7 @@ Construction checks that no variable belongs to two owners, or to none, so that 
 cannot be broken by accident.
 """
 
+import inspect
 from collections.abc import Mapping
 
 import tensorflow as tf
@@ -54,10 +55,13 @@ class SharedTrunk(tf.Module):
     expert (mtlcore.evaluation). This default: none."""
     return {}
 
-  def gate_weights(self, features):
+  def gate_weights(self, features, representations=None):
     """{gate name: its softmax weights [N, width]} on a batch: one row per example (N = B),
-    or per real token for a trunk over sentences (see `gate_widths`)."""
-    del features
+    or per real token for a trunk over sentences (see `gate_widths`). `representations`
+    (optional): this trunk's inference-mode outputs on the same batch, when the caller has
+    them; a trunk whose gates read one of its own layers takes it from there instead of
+    running its layers again. This default: none."""
+    del features, representations
     return {}
 
 
@@ -171,6 +175,22 @@ class MultiTaskModel(tf.Module):
     `forward` casts them."""
     gates = self.trunk.gate_weights(self._in_compute_dtype(features))
     return {name: tf.cast(w, tf.float32) for name, w in gates.items()}
+
+  def predictions_and_gates(self, features, *, tasks=None):
+    """Inference-mode ({task: predictions}, `gate_weights`) from one pass through the
+    trunk: the gates are computed from the representations the heads read, not by running
+    the trunk's layers a second time. Applies the forward pass's state updates as
+    `__call__` does."""
+    outputs, updates, representations = self.forward(features, tasks=tasks, training=False,
+                                                     representations=True)
+    for i, value in updates:
+      self._owners.state[i][0].assign(value)
+    low = self._in_compute_dtype(features)
+    if "representations" in inspect.signature(self.trunk.gate_weights).parameters:
+      gates = self.trunk.gate_weights(low, representations)
+    else:  # A trunk written before gate_weights took the representations.
+      gates = self.trunk.gate_weights(low)
+    return outputs, {name: tf.cast(w, tf.float32) for name, w in gates.items()}
 
   def forward(self, features, *, tasks=None, training=False, seed=None,
               representations=False):

@@ -117,10 +117,12 @@ class ProgressiveLayeredExtraction(SharedTrunk):
         widths[f"level_{j}/shared"] = level.shared_gate.w.shape[1]
     return widths
 
-  def gate_weights(self, features):
+  def gate_weights(self, features, representations=None):
     """{"level_J/TASK": the task's gate [B, m_t + m_s] (its own experts first),
     "level_J/shared": the shared gate [B, K m_t + m_s] (tasks' experts in task order, then
-    the shared ones; not at the last level)} on a batch."""
+    the shared ones; not at the last level)} on a batch. A level's gates read the level
+    below's outputs, which the representations do not hold: the levels run again."""
+    del representations
     x = features[self.feature]
     inputs, shared, weights = {t: x for t in self.tasks}, x, {}
     for j, level in enumerate(self.levels):

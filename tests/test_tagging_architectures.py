@@ -175,3 +175,20 @@ def test_the_flop_model_counts_the_architecture_in_place_of_the_top_layer():
   mixture = 2 * tokens * multiply_adds("mmoe", 2 * h, 2, mmoe.mixture_sizes())
   assert (flops.tagger_forward_flops(mmoe, **shape)
           == flops.tagger_forward_flops(hard, **shape) - top_bilstm + mixture)
+
+
+def test_the_evaluation_runs_the_shared_layers_once_for_predictions_and_gates(monkeypatch):
+  config = tagger.TaggerConfig(trunk="conv", architecture="mmoe", **SMALL)
+  model, stream = _setup(config)
+  features, labels = next(iter(stream(TASKS, 0)))
+  expected = model.gate_weights(features)  # The gates on their own (their own pass).
+  predictions, gates = model.predictions_and_gates(features, tasks=TASKS)
+  for t in TASKS:
+    np.testing.assert_allclose(gates[t], expected[t], rtol=1e-6)
+    np.testing.assert_allclose(predictions[t], model(features, tasks=TASKS)[t], rtol=1e-6)
+  calls = []
+  shared = model.trunk._shared
+  monkeypatch.setattr(model.trunk, "_shared", lambda *a, **k: calls.append(1) or shared(*a, **k))
+  Evaluator(model, tagger.tagging_tasks(model, TASKS))(
+      tf.data.Dataset.from_tensors((features, labels)))
+  assert len(calls) == 1  # Traced once: one pass through the shared layers, not two.

@@ -247,11 +247,14 @@ class TaggerTrunk(SharedTrunk):
   def gate_widths(self):
     return self.mixture.gate_widths() if self.mixture is not None else {}
 
-  def gate_weights(self, features):
-    """{gate name: its softmax weights [N, width]} over the batch's N real tokens."""
+  def gate_weights(self, features, representations=None):
+    """{gate name: its softmax weights [N, width]} over the batch's N real tokens; the gates
+    read the top shared layer, taken from `representations` (this trunk's inference-mode
+    outputs on the batch) when given, else computed again."""
     if not self.gate_widths():
       return {}
-    top = self._shared(features, training=False, seed=None)[-1]
+    top = (representations[f"layer{len(self.layers)}"] if representations is not None
+           else self._shared(features, training=False, seed=None)[-1])
     mask = sequence_mask(features) > 0
     return {name: tf.boolean_mask(w, mask)
             for name, w in self.mixture.gate_weights({"x": top}).items()}
