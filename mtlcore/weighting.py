@@ -281,6 +281,17 @@ class Weighting(tf.Module):
     losses after the update (given only when `needs_losses_after_update`)."""
     del losses, labelled, layer_norms, losses_after
 
+  def staged_values(self):
+    """The new state values the last `combine_gradients` staged for `after_step` (a list of
+    tensors; none for a method without staged state): a caller that runs the aggregation in
+    a function of its own returns them from it and hands them back to `restage`."""
+    return []
+
+  def restage(self, values):
+    """Stages `values` (as `staged_values` listed them, computed outside the function that
+    staged them) for `after_step` in place of the staged ones."""
+    del values
+
   def task_variables(self):
     """{task: its own trained variables}: a step where the task has no label leaves them
     and their optimizer slots unchanged, as it leaves the task's head."""
@@ -497,6 +508,18 @@ class StagedState(Weighting):
   def after_step(self, losses, labelled, layer_norms=None, losses_after=None):
     if self._staged_update is not None:
       self._staged_update()
+
+  def _staged_pairs(self):
+    return [] if self._staged_update is None else list(self._staged_update.args[0])
+
+  def staged_values(self):
+    return [value for _, value in self._staged_pairs()]
+
+  def restage(self, values):
+    pairs = self._staged_pairs()
+    if len(values) != len(pairs):
+      raise ValueError(f"restage: {len(values)} values for {len(pairs)} staged variables.")
+    self._stage(*[(variable, value) for (variable, _), value in zip(pairs, values)])
 
   def _per_parameter(self, columns, name):
     """A [K, columns] float32 state variable, zeros."""

@@ -228,7 +228,8 @@ def methods(data_dir):
   the trunk), task t1 unlabelled in one replica's half of step 1 and in all of step 2.
   Prints {method: [largest |difference| over every model and weighting variable after STEPS
   steps, largest |value| of those variables, largest |difference| of the logged weights,
-  largest |difference| between a mirrored variable's replica copies]}."""
+  largest |difference| between a mirrored variable's replica copies, how many times the
+  mirrored trainer traced its compiled aggregation]}."""
   del data_dir
   from mtlcore.weighting import make_weighting  # pylint: disable=g-import-not-at-top
   strategy = mirrored()
@@ -263,7 +264,8 @@ def methods(data_dir):
               for v in state(trainers[0]) for c in getattr(v, "values", [v])]
     out[method] = [max_diff(state(trainers[0]), state(trainers[1])),
                    max(float(np.max(np.abs(v.numpy()))) for v in state(trainers[1])),
-                   float(np.max(np.abs(np.subtract(*weights)))), max(copies)]
+                   float(np.max(np.abs(np.subtract(*weights)))), max(copies),
+                   trainers[0]._aggregate.experimental_get_tracing_count()]
     print(method, out[method], f"{time.time() - started:.1f} s", file=sys.stderr, flush=True)
   print(json.dumps(out))
 

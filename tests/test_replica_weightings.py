@@ -28,7 +28,9 @@ def test_every_way_of_weighting_mirrored_equals_one_device_with_partial_labels(m
   step and in all of another: every model and weighting variable and the logged weights
   equal one device's on the global batch (up to float32 summation order), and every
   replica holds one value of each (db_mtl's [K, P] averages too; sdmgrad's simplex weights,
-  from three strided parts of each replica's batch)."""
-  diff, scale, weight_diff, copies_diff = results[method]
+  from three strided parts of each replica's batch). A gradient method's aggregation is a
+  compiled function of its own in the cross-replica part, traced once."""
+  diff, scale, weight_diff, copies_diff, aggregation_traces = results[method]
   assert diff <= 1e-5 * max(scale, 1.0) and weight_diff <= 1e-5, results[method]
   assert copies_diff == 0.0, results[method]
+  assert aggregation_traces == (1 if method in ("imtl", "db_mtl", "sdmgrad") else 0)

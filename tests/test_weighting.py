@@ -356,3 +356,24 @@ def test_weighting_flags_are_checked_in_the_config():
   assert RunConfig(task_set="toy", weighting="cagrad",
                    weighting_options=("c=0.2",)).weighting_options == ("c=0.2",)
   assert weighting.make_weighting("cagrad", ["a", "b"], options={"c": "0.2"}).c == 0.2
+
+
+def test_staged_state_leaves_a_function_of_its_own_and_is_assigned_after_the_step():
+  method = weighting.make_weighting("gradvac", ["a", "b"])
+  grads = tf.constant([[1.0, 0.0], [0.5, 1.0]])
+
+  @tf.function
+  def aggregate():  # As the distributed step's compiled aggregation returns them.
+    direction, _ = method.combine_gradients(grads, tf.constant([0, 1], tf.int64),
+                                            tf.constant([True, True]))
+    return direction, method.staged_values()
+
+  _, staged = aggregate()
+  (targets,) = staged
+  assert targets.shape == (2, 2) and np.any(targets.numpy() != 0)  # beta-moved from zeros.
+  method.restage([targets])
+  method.after_step(tf.zeros([2]), tf.constant([True, True]))
+  np.testing.assert_array_equal(method.targets.numpy(), targets.numpy())
+  assert weighting.make_weighting("mgda", ["a", "b"]).staged_values() == []
+  with pytest.raises(ValueError, match="restage: 2 values for 1 staged"):
+    method.restage([targets, targets])

@@ -89,6 +89,9 @@ class JointTrainer(Trainer):
     self.optimizer.build(self._variables())
     self._set_inputs({"joint": dataset}, {"joint": self.global_step})
     self._step = tf.function(self._joint_step, jit_compile=jit_compile, autograph=False)
+    # Under a strategy: the gradient method's aggregation, in the cross-replica part.
+    self._aggregate = tf.function(self._aggregate_rows, jit_compile=jit_compile,
+                                  autograph=False)
 
   def _representation_read(self, task_gradients):
     """The name of the representation a gradient method differentiates the task losses by
@@ -410,7 +413,8 @@ class JointTrainer(Trainer):
       # part, for a method of S samples).
       scaled = tf.tile(coefficients, [w.samples])[:, None] * rows
       if w.needs_task_gradients:
-        direction, weights = self._combine(scaled, targets, seed, labelled)
+        direction, weights, staged = self._aggregate(scaled, seed, labelled)
+        w.restage(staged)
         cosines = weighting_lib.cosines_to_the_rest(scaled[-len(self.tasks):])
       else:
         direction = tf.linalg.matvec(rows, coefficients, transpose_a=True)
@@ -432,6 +436,16 @@ class JointTrainer(Trainer):
       on_apply = lambda: w.after_step(losses, labelled, layer_norms)
     return (list(grads) + [g for g, _ in trained], reached + [v for _, v in trained],
             objective, log, on_apply)
+
+  def _aggregate_rows(self, rows, seed, labelled):
+    """`_combine` of the globally summed rows [K, P] over the step's row variables, as its own
+    compiled function (XLA with jit_compile, as the one-device step's aggregation is):
+    traced once, inside the distributed step's cross-replica part. Returns the direction,
+    the weights and the state values the method staged (`Weighting.staged_values`), which
+    must leave the function to be assigned after the update."""
+    direction, weights = self._combine(rows, self._replicas.row_variables["joint"], seed,
+                                       labelled)
+    return direction, weights, self.weighting.staged_values()
 
   def _after_distributed_apply(self, applied, features, labels, losses, counts):
     """FAMO across replicas: the losses after the update (each replica's second forward pass
