@@ -287,6 +287,14 @@ class JointTrainer(Trainer):
     2 cores, benchmarks/RESULTS.md): vectorised by pfor it does not compile (pfor's
     TensorList ops over the LSTM's loop), and as a while loop over the tasks the pcgrad step
     took 6.90x `sum`'s; with K passes, 1.52x (another invocation of the same command).
+    A loop over the tasks of the trunk's backward pass alone (each task's gradient on the
+    representation its head reads first, then a `tf.while_loop` whose body sends task k's
+    through the trunk: a graph constant in K in the trunk) was tried as well (2026-12-04,
+    same CPU kind, the machine loaded by other runs, one process): on the BiLSTM tagger with
+    pcgrad, 3,827 against 436 ms per step for the K passes (8.8x; the rows equal to 4.3e-7);
+    on the synthetic task set (a one-layer trunk) the same speed and the same compile time at
+    K = 32 (mgda, 60.7 against 68.5 s): there the graph's growth in K is the heads', the
+    losses' and the method's, not the trunk's. Not kept.
 
     Returns `_gradients`' (grads, reached variables, finite) plus (weights [K], cosines [K]).
     """
