@@ -85,6 +85,13 @@ def check_bench_flags():
   if FLAGS.head_to_head_rounds < 0:
     raise ConfigError(f"--head_to_head_rounds must be >= 0 (0: none), got "
                       f"{FLAGS.head_to_head_rounds}.")
+  if FLAGS.architecture_task_set != "synthetic":
+    if not FLAGS.architectures:
+      raise ConfigError(f"--architecture_task_set={FLAGS.architecture_task_set} applies to "
+                        f"--architectures; give them.")
+    if FLAGS.task_counts:
+      raise ConfigError("--task_counts: the CoNLL-2000 tagger has its two tasks; drop "
+                        "--task_counts or --architecture_task_set.")
   for count in FLAGS.task_counts:
     if not count.isdigit() or not 1 <= int(count) <= 100:
       raise ConfigError(f"--task_counts: {count!r} is not a number of tasks from 1 to 100 "
