@@ -137,7 +137,8 @@ def test_an_architecture_row_trains_that_trunk_with_both_heads_reading_it(tmp_pa
                   ("joint", "sum"), ("joint", "sum/mmoe")]
   hard_flags, hard_steps = sharing.run_flags_for("alternate", "uniform", files, n, 10)
   mmoe_flags, mmoe_steps = sharing.run_flags_for("alternate", "uniform/mmoe", files, n, 10)
-  assert "--reads=pos:1" in hard_flags and not any(f.startswith("--architecture") for f in hard_flags)
+  assert "--reads=pos:1" in hard_flags
+  assert not any(f.startswith("--architecture") for f in hard_flags)
   assert "--architecture=mmoe" in mmoe_flags and "--sampler=uniform" in mmoe_flags
   assert not any(f.startswith("--reads") for f in mmoe_flags)  # Both heads read the mmoe.
   assert mmoe_steps == hard_steps  # The same chunk passes.

@@ -290,8 +290,9 @@ class JointTrainer(Trainer):
     A loop over the tasks of the trunk's backward pass alone (each task's gradient on the
     representation its head reads first, then a `tf.while_loop` whose body sends task k's
     through the trunk: a graph constant in K in the trunk) was tried as well (2026-12-04,
-    same CPU kind, the machine loaded by other runs, one process): on the BiLSTM tagger with
-    pcgrad, 3,827 against 436 ms per step for the K passes (8.8x; the rows equal to 4.3e-7);
+    same CPU kind, the machine loaded by other runs, one process): on the default BiLSTM
+    step with pcgrad, 3,827 against 436 ms per step for the K passes (8.8x; the rows equal
+    to 4.3e-7);
     on the synthetic task set (a one-layer trunk) the same speed and the same compile time at
     K = 32 (mgda, 60.7 against 68.5 s): there the graph's growth in K is the heads', the
     losses' and the method's, not the trunk's. Not kept.
