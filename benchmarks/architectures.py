@@ -53,19 +53,22 @@ def parameter_count(architecture, num_tasks, size):
   return sum(int(v.shape.num_elements()) for v in model.trainable_variables)
 
 
-def matched_size(architecture, num_tasks, target):
-  """The size of `architecture` whose parameter count is nearest `target` (bisection: the
-  count grows with the size), and that count."""
-  lo, hi = 1, 4 * HARD_HIDDEN
+def nearest_size(count, target, largest):
+  """(size, count(size)) of the size in [1, largest] whose parameter count `count(size)` is
+  nearest `target` (bisection: the count grows with the size)."""
+  lo, hi = 1, largest
   while hi - lo > 1:
     mid = (lo + hi) // 2
-    if parameter_count(architecture, num_tasks, mid) < target:
-      lo = mid
-    else:
-      hi = mid
-  counts = {s: parameter_count(architecture, num_tasks, s) for s in (lo, hi)}
+    lo, hi = (mid, hi) if count(mid) < target else (lo, mid)
+  counts = {s: count(s) for s in (lo, hi)}
   size = min(counts, key=lambda s: abs(counts[s] - target))
   return size, counts[size]
+
+
+def matched_size(architecture, num_tasks, target):
+  """The size of `architecture` whose parameter count is nearest `target`, and that count."""
+  return nearest_size(lambda size: parameter_count(architecture, num_tasks, size), target,
+                      4 * HARD_HIDDEN)
 
 
 def measure(architectures, task_counts, *, steps=20, rounds=6, batch_size=64):
@@ -133,14 +136,9 @@ def tagger_parameter_count(architecture, trunk, expert_size=0):
 
 
 def tagger_matched_size(architecture, trunk, target):
-  """(expert_size, parameters) of `architecture` nearest `target` parameters (bisection)."""
-  count = lambda size: tagger_parameter_count(architecture, trunk, size)
-  lo, hi = 1, 4 * _output_size(trunk)
-  while hi - lo > 1:
-    mid = (lo + hi) // 2
-    lo, hi = (mid, hi) if count(mid) < target else (lo, mid)
-  size = min((lo, hi), key=lambda s: abs(count(s) - target))
-  return size, count(size)
+  """(expert_size, parameters) of `architecture` nearest `target` parameters."""
+  return nearest_size(lambda size: tagger_parameter_count(architecture, trunk, size), target,
+                      4 * _output_size(trunk))
 
 
 def measure_tagger(architectures, trunks, *, steps=20, rounds=6, batch_size=32, seq_len=36):
