@@ -11,12 +11,21 @@ reversed every other round, so that the machine's drifts reach all of them. It p
 and method the median ms per step, the ratio to `sum` at the same K (when `sum` is timed),
 and per method how the step grows from the smallest K to the largest (ratio and its slope in
 log-log: 1.0 is linear in K), with the device and CPU it ran on.
+
+For a gradient method it also times the aggregation alone: the method's `combine_gradients`
+(its solver or projections, not the backward passes) compiled with XLA on its own, on rows of
+the shape the step gives it ([K, P] over the shared parameters, [K, B x H] on the
+representation, [3 K, P] for the sampled methods), filled with one shared direction plus
+independent noise per row (pairwise cosine about 0.5). Each call is timed to its result on
+the host, so the figure includes one function call's dispatch: an upper bound on the
+aggregation's share of the step.
 """
 
 import statistics
 import time
 
 import numpy as np
+import tensorflow as tf
 
 from mtlcore.benchmarks import hardware
 from mtlcore.trainers import build
@@ -48,12 +57,46 @@ def interleaved_rounds(trainers, steps, rounds):
 
 def _trainer(num_tasks, method, *, batch_size, steps, sizes):
   """`method`: a --weighting name, or NAME/representation for a gradient method with
-  --task_gradients=representation."""
+  --task_gradients=representation. Returns (trainer, compile seconds, the shape of the rows
+  its step gives `combine_gradients`, or None for a method that takes none)."""
   name, _, where = method.partition("/")
-  return warmed_trainer(RunConfig(task_set="synthetic", mode="joint", weighting=name,
-                                  task_gradients=where or "parameters", xla=True,
-                                  batch_size=batch_size, train_steps=10**6,
-                                  options={**sizes, "num_tasks": num_tasks}), steps)
+  config = RunConfig(task_set="synthetic", mode="joint", weighting=name,
+                     task_gradients=where or "parameters", xla=True, batch_size=batch_size,
+                     train_steps=10**6, options={**sizes, "num_tasks": num_tasks})
+  trainer = build.in_process(config, total_steps=10**6).trainer
+  shapes = []
+  if trainer.weighting.needs_task_gradients:
+    combine = trainer.weighting.combine_gradients
+
+    def recording(rows, seed, labelled):  # Runs when the step is traced.
+      shapes.append(tuple(rows.shape))
+      return combine(rows, seed, labelled)
+    trainer.weighting.combine_gradients = recording
+  start = time.perf_counter()
+  trainer.train(steps)  # Traces and compiles.
+  warm = time.perf_counter() - start
+  if shapes:
+    del trainer.weighting.combine_gradients  # The class's method again.
+  return trainer, warm, (shapes[-1] if shapes else None)
+
+
+def aggregation_ms(weighting, shape, *, calls):
+  """[ms of each of `calls` calls] of `weighting.combine_gradients` alone, compiled with XLA,
+  on rows of `shape` [R, N]: one shared direction plus independent unit noise per row."""
+  rng = np.random.default_rng(0)
+  rows = tf.constant((rng.normal(size=(1, shape[1])) + rng.normal(size=shape))
+                     .astype(np.float32))
+  labelled = tf.ones([len(weighting.task_names)], tf.bool)
+  seed = tf.constant([0, 1], tf.int64)
+  aggregate = tf.function(lambda r: weighting.combine_gradients(r, seed, labelled)[0],
+                          jit_compile=True, autograph=False)
+  aggregate(rows).numpy()  # Compiles.
+  out = []
+  for _ in range(calls):
+    start = time.perf_counter()
+    aggregate(rows).numpy()
+    out.append(1000 * (time.perf_counter() - start))
+  return out
 
 
 def measure(task_counts, methods, *, steps=20, rounds=6, batch_size=64, sizes=None):
@@ -62,22 +105,33 @@ def measure(task_counts, methods, *, steps=20, rounds=6, batch_size=64, sizes=No
   configs = [(k, m) for k in task_counts for m in methods]
   trainers, out = {}, {}
   for k, m in configs:
-    trainers[(k, m)], warm = _trainer(k, m, batch_size=batch_size, steps=steps, sizes=sizes)
-    out[(k, m)] = {"compile_s": warm}
+    trainers[(k, m)], warm, shape = _trainer(k, m, batch_size=batch_size, steps=steps,
+                                             sizes=sizes)
+    out[(k, m)] = {"compile_s": warm, "rows": shape}
   for key, ms in interleaved_rounds(trainers, steps, rounds).items():
     out[key]["ms"] = ms
+  for key, trainer in trainers.items():  # After the steps: it re-stages the method's state.
+    if out[key]["rows"] is not None:
+      out[key]["aggregation_ms"] = aggregation_ms(trainer.weighting, out[key]["rows"],
+                                                  calls=max(steps, 5))
   return out
 
 
 def table(results, task_counts, methods):
   """Markdown lines: ms/step (median), x sum at the same K, and the growth per method."""
   median = {key: statistics.median(v["ms"]) for key, v in results.items()}
-  lines = ["| K | method | ms/step (median) | x sum | compile s |", "|---|---|---|---|---|"]
+  lines = ["| K | method | ms/step (median) | x sum | compile s | rows aggregated "
+           "| aggregation ms (median) | aggregation / step |", "|---|---|---|---|---|---|---|---|"]
   for k in task_counts:
     for m in methods:
       ratio = (f"{median[(k, m)] / median[(k, 'sum')]:.2f}" if "sum" in methods else "-")
+      result, aggregation = results[(k, m)], "| - | - | - |"
+      if result.get("aggregation_ms"):
+        alone = statistics.median(result["aggregation_ms"])
+        aggregation = (f"| {' x '.join(map(str, result['rows']))} | {alone:.2f} "
+                       f"| {100 * alone / median[(k, m)]:.0f}% |")
       lines.append(f"| {k} | {m} | {median[(k, m)]:.2f} | {ratio} | "
-                   f"{results[(k, m)]['compile_s']:.1f} |")
+                   f"{result['compile_s']:.1f} {aggregation}")
   lo, hi = min(task_counts), max(task_counts)
   if hi > lo:
     lines += ["", f"| method | ms/step at K={hi} / at K={lo} | log-log slope |", "|---|---|---|"]

@@ -1,5 +1,6 @@
 """mtl-bench --task_counts (mtlcore.benchmarks.task_scaling): every (K, method) step is built,
-compiled and timed in interleaved rounds, and the table reports ratios to sum and growth."""
+compiled and timed in interleaved rounds, and the table reports ratios to sum and growth, and
+a gradient method's aggregation alone on rows of the shape its step gave it."""
 
 from mtlcore.benchmarks import task_scaling
 
@@ -12,6 +13,13 @@ def test_each_configuration_is_timed_every_round_and_the_table_has_ratios_and_gr
   for value in results.values():
     assert len(value["ms"]) == 3 and all(ms > 0 for ms in value["ms"])
     assert value["compile_s"] > 0
+  assert results[(2, "sum")]["rows"] is None and "aggregation_ms" not in results[(2, "sum")]
+  # mgda's rows: one per task over the shared layer's 8 x 4 + 4 parameters.
+  assert results[(3, "mgda")]["rows"] == (3, 36)
+  assert len(results[(3, "mgda")]["aggregation_ms"]) == 5
   lines = task_scaling.table(results, [2, 3], ["sum", "mgda"])
   assert lines[2].startswith("| 2 | sum |") and lines[2].split("|")[4].strip() == "1.00"
+  assert lines[2].split("|")[6:9] == [" - ", " - ", " - "]
+  row = lines[5].split("|")
+  assert row[1:3] == [" 3 ", " mgda "] and row[6].strip() == "3 x 36" and row[8].endswith("% ")
   assert any(l.startswith("| mgda |") for l in lines)  # The growth table, K=3 over K=2.
