@@ -5,15 +5,15 @@ parameter count.
 
 On the synthetic task set (mtlcore.synthetic; 100 Gaussian inputs), for each number of tasks K
 (--task_counts, default 2) the hard-sharing trunk has `HARD_HIDDEN` units; every other
-architecture gets the size (`expert_size` for moe, mmoe, cgc and ple, `hidden_size` for
-cross_stitch and mtan) whose whole model's parameter count (trunk and heads) is nearest to
-hard sharing's at that K, with the other sizes at the task set's defaults (8 experts; one
-shared and one task expert per level; 2 levels; 2 layers). Each (K, architecture, mode)
-trainer is built as mtl-train builds it (trainers.build), joint with `sum` and alternating
-(uniform sampler), compiled with XLA and warmed up (compile time reported apart), then timed in
---head_to_head_rounds interleaved rounds of --steps steps, the order reversed every other
-round. Prints per row the parameter count, the median ms per step and its ratio to hard
-sharing in the same mode and K, with the device and CPU it ran on.
+architecture gets the size (`expert_size` for moe, mmoe, cgc, ple and dselect_k, `hidden_size`
+for cross_stitch and mtan) whose whole model's parameter count (trunk and heads) is nearest to
+hard sharing's at that K, with the other sizes at the task set's defaults (8 experts; one shared
+and one task expert per level; 2 levels; 2 layers). Each (K, architecture, mode) trainer is
+built as mtl-train builds it (trainers.build), joint with `sum` and alternating (uniform
+sampler), compiled with XLA and warmed up (compile time reported apart), then timed in
+--head_to_head_rounds interleaved rounds of --steps steps, the order reversed every other round.
+Prints per row the parameter count, the median ms per step and its ratio to hard sharing in the
+same mode and K, with the device and CPU it ran on.
 
   mtl-bench --architectures=hard,mmoe,cgc,ple,cross_stitch,mtan --architecture_task_set=conll2000
 
@@ -41,7 +41,8 @@ HARD_HIDDEN = 256
 MODES = ("joint", "alternate")
 # The size each architecture is matched by.
 SIZE_OPTION = {"moe": "expert_size", "mmoe": "expert_size", "cgc": "expert_size", "ple": "expert_size",
-               "cross_stitch": "hidden_size", "mtan": "hidden_size", "hard": "hidden_size"}
+               "cross_stitch": "hidden_size", "mtan": "hidden_size", "hard": "hidden_size",
+               "dselect_k": "expert_size"}
 
 
 def parameter_count(architecture, num_tasks, size):

@@ -11,7 +11,9 @@ shared trunk and is not built here):
   cross_stitch  CrossStitchNetwork: a column of `layers` ReLU layers per task, learned
                 cross-stitch units between them (Misra et al. 2016);
   mtan          TaskAttentionNetwork: `layers` shared ReLU layers and each task's attention
-                mask on each (Liu et al. 2019).
+                mask on each (Liu et al. 2019);
+  dselect_k     DSelectK: MMoE's experts, each task's gate a DSelect-k gate that learns to
+                weigh at most `selected_experts` of them (Hazimeh et al. 2021).
 
 Each reads `features[feature]` of shape [..., input_size] (a vector per example, or per
 token of a sentence: every axis but the last is a batch axis) and returns {task: [...,
@@ -22,6 +24,7 @@ import dataclasses
 
 from mtlcore.choices import ARCHITECTURES
 from mtlcore.cross_stitch import CrossStitchNetwork
+from mtlcore import dselect_k
 from mtlcore.errors import ConfigError, require_positive
 from mtlcore.mixture_of_experts import MixtureOfExperts
 from mtlcore.progressive_layered_extraction import ProgressiveLayeredExtraction
@@ -33,8 +36,8 @@ class MixtureSizes:
   """The sizes of the architectures (each reads the ones it has).
 
   Attributes:
-    experts: moe, mmoe: the number of experts.
-    expert_size: moe, mmoe, cgc, ple: units of each expert (a ReLU layer).
+    experts: moe, mmoe, dselect_k: the number of experts (dselect_k: a power of two).
+    expert_size: moe, mmoe, cgc, ple, dselect_k: units of each expert (a ReLU layer).
     shared_experts: cgc, ple: shared experts per level.
     task_experts: cgc, ple: each task's own experts per level.
     levels: ple: extraction levels (cgc is one).
@@ -43,6 +46,7 @@ class MixtureSizes:
     self_weight: cross_stitch: each unit's initial weight of a task's own column.
     cross_task_gradients: ple: the shared gate passes every task's loss into the other
       tasks' lower experts, as in the paper.
+    selected_experts: dselect_k: k, the most experts each task's gate weighs on an example.
   """
   experts: int = 8
   expert_size: int = 16
@@ -53,13 +57,20 @@ class MixtureSizes:
   hidden_size: int = 16
   self_weight: float = 0.9
   cross_task_gradients: bool = False
+  selected_experts: int = 2
 
   def __post_init__(self):
     for name in ("experts", "expert_size", "shared_experts", "task_experts", "levels",
-                 "layers", "hidden_size"):
+                 "layers", "hidden_size", "selected_experts"):
       require_positive(name, getattr(self, name))
     if not 0.0 <= float(self.self_weight) <= 1.0:
       raise ConfigError(f"self_weight must be in [0, 1], got {self.self_weight}.")
+
+  def check(self, architecture):
+    """ConfigError where these sizes cannot build `architecture` (dselect_k: experts a power
+    of two, selected_experts at most experts)."""
+    if architecture == "dselect_k":
+      dselect_k.check_sizes(self.experts, self.selected_experts)
 
   def output_size(self, architecture):
     """The size of each task's representation under `architecture`."""
@@ -85,6 +96,10 @@ def task_mixture(architecture, input_size, tasks, sizes, *, seed, feature="x", n
         shared_experts=sizes.shared_experts, task_experts=sizes.task_experts,
         expert_size=sizes.expert_size, seed=seed, feature=feature,
         cross_task_gradients=sizes.cross_task_gradients, name=name)
+  if architecture == "dselect_k":
+    return dselect_k.DSelectK(input_size, tasks, num_experts=sizes.experts,
+                    expert_size=sizes.expert_size, selections=sizes.selected_experts,
+                    seed=seed, feature=feature, name=name)
   if architecture == "cross_stitch":
     return CrossStitchNetwork(input_size, tasks, layers=sizes.layers,
                               hidden_size=sizes.hidden_size,
@@ -104,6 +119,9 @@ def multiply_adds(architecture, input_size, num_tasks, sizes):
   if architecture in ("moe", "mmoe"):
     gates = 1 if architecture == "moe" else k
     return sizes.experts * i * e + gates * i * sizes.experts
+  if architecture == "dselect_k":  # Per task: k selectors of log2 E digits, k weights.
+    digits = max(int(sizes.experts).bit_length() - 1, 0)
+    return sizes.experts * i * e + k * i * sizes.selected_experts * (digits + 1)
   if architecture in ("cgc", "ple"):
     levels = 1 if architecture == "cgc" else sizes.levels
     m_s, m_t, total = sizes.shared_experts, sizes.task_experts, 0

@@ -7,7 +7,7 @@ implement each choice take their names from here (mtlcore.precision, .sampling, 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 # The trunk architectures of mtlcore.architectures ("hard": the task set's shared trunk).
-ARCHITECTURES = ("hard", "moe", "mmoe", "cgc", "ple", "cross_stitch", "mtan")
+ARCHITECTURES = ("hard", "moe", "mmoe", "cgc", "ple", "cross_stitch", "mtan", "dselect_k")
 SAMPLERS = ("uniform", "proportional", "temperature", "annealed", "weighted", "round_robin")
 WEIGHTINGS = ("sum", "static", "uncertainty", "dwa", "gradnorm", "rlw", "imtl_l", "gls", "famo",
               "pcgrad", "cagrad", "upgrad", "dualproj", "mgda", "imtl_g", "imtl", "nash_mtl",

@@ -24,6 +24,20 @@ from mtlcore.layers import Linear
 from mtlcore.model import SharedTrunk
 
 
+def relu_experts(input_size, num_experts, expert_size, *, seed):
+  """E experts, each a Linear [input_size -> expert_size] (ReLU applied by `mix`), seeded
+  seed, seed + 1, ...: shared by every task (MMoE's, DSelect-k's)."""
+  return [Linear(input_size, expert_size, seed=seed + e, name=f"expert_{e}")
+          for e in range(num_experts)]
+
+
+def mix(gates, experts, x):
+  """{name: sum_e gate[..., e] relu(expert_e(x))} [..., expert_size] for gates
+  {name: [..., E]}: every expert runs once, whatever the number of gates."""
+  outputs = tf.stack([tf.nn.relu(e(x)) for e in experts], axis=-2)  # [..., E, H]
+  return {name: tf.einsum("...e,...eh->...h", g, outputs) for name, g in gates.items()}
+
+
 def uniform_gate(input_size, width, *, seed, name):
   """A softmax gate's logits layer [input_size -> width], zero weights: uniform over its
   experts at the start (MMoE's gates, PLE's)."""
@@ -41,8 +55,7 @@ class MixtureOfExperts(SharedTrunk):
     require_positive("num_experts", num_experts)
     require_positive("expert_size", expert_size)
     self.feature = feature
-    self.experts = [Linear(input_size, expert_size, seed=seed + e, name=f"expert_{e}")
-                    for e in range(num_experts)]
+    self.experts = relu_experts(input_size, num_experts, expert_size, seed=seed)
     self.tasks = tuple(tasks)
     self.one_gate = bool(one_gate)
     if self.one_gate:
@@ -64,10 +77,7 @@ class MixtureOfExperts(SharedTrunk):
 
   def __call__(self, features, *, training, seed):
     del training, seed
-    x = features[self.feature]
-    experts = tf.stack([tf.nn.relu(e(x)) for e in self.experts], axis=-2)  # [B, E, H]
-    mixed = {name: tf.einsum("...e,...eh->...h", g, experts)
-             for name, g in self.gate_weights(features).items()}
+    mixed = mix(self.gate_weights(features), self.experts, features[self.feature])
     return {t: mixed["shared" if self.one_gate else t] for t in self.tasks}
 
   def task_parts(self):

@@ -131,10 +131,11 @@ def test_the_one_gate_moe_gives_every_task_one_shared_mixture():
   assert all(model.owners.owner(v) is SHARED for v in model.trunk.trainable_variables)
 
 
-@pytest.mark.parametrize("architecture", ["mmoe", "ple", "cross_stitch", "mtan"])
+@pytest.mark.parametrize("architecture", ["mmoe", "ple", "cross_stitch", "mtan", "dselect_k"])
 def test_an_alternating_step_of_one_task_leaves_the_others_parts_heads_and_slots(architecture):
   """MMoE (a gate per task), PLE (each task's experts and gates at every level),
-  cross-stitch (each task's row of the last unit) and MTAN (each task's attention masks):
+  cross-stitch (each task's row of the last unit), MTAN (each task's attention masks) and
+  DSelect-k (each task's selectors):
   three steps of t0 leave every variable t1 and t2 own bitwise and their optimizers unused;
   t0's own parts and the shared ones move."""
   from mtlcore.optimizers import Adam  # pylint: disable=g-import-not-at-top
@@ -166,13 +167,13 @@ def test_an_alternating_step_of_one_task_leaves_the_others_parts_heads_and_slots
     assert not np.array_equal(b, v.numpy()), v.name
 
 
-@pytest.mark.parametrize("architecture", ["mmoe", "mtan"])
+@pytest.mark.parametrize("architecture", ["mmoe", "mtan", "dselect_k"])
 def test_an_alternating_step_compiles_only_what_its_task_reads(architecture):
   """The model runs the whole trunk, and XLA drops what the step's loss does not reach: the
   compiled step of t0 holds as many matrix products at 6 tasks as at 2 (the other tasks'
-  gates and attention masks are not computed). PLE's lower levels and cross-stitch's columns
-  feed t0's representation, so their steps grow with the tasks by design (measured: PLE 26 ->
-  32 products from 2 to 8 tasks, cross-stitch 18 -> 60)."""
+  gates, DSelect-k selectors and attention masks are not computed). PLE's lower levels and
+  cross-stitch's columns feed t0's representation, so their steps grow with the tasks by
+  design (measured: PLE 26 -> 32 products from 2 to 8 tasks, cross-stitch 18 -> 60)."""
   from mtlcore.trainers import build  # pylint: disable=g-import-not-at-top
   from mtlcore.trainers.config import RunConfig  # pylint: disable=g-import-not-at-top
   products = []

@@ -106,7 +106,7 @@ def test_the_gates_are_reported_per_real_token():
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES[1:])
 def test_multiply_adds_count_the_built_modules_weights(architecture):
-  sizes = MixtureSizes(experts=3, expert_size=5, levels=3, layers=2, hidden_size=7,
+  sizes = MixtureSizes(experts=4, expert_size=5, levels=3, layers=2, hidden_size=7,
                        shared_experts=2, task_experts=2)
   module = task_mixture(architecture, 11, ("a", "b", "c"), sizes, seed=0)
   weights = sum(int(np.prod(v.shape)) for v in module.trainable_variables
@@ -153,7 +153,7 @@ def test_mtl_train_trains_evaluates_exports_and_mtl_tag_serves(corpus, tmp_path,
       f"--model_dir={model_dir}", f"--export_dir={export_dir}")
   assert result.returncode == 0, result.stderr
   metrics = json.loads((model_dir / "metrics.json").read_text())
-  gated = architecture in ("moe", "mmoe", "cgc", "ple")
+  gated = architecture in ("moe", "mmoe", "cgc", "ple", "dselect_k")
   for split in ("dev", "test"):
     assert {"pos/accuracy", "chunk/f1"} <= set(metrics[split])
     assert any(k.startswith("gates/") for k in metrics[split]) == gated, metrics[split]

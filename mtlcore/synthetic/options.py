@@ -27,10 +27,14 @@ SYNTHETIC = Declaration(
                "(Tang et al. 2020); ple: --levels such levels, a shared gate between them; "
                "cross_stitch: a column of --layers ReLU layers per task, mixed by learned "
                "cross-stitch units after each layer (Misra et al. 2016); mtan: --layers shared "
-               "ReLU layers, each task's soft-attention mask on each (Liu et al. 2019).",
+               "ReLU layers, each task's soft-attention mask on each (Liu et al. 2019); "
+               "dselect_k: the --experts of mmoe under a DSelect-k gate per task that learns "
+               "to weigh at most --selected_experts of them (Hazimeh et al. 2021).",
                choices=ARCHITECTURES),
-        Option("experts", "integer", 8, "moe, mmoe: the number of experts."),
-        Option("expert_size", "integer", 16, "moe, mmoe, cgc, ple: units of each expert."),
+        Option("experts", "integer", 8, "moe, mmoe, dselect_k: the number of experts "
+               "(dselect_k: a power of two)."),
+        Option("expert_size", "integer", 16, "moe, mmoe, cgc, ple, dselect_k: units of each "
+               "expert."),
         Option("shared_experts", "integer", 1, "cgc, ple: shared experts per level."),
         Option("task_experts", "integer", 1, "cgc, ple: each task's own experts per level."),
         Option("levels", "integer", 2, "ple: extraction levels (cgc is one)."),
@@ -41,6 +45,8 @@ SYNTHETIC = Declaration(
         Option("cross_task_gradients", "boolean", False, "ple: the shared gate passes every "
                "task's loss into the other tasks' lower experts, as in the paper (default: "
                "a task's experts learn from its own loss only)."),
+        Option("selected_experts", "integer", 2, "dselect_k: k, the most experts each task's "
+               "gate weighs on an example."),
     ),
     run_defaults={"batch_size": 64, "learning_rate": 1e-3, "epochs": 10.0, "clip_norm": 0.0,
                   "eval_every": 0, "lr_decay_start": 1.0, "average_decay": 0.0})

@@ -6,9 +6,10 @@ that corpus shuffled with its own seed). Held-out splits dev and test, scored by
 mixture of experts with a gate per task (`mmoe`, mtlcore.mixture_of_experts) or one gate for
 all (`moe`), shared and task
 experts in extraction levels (`cgc`, `ple`, mtlcore.progressive_layered_extraction), a column
-per task joined by cross-stitch units (`cross_stitch`, mtlcore.cross_stitch) or a shared
-network with task attention masks (`mtan`, mtlcore.task_attention), and a linear head per
-task reading its own representation.
+per task joined by cross-stitch units (`cross_stitch`, mtlcore.cross_stitch), a shared
+network with task attention masks (`mtan`, mtlcore.task_attention) or shared experts under a
+DSelect-k gate per task (`dselect_k`, mtlcore.dselect_k), and a linear head per task reading
+its own representation.
 """
 
 import dataclasses
@@ -43,6 +44,7 @@ class SyntheticTaskSet(in_memory.InMemoryTaskSet):
     try:
       self.sizes = MixtureSizes(**{f.name: options[f.name]
                                    for f in dataclasses.fields(MixtureSizes)})
+      self.sizes.check(options["architecture"])
     except ConfigError as e:
       raise ConfigError(f"--{e}") from None
     self._options = options

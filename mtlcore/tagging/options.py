@@ -56,10 +56,13 @@ MODEL_OPTIONS = (
            "al. 2020); ple: --levels such levels; cross_stitch: a column of --mixture_layers "
            "layers per task joined by cross-stitch units (Misra et al. 2016); mtan: "
            "--mixture_layers shared layers with a soft-attention mask per task (Liu et al. "
-           "2019). Experts, columns and masks are per-token ReLU layers of --expert_size "
+           "2019); dselect_k: --experts shared experts under a DSelect-k gate per task that "
+           "learns to weigh at most --selected_experts of them (Hazimeh et al. 2021). "
+           "Experts, columns and masks are per-token ReLU layers of --expert_size "
            "units; the tasks reading the top read their own representation.",
            choices=ARCHITECTURES),
-    Option("experts", "integer", 4, "moe, mmoe: the number of experts."),
+    Option("experts", "integer", 4, "moe, mmoe, dselect_k: the number of experts "
+           "(dselect_k: a power of two)."),
     Option("expert_size", "integer", 0, "Units of each expert, column layer or attention "
            "layer; 0: the trunk's output size (2 x --hidden_size)."),
     Option("shared_experts", "integer", 1, "cgc, ple: shared experts per level."),
@@ -71,6 +74,8 @@ MODEL_OPTIONS = (
            "task's own column (the paper's alpha_S)."),
     Option("cross_task_gradients", "boolean", False, "ple: the shared gates pass every "
            "task's loss into the other tasks' lower experts, as in the paper."),
+    Option("selected_experts", "integer", 2, "dselect_k: k, the most experts each task's "
+           "gate weighs on a token."),
     Option("lm_vocab", "integer", 0, ">0 adds the auxiliary language-model task 'lm' (the "
            "first BiLSTM layer predicts the next and the previous word, over this many most "
            "frequent training words plus an unknown class); 0: none."),

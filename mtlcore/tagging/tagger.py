@@ -8,10 +8,10 @@ max-pooled over each word), then a stack of masked BiLSTM layers (or, with trunk
 lower layers), and is a per-token softmax or, for the tasks in `crf`, a linear-chain CRF.
 
 With `architecture` other than "hard" the top layer is task-specific: layers 1 to N-1 stay
-shared BiLSTM or conv layers, and the architecture (mtlcore.architectures: moe, mmoe, cgc,
-ple, cross_stitch, mtan) maps each token's state in layer N-1 to one representation per task
-that reads the top, named by the task. Its experts, columns and masks are position-wise ReLU
-layers of `expert_size` units (each token on its own; the context comes from the shared
+shared BiLSTM or conv layers, and the architecture (mtlcore.architectures: moe, mmoe, cgc, ple,
+cross_stitch, mtan, dselect_k) maps each token's state in layer N-1 to one representation per
+task that reads the top, named by the task. Its experts, columns and masks are position-wise
+ReLU layers of `expert_size` units (each token on its own; the context comes from the shared
 layers below), not whole BiLSTMs: E experts cost E dense layers per token. Each task's gates,
 experts, last cross-stitch row or masks are its own part of the trunk (mtlcore.ownership).
 
@@ -65,7 +65,7 @@ class TaggerConfig:
     reads: task -> the trunk layer (1 to num_layers) its head reads; other tasks read the top.
     architecture: "hard" (every layer shared) or a name of mtlcore.architectures: the top
       layer becomes that architecture over layer num_layers - 1's states.
-    experts: moe, mmoe: the number of experts.
+    experts: moe, mmoe, dselect_k: the number of experts (dselect_k: a power of two).
     expert_size: units of each expert (moe, mmoe, cgc, ple), column layer (cross_stitch) or
       attention layer (mtan); 0: the trunk's output size, 2 * hidden_size.
     shared_experts, task_experts: cgc, ple: shared and per-task experts per level.
@@ -74,6 +74,7 @@ class TaggerConfig:
     self_weight: cross_stitch: a unit's initial weight of a task's own column.
     cross_task_gradients: ple: the shared gates pass every task's loss to the other tasks'
       lower experts, as in the paper.
+    selected_experts: dselect_k: k, the most experts each task's gate weighs on a token.
   """
   trunk: str = "bilstm"
   word_dim: int = 100
@@ -97,6 +98,7 @@ class TaggerConfig:
   mixture_layers: int = 1
   self_weight: float = 0.9
   cross_task_gradients: bool = False
+  selected_experts: int = 2
 
   def __post_init__(self):
     if self.trunk not in TRUNKS:
@@ -123,7 +125,7 @@ class TaggerConfig:
       if not isinstance(layer, int) or not 1 <= layer <= self.num_layers:
         raise ConfigError(f"reads: task {task!r} must read a layer from 1 to num_layers="
                           f"{self.num_layers}, got {layer!r}.")
-    self.mixture_sizes()  # Checks the architecture's sizes.
+    self.mixture_sizes().check(self.architecture)  # Checks the architecture's sizes.
 
   def layer_of(self, task):
     """The trunk layer (1 = first) `task`'s head reads."""
@@ -153,7 +155,8 @@ class TaggerConfig:
                           shared_experts=self.shared_experts, task_experts=self.task_experts,
                           levels=self.levels, layers=self.mixture_layers, hidden_size=size,
                           self_weight=self.self_weight,
-                          cross_task_gradients=self.cross_task_gradients)
+                          cross_task_gradients=self.cross_task_gradients,
+                          selected_experts=self.selected_experts)
     except ConfigError as e:
       raise ConfigError(str(e).replace("layers must", "mixture_layers must", 1)) from None
 
