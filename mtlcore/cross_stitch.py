@@ -79,6 +79,24 @@ class CrossStitchNetwork(SharedTrunk):
       inputs = {t: unit[t](columns) for t in self.tasks}
     return inputs
 
+  def gate_widths(self):
+    """Each unit's rows, reported as gates "stitch_L_TASK" (L = 1..layers) over the tasks."""
+    return {f"stitch_{l + 1}_{t}": len(self.tasks) for l in range(len(self.units))
+            for t in self.tasks}
+
+  def gate_columns(self):
+    return {name: tuple(f"from_{t}" for t in self.tasks) for name in self.gate_widths()}
+
+  def gate_weights(self, features, representations=None):
+    """{"stitch_L_TASK": task's row of unit L, alpha [K], repeated for each example
+    [B, K]}: learned, not computed from the example (the evaluation reports alpha itself)."""
+    del representations
+    rows = tf.shape(features[self.feature])[:-1]
+    return {f"stitch_{l + 1}_{t}": tf.broadcast_to(
+                tf.cast(unit[t].alpha, features[self.feature].dtype),
+                tf.concat([rows, [len(self.tasks)]], 0))
+            for l, unit in enumerate(self.units) for t in self.tasks}
+
   def task_parts(self):
     """{task: its row of the last cross-stitch unit} (the only part one task's loss alone
     reaches)."""

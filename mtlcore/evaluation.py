@@ -21,8 +21,9 @@ class Evaluator:
   (as one whose labels are all missing). Keys of the result: "TASK/loss" (unless
   `with_loss` is False), "TASK/METRIC" of each in-step and evaluation-only metric
   (Task.eval_metrics; one whose result is a dict gives those keys instead), and for a trunk
-  with softmax gates (SharedTrunk.gate_widths) "gates/GATE/expert_E": the gate's mean weight
-  on expert E over the data set's examples (a sentence trunk's: over its real tokens).
+  with gates (SharedTrunk.gate_widths) "gates/GATE/COLUMN": the gate's mean weight on that
+  column (an expert, SharedTrunk.gate_columns) over the data set's examples (a sentence
+  trunk's: over its real tokens).
   """
 
   def __init__(self, model, tasks, *, with_loss=True):
@@ -39,8 +40,9 @@ class Evaluator:
       for name, metric in named.items():
         self._slots.append((f"{task.name}/{name}", task.name, metric, size, metric.size))
         size += metric.size
-    for name, width in model.trunk.gate_widths().items():  # A mixture's gates, if any.
-      self._slots.append((f"gates/{name}", None, _GateMean(name, width), size, width + 1))
+    for name, columns in model.trunk.gate_columns().items():  # A mixture's gates, if any.
+      width = len(columns)
+      self._slots.append((f"gates/{name}", None, _GateMean(name, columns), size, width + 1))
       size += width + 1
     self.size = size
     self._statistics = tf.function(self._batch_statistics, reduce_retracing=True,
@@ -93,13 +95,13 @@ class Evaluator:
 
 class _GateMean:
   """A gate's statistics [width + 1] (its weights summed over examples, then the examples)
-  as its mean weight per expert."""
+  as its mean weight per column."""
 
-  def __init__(self, name, width):
-    self.name, self.width = name, width
+  def __init__(self, name, columns):
+    self.name, self.columns = name, tuple(columns)
 
   def result(self, values):
     count = max(float(values[-1]), 1.0)
-    return {f"gates/{self.name}/expert_{e}": float(values[e]) / count
-            for e in range(self.width)}
+    return {f"gates/{self.name}/{column}": float(values[e]) / count
+            for e, column in enumerate(self.columns)}
 

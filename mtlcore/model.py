@@ -51,13 +51,20 @@ class SharedTrunk(tf.Module):
 
   def gate_widths(self):
     """{gate name: the number of experts it weighs} of a trunk that mixes experts with
-    softmax gates (MMoE, PLE); the engine's evaluation reports each gate's mean weight per
-    expert (mtlcore.evaluation). This default: none."""
+    softmax gates (MMoE, PLE), or of any other weights that say how it mixes (cross-stitch
+    units, MTAN's masks); the engine's evaluation reports each gate's mean weight per
+    column (mtlcore.evaluation). This default: none."""
     return {}
 
+  def gate_columns(self):
+    """{gate name: the names of its columns}, in `gate_weights`' order: the evaluation
+    reports "gates/NAME/COLUMN". This default: expert_0, expert_1, ... of `gate_widths`."""
+    return {name: tuple(f"expert_{e}" for e in range(width))
+            for name, width in self.gate_widths().items()}
+
   def gate_weights(self, features, representations=None):
-    """{gate name: its softmax weights [N, width]} on a batch: one row per example (N = B),
-    or per real token for a trunk over sentences (see `gate_widths`). `representations`
+    """{gate name: its weights [N, width]} on a batch: one row per example (N = B), or per
+    real token for a trunk over sentences (see `gate_widths`). `representations`
     (optional): this trunk's inference-mode outputs on the same batch, when the caller has
     them; a trunk whose gates read one of its own layers takes it from there instead of
     running its layers again. This default: none."""

@@ -64,6 +64,21 @@ class TaskAttentionNetwork(SharedTrunk):
     """{task: [mask [B, hidden_size] of each layer]} on a batch."""
     return self._run(features)[1]
 
+  def gate_widths(self):
+    """Each task's masks, reported as a gate "TASK_mask" with a column per layer."""
+    return {f"{t}_mask": len(self.shared) for t in self.tasks}
+
+  def gate_columns(self):
+    return {f"{t}_mask": tuple(f"layer_{l + 1}" for l in range(len(self.shared)))
+            for t in self.tasks}
+
+  def gate_weights(self, features, representations=None):
+    """{"TASK_mask": each layer's mask averaged over its units [B, layers]} on a batch (the
+    evaluation reports its mean: how much of each shared layer the task lets through)."""
+    del representations  # The masks are not among the outputs: computed again.
+    return {f"{t}_mask": tf.stack([tf.reduce_mean(m, -1) for m in masks], -1)
+            for t, masks in self.masks(features).items()}
+
   def _run(self, features):
     s = features[self.feature]
     attended, masks = {}, {t: [] for t in self.tasks}

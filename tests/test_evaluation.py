@@ -107,6 +107,40 @@ def test_a_trunks_gates_are_reported_as_their_mean_weight_per_expert(architectur
     assert low[key] == pytest.approx(results[key], abs=2e-2), key
 
 
+def test_cross_stitch_units_and_mtan_masks_are_reported_as_gates():
+  """Cross-stitch: each unit's row of each task, its alpha itself (learned, the same for every
+  example), as gates/stitch_L_TASK/from_TASK; MTAN: each task's mask at each layer averaged
+  over units and the split's examples, as gates/TASK_mask/layer_L."""
+  from mtlcore.synthetic.task_set import SyntheticTaskSet  # pylint: disable=g-import-not-at-top
+  results = {}
+  for architecture in ("cross_stitch", "mtan"):
+    task_set = SyntheticTaskSet({"num_tasks": 3, "input_dim": 6, "num_examples": 64,
+                                 "architecture": architecture, "layers": 2})
+    names = list(task_set.task_names)
+    model = task_set.build_model(names, seed=0, assets_dir=None)
+    data = task_set.load_data(None)
+    results[architecture] = Evaluator(model, task_set.make_tasks(model, names))(
+        task_set.eval_dataset(data, names, "dev", batch_size=300))
+    if architecture == "cross_stitch":
+      model.trunk.units[1]["t2"].alpha.assign([0.2, 0.3, 0.5])
+      stitched = Evaluator(model, task_set.make_tasks(model, names))(
+          task_set.eval_dataset(data, names, "dev", batch_size=300))
+      assert [stitched[f"gates/stitch_2_t2/from_{t}"] for t in names] == pytest.approx(
+          [0.2, 0.3, 0.5], abs=1e-5)
+    else:
+      masks = model.trunk.masks({"x": data["dev"][0]["x"]})
+  stitch = results["cross_stitch"]
+  assert len([k for k in stitch if k.startswith("gates/")]) == 2 * 3 * 3
+  assert stitch["gates/stitch_1_t0/from_t0"] == pytest.approx(0.9, abs=1e-5)  # Near identity.
+  assert stitch["gates/stitch_1_t0/from_t1"] == pytest.approx(0.05, abs=1e-5)
+  mtan = results["mtan"]
+  assert len([k for k in mtan if k.startswith("gates/")]) == 3 * 2
+  for t in ("t0", "t1", "t2"):
+    for layer in (0, 1):
+      assert mtan[f"gates/{t}_mask/layer_{layer + 1}"] == pytest.approx(
+          float(np.mean(masks[t][layer])), rel=1e-5)
+
+
 def test_the_evaluation_state_is_one_vector_whatever_the_split(small):
   task_set, data, model = small
   evaluator = Evaluator(model, task_set.make_tasks(model, task_set.task_names))

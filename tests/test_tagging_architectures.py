@@ -153,10 +153,9 @@ def test_mtl_train_trains_evaluates_exports_and_mtl_tag_serves(corpus, tmp_path,
       f"--model_dir={model_dir}", f"--export_dir={export_dir}")
   assert result.returncode == 0, result.stderr
   metrics = json.loads((model_dir / "metrics.json").read_text())
-  gated = architecture in ("moe", "mmoe", "cgc", "ple", "dselect_k")
-  for split in ("dev", "test"):
+  for split in ("dev", "test"):  # Every architecture reports how it mixes (gates/).
     assert {"pos/accuracy", "chunk/f1"} <= set(metrics[split])
-    assert any(k.startswith("gates/") for k in metrics[split]) == gated, metrics[split]
+    assert any(k.startswith("gates/") for k in metrics[split]), metrics[split]
   tagged = run_in_process(TAG, f"--model={export_dir}", stdin="John has been sold .\n")
   assert tagged.returncode == 0, tagged.stderr
   rows = [line.split() for line in tagged.stdout.splitlines() if line]

@@ -250,8 +250,11 @@ class TaggerTrunk(SharedTrunk):
   def gate_widths(self):
     return self.mixture.gate_widths() if self.mixture is not None else {}
 
+  def gate_columns(self):
+    return self.mixture.gate_columns() if self.mixture is not None else {}
+
   def gate_weights(self, features, representations=None):
-    """{gate name: its softmax weights [N, width]} over the batch's N real tokens; the gates
+    """{gate name: its weights [N, width]} over the batch's N real tokens; the gates
     read the top shared layer, taken from `representations` (this trunk's inference-mode
     outputs on the batch) when given, else computed again."""
     if not self.gate_widths():
