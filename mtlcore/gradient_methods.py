@@ -74,8 +74,11 @@ def pcgrad(grads, orders):
   the gradient of the sum of the losses when no two tasks conflict. An unlabelled task's zero
   row neither projects another row nor is changed.
 
-  All K rows are projected at once, one position of the orders after the other (a while loop
-  of K - 1 steps over [K, P]: the graph does not grow with K).
+  A projected row is a combination of the original rows, C[i] . G, so the projections run on
+  the K x K Gram matrix G G^T (one product over the P columns): (C[i] . G) . g_j is
+  (C Gram)[i, j]. All K rows are projected at once, one position of the orders after the
+  other (a while loop of K - 1 steps over [K, K]: the graph does not grow with K), and the
+  direction is (sum_i C[i]) . G, one more pass over the columns.
 
   Args:
     grads: float32 [K, P], one row per task (zeros for a task with no label).
@@ -86,17 +89,18 @@ def pcgrad(grads, orders):
   k = grads.shape[0]
   if k < 2:
     return tf.reduce_sum(grads, axis=0)
-  squared = tf.reduce_sum(grads * grads, axis=1)  # [K]
+  gram = tf.linalg.matmul(grads, grads, transpose_b=True)  # [K, K]
+  squared = tf.linalg.diag_part(gram)
 
-  def step(position, projected):
+  def step(position, mixing):
     j = orders[:, position]  # [K]: the task each row is projected against now.
-    other = tf.gather(grads, j)  # [K, P]
-    dot = tf.reduce_sum(projected * other, axis=1)
+    dot = tf.reduce_sum(mixing * tf.gather(gram, j), axis=1)  # (C Gram)[i, j_i]
     coefficient = tf.where(dot < 0, dot / tf.maximum(tf.gather(squared, j), 1e-20), 0.0)
-    return position + 1, projected - coefficient[:, None] * other
+    return position + 1, mixing - coefficient[:, None] * tf.one_hot(j, k, dtype=gram.dtype)
 
-  _, projected = tf.while_loop(lambda p, _: p < k - 1, step, (tf.constant(0), grads))
-  return tf.reduce_sum(projected, axis=0)
+  _, mixing = tf.while_loop(lambda p, _: p < k - 1, step,
+                            (tf.constant(0), tf.eye(k, dtype=grads.dtype)))
+  return tf.linalg.matvec(grads, tf.reduce_sum(mixing, axis=0), transpose_a=True)
 
 
 def gradvac(grads, orders, targets, beta):
@@ -122,28 +126,32 @@ def gradvac(grads, orders, targets, beta):
   k = grads.shape[0]
   if k < 2:
     return tf.reduce_sum(grads, axis=0), targets
-  norms = tf.norm(grads, axis=1)  # [K]
-  unit = grads / tf.maximum(norms, 1e-20)[:, None]
-  original = tf.linalg.matmul(unit, unit, transpose_b=True)  # [K, K] cosines.
+  # As `pcgrad`: an altered row is C[i] . G, so the loop runs on the Gram matrix.
+  gram = tf.linalg.matmul(grads, grads, transpose_b=True)  # [K, K]
+  norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 0.0))  # [K]
+  safe = tf.maximum(norms, 1e-20)
+  original = gram / (safe[:, None] * safe[None, :])  # [K, K] cosines.
   present = norms > 0
 
-  def step(position, altered):
+  def step(position, mixing):
     j = orders[:, position]
-    other = tf.gather(grads, j)
     target = tf.gather(targets, j, batch_dims=1)  # phi^_{i, j(i)}
-    altered_norm = tf.norm(altered, axis=1)
-    phi = (tf.reduce_sum(altered * other, axis=1)
-           / tf.maximum(altered_norm * tf.gather(norms, j), 1e-20))
+    mixed_gram = tf.linalg.matmul(mixing, gram)  # [K, K]: (C Gram)
+    altered_norm = tf.sqrt(tf.maximum(tf.reduce_sum(mixed_gram * mixing, axis=1), 0.0))
+    dot = tf.gather(mixed_gram, j, batch_dims=1)  # altered_i . g_j(i)
+    phi = dot / tf.maximum(altered_norm * tf.gather(norms, j), 1e-20)
     below = (phi < target) & present & tf.gather(present, j)
     root = lambda x: tf.sqrt(tf.maximum(1.0 - x * x, 0.0))
     coefficient = (altered_norm * (target * root(phi) - phi * root(target))
                    / tf.maximum(tf.gather(norms, j) * root(target), 1e-20))
-    return position + 1, altered + tf.where(below, coefficient, 0.0)[:, None] * other
+    return position + 1, mixing + (tf.where(below, coefficient, 0.0)[:, None]
+                                   * tf.one_hot(j, k, dtype=gram.dtype))
 
-  _, altered = tf.while_loop(lambda p, _: p < k - 1, step, (tf.constant(0), grads))
+  _, mixing = tf.while_loop(lambda p, _: p < k - 1, step,
+                            (tf.constant(0), tf.eye(k, dtype=grads.dtype)))
   both = present[:, None] & present[None, :] & ~tf.eye(k, dtype=tf.bool)
   new_targets = tf.where(both, (1.0 - beta) * targets + beta * original, targets)
-  return tf.reduce_sum(altered, axis=0), new_targets
+  return tf.linalg.matvec(grads, tf.reduce_sum(mixing, axis=0), transpose_a=True), new_targets
 
 
 def graddrop(grads, uniform, leak=0.0, labelled=None):
