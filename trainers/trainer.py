@@ -369,7 +369,7 @@ class Trainer(tf.Module):
     `coefficients` [K] weigh the shares in the objective, `labelled` [K] says which tasks
     have a label over all replicas.
 
-    With `part_scales` [S, K] (`_part_scales`: a method of S samples of the batch), the
+    With `part_scales` [S, K] (1 / `_part_counts`: a method of S samples of the batch), the
     shares differentiated are the S x K ones of the batch's parts (`_part_shares`).
 
     Returns (the gradients, as `_replica_gradients` gives them, loss totals [K], loss counts
@@ -396,15 +396,15 @@ class Trainer(tf.Module):
     return (grads, totals, counts, self.log_layout.step_vector(features, reports),
             [value for _, value in updates])
 
-  def _part_scales(self, names, features, labels):
-    """[S, K]: 1 / each task's loss count over all replicas in each of S parts of the batch,
-    for a method that takes S samples of each task's gradient (JointTrainer's SDMGrad and
-    MoDo); None (this default) for the others."""
+  def _part_counts(self, names, features, labels):
+    """[S, K]: each task's loss count over all replicas in each of S parts of the batch, for
+    a method that takes S samples of each task's gradient (JointTrainer's SDMGrad and MoDo);
+    None (this default) for the others."""
     del names, features, labels
 
   def _part_shares(self, features, labels, part_scales):
     """The S x K shares of a replica's batch parts, part after part, each from its own
-    forward pass (see `_part_scales`)."""
+    forward pass (see `_part_counts`)."""
     raise NotImplementedError
 
   def _per_task_rows(self):
@@ -454,17 +454,20 @@ class Trainer(tf.Module):
     """
     replicas = self._replicas
     k = len(names)
-    if count_first:
+    part_counts = self._part_counts(names, features, labels) if count_first else None
+    if part_counts is not None:  # The parts partition the batch: one counting pass.
+      counted = tf.reduce_sum(part_counts, 0)
+    elif count_first:
       counted = replicas.sum(replicas.run(
           lambda f, l: tf.stack([self.tasks[n].loss_count(l[n], f) for n in names]),
           (features, labels)))
+    if count_first:
       scales, labelled = 1.0 / tf.maximum(counted, 1.0), counted > 0
     else:
       scales, labelled = tf.ones([k]), tf.ones([k], tf.bool)
     inputs = (features, labels, scales, labelled, self._loss_coefficients(labelled))
-    part_scales = self._part_scales(names, features, labels) if count_first else None
-    if part_scales is not None:
-      inputs += (part_scales,)
+    if part_counts is not None:
+      inputs += (1.0 / tf.maximum(part_counts, 1.0),)
     share = replicas.compiled(
         lambda f, l, s, m, c, *p: self._replica_share(key, names, variables, f, l, s, m, c, *p),
         jit_compile=self._jit_compile, name=key)
