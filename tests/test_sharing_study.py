@@ -161,7 +161,7 @@ def test_architectures_are_compared_with_hard_sharing_and_chosen_on_dev():
   paired = sharing.paired_differences(outcomes, [1000], rows)
   assert "| 1000 | alternate (mmoe) - alternate | +0.25 ± 0.25 | +1.0 | 2 |" in paired
   chosen = sharing.chosen_on_dev(outcomes, [1000], rows)
-  assert "| 1000 | alternate | uniform/mmoe (90.60) | uniform (90.10) | 3 |" in chosen
+  assert "| 1000 | alternate | mmoe (90.60) | uniform, hard sharing (90.10) | 3 |" in chosen
 
 
 def test_a_conv_study_trains_conv_taggers_in_runs_of_their_own(tmp_path):

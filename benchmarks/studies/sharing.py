@@ -222,10 +222,21 @@ def plain_variant(setting):
 
 def label(setting, variant):
   """"joint", "alternate (proportional)", "joint (mmoe)", "joint (cagrad, mmoe)"."""
+  shown = _shown(setting, variant)
+  return f"{setting} ({', '.join(shown)})" if shown else setting
+
+
+def variant_label(setting, variant):
+  """A variant among its setting's: "cagrad", "mmoe", "cagrad, mmoe"; the plain one "sum,
+  hard sharing" / "uniform, hard sharing"."""
+  return ", ".join(_shown(setting, variant)) or f"{split_variant(variant)[0]}, hard sharing"
+
+
+def _shown(setting, variant):
+  """What sets `variant` apart from its setting's plain variant: its method, its trunk."""
   method, architecture = split_variant(variant)
   shown = [m for m in (method,) if m not in (None, plain_variant(setting))]
-  shown += [architecture] if architecture != "hard" else []
-  return f"{setting} ({', '.join(shown)})" if shown else setting
+  return shown + ([architecture] if architecture != "hard" else [])
 
 
 def table(outcomes, sizes, rows):
@@ -319,8 +330,9 @@ def chosen_on_dev(outcomes, sizes, rows):
         continue
       best = max(dev, key=dev.get)
       runner_up = max((v for v in dev if v != best), key=dev.get)
-      lines.append(f"| {n} | {setting} | {best} ({dev[best]:.2f}) | "
-                   f"{runner_up} ({dev[runner_up]:.2f}) | {len(dev)} |")
+      lines.append(f"| {n} | {setting} | {variant_label(setting, best)} ({dev[best]:.2f}) | "
+                   f"{variant_label(setting, runner_up)} ({dev[runner_up]:.2f}) | "
+                   f"{len(dev)} |")
   return _markdown_table(["chunk-labelled sentences", "setting",
                           "chosen on dev (mean dev chunk F1)", "runner-up", "variants compared"],
                          lines)
