@@ -22,9 +22,9 @@ size]}, with its task-owned parts in `task_parts()` (mtlcore.ownership).
 
 import dataclasses
 
+from mtlcore import dselect_k
 from mtlcore.choices import ARCHITECTURES
 from mtlcore.cross_stitch import CrossStitchNetwork
-from mtlcore import dselect_k
 from mtlcore.errors import ConfigError, require_positive
 from mtlcore.mixture_of_experts import MixtureOfExperts
 from mtlcore.progressive_layered_extraction import ProgressiveLayeredExtraction
@@ -98,8 +98,9 @@ def task_mixture(architecture, input_size, tasks, sizes, *, seed, feature="x", n
         cross_task_gradients=sizes.cross_task_gradients, name=name)
   if architecture == "dselect_k":
     return dselect_k.DSelectK(input_size, tasks, num_experts=sizes.experts,
-                    expert_size=sizes.expert_size, selections=sizes.selected_experts,
-                    seed=seed, feature=feature, name=name)
+                              expert_size=sizes.expert_size,
+                              selections=sizes.selected_experts, seed=seed, feature=feature,
+                              name=name)
   if architecture == "cross_stitch":
     return CrossStitchNetwork(input_size, tasks, layers=sizes.layers,
                               hidden_size=sizes.hidden_size,
