@@ -196,11 +196,21 @@ def famo_logit_gradient(logits, losses_before, losses_after, labelled):
 LOG_EPSILON = 1e-8  # Added to a loss inside a logarithm (stch, db_mtl), as LibMTL's DB-MTL.
 
 
+def _nonnegative(losses):
+  """The losses inside a logarithm, clipped at 0: a loss computed as a difference can come
+  out below 0 by rounding (a float32 CRF's log-normaliser minus its path score: down to
+  -3.7e-4 on a confident model), and log(L + eps) is then NaN; a DB-MTL run on CoNLL-2000
+  stopped on one at step 2,257. The clipped task takes no gradient from that step's
+  logarithm (its loss is 0 to rounding)."""
+  return tf.maximum(losses, 0.0)
+
+
 def log_losses_total(losses, labelled):
   """sum_k log(L_k + LOG_EPSILON) over the labelled tasks, and its weights 1 / (L_k + eps):
   STCH's warm-up objective and DB-MTL's loss-scale balancing (each task's gradient divided by
   its loss)."""
   labelled = tf.convert_to_tensor(labelled)
+  losses = _nonnegative(losses)
   return (tf.reduce_sum(tf.where(labelled, tf.math.log(losses + LOG_EPSILON), 0.0)),
           tf.where(labelled, 1.0 / (losses + LOG_EPSILON), 0.0))
 
@@ -221,6 +231,7 @@ def stch_total(losses, nadir, mu, labelled):
   """
   labelled = tf.convert_to_tensor(labelled)
   m = tf.reduce_sum(tf.cast(labelled, tf.float32))
+  losses = _nonnegative(losses)
   terms = tf.where(labelled, tf.math.log(losses / nadir + LOG_EPSILON) / mu, -1e30)
   any_labelled = tf.reduce_any(labelled)
   total = tf.where(any_labelled, m * mu * tf.reduce_logsumexp(terms), 0.0)
@@ -683,7 +694,7 @@ class DualBalancing(StagedState):
     self.averages = self._per_parameter(columns, "gradient_averages")
 
   def task_losses(self, losses, labelled):
-    return tf.where(labelled, tf.math.log(losses + LOG_EPSILON), 0.0)
+    return tf.where(labelled, tf.math.log(_nonnegative(losses) + LOG_EPSILON), 0.0)
 
   def total(self, losses, labelled, seed=None):
     # Only logged: a gradient method's update is combine_gradients' of task_losses.

@@ -377,3 +377,23 @@ def test_staged_state_leaves_a_function_of_its_own_and_is_assigned_after_the_ste
   assert weighting.make_weighting("mgda", ["a", "b"]).staged_values() == []
   with pytest.raises(ValueError, match="restage: 2 values for 1 staged"):
     method.restage([targets, targets])
+
+
+def test_a_loss_below_zero_by_rounding_keeps_the_logarithmic_methods_finite():
+  """A float32 CRF loss can come out slightly below 0 (its log-normaliser minus its path
+  score); db_mtl's and stch's logarithms clip it at 0 instead of turning NaN, and the
+  clipped task takes no gradient from them."""
+  losses = tf.constant([-3.7e-4, 0.5])
+  labelled = tf.constant([True, True])
+  db_mtl = weighting.make_weighting("db_mtl", ["a", "b"])
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(losses)
+    rows = db_mtl.task_losses(losses, labelled)
+    total, weights = weighting.log_losses_total(losses, labelled)
+    smooth, smooth_weights = weighting.stch_total(losses, tf.constant([1.0, 1.0]), 0.1,
+                                                  labelled)
+  for value in (rows, total, weights, smooth, smooth_weights):
+    assert np.all(np.isfinite(value.numpy())), value
+  np.testing.assert_allclose(tape.jacobian(rows, losses), [[0.0, 0.0], [0.0, 1 / 0.5]],
+                             rtol=1e-6)
+  assert np.isfinite(tape.gradient(smooth, losses).numpy()).all()
