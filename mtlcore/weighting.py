@@ -198,10 +198,10 @@ LOG_EPSILON = 1e-8  # Added to a loss inside a logarithm (stch, db_mtl), as LibM
 
 def _nonnegative(losses):
   """The losses inside a logarithm, clipped at 0: a loss computed as a difference can come
-  out below 0 by rounding (a float32 CRF's log-normaliser minus its path score: down to
-  -3.7e-4 on a confident model), and log(L + eps) is then NaN; a DB-MTL run on CoNLL-2000
-  stopped on one at step 2,257. The clipped task takes no gradient from that step's
-  logarithm (its loss is 0 to rounding)."""
+  out below 0 by rounding (a float32 sequence model's log-normaliser minus its path score:
+  down to -3.7e-4 on a confident model), and log(L + eps) is then NaN; a DB-MTL run stopped
+  on one at step 2,257 (benchmarks/RESULTS.md). The clipped task takes no gradient from that
+  step's logarithm (its loss is 0 to rounding)."""
   return tf.maximum(losses, 0.0)
 
 

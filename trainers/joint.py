@@ -359,9 +359,10 @@ class JointTrainer(Trainer):
     an XLA step, behind an optimisation barrier. Measured with and without it in one process,
     interleaved rounds, medians (AMD EPYC, 2 cores): at 16 synthetic tasks mgda 2.04 -> 1.58
     ms per step, pcgrad 1.69 -> 1.24, imtl_g 1.73 -> 1.27, and on the representation mgda
-    2.57 -> 1.32, imtl_g 2.33 -> 0.99 (`sum` 0.66); on the BiLSTM tagger (two tasks) within
-    1% either way, on the parameters and on the representation (mgda, pcgrad, upgrad; `sum`
-    30.0 ms). Outside XLA (and in a TensorFlow without the barrier): the rows as they are."""
+    2.57 -> 1.32, imtl_g 2.33 -> 0.99 (`sum` 0.66); on the BiLSTM sequence model of two tasks
+    (benchmarks/RESULTS.md) within 1% either way (mgda, pcgrad, upgrad on the parameters,
+    mgda and upgrad on the representation; `sum` 30.0 ms). Outside XLA (and in a TensorFlow
+    without the barrier): the rows as they are."""
     if not self._jit_compile or _xla_barrier is None:
       return rows
     return _xla_barrier(rows)[0]
