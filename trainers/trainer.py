@@ -454,14 +454,15 @@ class Trainer(tf.Module):
     """
     replicas = self._replicas
     k = len(names)
-    part_counts = self._part_counts(names, features, labels) if count_first else None
-    if part_counts is not None:  # The parts partition the batch: one counting pass.
-      counted = tf.reduce_sum(part_counts, 0)
-    elif count_first:
-      counted = replicas.sum(replicas.run(
-          lambda f, l: tf.stack([self.tasks[n].loss_count(l[n], f) for n in names]),
-          (features, labels)))
+    part_counts = None
     if count_first:
+      part_counts = self._part_counts(names, features, labels)
+      if part_counts is not None:  # The parts partition the batch: one counting pass.
+        counted = tf.reduce_sum(part_counts, 0)
+      else:
+        counted = replicas.sum(replicas.run(
+            lambda f, l: tf.stack([self.tasks[n].loss_count(l[n], f) for n in names]),
+            (features, labels)))
       scales, labelled = 1.0 / tf.maximum(counted, 1.0), counted > 0
     else:
       scales, labelled = tf.ones([k]), tf.ones([k], tf.bool)
