@@ -34,10 +34,13 @@ from mtlcore.trainers.config import RunConfig
 SIZES = {"input_dim": 100, "hidden_size": 256, "num_examples": 4096}
 
 
-def warmed_trainer(config, steps):
+def warmed_trainer(config, steps, prepare=None):
   """The trainer of `config` (built as mtl-train builds it, in this process), after `steps`
-  steps that trace and compile it; returns (trainer, those steps' seconds)."""
+  steps that trace and compile it; returns (trainer, those steps' seconds). `prepare(trainer)`
+  (optional) runs between the build and the first step."""
   trainer = build.in_process(config, total_steps=10**6).trainer
+  if prepare is not None:
+    prepare(trainer)
   start = time.perf_counter()
   trainer.train(steps)  # Traces and compiles.
   return trainer, time.perf_counter() - start
@@ -63,18 +66,19 @@ def _trainer(num_tasks, method, *, batch_size, steps, sizes):
   config = RunConfig(task_set="synthetic", mode="joint", weighting=name,
                      task_gradients=where or "parameters", xla=True, batch_size=batch_size,
                      train_steps=10**6, options={**sizes, "num_tasks": num_tasks})
-  trainer = build.in_process(config, total_steps=10**6).trainer
   shapes = []
-  if trainer.weighting.needs_task_gradients:
+
+  def record_rows(trainer):
+    if not trainer.weighting.needs_task_gradients:
+      return
     combine = trainer.weighting.combine_gradients
 
     def recording(rows, seed, labelled):  # Runs when the step is traced.
       shapes.append(tuple(rows.shape))
       return combine(rows, seed, labelled)
     trainer.weighting.combine_gradients = recording
-  start = time.perf_counter()
-  trainer.train(steps)  # Traces and compiles.
-  warm = time.perf_counter() - start
+
+  trainer, warm = warmed_trainer(config, steps, prepare=record_rows)
   if shapes:
     del trainer.weighting.combine_gradients  # The class's method again.
   return trainer, warm, (shapes[-1] if shapes else None)
