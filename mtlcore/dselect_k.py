@@ -57,7 +57,7 @@ def binary_codes(num_experts):
                       for e in range(num_experts)])
 
 
-def _uniform(layer, bound, seed):
+def _assign_uniform(layer, bound, seed):
   """Sets a Linear layer's weights and bias uniform in [-bound, bound] (from `seed`)."""
   for i, variable in enumerate((layer.w, layer.b)):
     variable.assign(tf.random.stateless_uniform(variable.shape, [seed, i + 1], -bound, bound))
@@ -88,8 +88,8 @@ class SelectorGate(tf.Module):
                                   name="selector_logits")
     self.selector_weights = Linear(input_size, selections, seed=seed + 1,
                                    name="selector_weights")
-    _uniform(self.selector_logits, self.gamma / 100, seed)
-    _uniform(self.selector_weights, 0.05, seed + 1)
+    _assign_uniform(self.selector_logits, self.gamma / 100, seed)
+    _assign_uniform(self.selector_weights, 0.05, seed + 1)
 
   def selectors(self, x):
     """Each single-expert selector's weights [..., k, E] (each row sums to 1)."""
