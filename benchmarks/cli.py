@@ -60,8 +60,8 @@ flags.DEFINE_list("architectures", [],
                   "Instead of the tagger table: time the synthetic task set's joint and "
                   "alternating steps with each of these trunk architectures (hard, mmoe, cgc, "
                   "ple, cross_stitch, mtan, dselect_k), each sized to hard sharing's parameter "
-                  "count, at "
-                  "each --task_counts (default 2) (mtlcore.benchmarks.architectures).")
+                  "count, at each --task_counts (default 2) "
+                  "(mtlcore.benchmarks.architectures).")
 flags.DEFINE_enum("architecture_task_set", "synthetic", ["synthetic", "conll2000"],
                   "--architectures: time them on the synthetic task set, or on the CoNLL-2000 "
                   "tagger (each of --trunks, synthetic batches of --seq_len tokens; at the "

@@ -66,8 +66,8 @@ class TaggerConfig:
     architecture: "hard" (every layer shared) or a name of mtlcore.architectures: the top
       layer becomes that architecture over layer num_layers - 1's states.
     experts: moe, mmoe, dselect_k: the number of experts (dselect_k: a power of two).
-    expert_size: units of each expert (moe, mmoe, cgc, ple), column layer (cross_stitch) or
-      attention layer (mtan); 0: the trunk's output size, 2 * hidden_size.
+    expert_size: units of each expert (moe, mmoe, cgc, ple, dselect_k), column layer
+      (cross_stitch) or attention layer (mtan); 0: the trunk's output size, 2 * hidden_size.
     shared_experts, task_experts: cgc, ple: shared and per-task experts per level.
     levels: ple: extraction levels.
     mixture_layers: cross_stitch: layers of each column; mtan: attended layers.
