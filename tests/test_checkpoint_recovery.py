@@ -107,7 +107,8 @@ def test_no_readable_checkpoint_is_one_line_and_nothing_is_rewritten(model_dir):
     _corrupt(checkpoints / f"ckpt-{n}")
   before = tree_digest(checkpoints)
   result = run_in_process(TRAIN, *TOY, "--train_steps=70", f"--model_dir={model_dir}")
-  assert "can be read; move them away to start afresh" in error_line(result)
+  line = error_line(result)
+  assert "can be read (the newest, ckpt-60: " in line and "move them away to start afresh" in line
   digest = tree_digest(checkpoints)
   digest.pop("checkpoint")  # The rebuilt state file: the only change.
   assert digest == {k: v for k, v in before.items()}

@@ -6,6 +6,7 @@ knows nothing of wall-clock time, files or evaluation.
 """
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 
@@ -118,6 +119,7 @@ class TrainingLoop:
     if self.restore_from is not None:
       state = tf.train.get_checkpoint_state(self.restore_from)
       candidates = list(state.all_model_checkpoint_paths) if state else []
+    newest_problem = None
     for path in reversed(candidates):
       # Read in full first: a restore that fails part-way has assigned some variables.
       problem = model_dir_lib.readable(path)
@@ -129,13 +131,15 @@ class TrainingLoop:
       if problem is not None:
         logging.warning("Checkpoint %s is unreadable (%s); trying the one before it.", path,
                         problem)
+        newest_problem = newest_problem or f"{os.path.basename(path)}: {problem}"
         continue
       logging.info("Resumed from %s at step %d.", path, int(self.trainer.global_step.numpy()))
       self.restored_path = path
       return path
     if candidates:
       raise ConfigError(f"No checkpoint in {self.restore_from or self.manager.directory} can "
-                        f"be read; move them away to start afresh.")
+                        f"be read (the newest, {newest_problem}); resume with the code that "
+                        f"wrote them, or move them away to start afresh.")
     return None
 
   def request_stop(self, reason):
