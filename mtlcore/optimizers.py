@@ -101,9 +101,10 @@ class Adam(tf.Module):
   def apply(self, grads, variables, active=None):
     """Applies `grads` (tensors or IndexedSlices) to `variables`, all of which it was built on.
 
-    `active` (optional): one bool scalar tensor per variable; where False, that variable and
-    its moments stay bitwise unchanged (e.g. a head whose task had no label in the batch). The
-    update count advances once per call either way.
+    `active` (optional): per variable, None (always), a bool scalar, or a bool vector [N]
+    over the variable's first axis (its rows, for a variable of shape [N, ...]); where
+    False, that variable (or row) and its moments stay bitwise unchanged (e.g. a head whose
+    task had no label in the batch). The update count advances once per call either way.
     """
     if not self.built:
       raise ConfigError(f"{self.name} must be built on its variables before apply().")
@@ -126,6 +127,8 @@ class Adam(tf.Module):
         self.v[i].assign(v)
         var.assign_add(delta)
       else:
+        if on.shape.rank:  # Per row: broadcast over the variable's other axes.
+          on = tf.reshape(on, [-1] + [1] * (var.shape.rank - 1))
         self.m[i].assign(tf.where(on, m, self.m[i]))
         self.v[i].assign(tf.where(on, v, self.v[i]))
         var.assign(tf.where(on, var + delta, var))

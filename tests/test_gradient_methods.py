@@ -803,7 +803,10 @@ def test_an_unlabelled_tasks_head_gate_and_slots_stay_bitwise_under_every_method
           *own.get("b", [])]
   moved = [*model.trunk.gates["a"].trainable_variables, *model.trunk.shared.trainable_variables,
            *own.get("a", [])]
+  rows = trainer.weighting.task_rows()  # Row 1 is b's, row 0 a's.
+  assert method not in ("uncertainty", "imtl_l", "imtl") or rows
   before, moved_before = [v.numpy().copy() for v in kept], [v.numpy().copy() for v in moved]
+  rows_before = [v.numpy().copy() for v in rows]
   first = _mean_losses(trainer, *held_out)
   logs = trainer.train(STEPS)
   index = optimizer._index  # pylint: disable=protected-access
@@ -813,6 +816,11 @@ def test_an_unlabelled_tasks_head_gate_and_slots_stay_bitwise_under_every_method
     assert not optimizer.m[slot].numpy().any() and not optimizer.v[slot].numpy().any()
   for b, v in zip(moved_before, moved):
     assert not np.array_equal(b, v.numpy()), v.name
+  for b, v in zip(rows_before, rows):
+    slot = index[v.ref()]
+    np.testing.assert_array_equal(b[1], v.numpy()[1], err_msg=v.name)
+    assert not optimizer.m[slot].numpy()[1].any() and not optimizer.v[slot].numpy()[1].any()
+    assert b[0] != v.numpy()[0] and b[2] != v.numpy()[2], v.name
   last = _mean_losses(trainer, *held_out)
   for task in ("a", "c"):
     assert last[task] * 10 <= first[task], (task, first, last)

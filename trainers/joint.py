@@ -23,6 +23,9 @@ from mtlcore.tasks import Ratio
 from mtlcore.trainers.logs import LogLayout
 from mtlcore.trainers.trainer import Trainer
 
+# The owner of a weighting's variable whose row k is task k's (Weighting.task_rows).
+TASK_ROWS = object()
+
 
 class JointTrainer(Trainer):
   """Trains all tasks at once on batches that carry labels for them (some may be missing)."""
@@ -520,11 +523,15 @@ class JointTrainer(Trainer):
     task -> bool scalar; partial labels); None (always) for the shared ones, which some
     task's loss reaches."""
     owners = [self._task_of(v) for v in variables]
-    return [None if owner is SHARED else labelled[owner] for owner in owners]
+    by_row = lambda: tf.stack([labelled[n] for n in self.tasks])  # [K], for TASK_ROWS.
+    return [None if owner is SHARED else by_row() if owner is TASK_ROWS else labelled[owner]
+            for owner in owners]
 
   def _task_of(self, variable):
     """The task that owns `variable` (a weighting's own per-task variable, else the model's
-    owner map), or SHARED."""
+    owner map), TASK_ROWS for a weighting's variable whose row k is task k's, or SHARED."""
+    if any(v is variable for v in self.weighting.task_rows()):
+      return TASK_ROWS
     for task, owned in self.weighting.task_variables().items():
       if any(v is variable for v in owned):
         return task

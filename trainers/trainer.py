@@ -285,10 +285,10 @@ class Trainer(tf.Module):
 
     A skipped step applies nothing (the optimizer's update counter does not advance). With a
     loss scale, a finite loss whose scaled gradient overflowed only halves the scale: it is
-    not a non-finite step. `active` (optional, one bool scalar per variable) leaves the
-    variables where it is False and their optimizer slots bitwise unchanged. The global and
-    per-task step counters advance either way: they count batches consumed, and the next step
-    must draw fresh dropout masks. `on_apply` (optional) runs with an applied update, and so
+    not a non-finite step. `active` (optional, per variable None, a bool scalar or a bool per
+    row) leaves the variables (rows) where it is False and their optimizer slots bitwise
+    unchanged. The global and per-task step counters advance either way: they count batches
+    consumed, and the next step must draw fresh dropout masks. `on_apply` (optional) runs with an applied update, and so
     do `state_updates` ([(Keras state variable, new value, active bool or None)]: moving
     statistics move only with an applied update, and only where active). `labelled`
     (optional bool scalar) False skips the update too, without counting a non-finite step:
