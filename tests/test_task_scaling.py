@@ -17,6 +17,8 @@ def test_each_configuration_is_timed_every_round_and_the_table_has_ratios_and_gr
   # mgda's rows: one per task over the shared layer's 8 x 4 + 4 parameters.
   assert results[(3, "mgda")]["rows"] == (3, 36)
   assert len(results[(3, "mgda")]["aggregation_ms"]) == 5
+  assert all(ms > 0 for ms in results[(3, "mgda")]["aggregation_ms"])
+  assert len(task_scaling.dispatch_ms(3)) == 3
   lines = task_scaling.table(results, [2, 3], ["sum", "mgda"])
   assert lines[2].startswith("| 2 | sum |") and lines[2].split("|")[4].strip() == "1.00"
   assert lines[2].split("|")[6:9] == [" - ", " - ", " - "]
