@@ -38,8 +38,7 @@ import tensorflow as tf
 
 from mtlcore.errors import ConfigError, require_positive
 from mtlcore.layers import Linear
-from mtlcore.mixture_of_experts import mix, relu_experts
-from mtlcore.model import SharedTrunk
+from mtlcore.mixture_of_experts import GatedExperts
 
 
 def smooth_step(t, gamma):
@@ -103,38 +102,20 @@ class SelectorGate(tf.Module):
     return tf.einsum("...k,...ke->...e", alpha, self.selectors(x))
 
 
-class DSelectK(SharedTrunk):
+class DSelectK(GatedExperts):
   """Outputs one representation per task, named by the task; the task's head reads it."""
+
+  sparse_gates = True  # The evaluation reports each gate's experts in use per example.
 
   def __init__(self, input_size, tasks, *, num_experts, expert_size, selections, seed,
                gamma=1.0, feature="x", name=None):
     """Args: `num_experts` E (a power of two, at least 2); `selections` k (1 <= k <= E): the
     most experts each task's gate weighs on an example; `gamma` the smooth step's width."""
-    super().__init__(name=name)
-    require_positive("expert_size", expert_size)
     check_sizes(num_experts, selections)
     if not gamma > 0:
       raise ConfigError(f"gamma must be positive, got {gamma!r}.")
-    self.feature = feature
-    self.tasks = tuple(tasks)
-    self.experts = relu_experts(input_size, num_experts, expert_size, seed=seed)
+    super().__init__(input_size, tasks, num_experts=num_experts, expert_size=expert_size,
+                     seed=seed, feature=feature, name=name)
     self.gates = {t: SelectorGate(input_size, num_experts, selections, gamma=gamma,
                                   seed=seed + 1000 * (i + 1), name=f"gate_{t}")
                   for i, t in enumerate(self.tasks)}
-    self.output_sizes = {t: expert_size for t in self.tasks}
-
-  def gate_widths(self):
-    return {t: len(self.experts) for t in self.gates}
-
-  def gate_weights(self, features, representations=None):
-    """{task: its gate [B, E]} on a batch (from the input features)."""
-    del representations
-    x = features[self.feature]
-    return {t: gate(x) for t, gate in self.gates.items()}
-
-  def __call__(self, features, *, training, seed):
-    del training, seed
-    return mix(self.gate_weights(features), self.experts, features[self.feature])
-
-  def task_parts(self):
-    return dict(self.gates)

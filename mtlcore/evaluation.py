@@ -23,7 +23,9 @@ class Evaluator:
   (Task.eval_metrics; one whose result is a dict gives those keys instead), and for a trunk
   with gates (SharedTrunk.gate_widths) "gates/GATE/COLUMN": the gate's mean weight on that
   column (an expert, SharedTrunk.gate_columns) over the data set's examples (a sentence
-  trunk's: over its real tokens).
+  trunk's: over its real tokens); for a trunk whose gates give exact zeros
+  (SharedTrunk.sparse_gates), also "gates/GATE/nonzero": the mean number of columns with a
+  non-zero weight per example (token).
   """
 
   def __init__(self, model, tasks, *, with_loss=True):
@@ -40,10 +42,11 @@ class Evaluator:
       for name, metric in named.items():
         self._slots.append((f"{task.name}/{name}", task.name, metric, size, metric.size))
         size += metric.size
+    sparse = model.trunk.sparse_gates
     for name, columns in model.trunk.gate_columns().items():  # A mixture's gates, if any.
-      width = len(columns)
-      self._slots.append((f"gates/{name}", None, _GateMean(name, columns), size, width + 1))
-      size += width + 1
+      gate = _GateMean(name, columns, sparse=sparse)
+      self._slots.append((f"gates/{name}", None, gate, size, gate.size))
+      size += gate.size
     self.size = size
     self._statistics = tf.function(self._batch_statistics, reduce_retracing=True,
                                    autograph=False)
@@ -59,7 +62,10 @@ class Evaluator:
     for _, task, metric, _, size in self._slots:
       if task is None:  # A gate: its weights summed over the batch, and the batch's size.
         weights = gates[metric.name]
-        pieces += [tf.reduce_sum(weights, 0), tf.cast(tf.shape(weights)[:1], tf.float32)]
+        pieces.append(tf.reduce_sum(weights, 0))
+        if metric.sparse:  # The non-zero weights, counted over the batch.
+          pieces.append(tf.reduce_sum(tf.cast(weights != 0, tf.float32))[None])
+        pieces.append(tf.cast(tf.shape(weights)[:1], tf.float32))
       elif task in labels:
         pieces.append(tf.reshape(tf.cast(
             metric.statistics(labels[task], predictions[task], features), tf.float32), [size]))
@@ -94,14 +100,19 @@ class Evaluator:
 
 
 class _GateMean:
-  """A gate's statistics [width + 1] (its weights summed over examples, then the examples)
-  as its mean weight per column."""
+  """A gate's statistics [size]: its weights summed over examples [width], with `sparse` the
+  number of its non-zero weights [1], then the examples [1]; as its mean weight per column
+  (and the mean number of non-zero columns per example)."""
 
-  def __init__(self, name, columns):
-    self.name, self.columns = name, tuple(columns)
+  def __init__(self, name, columns, *, sparse=False):
+    self.name, self.columns, self.sparse = name, tuple(columns), bool(sparse)
+    self.size = len(self.columns) + 1 + self.sparse
 
   def result(self, values):
     count = max(float(values[-1]), 1.0)
-    return {f"gates/{self.name}/{column}": float(values[e]) / count
-            for e, column in enumerate(self.columns)}
+    out = {f"gates/{self.name}/{column}": float(values[e]) / count
+           for e, column in enumerate(self.columns)}
+    if self.sparse:
+      out[f"gates/{self.name}/nonzero"] = float(values[len(self.columns)]) / count
+    return out
 

@@ -15,6 +15,9 @@ gates start uniform (zero weights: every expert 1/E), the experts Glorot-uniform
 
 `one_gate=True` is the MMoE paper's one-gate baseline (OMoE): a single gate, shared like the
 experts, gives every task the same mixture.
+
+`GatedExperts` is what MMoE and DSelect-k (mtlcore.dselect_k) share: the experts, the mixing
+(`mix`), and a gate per task as the task's own part; they differ in their gates.
 """
 
 import tensorflow as tf
@@ -46,39 +49,66 @@ def uniform_gate(input_size, width, *, seed, name):
   return gate
 
 
-class MixtureOfExperts(SharedTrunk):
-  """Outputs one representation per task, named by the task; the task's head reads it."""
+class GatedExperts(SharedTrunk):
+  """Shared experts and gates over them (MMoE, DSelect-k): outputs one representation per
+  task, named by the task, which the task's head reads. A subclass sets `self.gates` {gate
+  name: a module of x [..., input_size]} and, if a gate's output is not yet its weights,
+  `_weights`; a gate named by a task is that task's own part of the trunk, any other is
+  shared."""
 
-  def __init__(self, input_size, tasks, *, num_experts, expert_size, seed, feature="x",
-               one_gate=False, name=None):
+  def __init__(self, input_size, tasks, *, num_experts, expert_size, seed, feature, name):
     super().__init__(name=name)
     require_positive("num_experts", num_experts)
     require_positive("expert_size", expert_size)
     self.feature = feature
-    self.experts = relu_experts(input_size, num_experts, expert_size, seed=seed)
     self.tasks = tuple(tasks)
+    self.experts = relu_experts(input_size, num_experts, expert_size, seed=seed)
+    self.output_sizes = {t: expert_size for t in self.tasks}
+    self.gates = {}
+
+  def _weights(self, gate, x):
+    """A gate's weights [..., E] on x; this default: the gate's output itself."""
+    return gate(x)
+
+  def _gate_of(self, task):
+    """The name of the gate that mixes `task`'s representation; this default: the task's."""
+    return task
+
+  def gate_widths(self):
+    return {name: len(self.experts) for name in self.gates}
+
+  def gate_weights(self, features, representations=None):
+    """{gate name: its weights [B, E]} on a batch (from the input features: `representations`
+    is not needed)."""
+    del representations
+    x = features[self.feature]
+    return {name: self._weights(gate, x) for name, gate in self.gates.items()}
+
+  def __call__(self, features, *, training, seed):
+    del training, seed
+    mixed = mix(self.gate_weights(features), self.experts, features[self.feature])
+    return {t: mixed[self._gate_of(t)] for t in self.tasks}
+
+  def task_parts(self):
+    return {name: gate for name, gate in self.gates.items() if name in self.tasks}
+
+
+class MixtureOfExperts(GatedExperts):
+  """MMoE: a softmax gate per task (or one shared gate, `one_gate`)."""
+
+  def __init__(self, input_size, tasks, *, num_experts, expert_size, seed, feature="x",
+               one_gate=False, name=None):
+    super().__init__(input_size, tasks, num_experts=num_experts, expert_size=expert_size,
+                     seed=seed, feature=feature, name=name)
     self.one_gate = bool(one_gate)
     if self.one_gate:
       self.gates = {"shared": uniform_gate(input_size, num_experts, seed=seed, name="gate")}
     else:
       self.gates = {t: uniform_gate(input_size, num_experts, seed=seed, name=f"gate_{t}")
                     for t in self.tasks}
-    self.output_sizes = {t: expert_size for t in self.tasks}
 
-  def gate_widths(self):
-    return {t: len(self.experts) for t in self.gates}
+  def _weights(self, gate, x):
+    return tf.nn.softmax(gate(x))
 
-  def gate_weights(self, features, representations=None):
-    """{task: softmax gate [B, E]} on a batch (from the input features: `representations`
-    is not needed)."""
-    del representations
-    x = features[self.feature]
-    return {t: tf.nn.softmax(gate(x)) for t, gate in self.gates.items()}
-
-  def __call__(self, features, *, training, seed):
-    del training, seed
-    mixed = mix(self.gate_weights(features), self.experts, features[self.feature])
-    return {t: mixed["shared" if self.one_gate else t] for t in self.tasks}
-
-  def task_parts(self):
-    return {} if self.one_gate else dict(self.gates)
+  def _gate_of(self, task):
+    return "shared" if self.one_gate else task

@@ -32,6 +32,9 @@ class SharedTrunk(tf.Module):
 
   output_sizes: Mapping[str, int] = {}
   compute_dtype = tf.float32
+  # Whether its gates' weights can be exactly zero (DSelect-k's): the evaluation then also
+  # reports each gate's mean number of non-zero columns per example ("gates/GATE/nonzero").
+  sparse_gates = False
 
   def __call__(self, features, *, training, seed):
     raise NotImplementedError

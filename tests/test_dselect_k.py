@@ -109,3 +109,24 @@ def test_bad_sizes_are_one_line_errors(tmp_path):
       "--experts must be a power of two, at least 2, for dselect_k (its selectors' binary "
       "codes reach 2^m experts), got 6."), result.stderr
   assert not (tmp_path / "run").exists()
+
+
+def test_the_evaluation_reports_how_many_experts_each_gate_uses():
+  """gates/TASK/nonzero: the mean number of experts with a non-zero weight per example. A
+  saturated gate (t0: its selectors pick experts 1 and 2 whatever the input) uses 2; a gate at
+  its start (t1) spreads over all 4. The mean weights stay reported beside it."""
+  from mtlcore.evaluation import Evaluator  # pylint: disable=g-import-not-at-top
+  task_set = SyntheticTaskSet({"num_tasks": 2, "input_dim": 6, "num_examples": 64,
+                               "architecture": "dselect_k", "experts": 4, "expert_size": 5})
+  names = list(task_set.task_names)
+  model = task_set.build_model(names, seed=0, assets_dir=None)
+  logits = model.trunk.gates["t0"].selector_logits  # 2 selectors x 2 binary digits.
+  logits.w.assign(tf.zeros_like(logits.w))
+  logits.b.assign([-3.0, 3.0, 3.0, -3.0])  # Codes 01 and 10: experts 1 and 2.
+  data = task_set.load_data(None)
+  results = Evaluator(model, task_set.make_tasks(model, names))(
+      task_set.eval_dataset(data, names, "dev", batch_size=7))
+  assert results["gates/t0/nonzero"] == pytest.approx(2.0)
+  assert results["gates/t1/nonzero"] == pytest.approx(4.0)
+  assert results["gates/t0/expert_0"] == 0.0 and results["gates/t0/expert_3"] == 0.0
+  assert sum(results[f"gates/t0/expert_{e}"] for e in range(4)) == pytest.approx(1.0)
