@@ -114,9 +114,7 @@ def _op_count(function, k):
   return len(graph.as_graph_def().node)
 
 
-# imtl reads its K per-task scale variables (one each, so that an unlabelled task's stays
-# untouched): K reads, its combination's graph is imtl_g's.
-@pytest.mark.parametrize("method", [m for m in ALL if m != "imtl"])
+@pytest.mark.parametrize("method", ALL)
 def test_the_graph_does_not_grow_with_the_number_of_tasks(method):
   def at(k):
     made = _made(method, k, 5)
