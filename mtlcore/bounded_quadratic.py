@@ -9,9 +9,18 @@ batch stepping at once. It terminates in finitely many steps for positive defini
 outer step frees one bound, each inner step fixes at least one); `max_iterations` caps it, and
 `residual` reports how far the answer is from the KKT conditions.
 
+Each step's solve on the free coordinates reads inv(Q_PP) from Q swept on them (the sweep
+operator, Goodnight 1979): freeing or fixing a coordinate is one rank-one update of a [B, K, K]
+matrix, not a factorisation, and one step of iterative refinement against Q keeps the
+sweeps' rounding out of the answer. XLA's CPU code for a batched [16, 16, 16] LU solve took
+130 us, and UPGrad's 16 problems at K = 16 with conflicting gradients 1.76 ms per solve with
+one per step; with the sweeps 0.10 ms (MGDA's 0.27 -> 0.02 ms; AMD EPYC, compiled, 50 solves
+in one loop). The worst KKT residual over 300 random problems (K = 2-39, conflicting and
+rescaled rows) is 8.1e-10 relative either way.
+
 Q is solved in float64 whatever the inputs' dtype (a Gram matrix of nearly parallel gradients
-is ill-conditioned, and K x K solves cost nothing beside the step), and the answer is cast back.
-Compiles under XLA on CPU and GPU (tests/test_bounded_quadratic.py checks the CPU compile).
+is ill-conditioned, and K x K work costs little beside the step), and the answer is cast back.
+Compiles under XLA on CPU and GPU (tests/test_gradient_methods.py checks the CPU compile).
 """
 
 import tensorflow as tf
@@ -46,27 +55,19 @@ def solve(q, c, lower, *, max_iterations=None, tolerance=1e-9):
   scale = (tf.reduce_max(tf.abs(tf.linalg.diag_part(q))) * (1.0 + tf.reduce_max(tf.abs(lower)))
            + tf.reduce_max(tf.abs(c)))
   tol = tolerance * tf.maximum(scale, 1e-300)
-  eye = tf.eye(k, dtype=tf.float64)
   cap = 3 * k + 10 if max_iterations is None else max_iterations
 
-  def solve_on(passive):
-    """The minimiser over the passive (free) coordinates, the others held at 0: [B, K]."""
-    both = passive[:, :, None] & passive[:, None, :]
-    system = tf.where(both, q[None], eye[None])
-    rhs = tf.where(passive, -linear, 0.0)
-    return tf.where(passive, tf.linalg.solve(system, rhs[:, :, None])[:, :, 0], 0.0)
-
-  def body(i, x, passive, inner, done):
+  def body(i, x, passive, inner, done, swept):
     slope = -(tf.linalg.matvec(q, x) + linear)  # The descent direction's entries.
     candidates = tf.where(passive, -tf.constant(float("inf"), tf.float64), slope)
     best = tf.reduce_max(candidates, axis=1)
     optimal = ~inner & (best <= tol)
     done_now = done | optimal
     grow = ~inner & ~done_now
-    added = tf.one_hot(tf.argmax(candidates, axis=1), k, on_value=True, off_value=False,
-                       dtype=tf.bool)
-    passive_now = tf.where(grow[:, None], passive | added, passive)
-    s = solve_on(passive_now)
+    added = tf.argmax(candidates, axis=1, output_type=tf.int32)
+    passive_now = tf.where(grow[:, None], passive | tf.one_hot(added, k, True, False), passive)
+    swept = _sweep(swept, added, grow, forward=True)
+    s = _solve_on(q, swept, passive_now, linear)
     bad = passive_now & (s <= 0.0)
     feasible = ~tf.reduce_any(bad, axis=1)
     # Infeasible: move from x towards s as far as the first bound allows, drop what hits it.
@@ -77,17 +78,63 @@ def solve(q, c, lower, *, max_iterations=None, tolerance=1e-9):
     x_next = tf.where(feasible[:, None], s, tf.where(kept, moved, 0.0))
     passive_next = tf.where(feasible[:, None], passive_now, kept)
     active = ~done_now
-    return (i + 1, tf.where(active[:, None], x_next, x),
-            tf.where(active[:, None], passive_next, passive),
-            active & ~feasible, done_now)
+    passive_next = tf.where(active[:, None], passive_next, passive_now)
+    swept = _unswept(swept, passive_now & ~passive_next)
+    return (i + 1, tf.where(active[:, None], x_next, x), passive_next,
+            active & ~feasible, done_now, swept)
 
   x0 = tf.zeros([batch, k], tf.float64)
   none = tf.zeros([batch, k], tf.bool)
-  start = (tf.constant(0), x0, none, tf.zeros([batch], tf.bool), tf.zeros([batch], tf.bool))
-  _, x, _, _, _ = tf.while_loop(
-      lambda i, x, p, inner, done: (i < cap) & ~tf.reduce_all(done), body, start)
+  start = (tf.constant(0), x0, none, tf.zeros([batch], tf.bool), tf.zeros([batch], tf.bool),
+           tf.broadcast_to(q, [batch, k, k]))
+  _, x, _, _, _, _ = tf.while_loop(
+      lambda i, x, p, inner, done, swept: (i < cap) & ~tf.reduce_all(done), body, start)
   out_dtype = tf.float64 if dtype == tf.float64 else tf.float32
   return tf.cast(lower + x, out_dtype)
+
+
+def _sweep(a, index, where, *, forward):
+  """The sweep operator (Goodnight 1979) of each problem's symmetric a [B, K, K] on its
+  coordinate `index` [B] (int32), where `where` [B] is True; the others' a as it is. Sweeping
+  q on a set P of coordinates gives -inv(q_PP) in the P x P block; the reverse sweep
+  (`forward=False`) of a swept coordinate undoes its sweep. One rank-one update of a: no
+  factorisation."""
+  k = a.shape[-1]
+  e = tf.one_hot(index, k, dtype=a.dtype)  # [B, K]
+  column = tf.linalg.matvec(a, e)  # a[:, :, index]
+  pivot = tf.reduce_sum(column * e, axis=1)  # a[index, index]
+  pivot = tf.where(where, pivot, 1.0)[:, None, None]
+  on_row = e[:, :, None] + e[:, None, :] > 0.0  # Row or column `index`.
+  edge = (1.0 if forward else -1.0) * (column[:, :, None] * e[:, None, :]
+                                       + e[:, :, None] * column[:, None, :]) / pivot
+  corner = e[:, :, None] * e[:, None, :]
+  updated = tf.where(on_row, edge * (1.0 - corner) - corner / pivot,
+                     a - column[:, :, None] * column[:, None, :] / pivot)
+  return tf.where(where[:, None, None], updated, a)
+
+
+def _unswept(a, dropped):
+  """a [B, K, K] with each problem's `dropped` [B, K] coordinates (bool) reverse-swept, one
+  coordinate per problem per pass (a step of the active-set method drops one, rarely more)."""
+  def body(a, left):
+    some = tf.reduce_any(left, axis=1)
+    index = tf.argmax(tf.cast(left, tf.int32), axis=1, output_type=tf.int32)
+    a = _sweep(a, index, some, forward=False)
+    return a, left & ~tf.one_hot(index, a.shape[-1], True, False)
+  return tf.while_loop(lambda a, left: tf.reduce_any(left), body, (a, dropped))[0]
+
+
+def _solve_on(q, swept, passive, linear):
+  """The minimiser over the passive (free) coordinates [B, K], the others held at 0, from
+  `swept` (q swept on them: -inv(q_PP) in their block), with one step of iterative
+  refinement against q itself so that rounding the sweeps gathered does not reach the
+  answer."""
+  both = passive[:, :, None] & passive[:, None, :]
+  inverse = tf.where(both, -swept, 0.0)  # inv(q_PP), zero elsewhere.
+  rhs = tf.where(passive, -linear, 0.0)
+  s = tf.linalg.matvec(inverse, rhs)
+  residual = rhs - tf.where(passive, tf.linalg.matvec(q, s), 0.0)
+  return s + tf.linalg.matvec(inverse, residual)
 
 
 def residual(q, c, lower, u):
