@@ -15,8 +15,9 @@ log-log: 1.0 is linear in K), with the device and CPU it ran on.
 For a gradient method it also times the aggregation alone: the method's `combine_gradients`
 (its solver or projections, not the backward passes) compiled with XLA on its own, on rows of
 the shape the step gives it ([K, P] over the shared parameters, [K, B x H] on the
-representation, [3 K, P] for the sampled methods), filled with one shared direction plus
-independent noise per row (pairwise cosine about 0.5). It runs 50 times in one compiled loop
+representation, [3 K, P] for the sampled methods), filled with one shared direction, reversed
+in every fourth row, plus independent noise per row (pairwise cosines about +-0.5: some rows
+conflict, so a solver has constraints to settle). It runs 50 times in one compiled loop
 per call, so the figure is the aggregation's own time without a call's dispatch; the
 dispatch of one compiled call is printed beside it (the step pays one for the whole step).
 """
@@ -87,13 +88,16 @@ def _trainer(num_tasks, method, *, batch_size, steps, sizes):
 
 def aggregation_ms(weighting, shape, *, calls, repeats=50):
   """[ms per aggregation, from each of `calls` calls] of `weighting.combine_gradients` alone,
-  on rows of `shape` [R, N]: one shared direction plus independent unit noise per row. Each
+  on rows of `shape` [R, N]: one shared direction, reversed in every fourth row, plus
+  independent unit noise per row (so that some rows conflict, as the tasks' do, and a
+  method's solver has constraints to settle). Each
   call runs the aggregation `repeats` times in one XLA-compiled loop and is divided by
   `repeats`, so that one call's dispatch (`dispatch_ms`) is spread thin. The rows are carried
   through the loop and each pass adds 1e-30 times the last direction's first entry to their
   first entry (in place), so that XLA cannot hoist the aggregation out of the loop."""
   rng = np.random.default_rng(0)
-  rows = tf.constant((rng.normal(size=(1, shape[1])) + rng.normal(size=shape))
+  signs = np.where(np.arange(shape[0]) % 4 == 3, -1.0, 1.0)[:, None]
+  rows = tf.constant((signs * rng.normal(size=(1, shape[1])) + rng.normal(size=shape))
                      .astype(np.float32))
   labelled = tf.ones([len(weighting.task_names)], tf.bool)
   seed = tf.constant([0, 1], tf.int64)
