@@ -85,9 +85,13 @@ class GatedExperts(SharedTrunk):
     return {name: self._weights(gate, x) for name, gate in self.gates.items()}
 
   def __call__(self, features, *, training, seed):
+    return self.call_with_gates(features, training=training, seed=seed)[0]
+
+  def call_with_gates(self, features, *, training, seed):
     del training, seed
-    mixed = mix(self.gate_weights(features), self.experts, features[self.feature])
-    return {t: mixed[self._gate_of(t)] for t in self.tasks}
+    gates = self.gate_weights(features)
+    mixed = mix(gates, self.experts, features[self.feature])
+    return {t: mixed[self._gate_of(t)] for t in self.tasks}, gates
 
   def task_parts(self):
     return {name: gate for name, gate in self.gates.items() if name in self.tasks}

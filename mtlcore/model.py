@@ -74,6 +74,16 @@ class SharedTrunk(tf.Module):
     del features, representations
     return {}
 
+  def call_with_gates(self, features, *, training, seed):
+    """(`__call__`'s representations, `gate_weights`) from one pass over a batch. This
+    default: the call, then `gate_weights` given its representations; a trunk whose gates are
+    values inside its pass (PLE's levels, MTAN's masks) returns them instead of running its
+    layers again."""
+    outputs = self(features, training=training, seed=seed)
+    if "representations" in inspect.signature(self.gate_weights).parameters:
+      return outputs, self.gate_weights(features, outputs)
+    return outputs, self.gate_weights(features)  # A trunk written before that argument.
+
 
 class TaskHead(tf.Module):
   """Base class of heads.
@@ -188,18 +198,12 @@ class MultiTaskModel(tf.Module):
 
   def predictions_and_gates(self, features, *, tasks=None):
     """Inference-mode ({task: predictions}, `gate_weights`) from one pass through the
-    trunk: the gates are computed from the representations the heads read, not by running
-    the trunk's layers a second time. Applies the forward pass's state updates as
-    `__call__` does."""
-    outputs, updates, representations = self.forward(features, tasks=tasks, training=False,
-                                                     representations=True)
+    trunk (SharedTrunk.call_with_gates): the gates are not computed by running the trunk's
+    layers a second time. Applies the forward pass's state updates as `__call__` does."""
+    outputs, updates, _, gates = self._pass(features, tasks=tasks, training=False, seed=None,
+                                            with_gates=True)
     for i, value in updates:
       self._owners.state[i][0].assign(value)
-    low = self._in_compute_dtype(features)
-    if "representations" in inspect.signature(self.trunk.gate_weights).parameters:
-      gates = self.trunk.gate_weights(low, representations)
-    else:  # A trunk written before gate_weights took the representations.
-      gates = self.trunk.gate_weights(low)
     return outputs, {name: tf.cast(w, tf.float32) for name, w in gates.items()}
 
   def forward(self, features, *, tasks=None, training=False, seed=None,
@@ -220,6 +224,13 @@ class MultiTaskModel(tf.Module):
       `representations`, a third item: the trunk's {name: representation}, in the compute
       type.
     """
+    outputs, updates, trunk_outputs, _ = self._pass(features, tasks=tasks, training=training,
+                                                    seed=seed, with_gates=False)
+    return (outputs, updates, trunk_outputs) if representations else (outputs, updates)
+
+  def _pass(self, features, *, tasks, training, seed, with_gates):
+    """`forward`'s (predictions, updates, the trunk's representations) and, `with_gates`,
+    the trunk's gates from the same pass (else {})."""
     tasks = self.task_names if tasks is None else self.check_tasks(tasks)
     if seed is None:
       if training:
@@ -227,10 +238,15 @@ class MultiTaskModel(tf.Module):
       seed = tf.zeros([2], tf.int64)
     low = self._in_compute_dtype(features)
 
-    trunk_outputs = {}
+    trunk_outputs, gates = {}, {}
 
     def run():
-      trunk_outputs.update(self.trunk(low, training=training, seed=seed))
+      if with_gates:
+        representations, weights = self.trunk.call_with_gates(low, training=training, seed=seed)
+        gates.update(weights)
+      else:
+        representations = self.trunk(low, training=training, seed=seed)
+      trunk_outputs.update(representations)
       outputs = {t: self.heads[t](trunk_outputs[self.heads[t].reads], features,
                                   training=training, seed=seed)
                  for t in tasks}
@@ -244,7 +260,7 @@ class MultiTaskModel(tf.Module):
           [v for v, _ in self._owners.state], self._owners.seeds, seed)
       with stateless as updates:
         outputs = run()
-    return (outputs, updates, trunk_outputs) if representations else (outputs, updates)
+    return outputs, updates, trunk_outputs, gates
 
   def __call__(self, features, *, tasks=None, training=False, seed=None):
     """Runs the trunk once and the heads of `tasks` (default: all), as `forward`, and applies

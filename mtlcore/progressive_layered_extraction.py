@@ -68,6 +68,10 @@ class ExtractionLevel(tf.Module):
     return weights
 
   def __call__(self, inputs, shared):
+    return self.call_with_gates(inputs, shared)[:2]
+
+  def call_with_gates(self, inputs, shared):
+    """`__call__`'s pair and the level's `gate_weights` that mixed them."""
     run = lambda experts, x: tf.stack([tf.nn.relu(e(x)) for e in experts], axis=-2)
     shared_out = run(self.shared_experts, shared)  # [B, m_s, H]
     own = {t: run(self.task_experts[t], inputs[t]) for t in self.tasks}  # [B, m_t, H]
@@ -75,10 +79,10 @@ class ExtractionLevel(tf.Module):
     outputs = {t: tf.einsum("...e,...eh->...h", gates[t], tf.concat([own[t], shared_out], -2))
                for t in self.tasks}
     if self.shared_gate is None:
-      return outputs, None
+      return outputs, None, gates
     read = (lambda x: x) if self.cross_task_gradients else tf.stop_gradient
     pool = tf.concat([read(own[t]) for t in self.tasks] + [shared_out], -2)
-    return outputs, tf.einsum("...e,...eh->...h", gates["shared"], pool)
+    return outputs, tf.einsum("...e,...eh->...h", gates["shared"], pool), gates
 
 
 class ProgressiveLayeredExtraction(SharedTrunk):
@@ -101,12 +105,17 @@ class ProgressiveLayeredExtraction(SharedTrunk):
     self.output_sizes = {t: expert_size for t in self.tasks}
 
   def __call__(self, features, *, training, seed):
+    return self.call_with_gates(features, training=training, seed=seed)[0]
+
+  def call_with_gates(self, features, *, training, seed):
+    """The representations and every level's gates (as `gate_weights`) from one pass."""
     del training, seed
     x = features[self.feature]
-    inputs, shared = {t: x for t in self.tasks}, x
-    for level in self.levels:
-      inputs, shared = level(inputs, shared)
-    return inputs
+    inputs, shared, weights = {t: x for t in self.tasks}, x, {}
+    for j, level in enumerate(self.levels):
+      inputs, shared, gates = level.call_with_gates(inputs, shared)
+      weights.update({f"level_{j}/{name}": w for name, w in gates.items()})
+    return inputs, weights
 
   def gate_widths(self):
     """{"level_J/TASK": m_t + m_s, "level_J/shared": K m_t + m_s (not at the last level)}."""
@@ -121,15 +130,10 @@ class ProgressiveLayeredExtraction(SharedTrunk):
     """{"level_J/TASK": the task's gate [B, m_t + m_s] (its own experts first),
     "level_J/shared": the shared gate [B, K m_t + m_s] (tasks' experts in task order, then
     the shared ones; not at the last level)} on a batch. A level's gates read the level
-    below's outputs, which the representations do not hold: the levels run again."""
+    below's outputs, which the representations do not hold: the levels run again
+    (`call_with_gates` gives both from one pass)."""
     del representations
-    x = features[self.feature]
-    inputs, shared, weights = {t: x for t in self.tasks}, x, {}
-    for j, level in enumerate(self.levels):
-      weights.update({f"level_{j}/{name}": w
-                      for name, w in level.gate_weights(inputs, shared).items()})
-      inputs, shared = level(inputs, shared)
-    return weights
+    return self.call_with_gates(features, training=False, seed=None)[1]
 
   def task_parts(self):
     return {t: [part for level in self.levels

@@ -74,10 +74,16 @@ class TaskAttentionNetwork(SharedTrunk):
 
   def gate_weights(self, features, representations=None):
     """{"TASK_mask": each layer's mask averaged over its units [B, layers]} on a batch (the
-    evaluation reports its mean: how much of each shared layer the task lets through)."""
-    del representations  # The masks are not among the outputs: computed again.
-    return {f"{t}_mask": tf.stack([tf.reduce_mean(m, -1) for m in masks], -1)
-            for t, masks in self.masks(features).items()}
+    evaluation reports its mean: how much of each shared layer the task lets through). The
+    masks are not among the outputs: computed again (`call_with_gates` gives both from one
+    pass)."""
+    del representations
+    return _mask_means(self.masks(features))
+
+  def call_with_gates(self, features, *, training, seed):
+    del training, seed
+    attended, masks = self._run(features)
+    return attended, _mask_means(masks)
 
   def _run(self, features):
     s = features[self.feature]
@@ -97,3 +103,9 @@ class TaskAttentionNetwork(SharedTrunk):
 
   def task_parts(self):
     return {t: list(modules) for t, modules in self.attention.items()}
+
+
+def _mask_means(masks):
+  """{"TASK_mask": [B, layers]}: each layer's mask [B, units] averaged over its units."""
+  return {f"{t}_mask": tf.stack([tf.reduce_mean(m, -1) for m in layers], -1)
+          for t, layers in masks.items()}

@@ -237,3 +237,30 @@ def test_in_step_metrics_are_the_evaluation_metrics_on_the_same_batch(small):
         continue
       assert value == pytest.approx(before[f"{task}/{name}"], rel=1e-5, abs=1e-6), (task, name)
   assert 0 <= logs.tasks["kind"].metrics["accuracy"] <= 1
+
+
+@pytest.mark.parametrize("architecture", ["ple", "mtan", "mmoe", "dselect_k"])
+def test_the_gates_come_from_the_pass_that_makes_the_predictions(architecture):
+  """predictions_and_gates (the evaluation's pass) runs the trunk's layers once: its graph has
+  as many matrix products as the plain forward pass (PLE's levels, MTAN's masks and the
+  mixtures' gates are not computed again), and its gates are those gate_weights computes on
+  its own."""
+  from mtlcore.synthetic.task_set import SyntheticTaskSet  # pylint: disable=g-import-not-at-top
+  task_set = SyntheticTaskSet({"num_tasks": 3, "input_dim": 6, "num_examples": 64,
+                               "architecture": architecture, "layers": 2, "levels": 2,
+                               "experts": 4})
+  names = list(task_set.task_names)
+  model = task_set.build_model(names, seed=0, assets_dir=None)
+  spec = {"x": tf.TensorSpec([None, 6], tf.float32)}
+
+  def products(function):
+    graph = tf.function(function).get_concrete_function(spec).graph
+    return sum(op.type in ("MatMul", "BatchMatMulV2", "Einsum") for op in graph.get_operations())
+
+  assert products(lambda f: model.predictions_and_gates(f)) == products(lambda f: model(f))
+  x = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32)
+  _, gates = model.predictions_and_gates({"x": x})
+  alone = model.gate_weights({"x": x})
+  assert sorted(gates) == sorted(alone) and gates
+  for name, weights in gates.items():
+    np.testing.assert_allclose(weights, alone[name], rtol=1e-6, atol=1e-7)

@@ -266,14 +266,29 @@ class TaggerTrunk(SharedTrunk):
             for name, w in self.mixture.gate_weights({"x": top}).items()}
 
   def __call__(self, features, *, training, seed):
+    return self._call(features, training=training, seed=seed, with_gates=False)[0]
+
+  def call_with_gates(self, features, *, training, seed):
+    """The representations and the architecture's gates over the real tokens (as
+    `gate_weights`) from one pass: the gates its layers computed for the mixing."""
+    return self._call(features, training=training, seed=seed, with_gates=True)
+
+  def _call(self, features, *, training, seed, with_gates):
     outputs = self._shared(features, training=training, seed=seed)
     representations = {f"layer{i + 1}": x for i, x in enumerate(outputs)}
+    gates = {}
     if self.mixture is not None:
       drop = self.dropouts[self.config.num_layers]
-      mixed = self.mixture({"x": outputs[-1]}, training=training, seed=seed)
+      if with_gates:
+        mixed, gates = self.mixture.call_with_gates({"x": outputs[-1]}, training=training,
+                                                    seed=seed)
+        mask = sequence_mask(features) > 0
+        gates = {name: tf.boolean_mask(w, mask) for name, w in gates.items()}
+      else:
+        mixed = self.mixture({"x": outputs[-1]}, training=training, seed=seed)
       representations.update(
           {t: drop(x, seed=seed, training=training) for t, x in mixed.items()})
-    return representations
+    return representations, gates
 
   def _shared(self, features, *, training, seed):
     """[B, T, output_size] of each shared BiLSTM or conv layer, after its dropout."""
