@@ -200,14 +200,14 @@ class MultiTaskModel(tf.Module):
     """Inference-mode ({task: predictions}, `gate_weights`) from one pass through the
     trunk (SharedTrunk.call_with_gates): the gates are not computed by running the trunk's
     layers a second time. Applies the forward pass's state updates as `__call__` does."""
-    outputs, updates, _, gates = self._pass(features, tasks=tasks, training=False, seed=None,
-                                            with_gates=True)
+    outputs, updates, _, gates, _ = self._pass(features, tasks=tasks, training=False,
+                                               seed=None, with_gates=True)
     for i, value in updates:
       self._owners.state[i][0].assign(value)
     return outputs, {name: tf.cast(w, tf.float32) for name, w in gates.items()}
 
   def forward(self, features, *, tasks=None, training=False, seed=None,
-              representations=False):
+              representations=False, head_inputs=False):
     """Runs the trunk once and the heads of `tasks` (default: all), applying no state update.
 
     Args:
@@ -216,21 +216,28 @@ class MultiTaskModel(tf.Module):
       training: training-mode behaviour (dropout, batch statistics).
       seed: int [2] step seed for dropout (mtlcore's and Keras'); required when training.
       representations: also return the trunk's representations.
+      head_inputs: also return {task: the representation its head read}, a copy per head
+        (tf.identity): the gradient of a sum of task losses with respect to task t's copy is
+        task t's loss's alone, so one backward pass gives every task's gradient on a
+        representation the heads share.
     Returns:
       (predictions, updates): dict from task name to that head's predictions (float32), and
       [(index into `owners.state`, new value)] for each piece of Keras state (moving
       statistics) the pass would assign; the caller applies them or not. Without Keras
       parts, updates is empty and the pass is exactly the plain call. With
       `representations`, a third item: the trunk's {name: representation}, in the compute
-      type.
+      type; with `head_inputs`, a last item: {task: its head's copy}.
     """
-    outputs, updates, trunk_outputs, _ = self._pass(features, tasks=tasks, training=training,
-                                                    seed=seed, with_gates=False)
-    return (outputs, updates, trunk_outputs) if representations else (outputs, updates)
+    outputs, updates, trunk_outputs, _, read = self._pass(
+        features, tasks=tasks, training=training, seed=seed, with_gates=False,
+        head_inputs=head_inputs)
+    out = (outputs, updates) + ((trunk_outputs,) if representations else ())
+    return out + ((read,) if head_inputs else ())
 
-  def _pass(self, features, *, tasks, training, seed, with_gates):
-    """`forward`'s (predictions, updates, the trunk's representations) and, `with_gates`,
-    the trunk's gates from the same pass (else {})."""
+  def _pass(self, features, *, tasks, training, seed, with_gates, head_inputs=False):
+    """`forward`'s (predictions, updates, the trunk's representations), with `with_gates`
+    the trunk's gates from the same pass (else {}), and {task: what its head read} (with
+    `head_inputs`, each head's own copy)."""
     tasks = self.task_names if tasks is None else self.check_tasks(tasks)
     if seed is None:
       if training:
@@ -238,7 +245,7 @@ class MultiTaskModel(tf.Module):
       seed = tf.zeros([2], tf.int64)
     low = self._in_compute_dtype(features)
 
-    trunk_outputs, gates = {}, {}
+    trunk_outputs, gates, read = {}, {}, {}
 
     def run():
       if with_gates:
@@ -247,8 +254,10 @@ class MultiTaskModel(tf.Module):
       else:
         representations = self.trunk(low, training=training, seed=seed)
       trunk_outputs.update(representations)
-      outputs = {t: self.heads[t](trunk_outputs[self.heads[t].reads], features,
-                                  training=training, seed=seed)
+      for t in tasks:
+        x = trunk_outputs[self.heads[t].reads]
+        read[t] = tf.identity(x) if head_inputs else x
+      outputs = {t: self.heads[t](read[t], features, training=training, seed=seed)
                  for t in tasks}
       return tf.nest.map_structure(
           lambda x: tf.cast(x, tf.float32) if x.dtype.is_floating else x, outputs)
@@ -260,7 +269,7 @@ class MultiTaskModel(tf.Module):
           [v for v, _ in self._owners.state], self._owners.seeds, seed)
       with stateless as updates:
         outputs = run()
-    return outputs, updates, trunk_outputs, gates
+    return outputs, updates, trunk_outputs, gates, read
 
   def __call__(self, features, *, tasks=None, training=False, seed=None):
     """Runs the trunk once and the heads of `tasks` (default: all), as `forward`, and applies

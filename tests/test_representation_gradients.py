@@ -75,16 +75,21 @@ def _trainer(model, method, task_gradients="representation", optimizer=None):
                       task_gradients=task_gradients)
 
 
-@pytest.mark.parametrize("method", ["mgda", "pcgrad", "upgrad"])
+@pytest.mark.parametrize("method", ["mgda", "pcgrad", "upgrad", "imtl"])
 def test_the_trunk_gets_the_combined_representation_row_sent_back_through_it(method):
   """One compiled step against the definition in eager TensorFlow: rows [K, B x H] of the
   task losses' gradients on "hidden", the method's (direction, weights) of them, the trunk's
   gradient the vector-Jacobian product of the direction, which for a method of the form
   G^T w (mgda, upgrad) is sum_k w_k grad_theta L_k; each head its own loss's gradient. Task c
-  has no label: its row is zero, its weight 0, its head and slots untouched."""
+  has no label: its row is zero, its weight 0, its head and slots untouched. imtl's rows
+  and heads' gradients are those of its rescaled losses e^s L - s (its scales s set away
+  from their start)."""
   model = _model()
   optimizer = RecordingAdam(0.01)
   trainer = _trainer(model, method, optimizer=optimizer)
+  scales = tf.constant([0.5, -0.3, 0.2])
+  if method == "imtl":
+    trainer.weighting.log_scales.assign(scales)
   head_c = [v.numpy().copy() for v in model.heads["c"].trainable_variables]
   features, labels = _batch()  # The reference, from the variables before the step.
   trunk = model.trunk.trainable_variables
@@ -94,6 +99,8 @@ def test_the_trunk_gets_the_combined_representation_row_sent_back_through_it(met
     losses = [_masked_squared(labels[t], model.heads[t](hidden, features, training=True,
                                                          seed=None), features).value()
               for t in TASKS]
+    if method == "imtl":
+      losses = [tf.exp(scales[k]) * l - scales[k] for k, l in enumerate(losses)]
   rows = tf.stack([tf.reshape(g if g is not None else tf.zeros_like(hidden), [-1])
                    for g in (tape.gradient(l, hidden) for l in losses)])
   labelled = tf.constant([True, True, False])

@@ -201,15 +201,16 @@ class Trainer(tf.Module):
     """`variables` without the frozen ones, in order."""
     return [v for v in variables if v.ref() not in self._frozen]
 
-  def _forward(self, features, tasks, seed=None, representations=False):
+  def _forward(self, features, tasks, seed=None, representations=False, head_inputs=False):
     """The training-mode forward pass of `tasks` on a batch: (predictions, Keras state
     updates [(index into the owner map's state, new value)]), none of them applied, and with
-    `representations` the trunk's representations. `seed`: the dropout seed (default: the
-    current step's, `step_seed`)."""
+    `representations` the trunk's representations, with `head_inputs` each head's copy of
+    what it read (MultiTaskModel.forward). `seed`: the dropout seed (default: the current
+    step's, `step_seed`)."""
     try:
       return self.model.forward(features, tasks=tasks, training=True,
                                 seed=self.step_seed() if seed is None else seed,
-                                representations=representations)
+                                representations=representations, head_inputs=head_inputs)
     except ConfigError as error:  # Raised while tracing: `train` raises it as itself.
       self._refusal.error = error
       raise
