@@ -313,9 +313,10 @@ class Weighting(tf.Module):
   def task_rows(self):
     """[its trained variables of shape [K, ...] whose row k is task k's own]: a step where
     task k has no label leaves row k and its optimizer slots' row k unchanged. One variable
-    for K tasks' scalars, where `task_variables` would take K: at 16 tasks the step of
-    `uncertainty` was 1.15x `sum`'s with 16 scalar variables and their Adam slots, 1.03x with
-    one [16] variable (synthetic task set, AMD EPYC, one process)."""
+    for K tasks' scalars, where `task_variables` would take K: at 16 synthetic tasks the step
+    of `uncertainty` was 1.22x `sum`'s with 16 scalar variables and their Adam slots, 1.04x
+    with one [16] variable (`imtl_l` 1.17x -> 1.03x; AMD EPYC, one process, 8 interleaved
+    rounds of 200 steps)."""
     return []
 
   def build(self, columns):
