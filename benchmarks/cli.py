@@ -56,6 +56,10 @@ flags.DEFINE_boolean("representation_gradients", False,
                      "Time each gradient method of --weightings also with mtl-train's "
                      "--task_gradients=representation, as METHOD/representation (the tagger "
                      "table's joint rows and --task_counts).")
+flags.DEFINE_boolean("representation_only", False,
+                     "With --representation_gradients: time the gradient methods as "
+                     "METHOD/representation only, not also on the parameters (whose K backward "
+                     "passes through the trunk make the large-K compiles long).")
 flags.DEFINE_list("architectures", [],
                   "Instead of the tagger table: time the synthetic task set's joint and "
                   "alternating steps with each of these trunk architectures (hard, mmoe, cgc, "
@@ -66,8 +70,8 @@ flags.DEFINE_enum("architecture_task_set", "synthetic", ["synthetic", "conll2000
                   "--architectures: time them on the synthetic task set, or on the CoNLL-2000 "
                   "tagger (each of --trunks, synthetic batches of --seq_len tokens; at the "
                   "default sizes and sized to hard sharing's parameter count).")
-BENCH_FLAGS = ("quick", "task_counts", "representation_gradients", "architectures",
-               "architecture_task_set", "large",
+BENCH_FLAGS = ("quick", "task_counts", "representation_gradients", "representation_only",
+               "architectures", "architecture_task_set", "large",
                "trunks", "executions", "modes", "keras",
                "precisions", "weightings", "seq_len", "steps", "steps_per_call",
                "head_to_head_rounds", "output_json")
@@ -93,6 +97,9 @@ def check_bench_flags():
     if FLAGS.task_counts:
       raise ConfigError("--task_counts: the CoNLL-2000 tagger has its two tasks; drop "
                         "--task_counts or --architecture_task_set.")
+  if FLAGS.representation_only and not FLAGS.representation_gradients:
+    raise ConfigError("--representation_only applies to --representation_gradients; give "
+                      "it.")
   for count in FLAGS.task_counts:
     if not count.isdigit() or not 1 <= int(count) <= 100:
       raise ConfigError(f"--task_counts: {count!r} is not a number of tasks from 1 to 100 "
@@ -110,11 +117,15 @@ def weighting_rows():
   """--weightings, then with --representation_gradients each gradient method again as
   METHOD/representation (mtl-train's --task_gradients=representation; not the methods whose
   state is per parameter, choices.PER_PARAMETER_STATE, nor those of three samples,
-  choices.SAMPLED_GRADIENTS)."""
+  choices.SAMPLED_GRADIENTS); with --representation_only those methods as
+  METHOD/representation alone."""
+  on_representation = [m for m in FLAGS.weightings if m in GRADIENT_METHODS
+                       and m not in PER_PARAMETER_STATE + SAMPLED_GRADIENTS]
   methods = list(FLAGS.weightings)
+  if FLAGS.representation_only:  # Those methods on the representation only.
+    methods = [m for m in methods if m not in on_representation]
   if FLAGS.representation_gradients:
-    methods += [f"{m}/representation" for m in FLAGS.weightings
-                if m in GRADIENT_METHODS and m not in PER_PARAMETER_STATE + SAMPLED_GRADIENTS]
+    methods += [f"{m}/representation" for m in on_representation]
   return methods
 
 

@@ -51,6 +51,8 @@ def _imports_tensorflow(module, *args):
     (BENCH, ["--steps=0"], "--steps must be positive, got 0"),
     (BENCH, ["--trunks=gru"], "--trunks: unknown ['gru']"),
     (BENCH, ["--task_counts=2,x"], "--task_counts: 'x' is not a number of tasks"),
+    (BENCH, ["--representation_only"], "--representation_only applies to "
+                                       "--representation_gradients"),
     (BENCH, ["--architecture_task_set=conll2000"], "applies to --architectures; give them"),
     (BENCH, ["--architectures=hard", "--architecture_task_set=conll2000", "--task_counts=4"],
      "the CoNLL-2000 tagger has its two tasks"),

@@ -25,3 +25,16 @@ def test_each_configuration_is_timed_every_round_and_the_table_has_ratios_and_gr
   row = lines[5].split("|")
   assert row[1:3] == [" 3 ", " mgda "] and row[6].strip() == "3 x 36" and row[8].endswith("% ")
   assert any(l.startswith("| mgda |") for l in lines)  # The growth table, K=3 over K=2.
+
+
+def test_representation_only_times_the_gradient_methods_on_the_representation_alone():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
+  from mtlcore.benchmarks import cli  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  methods = ["sum", "mgda", "famo", "db_mtl"]  # db_mtl's state is per parameter: it stays.
+  with flagsaver.flagsaver(weightings=methods, representation_gradients=True):
+    assert cli.weighting_rows() == methods + ["mgda/representation"]
+    with flagsaver.flagsaver(representation_only=True):
+      assert cli.weighting_rows() == ["sum", "famo", "db_mtl", "mgda/representation"]
