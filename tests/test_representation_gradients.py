@@ -174,6 +174,20 @@ def test_where_no_one_representation_is_shared_it_is_one_line():
 
 
 
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_mixed_precision_rows_on_the_representation_train(tmp_path, precision):
+  """The rows come in the compute type (fp16: under a loss scale): cast, unscaled, combined,
+  and the step trains without a skipped step."""
+  trained = run_in_process(TRAIN, "--task_set=synthetic", "--task_set_options=num_tasks=3",
+                           "--weighting=upgrad", "--task_gradients=representation",
+                           f"--precision={precision}", "--train_steps=40",
+                           "--steps_per_loop=20", "--log_every=20",
+                           f"--model_dir={tmp_path / 'm'}")
+  assert trained.returncode == 0, trained.stderr
+  assert "Finished at step 40 of 40: 0 step(s) skipped as non-finite" in trained.stderr
+  assert "t2/weight=" in trained.stderr
+
+
 def test_mtl_train_takes_the_flag_and_a_bad_value_is_one_line(tmp_path):
   trained = run_in_process(TRAIN, "--task_set=synthetic", "--task_set_options=num_tasks=4",
                            "--weighting=mgda", "--task_gradients=representation",
