@@ -199,9 +199,11 @@ class JointTrainer(Trainer):
           # differentiates back through every task's loss and head (with zeros), K x K head
           # backward passes; on the representation that was 22.8 against 6.7 ms per step
           # (mgda, 16 synthetic tasks, AMD EPYC). A method that rescales its losses
-          # (`row_scales`) scales their gradient rows instead.
+          # (`row_scales`) scales their gradient rows instead; on the representation the
+          # rows are those of `plain_sum`, the rescaled losses, already.
           scaled = [l if scale is None else l * scale for l in task_losses]
-          row_scales = _row_scales(w, vector, labelled)
+          row_scales = (_row_scales(w, vector, labelled)
+                        if self._shared_representation is None else None)
     self._check_reads(tape, "The joint step")
     if w.needs_task_gradients and self._shared_representation is not None:
       grads, reached, finite, weights, cosines = self._combined_on_representation(
@@ -342,7 +344,8 @@ class JointTrainer(Trainer):
 
     The rows were K backward passes through the heads before (`tape.gradient` of each loss
     on the representation), beside the one the head variables needed: at 16 synthetic tasks
-    (AMD EPYC, one process) pcgrad's step took 1.74x `sum`'s that way."""
+    pcgrad's step took 1.74x `sum`'s that way and takes 1.26x now (two mtl-bench
+    invocations, AMD EPYC, benchmarks/RESULTS.md)."""
     shared, own = self._by_owner(variables)
     # The rows are in the compute type (a copy's): cast to float32 before the loss scale
     # comes off.
