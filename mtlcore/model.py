@@ -12,12 +12,22 @@ cannot be broken by accident.
 
 import inspect
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import tensorflow as tf
 
 from mtlcore import keras_parts
 from mtlcore.errors import ConfigError
-from mtlcore.ownership import OwnerMap
+from mtlcore.ownership import SHARED, OwnerMap
+
+
+class HeadInputs(NamedTuple):
+  """What `MultiTaskModel.forward(head_inputs=True)` adds: `copies` {task: the copy of its
+  representation that task's head read} and `shared_reads` {task: names of the trunk's
+  shared variables its head read itself, not through its representation} (empty for a head
+  that reads only its representation)."""
+  copies: dict
+  shared_reads: dict
 
 
 class SharedTrunk(tf.Module):
@@ -216,17 +226,18 @@ class MultiTaskModel(tf.Module):
       training: training-mode behaviour (dropout, batch statistics).
       seed: int [2] step seed for dropout (mtlcore's and Keras'); required when training.
       representations: also return the trunk's representations.
-      head_inputs: also return {task: the representation its head read}, a copy per head
-        (tf.identity): the gradient of a sum of task losses with respect to task t's copy is
-        task t's loss's alone, so one backward pass gives every task's gradient on a
-        representation the heads share.
+      head_inputs: also return a HeadInputs: {task: the representation its head read}, a
+        copy per head (tf.identity): the gradient of a sum of task losses with respect to
+        task t's copy is task t's loss's alone, so one backward pass gives every task's
+        gradient on the representations the heads read; and which shared trunk variables a
+        head read itself (the part of its task's gradient that no representation carries).
     Returns:
       (predictions, updates): dict from task name to that head's predictions (float32), and
       [(index into `owners.state`, new value)] for each piece of Keras state (moving
       statistics) the pass would assign; the caller applies them or not. Without Keras
       parts, updates is empty and the pass is exactly the plain call. With
       `representations`, a third item: the trunk's {name: representation}, in the compute
-      type; with `head_inputs`, a last item: {task: its head's copy}.
+      type; with `head_inputs`, a last item: the HeadInputs.
     """
     outputs, updates, trunk_outputs, _, read = self._pass(
         features, tasks=tasks, training=training, seed=seed, with_gates=False,
@@ -236,8 +247,8 @@ class MultiTaskModel(tf.Module):
 
   def _pass(self, features, *, tasks, training, seed, with_gates, head_inputs=False):
     """`forward`'s (predictions, updates, the trunk's representations), with `with_gates`
-    the trunk's gates from the same pass (else {}), and {task: what its head read} (with
-    `head_inputs`, each head's own copy)."""
+    the trunk's gates from the same pass (else {}), and with `head_inputs` its HeadInputs
+    (else None)."""
     tasks = self.task_names if tasks is None else self.check_tasks(tasks)
     if seed is None:
       if training:
@@ -245,7 +256,7 @@ class MultiTaskModel(tf.Module):
       seed = tf.zeros([2], tf.int64)
     low = self._in_compute_dtype(features)
 
-    trunk_outputs, gates, read = {}, {}, {}
+    trunk_outputs, gates, read, shared_reads = {}, {}, {}, {}
 
     def run():
       if with_gates:
@@ -254,14 +265,22 @@ class MultiTaskModel(tf.Module):
       else:
         representations = self.trunk(low, training=training, seed=seed)
       trunk_outputs.update(representations)
+      outputs = {}
       for t in tasks:
         x = trunk_outputs[self.heads[t].reads]
-        read[t] = tf.identity(x) if head_inputs else x
-      outputs = {t: self.heads[t](read[t], features, training=training, seed=seed)
-                 for t in tasks}
+        if not head_inputs:
+          outputs[t] = self.heads[t](x, features, training=training, seed=seed)
+          continue
+        read[t] = tf.identity(x)
+        # At trace time only: which variables the head reads (no op of its own).
+        with tf.GradientTape(watch_accessed_variables=True) as seen:
+          outputs[t] = self.heads[t](read[t], features, training=training, seed=seed)
+        shared_reads[t] = tuple(v.name for v in seen.watched_variables()
+                                if v.ref() in trunk_refs and self._owners.owner(v) is SHARED)
       return tf.nest.map_structure(
           lambda x: tf.cast(x, tf.float32) if x.dtype.is_floating else x, outputs)
 
+    trunk_refs = {v.ref() for v in self._owners.trunk_variables} if head_inputs else set()
     if not self._owners.has_keras:
       outputs, updates = run(), []
     else:
@@ -269,7 +288,8 @@ class MultiTaskModel(tf.Module):
           [v for v, _ in self._owners.state], self._owners.seeds, seed)
       with stateless as updates:
         outputs = run()
-    return outputs, updates, trunk_outputs, gates, read
+    return (outputs, updates, trunk_outputs, gates,
+            HeadInputs(read, shared_reads) if head_inputs else None)
 
   def __call__(self, features, *, tasks=None, training=False, seed=None):
     """Runs the trunk once and the heads of `tasks` (default: all), as `forward`, and applies

@@ -128,6 +128,66 @@ def test_the_trunk_gets_the_combined_representation_row_sent_back_through_it(met
     assert not optimizer.m[slot].numpy().any()
 
 
+class _TiedHead(_ReadingHead):
+  """A head that also reads the trunk's shared first layer itself (a tied weight): part of
+  its task's gradient on that layer comes through no representation."""
+
+  def __init__(self, reads, size, seed, trunk):
+    super().__init__(reads, size, seed)
+    self._tied = lambda: trunk.first.w  # Not an attribute: the trunk owns it.
+
+  def __call__(self, representation, features, *, training, seed):
+    return self.out(representation) + 0.1 * tf.reduce_sum(self._tied())
+
+
+@pytest.mark.parametrize("trunk, tied", [(_Trunk, False), (_OwnedTrunk, False), (_Trunk, True)])
+def test_parameter_rows_are_each_tasks_gradient_and_a_head_reading_the_trunk_is_refused_here(
+    trunk, tied):
+  """On the parameters a gradient method's rows are each task's whole gradient: one compiled
+  step against K eager backward passes, heads reading different layers (a: "low", b and c:
+  "hidden"), with a task-owned trunk part (_OwnedTrunk: a's second layer) and with a head
+  that reads a shared variable itself (b, tied). On the representation that tied head's
+  part of the gradient would be lost: refused in one line naming the task."""
+  model = _model(reads=("low", "hidden", "hidden"), trunk=trunk)
+  if tied:
+    model = MultiTaskModel(model.trunk, {
+        "a": model.heads["a"], "b": _TiedHead("hidden", 6, 3, model.trunk),
+        "c": model.heads["c"]})
+  optimizer = RecordingAdam(0.01)
+  trainer = _trainer(model, "upgrad", task_gradients="parameters", optimizer=optimizer)
+  features, labels = _batch()
+  shared = [v for v in model.trunk.trainable_variables
+            if model.owners.owner(v) is None]
+  with tf.GradientTape(persistent=True) as tape:
+    predictions = model(features, training=True, seed=tf.zeros([2], tf.int64))
+    losses = [_masked_squared(labels[t], predictions[t], features).value() for t in TASKS]
+  rows = tf.stack([tf.concat([tf.reshape(tf.zeros_like(v) if g is None else g, [-1])
+                              for v, g in zip(shared, tape.gradient(l, shared))], 0)
+                   for l in losses])
+  labelled = tf.constant([True, True, False])
+  direction, _ = trainer.weighting.combine_gradients(rows, trainer.step_seed(0), labelled)
+  own = {v.ref(): g for v, g in zip(model.trainable_variables,
+                                     tape.gradient(tf.add_n(losses), model.trainable_variables))}
+  trainer.train(1)
+  offset = 0
+  for v in shared:
+    size = v.shape.num_elements()
+    np.testing.assert_allclose(optimizer.first_of(v).reshape(-1),
+                               direction[offset:offset + size], rtol=1e-4, atol=1e-6,
+                               err_msg=v.name)
+    offset += size
+  for v in model.trainable_variables:
+    if model.owners.owner(v) is not None and own[v.ref()] is not None:
+      np.testing.assert_allclose(optimizer.first_of(v), own[v.ref()], rtol=1e-5, atol=1e-7,
+                                 err_msg=v.name)
+  if tied:
+    one = _model()
+    one = MultiTaskModel(one.trunk, {"a": one.heads["a"], "c": one.heads["c"],
+                                     "b": _TiedHead("hidden", 6, 3, one.trunk)})
+    with pytest.raises(ConfigError, match="the head of task 'b' reads the trunk's shared"):
+      _trainer(one, "mgda").train(1)
+
+
 def test_representation_gradients_train_and_differ_from_parameter_gradients():
   """mgda on the representation (MGDA-UB) against mgda on the parameters from the same start:
   both lower the labelled tasks' losses; their trunk updates differ (a different problem)."""
