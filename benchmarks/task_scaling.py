@@ -90,9 +90,9 @@ def aggregation_ms(weighting, shape, *, calls, repeats=50):
   """[ms per aggregation, from each of `calls` calls] of `weighting.combine_gradients` alone,
   on rows of `shape` [R, N]: one shared direction, reversed in every fourth row, plus
   independent unit noise per row (so that some rows conflict, as the tasks' do, and a
-  method's solver has constraints to settle). Each
-  call runs the aggregation `repeats` times in one XLA-compiled loop and is divided by
-  `repeats`, so that one call's dispatch (`dispatch_ms`) is spread thin. The rows are carried
+  method's solver has constraints to settle). Each call runs the aggregation `repeats` times
+  in one XLA-compiled loop and is divided by `repeats`, so that one call's dispatch
+  (`dispatch_ms`) is spread thin. The rows are carried
   through the loop and each pass adds 1e-30 times the last direction's first entry to their
   first entry (in place), so that XLA cannot hoist the aggregation out of the loop."""
   rng = np.random.default_rng(0)

@@ -363,16 +363,11 @@ class JointTrainer(Trainer):
     pcgrad's step took 1.74x `sum`'s that way and takes 1.26x now (two mtl-bench
     invocations, AMD EPYC, benchmarks/RESULTS.md)."""
     shared, own = self._by_owner(variables)
-    # The rows are in the compute type (a copy's): cast to float32 before the loss scale
-    # comes off.
-    grads = tape.gradient(plain_sum, own + list(copies),
-                          output_gradients=None if scale is None else scale)
-    grads = [None if g is None else tf.cast(tf.convert_to_tensor(g), tf.float32) for g in grads]
-    if scale is not None:
-      grads = [None if g is None else g / scale for g in grads]
+    grads = self._unscaled_gradient(tape, plain_sum, own + list(copies))
     head_grads, row_grads = grads[:len(own)], grads[len(own):]
     zero = tf.zeros_like(representation, tf.float32)
-    rows = tf.stack([tf.reshape(zero if g is None else g, [-1]) for g in row_grads])
+    rows = tf.stack([tf.reshape(zero if g is None else tf.cast(g, tf.float32), [-1])
+                     for g in row_grads])
     rows = self._materialized(rows)
     direction, weights = self.weighting.combine_gradients(rows, self.step_seed(), labelled)
     upstream = tf.reshape(direction if scale is None else direction * scale,

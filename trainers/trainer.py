@@ -262,12 +262,14 @@ class Trainer(tf.Module):
 
   def _unscaled_gradient(self, tape, loss, variables):
     """tape.gradient of `loss` (None for a variable it does not reach), through the loss
-    scale if there is one."""
+    scale if there is one. `variables` may hold tensors of the compute type too (a
+    representation); through a loss scale their gradients come back in float32."""
     if self.loss_scale is None:
       return tape.gradient(loss, variables)
     scale = self.loss_scale.scale.read_value()
     grads = tape.gradient(loss, variables, output_gradients=scale)
-    return [None if g is None else tf.convert_to_tensor(g) / scale for g in grads]
+    return [None if g is None else tf.cast(tf.convert_to_tensor(g), scale.dtype) / scale
+            for g in grads]
 
   def _checked(self, grads, variables, loss):
     """`_gradients`' result from raw gradients (None where not reached)."""
@@ -289,8 +291,8 @@ class Trainer(tf.Module):
     not a non-finite step. `active` (optional, per variable None, a bool scalar or a bool per
     row) leaves the variables (rows) where it is False and their optimizer slots bitwise
     unchanged. The global and per-task step counters advance either way: they count batches
-    consumed, and the next step must draw fresh dropout masks. `on_apply` (optional) runs with an applied update, and so
-    do `state_updates` ([(Keras state variable, new value, active bool or None)]: moving
+    consumed, and the next step must draw fresh dropout masks. `on_apply` (optional) runs
+    with an applied update, and so do `state_updates` ([(Keras state variable, new value, active bool or None)]: moving
     statistics move only with an applied update, and only where active). `labelled`
     (optional bool scalar) False skips the update too, without counting a non-finite step:
     a batch without one labelled unit of the step's tasks changes no variable or slot (a zero
